@@ -1,0 +1,299 @@
+/**
+ * etcd: the coordination store Patroni keeps its state in (etcd's v3 store, keys under
+ * `/<namespace>/<scope>/`). What the seed checks by hand with `etcdctl endpoint health`,
+ * `member list` and `get --prefix /patroni/`, as activities.
+ *
+ * Every endpoint is asked on its own (one client per member, its own short deadline), so one dead
+ * member shows as unhealthy instead of being hidden by the client's failover to another member.
+ * Arguments and results are plain data; the factory owns how clients are made.
+ */
+import { Etcd3, type IOptions } from 'etcd3';
+import { noop } from 'cockatiel';
+import { pollUntil } from './poll';
+
+export interface EtcdDeps {
+  /** Per-call deadline (status, get, member list). Default 2000 ms. */
+  callTimeoutMs?: number;
+  /** How a client is made (tests may wrap it). Default: `new Etcd3(opts)`. */
+  newClient?: (opts: IOptions) => Etcd3;
+}
+
+export interface EtcdArgs {
+  /** Client URLs of the members, e.g. `http://10.213.50.51:2379`. */
+  endpoints: string[];
+  /** Overrides the factory's per-call deadline. */
+  timeoutMs?: number;
+}
+
+export interface EtcdEndpointHealth {
+  endpoint: string;
+  /** Answered status, sees a leader, served a linearizable (quorum) read and reports no alarm. */
+  healthy: boolean;
+  /** Member id in hex, as etcdctl prints it. */
+  memberId?: string;
+  version?: string;
+  dbSizeBytes?: number;
+  dbSizeInUseBytes?: number;
+  /** The leader this member believes in (hex), absent when it sees none. */
+  leaderId?: string;
+  isLeader?: boolean;
+  isLearner?: boolean;
+  raftTerm?: string;
+  raftIndex?: string;
+  /** Alarms reported by the member (e.g. NOSPACE). */
+  alarms?: string[];
+  /** Why it is unhealthy, when it is. */
+  error?: string;
+  tookMs: number;
+}
+
+export interface EtcdMember {
+  id: string;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+export interface EtcdClusterView {
+  endpoints: EtcdEndpointHealth[];
+  /** From the first member that answered member list; null when none did. */
+  members: EtcdMember[] | null;
+  /** The leader most healthy members agree on, with its name from the member list. */
+  leader: { id: string; name: string | null } | null;
+  healthyCount: number;
+  /** A majority of the listed endpoints is healthy. */
+  quorum: boolean;
+}
+
+export interface EtcdPatroniArgs extends EtcdArgs {
+  /** Patroni's `namespace` (the seed: `/patroni/`); slashes are optional. */
+  namespace: string;
+  /** Patroni's `scope` (the seed: `postgres`). */
+  scope: string;
+}
+
+export interface EtcdKeyValue {
+  key: string;
+  /** Present when values were asked for; cut to 2000 characters. */
+  value?: string;
+}
+
+const ENDPOINT_RE = /^https?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}$/;
+
+export function validateEndpoints(endpoints: unknown): string[] {
+  if (!Array.isArray(endpoints) || endpoints.length === 0) {
+    throw new TypeError('etcd endpoints: expected a non-empty list like ["http://10.213.50.51:2379"]');
+  }
+  for (const e of endpoints) {
+    if (typeof e !== 'string' || !ENDPOINT_RE.test(e)) {
+      throw new TypeError(
+        `etcd endpoint ${JSON.stringify(e)}: expected the form http://<ip>:<port>, e.g. http://10.213.50.51:2379`,
+      );
+    }
+  }
+  return endpoints as string[];
+}
+
+/** `/patroni/` + `postgres` → `/patroni/postgres/` (what Patroni's etcd3 DCS uses as a prefix). */
+export function patroniPrefix(namespace: string, scope: string): string {
+  const ns = namespace.replace(/^\/+|\/+$/g, '');
+  if (!scope || /[/\s]/.test(scope)) {
+    throw new TypeError(
+      `patroni scope ${JSON.stringify(scope)}: expected a name without slashes or spaces, e.g. postgres`,
+    );
+  }
+  return ns ? `/${ns}/${scope}/` : `/${scope}/`;
+}
+
+/** etcd ids arrive as decimal strings of a uint64; etcdctl shows hex. '0' (no leader) → undefined. */
+export function hexId(id: string | undefined): string | undefined {
+  if (id === undefined || id === '' || id === '0') return undefined;
+  try {
+    return BigInt(id).toString(16);
+  } catch {
+    return id;
+  }
+}
+
+function errText(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.replace(/\s+/g, ' ').slice(0, 300);
+}
+
+export function createEtcdActivities(deps: EtcdDeps = {}) {
+  const defaultTimeout = deps.callTimeoutMs ?? 2000;
+  const newClient = deps.newClient ?? ((o: IOptions) => new Etcd3(o));
+
+  /** A client bound to the given hosts, with no retries and no circuit breaker: one call, one deadline. */
+  async function withClient<T>(hosts: string[], timeoutMs: number, fn: (c: Etcd3) => Promise<T>): Promise<T> {
+    const client = newClient({
+      hosts,
+      dialTimeout: timeoutMs,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+      faultHandling: { host: () => noop, global: noop },
+    });
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  }
+
+  async function endpointHealth(endpoint: string, timeoutMs: number): Promise<EtcdEndpointHealth> {
+    const started = Date.now();
+    const r: EtcdEndpointHealth = { endpoint, healthy: false, tookMs: 0 };
+    try {
+      await withClient([endpoint], timeoutMs, async (c) => {
+        const s = await c.maintenance.status();
+        r.memberId = hexId(s.header.member_id);
+        r.version = s.version;
+        r.dbSizeBytes = Number(s.dbSize);
+        if (s.dbSizeInUse !== undefined && s.dbSizeInUse !== '') r.dbSizeInUseBytes = Number(s.dbSizeInUse);
+        r.leaderId = hexId(s.leader);
+        r.isLeader = r.leaderId !== undefined && r.leaderId === r.memberId;
+        r.isLearner = Boolean(s.isLearner);
+        r.raftTerm = s.raftTerm;
+        r.raftIndex = s.raftIndex;
+        r.alarms = (s.errors ?? []).filter(Boolean);
+        if (!r.leaderId) {
+          r.error = 'member sees no leader (no quorum?)';
+          return;
+        }
+        // A linearizable read goes through raft: it succeeds only with a working quorum (etcdctl does the same).
+        await c.get('health').serializable(false).string();
+        if (r.alarms.length > 0) {
+          r.error = `alarms: ${r.alarms.join(', ')}`;
+          return;
+        }
+        r.healthy = true;
+      });
+    } catch (err) {
+      r.healthy = false;
+      r.error = errText(err);
+    }
+    r.tookMs = Date.now() - started;
+    return r;
+  }
+
+  async function etcdEndpointHealth(args: EtcdArgs): Promise<EtcdEndpointHealth[]> {
+    const endpoints = validateEndpoints(args.endpoints);
+    const timeoutMs = args.timeoutMs ?? defaultTimeout;
+    return Promise.all(endpoints.map((e) => endpointHealth(e, timeoutMs)));
+  }
+
+  async function etcdMembers(args: EtcdArgs): Promise<EtcdMember[]> {
+    const endpoints = validateEndpoints(args.endpoints);
+    const timeoutMs = args.timeoutMs ?? defaultTimeout;
+    const failures: string[] = [];
+    // Ask the members one after another: the first one that answers wins.
+    for (const endpoint of endpoints) {
+      try {
+        return await withClient([endpoint], timeoutMs, async (c) => {
+          const res = await c.cluster.memberList({});
+          return res.members.map((m) => ({
+            id: hexId(m.ID) ?? m.ID,
+            name: m.name,
+            peerUrls: m.peerURLs ?? [],
+            clientUrls: m.clientURLs ?? [],
+            isLearner: Boolean(m.isLearner),
+          }));
+        });
+      } catch (err) {
+        failures.push(`${endpoint}: ${errText(err)}`);
+      }
+    }
+    throw new EtcdUnavailableError(`no etcd member answered member list: ${failures.join('; ')}`);
+  }
+
+  async function etcdCluster(args: EtcdArgs): Promise<EtcdClusterView> {
+    const [endpoints, members] = await Promise.all([
+      etcdEndpointHealth(args),
+      etcdMembers(args).catch(() => null),
+    ]);
+    const healthy = endpoints.filter((e) => e.healthy);
+    const votes = new Map<string, number>();
+    for (const e of healthy) if (e.leaderId) votes.set(e.leaderId, (votes.get(e.leaderId) ?? 0) + 1);
+    const top = [...votes.entries()].sort((a, b) => b[1] - a[1])[0];
+    const leader = top ? { id: top[0], name: members?.find((m) => m.id === top[0])?.name ?? null } : null;
+    return {
+      endpoints,
+      members,
+      leader,
+      healthyCount: healthy.length,
+      quorum: healthy.length > endpoints.length / 2,
+    };
+  }
+
+  async function etcdLeader(args: EtcdArgs): Promise<{ id: string; name: string | null } | null> {
+    return (await etcdCluster(args)).leader;
+  }
+
+  async function etcdPatroniKeys(
+    args: EtcdPatroniArgs & { withValues?: boolean },
+  ): Promise<{ prefix: string; keys: EtcdKeyValue[] }> {
+    const endpoints = validateEndpoints(args.endpoints);
+    const prefix = patroniPrefix(args.namespace, args.scope);
+    const keys = await withClient(endpoints, args.timeoutMs ?? defaultTimeout, async (c) => {
+      if (!args.withValues) return (await c.getAll().prefix(prefix).keys()).map((key) => ({ key }));
+      const all = await c.getAll().prefix(prefix).strings();
+      return Object.entries(all).map(([key, value]) => ({ key, value: value.slice(0, 2000) }));
+    });
+    keys.sort((a, b) => a.key.localeCompare(b.key));
+    return { prefix, keys };
+  }
+
+  /** The value of `/<namespace>/<scope>/leader`: the name of the member holding the leader lock, or null. */
+  async function etcdPatroniLeaderKey(args: EtcdPatroniArgs): Promise<{ key: string; value: string | null }> {
+    const endpoints = validateEndpoints(args.endpoints);
+    const key = `${patroniPrefix(args.namespace, args.scope)}leader`;
+    const value = await withClient(endpoints, args.timeoutMs ?? defaultTimeout, (c) => c.get(key).string());
+    return { key, value };
+  }
+
+  /**
+   * Bounded wait until at least `expected` endpoints are healthy and agree on one leader (the seed's
+   * health gate after starting etcd with `--no-block`). Heartbeats every check.
+   */
+  async function etcdWaitHealthy(
+    args: EtcdArgs & { expected?: number; waitTimeoutMs: number; intervalMs?: number },
+  ): Promise<EtcdEndpointHealth[]> {
+    const endpoints = validateEndpoints(args.endpoints);
+    const expected = args.expected ?? endpoints.length;
+    return pollUntil(
+      {
+        what: `${expected} healthy etcd member(s) with one leader`,
+        timeoutMs: args.waitTimeoutMs,
+        intervalMs: args.intervalMs ?? 500,
+      },
+      async () => {
+        const health = await etcdEndpointHealth(args);
+        const healthy = health.filter((h) => h.healthy);
+        const leaders = new Set(healthy.map((h) => h.leaderId));
+        return {
+          done: healthy.length >= expected && leaders.size === 1,
+          value: health,
+          describe: health
+            .map((h) => `${h.endpoint} ${h.healthy ? 'healthy' : `unhealthy (${h.error ?? '?'})`}`)
+            .join(', '),
+        };
+      },
+    );
+  }
+
+  return {
+    etcdEndpointHealth,
+    etcdMembers,
+    etcdCluster,
+    etcdLeader,
+    etcdPatroniKeys,
+    etcdPatroniLeaderKey,
+    etcdWaitHealthy,
+  };
+}
+
+export class EtcdUnavailableError extends Error {
+  override readonly name = 'EtcdUnavailable';
+}
+
+export type EtcdActivities = ReturnType<typeof createEtcdActivities>;
