@@ -1,0 +1,251 @@
+/**
+ * HAProxy's runtime API (the admin stats socket): read every server's state, and drain / maint /
+ * ready a server at once instead of waiting for health checks to notice. The seed reads the stats
+ * page with curl; pgha uses the socket, reached through an injected runner.
+ *
+ * The runner sends one command to one HAProxy node and returns its answer. On Proxmox it is
+ * `pct exec <vmid> -- socat stdio unix-connect:<socket>` with the command on stdin, built from argv
+ * by activities/command.ts via activities/proxmox.ts (see `socatArgv`); in tests it is socat on a
+ * local socket. Names that reach the runtime API are validated: the API treats `;` and newlines as
+ * command separators, so a backend called `x; shutdown frontend y` must never get through.
+ *
+ * Pitfall (measured): after `state maint`, a later `state ready` marks a server UP at once even if
+ * its health check would fail, until the next check — gate `ready` on that member's own Patroni
+ * `/primary` answering 200 (the caller's job; see the switchover runbook).
+ */
+import { pollUntil } from './poll';
+
+/** One HAProxy node: the name to report, the CT that runs it, its admin socket. */
+export interface HaproxyNode {
+  name: string;
+  vmid?: number;
+  /** Admin socket path inside the node. Default /run/haproxy/admin.sock */
+  socket?: string;
+}
+
+export type HaproxyRuntimeRunner = (
+  node: HaproxyNode,
+  command: string,
+  opts: { timeoutMs: number },
+) => Promise<string>;
+
+export interface HaproxyDeps {
+  runner: HaproxyRuntimeRunner;
+  /** Per-command deadline handed to the runner. Default 5000 ms. */
+  timeoutMs?: number;
+}
+
+export type HaproxyRowType = 'frontend' | 'backend' | 'server' | 'listener';
+
+export interface HaproxyStatRow {
+  /** pxname: the backend (or frontend/listen section) name. */
+  backend: string;
+  /** svname: the server name, or FRONTEND / BACKEND for the aggregate rows. */
+  server: string;
+  type: HaproxyRowType;
+  /** As HAProxy prints it: UP, DOWN, MAINT, DRAIN, NOLB, `UP 1/2` (going down), `DOWN 1/2` (going up), `no check`... */
+  status: string;
+  /** UP | DOWN | MAINT | DRAIN | NOLB | OPEN | unknown: the first word, transitions folded in. */
+  state: string;
+  /** check_status without the in-progress marker: L7OK, L7STS, L4CON, L4TOUT, INI, ... ('' when none). */
+  checkStatus: string;
+  checkCode?: number;
+  lastChangeS?: number;
+  addr?: string;
+  currentSessions?: number;
+}
+
+export type HaproxyAdminState = 'ready' | 'drain' | 'maint';
+
+/** The default location of the admin socket in pgha's rendered haproxy.cfg. */
+export const DEFAULT_ADMIN_SOCKET = '/run/haproxy/admin.sock';
+
+/** argv that, run inside the node (e.g. after `pct exec <vmid> --`), connects stdin to the admin socket. */
+export function socatArgv(node: HaproxyNode): string[] {
+  const socket = node.socket ?? DEFAULT_ADMIN_SOCKET;
+  if (!/^\/[A-Za-z0-9_./-]+$/.test(socket)) {
+    throw new TypeError(
+      `haproxy node ${node.name}: socket ${JSON.stringify(socket)} must be an absolute path`,
+    );
+  }
+  return ['socat', '-t', '5', 'stdio', `unix-connect:${socket}`];
+}
+
+const NAME_RE = /^[A-Za-z0-9_.:-]+$/;
+
+function checkName(kind: string, v: string): string {
+  if (typeof v !== 'string' || !NAME_RE.test(v)) {
+    throw new TypeError(`haproxy ${kind} ${JSON.stringify(v)}: only letters, digits and _ . : - are allowed`);
+  }
+  return v;
+}
+
+const TYPES: Record<string, HaproxyRowType> = {
+  '0': 'frontend',
+  '1': 'backend',
+  '2': 'server',
+  '3': 'listener',
+};
+
+/** Parses the CSV answer of `show stat` (first line `# pxname,svname,...`). */
+export function parseShowStat(csv: string): HaproxyStatRow[] {
+  const lines = csv.split('\n').map((l) => l.replace(/\r$/, ''));
+  const headerLine = lines.find((l) => l.startsWith('# '));
+  if (!headerLine) {
+    throw new Error(`unexpected answer to "show stat" (no CSV header): ${JSON.stringify(csv.slice(0, 200))}`);
+  }
+  const header = headerLine.slice(2).split(',');
+  const col = (name: string) => header.indexOf(name);
+  const idx = {
+    px: col('pxname'),
+    sv: col('svname'),
+    status: col('status'),
+    check: col('check_status'),
+    code: col('check_code'),
+    lastchg: col('lastchg'),
+    type: col('type'),
+    addr: col('addr'),
+    scur: col('scur'),
+  };
+  if (idx.px < 0 || idx.sv < 0 || idx.status < 0)
+    throw new Error('"show stat" CSV lacks pxname/svname/status columns');
+  const num = (s: string | undefined) => (s === undefined || s === '' ? undefined : Number(s));
+  const rows: HaproxyStatRow[] = [];
+  for (const line of lines) {
+    if (line === '' || line.startsWith('#')) continue;
+    const f = line.split(',');
+    const status = f[idx.status] ?? '';
+    const type =
+      TYPES[f[idx.type] ?? ''] ??
+      (f[idx.sv] === 'FRONTEND' ? 'frontend' : f[idx.sv] === 'BACKEND' ? 'backend' : 'server');
+    const row: HaproxyStatRow = {
+      backend: f[idx.px] ?? '',
+      server: f[idx.sv] ?? '',
+      type,
+      status,
+      state: stateOf(status),
+      checkStatus: (idx.check >= 0 ? (f[idx.check] ?? '') : '').replace(/^\*\s*/, ''),
+    };
+    const code = idx.code >= 0 ? num(f[idx.code]) : undefined;
+    if (code !== undefined) row.checkCode = code;
+    const lastchg = idx.lastchg >= 0 ? num(f[idx.lastchg]) : undefined;
+    if (lastchg !== undefined) row.lastChangeS = lastchg;
+    if (idx.addr >= 0 && f[idx.addr]) row.addr = f[idx.addr];
+    const scur = idx.scur >= 0 ? num(f[idx.scur]) : undefined;
+    if (scur !== undefined) row.currentSessions = scur;
+    rows.push(row);
+  }
+  return rows;
+}
+
+function stateOf(status: string): string {
+  const w = status.trim().split(/\s+/)[0]?.toUpperCase() ?? '';
+  if (['UP', 'DOWN', 'MAINT', 'DRAIN', 'NOLB', 'OPEN', 'FULL', 'STOP'].includes(w)) return w;
+  return 'unknown';
+}
+
+export function createHaproxyActivities(deps: HaproxyDeps) {
+  const timeoutMs = deps.timeoutMs ?? 5000;
+
+  async function run(node: HaproxyNode, command: string): Promise<string> {
+    if (!node || typeof node.name !== 'string' || node.name === '') {
+      throw new TypeError('haproxy node: expected { name, vmid?, socket? }');
+    }
+    return deps.runner(node, command, { timeoutMs });
+  }
+
+  /** `show stat`, parsed. Only server rows unless `all`. */
+  async function haproxyShowStat(args: { node: HaproxyNode; all?: boolean }): Promise<HaproxyStatRow[]> {
+    const rows = parseShowStat(await run(args.node, 'show stat'));
+    return args.all ? rows : rows.filter((r) => r.type === 'server');
+  }
+
+  async function serverRow(node: HaproxyNode, backend: string, server: string): Promise<HaproxyStatRow> {
+    const rows = await haproxyShowStat({ node });
+    const row = rows.find((r) => r.backend === backend && r.server === server);
+    if (!row) {
+      const known = rows.map((r) => `${r.backend}/${r.server}`).join(', ') || 'none';
+      throw new Error(`haproxy ${node.name}: no server ${backend}/${server} (servers: ${known})`);
+    }
+    return row;
+  }
+
+  /**
+   * `set server <backend>/<server> state ready|drain|maint`, idempotent: reads the state first and
+   * does nothing when it already is so; reads it again after.
+   */
+  async function haproxySetServerState(args: {
+    node: HaproxyNode;
+    backend: string;
+    server: string;
+    state: HaproxyAdminState;
+  }): Promise<{
+    node: string;
+    backend: string;
+    server: string;
+    /** Normalised states (UP, DOWN, MAINT, DRAIN ...) before and after. */
+    before: string;
+    after: string;
+    /** HAProxy's own status text after, e.g. `DRAIN 1/2` while a check transition is under way. */
+    afterStatus: string;
+    changed: boolean;
+  }> {
+    const backend = checkName('backend', args.backend);
+    const server = checkName('server', args.server);
+    if (!['ready', 'drain', 'maint'].includes(args.state)) {
+      throw new TypeError(`haproxy state ${JSON.stringify(args.state)}: expected ready, drain or maint`);
+    }
+    const before = await serverRow(args.node, backend, server);
+    const already =
+      (args.state === 'maint' && before.state === 'MAINT') ||
+      (args.state === 'drain' && before.state === 'DRAIN') ||
+      (args.state === 'ready' && before.state !== 'MAINT' && before.state !== 'DRAIN');
+    if (!already) {
+      const answer = (await run(args.node, `set server ${backend}/${server} state ${args.state}`)).trim();
+      if (answer !== '')
+        throw new Error(
+          `haproxy ${args.node.name}: set server ${backend}/${server} state ${args.state}: ${answer}`,
+        );
+    }
+    const after = await serverRow(args.node, backend, server);
+    return {
+      node: args.node.name,
+      backend,
+      server,
+      before: before.state,
+      after: after.state,
+      afterStatus: after.status,
+      changed: !already,
+    };
+  }
+
+  /** Bounded wait until a server's state is `want` (UP or DOWN; MAINT counts as DOWN). Heartbeats. */
+  async function haproxyWaitServer(args: {
+    node: HaproxyNode;
+    backend: string;
+    server: string;
+    want: 'UP' | 'DOWN';
+    waitTimeoutMs: number;
+    intervalMs?: number;
+  }): Promise<HaproxyStatRow> {
+    const backend = checkName('backend', args.backend);
+    const server = checkName('server', args.server);
+    return pollUntil(
+      {
+        what: `${backend}/${server} ${args.want} on haproxy ${args.node.name}`,
+        timeoutMs: args.waitTimeoutMs,
+        intervalMs: args.intervalMs ?? 200,
+      },
+      async () => {
+        const row = await serverRow(args.node, backend, server);
+        const down = row.state === 'DOWN' || row.state === 'MAINT';
+        const done = args.want === 'UP' ? row.state === 'UP' || row.state === 'DRAIN' : down;
+        return { done, value: row, describe: `status ${row.status}, check ${row.checkStatus || 'none'}` };
+      },
+    );
+  }
+
+  return { haproxyShowStat, haproxySetServerState, haproxyWaitServer };
+}
+
+export type HaproxyActivities = ReturnType<typeof createHaproxyActivities>;
