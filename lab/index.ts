@@ -1,0 +1,253 @@
+/**
+ * The local Proxmox lab: `pgha lab up | down | status | reset | fault ...`.
+ *
+ * `up` converges the machine to the lab described by runbooks/clusters/lab.yaml: caches (base
+ * rootfs, offline packages) → bridge → the Proxmox stand-in's sshd and pct → one CT per node,
+ * started and waited for until systemd is `running`. Each step checks before it acts, so `up` on a
+ * running lab changes nothing and `up` after a crash half-way finishes the job. `down` removes
+ * everything `up` made except the machine-wide caches.
+ */
+import { existsSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  destroy,
+  ensureContainer,
+  hardStop,
+  labVmids,
+  ctState,
+  start,
+  systemState,
+  waitRunning,
+} from './containers';
+import type { LabInventory, LabNode } from './inventory';
+import { LAB_HOST_IP, readLabInventory } from './inventory';
+import { bridgeExists, ensureBridge, heal, linkState, partition, removeBridge } from './network';
+import { BRIDGE, CACHE_DIR, LAB_DIR, LXC_PATH } from './paths';
+import { run } from './sh';
+import { CLIENT_KEY, ensureSshd, hostKeyFingerprint, sshdPid, stopSshd } from './sshd';
+
+export interface LabOptions {
+  /** The lab inventory (default runbooks/clusters/lab.yaml). */
+  inventory?: string;
+  log?: (line: string) => void;
+}
+
+const defaultLog = (line: string) => process.stdout.write(`${line}\n`);
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error('the lab manages LXC containers, a bridge and an sshd: run it as root');
+  }
+}
+
+function elapsed(t0: number): string {
+  return `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+}
+
+/** Run lab/bootstrap (idempotent; quick when cached) and return the cached base and offline dirs. */
+function prepareCaches(log: (line: string) => void): { base: string; offline: string } {
+  const r = run(resolve(__dirname, 'bootstrap'), [], { allowFail: true, timeoutMs: 3_600_000 });
+  if (r.code !== 0) throw new Error(`lab/bootstrap failed (exit ${r.code}):\n${r.stdout}${r.stderr}`);
+  for (const line of r.stdout.trim().split('\n')) if (!/cached|done/.test(line)) log(line);
+  return { base: realpathSync(`${CACHE_DIR}/lab-base`), offline: realpathSync(`${CACHE_DIR}/offline`) };
+}
+
+function findNode(inv: LabInventory, vmid: number): LabNode {
+  const node = inv.nodes.find((n) => n.vmid === vmid);
+  if (!node) {
+    throw new Error(`CT ${vmid} is not in ${inv.file} (lab CTs: ${inv.nodes.map((n) => n.vmid).join(' ')})`);
+  }
+  return node;
+}
+
+export function up(opts: LabOptions = {}): void {
+  requireRoot();
+  const log = opts.log ?? defaultLog;
+  const t0 = Date.now();
+  const inv = readLabInventory(opts.inventory);
+  const { base, offline } = prepareCaches(log);
+
+  ensureBridge();
+  const sshd = ensureSshd(inv.proxmox.port);
+  if (sshd !== 'running') log(`sshd ${sshd} on ${LAB_HOST_IP}:${inv.proxmox.port}`);
+
+  const wanted = new Set(inv.nodes.map((n) => n.vmid));
+  for (const vmid of labVmids()) {
+    if (!wanted.has(vmid)) {
+      destroy(vmid);
+      log(`CT ${vmid}: removed (no longer in ${inv.file})`);
+    }
+  }
+  for (const node of inv.nodes) {
+    const outcome = ensureContainer(node, base, offline);
+    if (outcome !== 'unchanged') log(`CT ${node.vmid} (${node.hostname}): ${outcome}`);
+    if (ctState(node.vmid) !== 'running') {
+      start(node.vmid);
+      log(`CT ${node.vmid} (${node.hostname}): started`);
+    } else if (linkState(node.vmid) === 'partitioned') {
+      heal(node.vmid);
+      log(`CT ${node.vmid} (${node.hostname}): partition healed`);
+    }
+  }
+  waitRunning(inv.nodes.map((n) => n.vmid));
+  log(
+    `lab up in ${elapsed(t0)}: ${inv.nodes.length} CTs running on ${BRIDGE} ${inv.subnet}; ` +
+      `Proxmox stand-in root@${LAB_HOST_IP}:${inv.proxmox.port} host key ${hostKeyFingerprint()}`,
+  );
+}
+
+/** Destroy the CTs and make them again from the base: a fresh lab in seconds (bridge and sshd stay). */
+export function reset(opts: LabOptions = {}): void {
+  requireRoot();
+  const log = opts.log ?? defaultLog;
+  const t0 = Date.now();
+  for (const vmid of labVmids()) destroy(vmid);
+  log(`CTs destroyed in ${elapsed(t0)}`);
+  up({ ...opts, log });
+}
+
+/** Lab mounts left behind by a crash (a CT's mounts normally live in its own namespace). */
+function labMounts(): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .map((m) => m.replace(/\\040/g, ' '))
+    .filter((m) => m === LAB_DIR || m.startsWith(`${LAB_DIR}/`))
+    .reverse();
+}
+
+export function down(opts: LabOptions = {}): void {
+  requireRoot();
+  const log = opts.log ?? defaultLog;
+  const t0 = Date.now();
+  const vmids = labVmids();
+  for (const vmid of vmids) destroy(vmid);
+  if (vmids.length > 0) log(`CTs ${vmids.join(' ')}: stopped and removed`);
+  if (sshdPid() !== undefined) {
+    stopSshd();
+    log('sshd stopped');
+  }
+  if (bridgeExists()) {
+    removeBridge();
+    log(`bridge ${BRIDGE} removed`);
+  }
+  for (const m of labMounts()) run('umount', ['-l', m]);
+  rmSync(LAB_DIR, { recursive: true, force: true });
+  const left = [
+    bridgeExists() && `bridge ${BRIDGE}`,
+    sshdPid() !== undefined && 'sshd',
+    existsSync(LAB_DIR) && LAB_DIR,
+  ].filter(Boolean);
+  if (left.length > 0) throw new Error(`lab down left behind: ${left.join(', ')}`);
+  log(`lab down in ${elapsed(t0)} (caches kept in ${CACHE_DIR})`);
+}
+
+export interface CtStatus {
+  vmid: number;
+  hostname: string;
+  ip: string;
+  state: 'running' | 'stopped' | 'absent';
+  systemd: string;
+  network: string;
+}
+
+export interface LabStatus {
+  cts: CtStatus[];
+  ssh: { host: string; port: number; user: string; key: string; fingerprint?: string; running: boolean };
+  bridge: boolean;
+  /** Every CT running with systemd `running` and on the bridge, and the sshd up. */
+  healthy: boolean;
+}
+
+export function status(opts: LabOptions = {}): LabStatus {
+  const inv = readLabInventory(opts.inventory);
+  const cts = inv.nodes.map((n): CtStatus => {
+    const state = ctState(n.vmid);
+    return {
+      vmid: n.vmid,
+      hostname: n.hostname,
+      ip: n.ip,
+      state,
+      systemd: state === 'running' ? systemState(n.vmid) : '-',
+      network: state === 'running' ? linkState(n.vmid) : '-',
+    };
+  });
+  const ssh = {
+    host: LAB_HOST_IP,
+    port: inv.proxmox.port,
+    user: inv.proxmox.user,
+    key: CLIENT_KEY,
+    fingerprint: hostKeyFingerprint(),
+    running: sshdPid() !== undefined,
+  };
+  const healthy =
+    ssh.running && bridgeExists() && cts.every((c) => c.systemd === 'running' && c.network === 'attached');
+  return { cts, ssh, bridge: bridgeExists(), healthy };
+}
+
+export function formatStatus(s: LabStatus): string {
+  const rows = [['VMID', 'HOSTNAME', 'IP', 'STATE', 'SYSTEMD', 'NETWORK']];
+  for (const c of s.cts) rows.push([String(c.vmid), c.hostname, c.ip, c.state, c.systemd, c.network]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) =>
+    r
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
+  lines.push(
+    `proxmox: ssh -p ${s.ssh.port} -i ${s.ssh.key} ${s.ssh.user}@${s.ssh.host}  ` +
+      `sshd ${s.ssh.running ? 'running' : 'stopped'}  host key ${s.ssh.fingerprint ?? '(none)'}`,
+  );
+  lines.push(`bridge ${BRIDGE}: ${s.bridge ? 'up' : 'absent'}; lab ${s.healthy ? 'healthy' : 'NOT healthy'}`);
+  return lines.join('\n');
+}
+
+/** Fault injection for tests: each acts on one lab CT and says what it did. */
+export const fault = {
+  stopCt(vmid: number, opts: LabOptions = {}): string {
+    requireRoot();
+    const node = findNode(readLabInventory(opts.inventory), vmid);
+    if (ctState(vmid) !== 'running') return `CT ${vmid} (${node.hostname}) was not running`;
+    hardStop(vmid);
+    return `CT ${vmid} (${node.hostname}) hard-stopped`;
+  },
+  partition(vmid: number, opts: LabOptions = {}): string {
+    requireRoot();
+    const node = findNode(readLabInventory(opts.inventory), vmid);
+    if (linkState(vmid) === 'partitioned') return `CT ${vmid} (${node.hostname}) already partitioned`;
+    partition(vmid);
+    return `CT ${vmid} (${node.hostname}) cut off ${BRIDGE}`;
+  },
+  heal(vmid: number, opts: LabOptions = {}): string {
+    requireRoot();
+    const node = findNode(readLabInventory(opts.inventory), vmid);
+    if (linkState(vmid) === 'attached') return `CT ${vmid} (${node.hostname}) already on ${BRIDGE}`;
+    heal(vmid);
+    return `CT ${vmid} (${node.hostname}) back on ${BRIDGE}`;
+  },
+  kill(vmid: number, service: string, signal = 'SIGKILL', opts: LabOptions = {}): string {
+    requireRoot();
+    const node = findNode(readLabInventory(opts.inventory), vmid);
+    if (ctState(vmid) !== 'running') throw new Error(`CT ${vmid} (${node.hostname}) is not running`);
+    const r = run(
+      'lxc-attach',
+      [
+        '-n',
+        String(vmid),
+        '-P',
+        LXC_PATH,
+        '--clear-env',
+        '--',
+        'systemctl',
+        'kill',
+        `--signal=${signal}`,
+        '--',
+        service,
+      ],
+      { allowFail: true, timeoutMs: 30_000 },
+    );
+    if (r.code !== 0) throw new Error(`CT ${vmid}: systemctl kill ${service} failed: ${r.stderr.trim()}`);
+    return `CT ${vmid} (${node.hostname}): sent ${signal} to ${service}`;
+  },
+};
