@@ -1,0 +1,341 @@
+/**
+ * Renderers: golden files for the seed's cluster and the lab (UPDATE_GOLDEN=1 rewrites them), and
+ * the seed's defects checked one by one on what is rendered.
+ *
+ *   npm test -- test/unit/render.test.ts
+ *   UPDATE_GOLDEN=1 npm test -- test/unit/render.test.ts      # after an intended change; review the diff
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { loadInventory } from '../../runbooks/inventory';
+import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
+import {
+  HAPROXY_ADMIN_SOCKET,
+  onlineInstallRecipes,
+  renderCluster,
+  renderEtcdConf,
+  renderHaproxyCfg,
+  renderPatroniYml,
+  renderPgHba,
+  renderPgpass,
+  renderSeedHaproxy,
+  type RenderedFile,
+} from '../../activities/render';
+
+const root = join(__dirname, '..', '..');
+const goldenDir = join(root, 'test', 'golden');
+const update = process.env.UPDATE_GOLDEN === '1';
+
+/** Fixed fake values: the goldens show where each secret lands, never a real one. */
+const FAKE: ClusterSecrets = {
+  superuserPassword: '<superuser-password>',
+  replicationPassword: '<replication-password>',
+  restApiPassword: '<restapi-password>',
+  haproxyStatsPassword: '<haproxy-stats-password>',
+};
+
+const clusters = ['pve-seed', 'lab'] as const;
+
+async function inventory(name: string): Promise<Inventory> {
+  return loadInventory(join(root, 'runbooks', 'clusters', `${name}.yaml`));
+}
+
+/** Everything rendered for a cluster, as golden path → content. */
+function goldenFiles(inv: Inventory): Map<string, string> {
+  const out = new Map<string, string>();
+  const manifest: string[] = [];
+  const add = (key: string, f: RenderedFile) => {
+    out.set(key, f.content);
+    manifest.push(`${key}\t${f.path}\t${f.mode.toString(8).padStart(4, '0')}\t${f.owner}:${f.group}`);
+  };
+  for (const { node, files } of renderCluster(inv, FAKE))
+    for (const f of files) add(`${node.hostname}${f.path}`, f);
+  add('seed-haproxy/etc/haproxy/haproxy.cfg', renderSeedHaproxy(inv));
+  out.set('install-recipes.json', `${JSON.stringify(onlineInstallRecipes(inv), null, 2)}\n`);
+  out.set('MANIFEST.tsv', `# golden file\tpath in the CT\tmode\towner:group\n${manifest.join('\n')}\n`);
+  return out;
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) if (e.isFile()) out.push(relative(dir, join(e.parentPath, e.name)));
+  return out.sort();
+}
+
+void describe('golden files (UPDATE_GOLDEN=1 rewrites them)', () => {
+  for (const name of clusters) {
+    void it(`${name}: every rendered file matches test/golden/${name}/`, async () => {
+      const inv = await inventory(name);
+      const want = goldenFiles(inv);
+      const dir = join(goldenDir, name);
+      if (update) {
+        await rm(dir, { recursive: true, force: true });
+        for (const [key, content] of want) {
+          await mkdir(dirname(join(dir, key)), { recursive: true });
+          await writeFile(join(dir, key), content);
+        }
+      }
+      const have = await listFiles(dir);
+      assert.deepEqual(
+        have,
+        [...want.keys()].sort(),
+        `the set of golden files under ${dir} (run with UPDATE_GOLDEN=1)`,
+      );
+      for (const [key, content] of want) {
+        const golden = await readFile(join(dir, key), 'utf8');
+        assert.equal(
+          content,
+          golden,
+          `${name}/${key} differs from its golden file (UPDATE_GOLDEN=1 to accept)`,
+        );
+      }
+    });
+  }
+});
+
+void describe("the seed's defects are fixed in what is rendered", () => {
+  void it('HAProxy: writes check /primary, reads check /replica round-robin, fast checks, shutdown-sessions, redispatch', async () => {
+    const inv = await inventory('pve-seed');
+    const cfg = renderHaproxyCfg(inv, FAKE).content;
+    const section = (name: string) => {
+      const m = new RegExp(`^backend ${name}\\n((?:    .*\\n)+)`, 'm').exec(cfg);
+      assert.ok(m, `backend ${name} present`);
+      return m[1]!;
+    };
+    const write = section('postgres_primary');
+    const read = section('postgres_replicas');
+    assert.match(write, /option httpchk GET \/primary\n/);
+    assert.match(read, /option httpchk GET \/replica\n/);
+    assert.match(read, /balance roundrobin/);
+    assert.doesNotMatch(cfg, /GET \/patroni/);
+    for (const b of [write, read]) {
+      assert.match(
+        b,
+        /default-server inter 1s fastinter 500ms downinter 2s fall 2 rise 1 on-marked-down shutdown-sessions/,
+      );
+      assert.equal(b.match(/^ {4}server pg\d+ 192\.168\.50\.2\d:5432 check port 8008$/gm)?.length, 3);
+    }
+    assert.match(cfg, /frontend postgres_write\n {4}bind \*:5432\n/);
+    assert.match(cfg, /frontend postgres_read\n {4}bind \*:5433\n/);
+    assert.match(cfg, /^ {4}option redispatch$/m);
+    assert.match(cfg, /^ {4}timeout check 2s$/m);
+    assert.match(cfg, new RegExp(`^    stats socket ${HAPROXY_ADMIN_SOCKET} mode 600 level admin$`, 'm'));
+    assert.match(cfg, /^ {4}stats auth 'admin:<haproxy-stats-password>'$/m);
+    assert.doesNotMatch(cfg, /admin:admin|stats admin if TRUE/);
+  });
+
+  void it("renderSeedHaproxy reproduces the seed's own config (GET /patroni, inter 3s fall 3 rise 3, admin:admin)", async () => {
+    const inv = await inventory('lab');
+    const cfg = renderSeedHaproxy(inv).content;
+    assert.match(cfg, /option httpchk GET \/patroni\n/);
+    assert.equal(cfg.match(/check port 8008 inter 3s fall 3 rise 3$/gm)?.length, 3);
+    assert.match(cfg, /server pg103 10\.213\.50\.22:5432 check port 8008/);
+    assert.match(cfg, /stats auth admin:admin/);
+    assert.match(cfg, /stats socket \/var\/lib\/haproxy\/admin\.sock mode 660 level admin/);
+    assert.doesNotMatch(cfg, /\/primary|\/replica|5433/);
+  });
+
+  void it('PostgreSQL: scram-sha-256 everywhere, pg_hba limited to the subnet and local, never 0.0.0.0/0 or md5', async () => {
+    const inv = await inventory('pve-seed');
+    const hba = renderPgHba(inv);
+    assert.ok(hba.length > 0);
+    for (const line of hba) {
+      assert.match(line, /(scram-sha-256|peer)$/, line);
+      assert.doesNotMatch(line, /0\.0\.0\.0\/0|md5|trust/, line);
+      if (line.startsWith('host'))
+        assert.match(line, / (127\.0\.0\.1\/32|::1\/128|192\.168\.50\.0\/24) /, line);
+    }
+    assert.ok(hba.includes('host replication replicator 192.168.50.0/24 scram-sha-256'));
+    assert.ok(hba.includes('host all all 192.168.50.0/24 scram-sha-256'));
+    const yml = parseYaml(renderPatroniYml(inv, inv.nodes.postgres[1]!, FAKE).content) as PatroniYml;
+    assert.equal(yml.bootstrap.dcs.postgresql.parameters.password_encryption, 'scram-sha-256');
+    assert.deepEqual(yml.postgresql.pg_hba, hba);
+    assert.equal(yml.bootstrap.pg_hba, undefined, 'no md5 bootstrap pg_hba left over');
+  });
+
+  void it('Patroni: the seed values, the node own address, the etcd members, REST auth and passwords from the secrets argument', async () => {
+    const inv = await inventory('pve-seed');
+    const f = renderPatroniYml(inv, inv.nodes.postgres[1]!, FAKE);
+    assert.equal(f.path, '/etc/patroni/patroni.yml');
+    assert.equal(f.mode, 0o600);
+    assert.equal(f.owner, 'postgres');
+    const y = parseYaml(f.content) as PatroniYml;
+    assert.equal(y.scope, 'postgres');
+    assert.equal(y.namespace, '/patroni/');
+    assert.equal(y.name, 'pg103');
+    assert.equal(y.restapi.listen, '192.168.50.22:8008');
+    assert.equal(y.restapi.connect_address, '192.168.50.22:8008');
+    assert.deepEqual(y.restapi.authentication, { username: 'patroni', password: '<restapi-password>' });
+    assert.deepEqual(y.etcd3.hosts, ['192.168.50.51:2379', '192.168.50.52:2379', '192.168.50.53:2379']);
+    assert.deepEqual(
+      [
+        y.bootstrap.dcs.ttl,
+        y.bootstrap.dcs.loop_wait,
+        y.bootstrap.dcs.retry_timeout,
+        y.bootstrap.dcs.maximum_lag_on_failover,
+      ],
+      [60, 10, 20, 1048576],
+    );
+    assert.equal(y.bootstrap.dcs.postgresql.use_pg_rewind, true);
+    assert.equal(y.bootstrap.dcs.postgresql.use_slots, true);
+    const params = y.bootstrap.dcs.postgresql.parameters;
+    assert.equal(params.hot_standby, 'on', 'YAML 1.1 readers (PyYAML) must see the string "on"');
+    assert.equal(params.wal_keep_size, '512MB');
+    assert.equal(
+      params.archive_command,
+      'mkdir -p /var/lib/pgsql/18/archive && cp %p /var/lib/pgsql/18/archive/%f',
+    );
+    assert.deepEqual(y.bootstrap.initdb, [{ encoding: 'UTF8' }, 'data-checksums']);
+    assert.equal(y.bootstrap.users, undefined);
+    assert.equal(y.postgresql.data_dir, '/var/lib/pgsql/18/data');
+    assert.equal(y.postgresql.bin_dir, '/usr/pgsql-18/bin');
+    assert.equal(y.postgresql.connect_address, '192.168.50.22:5432');
+    assert.equal(y.postgresql.parameters.unix_socket_directories, '/var/run/postgresql');
+    assert.deepEqual(y.postgresql.authentication, {
+      replication: { username: 'replicator', password: '<replication-password>' },
+      superuser: { username: 'postgres', password: '<superuser-password>' },
+    });
+    assert.doesNotMatch(f.content, /Qwe1234|Replicator123/);
+    // The values come from the secrets argument, not the inventory (which holds env: references).
+    const other = renderPatroniYml(inv, inv.nodes.postgres[1]!, {
+      ...FAKE,
+      superuserPassword: 'pw: with # and "quotes"',
+    });
+    assert.equal(
+      (parseYaml(other.content) as PatroniYml).postgresql.authentication.superuser?.password,
+      'pw: with # and "quotes"',
+    );
+    assert.doesNotMatch(f.content, /env:PGHA_SEED/);
+  });
+
+  void it('the lab Patroni config uses the lab bin_dir/data_dir and a Patroni in a virtualenv', async () => {
+    const inv = await inventory('lab');
+    const y = parseYaml(renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE).content) as PatroniYml;
+    assert.equal(y.restapi.listen, '10.213.50.21:8008');
+    assert.equal(y.postgresql.bin_dir, inv.postgresql.binDir);
+    assert.equal(y.postgresql.data_dir, inv.postgresql.dataDir);
+    assert.deepEqual(y.etcd3.hosts, ['10.213.50.51:2379', '10.213.50.52:2379', '10.213.50.53:2379']);
+    const unit = renderCluster(inv, FAKE)
+      .find((n) => n.node.hostname === 'pg102')!
+      .files.find((f) => f.path.endsWith('patroni.service'))!;
+    assert.match(unit.content, /^ExecStart=\/opt\/patroni\/bin\/patroni \/etc\/patroni\/patroni\.yml$/m);
+  });
+
+  void it('etcd.conf: the seed variables, no trailing comments (systemd EnvironmentFile= has none)', async () => {
+    const inv = await inventory('pve-seed');
+    const c = renderEtcdConf(inv, inv.nodes.etcd[0]!).content;
+    const vars = Object.fromEntries(
+      c
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    assert.deepEqual(vars, {
+      ETCD_NAME: 'etcd1',
+      ETCD_DATA_DIR: '/var/lib/etcd',
+      ETCD_LISTEN_CLIENT_URLS: 'http://192.168.50.51:2379,http://127.0.0.1:2379',
+      ETCD_ADVERTISE_CLIENT_URLS: 'http://192.168.50.51:2379',
+      ETCD_LISTEN_PEER_URLS: 'http://192.168.50.51:2380',
+      ETCD_INITIAL_ADVERTISE_PEER_URLS: 'http://192.168.50.51:2380',
+      ETCD_INITIAL_CLUSTER:
+        'etcd1=http://192.168.50.51:2380,etcd2=http://192.168.50.52:2380,etcd3=http://192.168.50.53:2380',
+      ETCD_INITIAL_CLUSTER_TOKEN: 'patroni-cluster-token',
+      ETCD_INITIAL_CLUSTER_STATE: 'new',
+    });
+    for (const v of Object.values(vars)) assert.doesNotMatch(v, /[#\s]/);
+    assert.throws(
+      () => renderEtcdConf(inv, inv.nodes.postgres[0]!),
+      /pg102 \(CT 102\) is not an etcd member/,
+    );
+  });
+
+  void it('files holding a secret are 0600 and every secret lands only in them', async () => {
+    for (const name of clusters) {
+      const inv = await inventory(name);
+      for (const { files } of renderCluster(inv, FAKE))
+        for (const f of files) {
+          const holds = Object.values(FAKE).some((s) => f.content.includes(s));
+          assert.equal(
+            f.mode === 0o600,
+            holds,
+            `${name} ${f.path}: mode ${f.mode.toString(8)}, holds a secret: ${holds}`,
+          );
+        }
+      const pgpass = renderPgpass(inv, FAKE);
+      assert.equal(pgpass.path, '/var/lib/pgsql/.pgpass');
+      assert.match(pgpass.content, /^\*:5432:\*:postgres:<superuser-password>$/m);
+    }
+  });
+
+  void it(".pgpass escapes ':' and '\\' in passwords", async () => {
+    const inv = await inventory('lab');
+    const c = renderPgpass(inv, { ...FAKE, superuserPassword: 'a:b\\c' }).content;
+    assert.match(c, /^\*:5432:\*:postgres:a\\:b\\\\c$/m);
+  });
+
+  void it("the seed's online recipes: PGDG 18.1, pip patroni[etcd3]==3.3.0, the verified etcd 3.5.13 tarball", async () => {
+    const recipes = onlineInstallRecipes(await inventory('pve-seed'));
+    assert.deepEqual(
+      recipes.map((r) => `${r.component}:${r.method}`),
+      ['postgresql:pgdg', 'patroni:pip', 'etcd:tarball', 'haproxy:package'],
+    );
+    const argvs = recipes.flatMap((r) => r.steps.map((s) => s.argv.join(' ')));
+    assert.ok(argvs.includes('dnf install -y postgresql18-server-18.1 postgresql18-contrib-18.1'));
+    assert.ok(argvs.includes('pip3 install patroni[etcd3]==3.3.0 psycopg2-binary'));
+    assert.ok(
+      argvs.some((a) =>
+        a.endsWith(
+          'https://github.com/etcd-io/etcd/releases/download/v3.5.13/etcd-v3.5.13-linux-amd64.tar.gz',
+        ),
+      ),
+    );
+    assert.ok(argvs.some((a) => a.includes('sha256sum --check')));
+    assert.ok(
+      argvs.includes(
+        'install -m 0755 /tmp/pgha-etcd-v3.5.13-linux-amd64/etcd-v3.5.13-linux-amd64/etcdctl /usr/local/bin/etcdctl',
+      ),
+    );
+    assert.deepEqual(onlineInstallRecipes(await inventory('lab')), [], 'the lab installs offline');
+  });
+});
+
+interface PatroniYml {
+  scope: string;
+  namespace: string;
+  name: string;
+  restapi: {
+    listen: string;
+    connect_address: string;
+    authentication: { username: string; password: string };
+  };
+  etcd3: { hosts: string[] };
+  bootstrap: {
+    dcs: {
+      ttl: number;
+      loop_wait: number;
+      retry_timeout: number;
+      maximum_lag_on_failover: number;
+      postgresql: { use_pg_rewind: boolean; use_slots: boolean; parameters: Record<string, unknown> };
+    };
+    initdb: unknown[];
+    pg_hba?: unknown;
+    users?: unknown;
+  };
+  postgresql: {
+    data_dir: string;
+    bin_dir: string;
+    connect_address: string;
+    parameters: Record<string, unknown>;
+    pg_hba: string[];
+    authentication: Record<string, { username: string; password: string }>;
+  };
+}
