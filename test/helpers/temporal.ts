@@ -1,0 +1,82 @@
+/**
+ * The shared Temporal test harness: one real dev server per test file (the binary built by
+ * scripts/bootstrap, pgha's search attributes registered), the workflow bundle built once per process,
+ * a Worker per test, and the payload codec with a per-process key, as in production.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
+import type { WorkerOptions } from '@temporalio/worker';
+import { AesGcmCodec, pghaDataConverter } from '../../clients/codec';
+import { temporalBinary } from '../../temporal.config';
+import { searchAttributeKeys } from '../../workflows/messages';
+import { waitFor } from './local-common';
+
+/** The codec key of this test process (the worker child processes get it through PGHA_CODEC_KEY). */
+export const testCodecKey = randomBytes(32);
+export const testCodec = new AesGcmCodec(testCodecKey);
+
+let runtimeInstalled = false;
+/** Worker logs at WARN (set PGHA_TEST_LOG=INFO to see every workflow log line). */
+export function installTestRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = (process.env.PGHA_TEST_LOG ?? 'WARN') as 'WARN';
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
+export async function startTestServer(): Promise<TestWorkflowEnvironment> {
+  installTestRuntime();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalBinary },
+      ip: '127.0.0.1',
+      searchAttributes: searchAttributeKeys,
+      log: { format: 'pretty', level: 'error' },
+    },
+    client: { dataConverter: pghaDataConverter(testCodec) },
+  });
+}
+
+/** The test workflows (test/helpers/workflows.ts, which re-exports every pgha workflow), bundled once. */
+let bundle: ReturnType<typeof bundleWorkflowCode> | undefined;
+export function testBundle(): ReturnType<typeof bundleWorkflowCode> {
+  bundle ??= bundleWorkflowCode({
+    workflowsPath: require.resolve('./workflows'),
+    failureConverterPath: require.resolve('../../clients/failure-converter'),
+    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
+  });
+  return bundle;
+}
+
+export async function createTestWorker(
+  env: TestWorkflowEnvironment,
+  opts: Partial<WorkerOptions> & { taskQueue: string },
+): Promise<Worker> {
+  return Worker.create({
+    connection: env.nativeConnection,
+    namespace: env.namespace ?? 'default',
+    workflowBundle: await testBundle(),
+    dataConverter: pghaDataConverter(testCodec),
+    ...opts,
+  });
+}
+
+export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+/** Polls `get` until `ok` holds (bounded); returns the last value. */
+export async function eventually<T>(
+  what: string,
+  get: () => Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs = 20_000,
+): Promise<T> {
+  let last: T | undefined;
+  await waitFor(what, timeoutMs, async () => {
+    last = await get();
+    return ok(last);
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}; last value: ${JSON.stringify(last)}`);
+  });
+  return last as T;
+}

@@ -1,0 +1,3 @@
+/** The workflow bundle's entry: every workflow the pgha worker runs. Add one line per runbook module. */
+export { clusterLock } from './lock';
+export { smoke } from './smoke';

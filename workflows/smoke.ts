@@ -1,0 +1,67 @@
+/**
+ * smoke: a four-step runbook that exercises the whole machine — server, worker, codec, secrets,
+ * progress, approval, compensation — without touching any cluster. `pgha smoke` runs it.
+ *
+ *   1. preflight   a worker answers
+ *   2. write       it writes this run's marker in its state dir, signed with the secret (if a ref is given)
+ *   (gate before-verify, when asked for: the run waits for `pgha approve`)
+ *   3. verify      it reads the marker back and checks the signature with the secret resolved again
+ *   4. cleanup     it removes the marker (also the write step's compensation when the run is cancelled)
+ */
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { runbook } from './steps';
+import type { PlanEntry } from './steps';
+import type { Duration } from '@temporalio/common';
+
+const acts = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumAttempts: 5 },
+});
+
+export interface SmokeInput {
+  cluster: string;
+  /** Free text carried into the marker (encrypted in history like all inputs). */
+  note?: string;
+  /** `env:NAME` or `file:PATH`: a secret the write and verify steps resolve and use. */
+  secretRef?: string;
+  /** Stop at the approval gate `before-verify`, waiting this long (e.g. '1h'); no gate when absent. */
+  approvalTimeout?: Duration;
+}
+
+export interface SmokeResult {
+  worker: string;
+  marker: string;
+  signed: boolean;
+  approvedBy?: string;
+}
+
+export async function smoke(input: SmokeInput): Promise<SmokeResult> {
+  const { cluster, note, secretRef } = input;
+  const runId = workflowInfo().runId;
+  const plan: PlanEntry[] = ['preflight', 'write', 'verify', 'cleanup'];
+  if (input.approvalTimeout) plan.splice(2, 0, { gate: 'before-verify' });
+
+  return runbook({ cluster, operation: 'smoke', plan }, async (rb) => {
+    const worker = await rb.step('preflight', () => acts.smokePreflight({ cluster }));
+
+    const marker = await rb.step('write', () => acts.smokeWriteMarker({ cluster, runId, note, secretRef }), {
+      compensate: () => acts.smokeRemoveMarker({ cluster, runId }),
+    });
+
+    const approval = input.approvalTimeout
+      ? await rb.approval('before-verify', { timeout: input.approvalTimeout })
+      : undefined;
+
+    await rb.step('verify', () => acts.smokeVerifyMarker({ cluster, runId, note, secretRef }));
+
+    await rb.step('cleanup', () => acts.smokeRemoveMarker({ cluster, runId }));
+
+    return {
+      worker: worker.worker,
+      marker: marker.path,
+      signed: marker.signed,
+      approvedBy: approval?.approver,
+    };
+  });
+}

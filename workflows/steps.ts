@@ -1,0 +1,420 @@
+/**
+ * The runbook machinery every pgha workflow uses, so that a runbook reads like the seed's prose:
+ *
+ *   export async function deployCluster(input: DeployInput) {
+ *     return runbook({ cluster: input.cluster, operation: 'deploy', plan: ['preflight', 'etcd', { gate: 'before-bootstrap' }, 'patroni'] },
+ *       async (rb) => {
+ *         await rb.step('preflight', () => acts.preflight(input));
+ *         await rb.step('etcd', () => acts.installEtcd(input), { compensate: () => acts.removeEtcd(input) });
+ *         await rb.approval('before-bootstrap', { timeout: '1h' });
+ *         for (const n of nodes) await rb.step(`patroni ${n}`, () => acts.startPatroni(n), { node: n });
+ *       });
+ *   }
+ *
+ * What `runbook()` gives every runbook:
+ * - a cluster lock: a child workflow `pgha-lock-<cluster>` (workflow ids are unique among running
+ *   workflows, so the server itself refuses a second holder); a second operation fails at once with
+ *   ApplicationFailure type ClusterBusy; the lock is released when the runbook ends, however it ends
+ *   (parent close policy TERMINATE covers a terminated runbook);
+ * - named steps with status, times, attempt and error in the `progress` query, and the PgCluster,
+ *   PgOperation, PgStep, PgNode search attributes upserted as steps advance;
+ * - approval gates (`approve` update, validated synchronously; reject or timeout ends the runbook
+ *   with ApprovalRejected / ApprovalTimedOut and touches nothing further);
+ * - `pause` / `resume` honoured before each step and gate;
+ * - cancellation: the step in flight is cancelled, then the compensations registered by the steps
+ *   that started run in reverse order inside a non-cancellable scope; the run ends Cancelled;
+ * - handlers finished before the workflow returns.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  isCancellation,
+  log,
+  setHandler,
+  sleep,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ChildWorkflowHandle } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
+import {
+  FailureType,
+  PgCluster,
+  PgNode,
+  PgOperation,
+  PgStep,
+  approve,
+  lockWorkflowId,
+  pause,
+  progress,
+  release,
+  resume,
+} from './messages';
+import type { ApproveInput, ApproveResult, RunbookProgress, RunbookState, StepProgress } from './messages';
+import { clusterLock } from './lock';
+
+/** A step name, or an approval gate: `{ gate: 'before-bootstrap' }`. */
+export type PlanEntry = string | { gate: string };
+
+export interface RunbookOptions {
+  cluster: string;
+  /** deploy, switchover, upgrade, ... (the PgOperation search attribute). */
+  operation: string;
+  /** The steps and gates shown as pending from the start; steps not listed are added as they run. */
+  plan?: PlanEntry[];
+  /** Take the cluster lock (default true). Read-only runbooks (status) may run beside others. */
+  lock?: boolean;
+}
+
+export interface StepOptions {
+  /** The node (hostname) this step acts on: shown in progress and set as PgNode. */
+  node?: string;
+  /**
+   * Undo for this step, run if the runbook is cancelled (in reverse step order). Registered when the
+   * step starts, so it must be idempotent and cope with a step that only partly ran.
+   */
+  compensate?: () => Promise<unknown>;
+  /** Run the whole step again when it fails (default 1: no runbook-level retry). */
+  attempts?: number;
+  /** Wait between runbook-level attempts (default 10s). */
+  retryDelay?: Duration;
+}
+
+export interface ApprovalOptions {
+  /** How long to wait for a decision before the runbook ends with ApprovalTimedOut. */
+  timeout: Duration;
+}
+
+const now = () => new Date().toISOString();
+
+/** The message an operator needs: the activity's (or child's) own failure, not "Activity task failed". */
+export function errorMessage(err: unknown): string {
+  let e: unknown = err;
+  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class Runbook {
+  readonly cluster: string;
+  readonly operation: string;
+  private readonly lockEnabled: boolean;
+  private readonly state: RunbookProgress;
+  private readonly compensations: { step: StepProgress; fn: () => Promise<unknown> }[] = [];
+  private pauseRequest?: { by?: string; reason?: string; at: string };
+  private waitingGate?: StepProgress;
+  private lockHandle?: ChildWorkflowHandle<typeof clusterLock>;
+
+  constructor(opts: RunbookOptions) {
+    this.cluster = opts.cluster;
+    this.operation = opts.operation;
+    this.lockEnabled = opts.lock ?? true;
+    this.state = {
+      cluster: opts.cluster,
+      operation: opts.operation,
+      workflowId: workflowInfo().workflowId,
+      state: 'running',
+      steps: (opts.plan ?? []).map((e) =>
+        typeof e === 'string'
+          ? { name: e, kind: 'step', status: 'pending', attempt: 0 }
+          : { name: e.gate, kind: 'gate', status: 'pending', attempt: 0 },
+      ),
+      startedAt: now(),
+    };
+    setHandler(progress, () => this.progress());
+    setHandler(approve, (input) => this.decide(input), { validator: (input) => this.validateApprove(input) });
+    setHandler(pause, (p) => {
+      this.pauseRequest = { by: p?.by, reason: p?.reason, at: now() };
+      this.state.paused = this.pauseRequest;
+    });
+    setHandler(resume, () => {
+      this.pauseRequest = undefined;
+      this.state.paused = undefined;
+    });
+  }
+
+  /** A snapshot of where the runbook is (what the `progress` query returns). */
+  progress(): RunbookProgress {
+    return { ...this.state, steps: this.state.steps.map((s) => ({ ...s })) };
+  }
+
+  /** Runs one named step. Its failure fails the runbook (after recording it) unless `attempts` > 1. */
+  async step<T>(name: string, fn: () => Promise<T>, opts: StepOptions = {}): Promise<T> {
+    await this.checkpoint();
+    const s = this.entry(name, 'step');
+    s.node = opts.node;
+    s.startedAt = now();
+    if (opts.compensate) {
+      this.compensations.push({ step: s, fn: opts.compensate });
+      s.compensation = 'registered';
+    }
+    this.enter(s);
+    const attempts = Math.max(1, opts.attempts ?? 1);
+    for (;;) {
+      s.attempt++;
+      s.status = 'running';
+      try {
+        const result = await fn();
+        s.status = 'completed';
+        s.error = undefined;
+        this.leave(s);
+        return result;
+      } catch (err) {
+        s.error = errorMessage(err);
+        if (isCancellation(err) || s.attempt >= attempts) {
+          s.status = isCancellation(err) ? 'cancelled' : 'failed';
+          this.leave(s);
+          throw err;
+        }
+      }
+      log.warn(`step ${name} failed (attempt ${s.attempt}/${attempts}), retrying`, { error: s.error });
+      try {
+        await sleep(opts.retryDelay ?? '10s');
+      } catch (err) {
+        s.status = 'cancelled';
+        this.leave(s);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Waits for an approval gate to be decided with the `approve` update. Approve → returns the
+   * decision; reject → ApprovalRejected; no decision within `timeout` → ApprovalTimedOut. Either
+   * failure ends the runbook without running anything further (no compensation either: a rejected
+   * gate leaves the cluster as the steps before it left it, for the operator to look at).
+   */
+  async approval(gate: string, opts: ApprovalOptions): Promise<ApproveResult> {
+    await this.checkpoint();
+    const g = this.entry(gate, 'gate');
+    const timeoutMs = msToNumber(opts.timeout);
+    g.status = 'waiting';
+    g.attempt = 1;
+    g.startedAt = now();
+    g.deadline = new Date(Date.now() + timeoutMs).toISOString();
+    this.enter(g);
+    this.state.state = 'waiting-approval';
+    this.waitingGate = g;
+    let decided: boolean;
+    try {
+      decided = await condition(() => g.decision !== undefined, timeoutMs);
+    } catch (err) {
+      if (isCancellation(err)) g.status = 'cancelled';
+      throw err;
+    } finally {
+      this.waitingGate = undefined;
+      this.state.state = 'running';
+      this.leave(g);
+    }
+    if (!decided || !g.decision) {
+      g.status = 'timed-out';
+      throw ApplicationFailure.create({
+        type: FailureType.ApprovalTimedOut,
+        nonRetryable: true,
+        message: `approval gate ${gate} timed out: nobody decided within ${String(opts.timeout)}; nothing further was done`,
+      });
+    }
+    const d = g.decision;
+    if (d.decision === 'reject') {
+      g.status = 'rejected';
+      throw ApplicationFailure.create({
+        type: FailureType.ApprovalRejected,
+        nonRetryable: true,
+        message: `approval gate ${gate} rejected by ${d.approver}${d.reason ? `: ${d.reason}` : ''}; nothing further was done`,
+      });
+    }
+    g.status = 'approved';
+    return { gate, decision: d.decision, approver: d.approver, at: d.at };
+  }
+
+  /** Runs the runbook body under the cluster lock; see the module comment for what it guarantees. */
+  async run<T>(body: (rb: Runbook) => Promise<T>): Promise<T> {
+    upsertSearchAttributes([
+      { key: PgCluster, value: this.cluster },
+      { key: PgOperation, value: this.operation },
+    ]);
+    try {
+      if (this.lockEnabled) await this.acquireLock();
+      const result = await body(this);
+      this.finish('completed', 'all steps completed');
+      return result;
+    } catch (err) {
+      if (isCancellation(err)) {
+        await CancellationScope.nonCancellable(() => this.compensate());
+        const undone = this.compensations.filter((c) => c.step.compensation === 'completed').length;
+        const failed = this.compensations.length - undone;
+        this.finish(
+          'cancelled',
+          `cancelled; ${undone} step(s) compensated${failed ? `, ${failed} compensation(s) FAILED` : ''}`,
+        );
+      } else if (err instanceof ApplicationFailure && err.type === FailureType.ApprovalRejected) {
+        this.finish('rejected', err.message);
+      } else if (err instanceof ApplicationFailure && err.type === FailureType.ApprovalTimedOut) {
+        this.finish('timed-out', err.message);
+      } else {
+        this.finish('failed', errorMessage(err));
+      }
+      throw err;
+    } finally {
+      await CancellationScope.nonCancellable(async () => {
+        await this.releaseLock();
+        await condition(allHandlersFinished);
+      });
+    }
+  }
+
+  // ---- internals ----
+
+  /** Honours a pause before a step or gate starts. */
+  private async checkpoint(): Promise<void> {
+    if (!this.pauseRequest) return;
+    this.state.state = 'paused';
+    log.info('runbook paused', { by: this.pauseRequest.by, reason: this.pauseRequest.reason });
+    await condition(() => this.pauseRequest === undefined);
+    this.state.state = 'running';
+  }
+
+  /** The plan entry for this step (first pending one of that name), or a new entry. */
+  private entry(name: string, kind: 'step' | 'gate'): StepProgress {
+    const planned = this.state.steps.find(
+      (s) => s.name === name && s.kind === kind && s.status === 'pending',
+    );
+    if (planned) return planned;
+    const taken = this.state.steps.filter((s) => s.name === name || s.name.startsWith(`${name}#`)).length;
+    const fresh: StepProgress = {
+      name: taken ? `${name}#${taken + 1}` : name,
+      kind,
+      status: 'pending',
+      attempt: 0,
+    };
+    this.state.steps.push(fresh);
+    return fresh;
+  }
+
+  private enter(s: StepProgress): void {
+    this.state.current = s.name;
+    upsertSearchAttributes([
+      { key: PgStep, value: s.name },
+      { key: PgNode, value: s.node ?? null },
+    ]);
+  }
+
+  private leave(s: StepProgress): void {
+    s.endedAt = now();
+    if (this.state.current === s.name) this.state.current = undefined;
+  }
+
+  private finish(state: RunbookState, outcome: string): void {
+    this.state.state = state;
+    this.state.outcome = outcome;
+    this.state.endedAt = now();
+    this.state.current = undefined;
+  }
+
+  private validateApprove(input: ApproveInput): void {
+    if (typeof input !== 'object' || input === null) {
+      throw new Error('approve needs { gate, approver, decision?, reason? }');
+    }
+    if (typeof input.approver !== 'string' || input.approver.trim() === '') {
+      throw new Error('approver is empty: say who decides (pgha approve --by NAME)');
+    }
+    if (input.decision !== undefined && input.decision !== 'approve' && input.decision !== 'reject') {
+      throw new Error(`decision ${JSON.stringify(input.decision)} is invalid: use approve or reject`);
+    }
+    const gates = this.state.steps.filter((s) => s.kind === 'gate');
+    const gate = gates.find((g) => g.name === input.gate);
+    if (!gate) {
+      const known = gates.map((g) => g.name).join(', ') || '(none)';
+      throw new Error(`unknown gate ${JSON.stringify(input.gate)}: this runbook's gates are ${known}`);
+    }
+    if (this.waitingGate !== gate) {
+      throw new Error(
+        `gate ${input.gate} is not waiting for a decision (it is ${gate.status}` +
+          `${gate.decision ? ` by ${gate.decision.approver}` : ''}); see pgha watch`,
+      );
+    }
+  }
+
+  private decide(input: ApproveInput): ApproveResult {
+    const g = this.waitingGate;
+    // Two updates validated in the same workflow task: the second finds the gate already decided.
+    if (!g || g.name !== input.gate || g.decision) {
+      throw ApplicationFailure.nonRetryable(`gate ${input.gate} was already decided`, 'GateAlreadyDecided');
+    }
+    const decision = input.decision ?? 'approve';
+    g.decision = { decision, approver: input.approver.trim(), reason: input.reason, at: now() };
+    log.info(`approval gate ${g.name}: ${decision} by ${g.decision.approver}`, { reason: input.reason });
+    return { gate: g.name, decision, approver: g.decision.approver, at: g.decision.at };
+  }
+
+  private async compensate(): Promise<void> {
+    this.state.state = 'compensating';
+    for (const c of [...this.compensations].reverse()) {
+      c.step.compensation = 'running';
+      this.state.current = `undo ${c.step.name}`;
+      try {
+        await c.fn();
+        c.step.compensation = 'completed';
+      } catch (err) {
+        c.step.compensation = 'failed';
+        c.step.compensationError = errorMessage(err);
+        log.error(`compensation of step ${c.step.name} failed`, { error: c.step.compensationError });
+      }
+    }
+    this.state.current = undefined;
+  }
+
+  private async acquireLock(): Promise<void> {
+    const workflowId = lockWorkflowId(this.cluster);
+    this.state.lock = { workflowId, state: 'acquiring' };
+    try {
+      // Started outside the runbook's cancellation scope: cancelling the runbook must not release
+      // the lock before its compensations have run.
+      this.lockHandle = await CancellationScope.nonCancellable(() =>
+        startChild(clusterLock, {
+          workflowId,
+          args: [{ cluster: this.cluster, holder: workflowInfo().workflowId, operation: this.operation }],
+          parentClosePolicy: ParentClosePolicy.TERMINATE,
+        }),
+      );
+      this.state.lock.state = 'held';
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        this.state.lock.state = 'busy';
+        throw ApplicationFailure.create({
+          type: FailureType.ClusterBusy,
+          nonRetryable: true,
+          message:
+            `cluster ${this.cluster} is busy: another pgha operation holds its lock (workflow ${workflowId}); ` +
+            `see pgha runs --cluster ${this.cluster}, then wait for it or cancel it`,
+        });
+      }
+      throw err;
+    }
+  }
+
+  private async releaseLock(): Promise<void> {
+    const handle = this.lockHandle;
+    if (!handle || !this.state.lock) return;
+    try {
+      await handle.signal(release);
+      await handle.result();
+    } catch (err) {
+      // Already gone (terminated by hand): nothing left to release.
+      log.warn('cluster lock was already gone when released', { error: errorMessage(err) });
+    }
+    this.state.lock.state = 'released';
+  }
+}
+
+/** Runs `body` as a runbook: `return runbook({ cluster, operation, plan }, async (rb) => { ... })`. */
+export function runbook<T>(opts: RunbookOptions, body: (rb: Runbook) => Promise<T>): Promise<T> {
+  return new Runbook(opts).run(body);
+}
