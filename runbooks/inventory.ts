@@ -46,7 +46,7 @@ export function checkInventoryText(text: string, file: string): LoadedInventory 
   };
   if (doc.errors.length > 0) {
     const issues: InventoryIssue[] = doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
+      const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
       return {
         path: pos ? `(line ${pos.line}, column ${pos.col})` : '(document)',
         found: `a YAML syntax error: ${e.message.split('\n')[0]}`,
@@ -101,8 +101,18 @@ export async function resolveClusterSecrets(inv: Inventory): Promise<ClusterSecr
   return Object.fromEntries(entries) as ClusterSecrets;
 }
 
+/** Every issue as one line, errors first, each group in the order of the file. */
 export function formatIssues(r: LoadedInventory): string[] {
-  return r.issues.map((i) => formatIssue(i, r.where));
+  const line = (path: string) => Number(/^line (\d+)/.exec(r.where(path) ?? '')?.[1] ?? 1e9);
+  return [...r.issues]
+    .map((issue, index) => ({ issue, index, line: line(issue.path) }))
+    .sort(
+      (a, b) =>
+        Number(a.issue.severity === 'warning') - Number(b.issue.severity === 'warning') ||
+        a.line - b.line ||
+        a.index - b.index,
+    )
+    .map(({ issue }) => formatIssue(issue, r.where));
 }
 
 function splitPath(path: string): (string | number)[] {

@@ -549,7 +549,7 @@ function setTo(path: readonly PathSeg[], expected: string, example: string | und
   const p = pathToString(path);
   if (example === undefined || typeof key !== 'string') return `set ${p} to ${expected}`;
   const ex = path[0] === 'versions' ? `"${example}"` : example;
-  return `set ${p} to ${expected.split(' (')[0]}, e.g. ${key}: ${ex}`;
+  return `set ${p} to ${(expected.split(' (')[0] ?? expected).replace(/, e\.g\..*$/, '')}, like ${key}: ${ex}`;
 }
 
 function zodIssueToIssues(iss: z.core.$ZodIssue, raw: unknown): InventoryIssue[] {
