@@ -15,7 +15,7 @@ import {
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Workflow } from '@temporalio/common';
 import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow';
@@ -124,7 +124,7 @@ export interface StartRunbookOptions<W extends Workflow> {
 export async function startRunbook<W extends Workflow>(
   client: Client,
   opts: StartRunbookOptions<W>,
-): Promise<WorkflowHandle<W>> {
+): Promise<WorkflowHandleWithFirstExecutionRunId<W>> {
   const workflowId = runbookWorkflowId(opts.operation, opts.cluster, opts.suffix);
   if (opts.exclusive ?? true) {
     const running = await runningOperation(client, opts.cluster);

@@ -1,12 +1,22 @@
 import type { Command } from 'commander';
+import * as codecServer from './codec-server';
+import * as keygen from './keygen';
+import * as runs from './runs';
+import * as smoke from './smoke';
 import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
+import { register as registerStatus } from './status';
 import { register as registerValidate } from './validate';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
   void program;
+  keygen.register(program);
+  codecServer.register(program);
+  smoke.register(program);
+  runs.register(program);
   registerLab(program);
   registerValidate(program);
   registerSecrets(program);
+  registerStatus(program);
 }
