@@ -140,6 +140,27 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
     }
   }
 
+  /**
+   * Runs `fn` against the members one after another until one answers: with retries off, a client
+   * over several hosts would fail on whichever dead member it happened to pick.
+   */
+  async function withAnyEndpoint<T>(
+    endpoints: string[],
+    timeoutMs: number,
+    what: string,
+    fn: (c: Etcd3) => Promise<T>,
+  ): Promise<T> {
+    const failures: string[] = [];
+    for (const endpoint of endpoints) {
+      try {
+        return await withClient([endpoint], timeoutMs, fn);
+      } catch (err) {
+        failures.push(`${endpoint}: ${errText(err)}`);
+      }
+    }
+    throw new EtcdUnavailableError(`no etcd member answered ${what}: ${failures.join('; ')}`);
+  }
+
   async function endpointHealth(endpoint: string, timeoutMs: number): Promise<EtcdEndpointHealth> {
     const started = Date.now();
     const r: EtcdEndpointHealth = { endpoint, healthy: false, tookMs: 0 };
@@ -185,25 +206,16 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
   async function etcdMembers(args: EtcdArgs): Promise<EtcdMember[]> {
     const endpoints = validateEndpoints(args.endpoints);
     const timeoutMs = args.timeoutMs ?? defaultTimeout;
-    const failures: string[] = [];
-    // Ask the members one after another: the first one that answers wins.
-    for (const endpoint of endpoints) {
-      try {
-        return await withClient([endpoint], timeoutMs, async (c) => {
-          const res = await c.cluster.memberList({});
-          return res.members.map((m) => ({
-            id: hexId(m.ID) ?? m.ID,
-            name: m.name,
-            peerUrls: m.peerURLs ?? [],
-            clientUrls: m.clientURLs ?? [],
-            isLearner: Boolean(m.isLearner),
-          }));
-        });
-      } catch (err) {
-        failures.push(`${endpoint}: ${errText(err)}`);
-      }
-    }
-    throw new EtcdUnavailableError(`no etcd member answered member list: ${failures.join('; ')}`);
+    return withAnyEndpoint(endpoints, timeoutMs, 'member list', async (c) => {
+      const res = await c.cluster.memberList({});
+      return res.members.map((m) => ({
+        id: hexId(m.ID) ?? m.ID,
+        name: m.name,
+        peerUrls: m.peerURLs ?? [],
+        clientUrls: m.clientURLs ?? [],
+        isLearner: Boolean(m.isLearner),
+      }));
+    });
   }
 
   async function etcdCluster(args: EtcdArgs): Promise<EtcdClusterView> {
@@ -234,11 +246,16 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
   ): Promise<{ prefix: string; keys: EtcdKeyValue[] }> {
     const endpoints = validateEndpoints(args.endpoints);
     const prefix = patroniPrefix(args.namespace, args.scope);
-    const keys = await withClient(endpoints, args.timeoutMs ?? defaultTimeout, async (c) => {
-      if (!args.withValues) return (await c.getAll().prefix(prefix).keys()).map((key) => ({ key }));
-      const all = await c.getAll().prefix(prefix).strings();
-      return Object.entries(all).map(([key, value]) => ({ key, value: value.slice(0, 2000) }));
-    });
+    const keys = await withAnyEndpoint(
+      endpoints,
+      args.timeoutMs ?? defaultTimeout,
+      `get --prefix ${prefix}`,
+      async (c) => {
+        if (!args.withValues) return (await c.getAll().prefix(prefix).keys()).map((key) => ({ key }));
+        const all = await c.getAll().prefix(prefix).strings();
+        return Object.entries(all).map(([key, value]) => ({ key, value: value.slice(0, 2000) }));
+      },
+    );
     keys.sort((a, b) => a.key.localeCompare(b.key));
     return { prefix, keys };
   }
@@ -247,7 +264,9 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
   async function etcdPatroniLeaderKey(args: EtcdPatroniArgs): Promise<{ key: string; value: string | null }> {
     const endpoints = validateEndpoints(args.endpoints);
     const key = `${patroniPrefix(args.namespace, args.scope)}leader`;
-    const value = await withClient(endpoints, args.timeoutMs ?? defaultTimeout, (c) => c.get(key).string());
+    const value = await withAnyEndpoint(endpoints, args.timeoutMs ?? defaultTimeout, `get ${key}`, (c) =>
+      c.get(key).string(),
+    );
     return { key, value };
   }
 

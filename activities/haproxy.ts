@@ -71,6 +71,30 @@ export function socatArgv(node: HaproxyNode): string[] {
   return ['socat', '-t', '5', 'stdio', `unix-connect:${socket}`];
 }
 
+/** The slice of the Proxmox transport a runner needs (activities/proxmox.ts / nodes.ts CtShell has it). */
+export interface CtExec {
+  exec(
+    vmid: number,
+    argv: string[],
+    opts?: { stdin?: string; timeoutMs?: number },
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** The production runner: `pct exec <vmid> -- socat ... unix-connect:<socket>`, the command on stdin. */
+export function runnerFromCtExec(shell: CtExec): HaproxyRuntimeRunner {
+  return async (node, command, { timeoutMs }) => {
+    if (node.vmid === undefined)
+      throw new TypeError(`haproxy node ${node.name}: no vmid to run the runtime API command in`);
+    const r = await shell.exec(node.vmid, socatArgv(node), { stdin: `${command}\n`, timeoutMs });
+    if (r.code !== 0) {
+      throw new Error(
+        `haproxy ${node.name} (CT ${node.vmid}): socat to the admin socket exited ${r.code}: ${r.stderr.trim().slice(0, 300)}`,
+      );
+    }
+    return r.stdout;
+  };
+}
+
 const NAME_RE = /^[A-Za-z0-9_.:-]+$/;
 
 function checkName(kind: string, v: string): string {

@@ -191,24 +191,31 @@ export function createPatroniActivities(deps: PatroniDeps = {}) {
     const signals = [AbortSignal.timeout(timeoutMs)];
     const cancel = cancellationSignal();
     if (cancel) signals.push(cancel);
-    let status: number;
-    let text: string;
-    try {
-      const res = await request(url, {
-        method,
-        headers,
-        body: payload,
-        dispatcher: agent,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: AbortSignal.any(signals),
-      });
-      status = res.statusCode;
-      text = await res.body.text();
-    } catch (err) {
-      if (cancel?.aborted) throw err;
-      const { reason, detail } = classify(err);
-      throw new PatroniUnreachableError(target.member, url, reason, detail);
+    let status = 0;
+    let text = '';
+    const signal = AbortSignal.any(signals);
+    // A GET that meets a reset is tried once more: a kept-alive socket the member closed meanwhile
+    // (a restart, an idle timeout) says nothing about the member. Writes are never repeated.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await request(url, {
+          method,
+          headers,
+          body: payload,
+          dispatcher: agent,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          signal,
+        });
+        status = res.statusCode;
+        text = await res.body.text();
+        break;
+      } catch (err) {
+        if (cancel?.aborted) throw err;
+        const { reason, detail } = classify(err);
+        if (reason === 'reset' && method === 'GET' && attempt === 1 && !signal.aborted) continue;
+        throw new PatroniUnreachableError(target.member, url, reason, detail);
+      }
     }
     if (status === 401 && opts.auth) {
       throw new PatroniAuthRejectedError(

@@ -5,6 +5,7 @@ import * as runs from './runs';
 import * as smoke from './smoke';
 import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
+import { register as registerStatus } from './status';
 import { register as registerValidate } from './validate';
 
 /** Every command module exports `register(program)`; add one line per module. */
@@ -17,4 +18,5 @@ export function registerCommands(program: Command): void {
   registerLab(program);
   registerValidate(program);
   registerSecrets(program);
+  registerStatus(program);
 }

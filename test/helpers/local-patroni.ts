@@ -23,6 +23,8 @@ export interface FakeRoute {
   body: unknown;
   /** Delay before answering; 'hang' never answers (a stuck member). */
   delayMs?: number | 'hang';
+  /** Close the connection without an answer, once (then the route is removed). */
+  resetOnce?: boolean;
 }
 
 /** GET /patroni of a Patroni 3.x primary, as in the v3.3.0 documentation (role `master`). */
@@ -198,6 +200,11 @@ export class FakePatroni {
         const path = req.url ?? '/';
         this.requests.push({ method, path, headers: req.headers, body: Buffer.concat(chunks).toString() });
         const a = this.answer(method, path, req.headers);
+        if (a.resetOnce) {
+          this.routes.delete(`${method} ${path}`);
+          req.socket.destroy();
+          return;
+        }
         const send = () => {
           const isText = typeof a.body === 'string';
           const payload = isText ? (a.body as string) : JSON.stringify(a.body);

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
-import { createEtcdActivities, patroniPrefix, hexId } from '../../activities/etcd';
+import { createEtcdActivities, EtcdUnavailableError, patroniPrefix, hexId } from '../../activities/etcd';
 import { PollTimeoutError } from '../../activities/poll';
 import { freePort } from '../helpers/local-common';
 import { startLocalEtcd, type LocalEtcdCluster } from '../helpers/local-etcd';
@@ -121,16 +121,34 @@ void describe('etcd activities against a real 3-member etcd on loopback', () => 
     assert.equal(d.healthy, false);
     assert.ok(d.error && d.error.length > 0);
     assert.equal(health.filter((h) => h.healthy).length, 3);
+    // Reads over several endpoints go on to the next member when the first does not answer.
+    const key = await etcd.etcdPatroniLeaderKey({
+      endpoints: [dead, ...cluster.endpoints],
+      namespace: '/patroni/',
+      scope: 'postgres',
+    });
+    assert.equal(key.value, 'pg103');
+    const members = await etcd.etcdMembers({ endpoints: [dead, ...cluster.endpoints] });
+    assert.equal(members.length, 3);
+    await assert.rejects(
+      etcd.etcdPatroniKeys({ endpoints: [dead], namespace: '/patroni/', scope: 'postgres' }),
+      (err: unknown) => {
+        assert.ok(err instanceof EtcdUnavailableError);
+        assert.ok(err.message.includes(`no etcd member answered get --prefix /patroni/postgres/: ${dead}:`));
+        return true;
+      },
+    );
   });
 
   void it('with one member killed: that one is unhealthy, quorum holds; with two: no quorum and the wait times out', async () => {
-    const victim = cluster.members.find((m) => m.proc.running)!;
+    // A follower: killing the leader would leave the others leaderless (unhealthy) until they elect anew.
+    const before = await etcd.etcdCluster({ endpoints: cluster.endpoints });
+    const victim = cluster.members.find((m) => m.proc.running && m.name !== before.leader?.name)!;
     await cluster.kill(victim.name);
     const view = await etcd.etcdCluster({ endpoints: cluster.endpoints, timeoutMs: 1000 });
     const v = view.endpoints.find((e) => e.endpoint === victim.clientUrl)!;
     assert.equal(v.healthy, false);
     assert.equal(view.quorum, true);
-    // A new leader may take a moment if the victim led: wait for 2 healthy members.
     await etcd.etcdWaitHealthy({
       endpoints: cluster.endpoints,
       expected: 2,

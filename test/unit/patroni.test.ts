@@ -108,6 +108,21 @@ void describe('patroni activities against an HTTP server on loopback', () => {
     }
   });
 
+  void it('a GET that meets a connection reset is tried once more; a POST is never repeated', async () => {
+    const t = { member: 'pg102', url: replica.url };
+    const before = replica.requests.length;
+    replica.routes.set('GET /health', { status: 0, body: '', resetOnce: true });
+    const a = await p.patroniGetHealth({ target: t });
+    assert.equal(a.status, 200);
+    assert.equal(replica.requests.length - before, 2, 'one reset, one answer');
+    replica.routes.set('POST /reload', { status: 0, body: '', resetOnce: true });
+    await assert.rejects(
+      p.patroniReload({ target: t }),
+      (err: unknown) => err instanceof PatroniUnreachableError && err.reason === 'reset',
+    );
+    assert.equal(replica.requests.length - before, 3, 'the POST was sent once');
+  });
+
   void it('rejects a target URL that is not a REST API base, naming the member', async () => {
     await assert.rejects(
       p.patroniGetPatroni({ target: { member: 'pg102', url: 'http://10.213.50.21:8008/patroni' } }),
