@@ -18,6 +18,7 @@ import {
 import type { EtcdActivities } from './etcd';
 import type { PostgresActivities } from './postgres';
 import type { HaproxyActivities, HaproxyNode } from './haproxy';
+import { HAPROXY_ADMIN_SOCKET, HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND } from './render/haproxy';
 
 export interface StatusInput {
   cluster: string;
@@ -422,6 +423,18 @@ export function judge(s: Omit<ClusterStatus, 'verdict'>): ClusterStatus['verdict
         if (b === s.haproxy.readBackend && p.leader && up.includes(p.leader)) {
           degraded.push(`HAProxy ${n.name}: read backend ${b} includes the leader ${p.leader}`);
         }
+        const replicasUp = up.filter((x) => x !== p.leader);
+        if (
+          b !== s.haproxy.readBackend &&
+          b !== s.haproxy.writeBackend &&
+          p.leader &&
+          up.includes(p.leader) &&
+          replicasUp.length > 0
+        ) {
+          degraded.push(
+            `HAProxy ${n.name}: backend ${b} sends to the leader and to replicas (${replicasUp.join(', ')}) alike: writes can land on a replica (the seed's check on GET /patroni?)`,
+          );
+        }
       }
     }
   }
@@ -450,6 +463,8 @@ export function statusInputFromInventory(
   inv: StatusInventory,
   opts: { sql?: boolean; adminSocket?: string; writeBackend?: string; readBackend?: string } = {},
 ): StatusInput {
+  // pgha's rendered haproxy.cfg (activities/render/haproxy.ts) unless told otherwise.
+  const adminSocket = opts.adminSocket ?? HAPROXY_ADMIN_SOCKET;
   const input: StatusInput = {
     cluster: inv.cluster,
     etcd: {
@@ -470,13 +485,9 @@ export function statusInputFromInventory(
       maximumLagBytes: inv.patroni.maximumLagOnFailover,
     },
     haproxy: {
-      nodes: inv.nodes.haproxy.map((n) => ({
-        name: n.hostname,
-        vmid: n.vmid,
-        ...(opts.adminSocket ? { socket: opts.adminSocket } : {}),
-      })),
-      writeBackend: opts.writeBackend,
-      readBackend: opts.readBackend,
+      nodes: inv.nodes.haproxy.map((n) => ({ name: n.hostname, vmid: n.vmid, socket: adminSocket })),
+      writeBackend: opts.writeBackend ?? HAPROXY_WRITE_BACKEND,
+      readBackend: opts.readBackend ?? HAPROXY_READ_BACKEND,
     },
   };
   if (opts.sql !== false)

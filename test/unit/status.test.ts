@@ -15,6 +15,7 @@ import {
   type StatusInput,
 } from '../../activities/status';
 import { checkTargets, exitCodeOf, formatStatusReport } from '../../clients/commands/status';
+import { loadInventory } from '../../runbooks/inventory';
 import { startLocalEtcd, type LocalEtcdCluster } from '../helpers/local-etcd';
 import { startLocalHaproxy, socatRunner, type LocalHaproxy } from '../helpers/local-haproxy';
 import { FakePatroni } from '../helpers/local-patroni';
@@ -185,6 +186,45 @@ void describe('status verdict and report (fixed status objects)', () => {
     ]);
   });
 
+  void it("flags the seed's HAProxy backend (GET /patroni): the leader and replicas UP alike", () => {
+    const s = fixedStatus();
+    if (!s.haproxy.asked) throw new Error('fixture');
+    s.haproxy.nodes = [
+      {
+        name: 'haproxy1',
+        reachable: true,
+        servers: ['pg102', 'pg103', 'pg104'].map((server) => ({
+          backend: 'postgresql_backend',
+          server,
+          state: 'UP',
+          status: 'UP',
+          checkStatus: 'L7OK',
+        })),
+      },
+    ];
+    assert.deepEqual(judge(s).reasons, [
+      "HAProxy haproxy1: backend postgresql_backend sends to the leader and to replicas (pg102, pg104) alike: writes can land on a replica (the seed's check on GET /patroni?)",
+    ]);
+  });
+
+  void it('reads the lab inventory as the inventory helper defines it', async () => {
+    const inv = await loadInventory('runbooks/clusters/lab.yaml');
+    const input = statusInputFromInventory(inv);
+    assert.deepEqual(
+      input.etcd.members.map((m) => m.url),
+      ['http://10.213.50.51:2379', 'http://10.213.50.52:2379', 'http://10.213.50.53:2379'],
+    );
+    assert.deepEqual(
+      input.patroni.members.map((m) => `${m.name}=${m.url}`),
+      ['pg102=http://10.213.50.21:8008', 'pg103=http://10.213.50.22:8008', 'pg104=http://10.213.50.23:8008'],
+    );
+    assert.equal(input.patroni.maximumLagBytes, 1048576);
+    assert.match(
+      input.postgres?.passwordRef ?? '',
+      /^file:\/var\/lib\/pgha-lab\/secrets\/superuser-password$/,
+    );
+  });
+
   void it('HAProxy without a transport is reported as unknown, not as healthy or broken', () => {
     const s = fixedStatus();
     s.haproxy = { asked: false, reason: 'no runtime-API transport wired (pct exec): state unknown' };
@@ -218,7 +258,11 @@ void describe('status verdict and report (fixed status objects)', () => {
       user: 'postgres',
       passwordRef: 'file:/var/lib/pgha-lab/secrets/superuser-password',
     });
-    assert.deepEqual(input.haproxy?.nodes, [{ name: 'haproxy1', vmid: 100 }]);
+    assert.deepEqual(input.haproxy?.nodes, [
+      { name: 'haproxy1', vmid: 100, socket: '/run/haproxy/admin.sock' },
+    ]);
+    assert.equal(input.haproxy?.writeBackend, 'postgres_primary', "the rendered haproxy.cfg's backends");
+    assert.equal(input.haproxy?.readBackend, 'postgres_replicas');
     assert.equal(statusInputFromInventory(inv, { sql: false }).postgres, undefined);
     checkTargets(input, '127.0.0.0/8,10.213.50.0/24');
     const seed = statusInputFromInventory({
