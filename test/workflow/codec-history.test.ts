@@ -126,13 +126,14 @@ void test('history holds neither the secret, the plaintext input, nor failure me
       const found = payloads(JSON.parse(raw));
       const data = found.filter((f) => !/searchAttributes/i.test(f.path));
       assert.ok(data.length >= 4, `expected payloads in ${id}, found ${data.length}`);
+      // The CLI prints payload data in base64: look inside each one, not only at the text.
       for (const f of data) {
+        assertNoPlaintext(b64(f.payload.data).toString('latin1'), [...words], `payload at ${f.path}`);
         assert.equal(
           b64(f.payload.metadata?.encoding).toString(),
           ENCRYPTED_ENCODING,
           `payload at ${f.path}`,
         );
-        assertNoPlaintext(b64(f.payload.data).toString('latin1'), [...words], `payload at ${f.path}`);
       }
       // Positive control: with the key, the history does carry what we looked for.
       const decoded = await testCodec.decode(
