@@ -1,0 +1,249 @@
+/**
+ * The lab's acceptance checks, through the same doors a user has: OpenSSH's client against the
+ * Proxmox stand-in (host key pinned in a known_hosts file, key-only), `pct` with Proxmox's syntax,
+ * and `npx pgha lab ...`. Faults are injected into CT 101 (haproxy2) and undone before the test
+ * ends. Skips only when the lab is not up. (Tear-down is checked by hand: `pgha lab down` would take
+ * the lab from the tests that follow.)
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readLabInventory } from '../../lab/inventory';
+import { labNotUpReason } from '../../lab/testing';
+import { CLIENT_KEY, FINGERPRINT_FILE, HOST_KEY } from '../../lab/sshd';
+
+const skip = labNotUpReason();
+const repo = join(__dirname, '..', '..');
+const FAULT_CT = 101;
+
+interface Out {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function sh(cmd: string, args: string[], input?: string, timeoutMs = 60_000): Out {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: timeoutMs, cwd: repo });
+  if (r.error) throw r.error;
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+let knownHosts = '';
+let tmp = '';
+
+/** `ssh root@10.213.50.1 <remote command>` with the lab key, the host key pinned, no fallbacks. */
+function ssh(remote: string, input?: string): Out {
+  const { host, port } = readLabInventory().proxmox;
+  return sh(
+    'ssh',
+    [
+      '-p',
+      String(port),
+      '-i',
+      CLIENT_KEY,
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'ConnectTimeout=10',
+      `root@${host}`,
+      remote,
+    ],
+    input,
+  );
+}
+
+function pgha(...args: string[]): Out {
+  return sh('npx', ['pgha', ...args], undefined, 300_000);
+}
+
+/** Is a TCP port on `ip` answered (open or refused) from inside a CT, or does it go unanswered? */
+function reachable(fromVmid: number, ip: string): boolean {
+  const probe = `import socket; s = socket.socket(); s.settimeout(1.5); print(s.connect_ex(("${ip}", 9)))`;
+  const r = ssh(`pct exec ${fromVmid} -- python3 -c '${probe}'`);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim() === '111'; // ECONNREFUSED: the peer answered with a RST
+}
+
+void describe('the lab, as a user meets it', { skip }, () => {
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'pgha-lab-test-'));
+    knownHosts = join(tmp, 'known_hosts');
+    const { host, port } = readLabInventory().proxmox;
+    writeFileSync(knownHosts, `[${host}]:${port} ${readFileSync(`${HOST_KEY}.pub`, 'utf8')}`);
+  });
+  after(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  void it('publishes the fingerprint of the key its sshd presents', () => {
+    const fp = readFileSync(FINGERPRINT_FILE, 'utf8').trim();
+    assert.match(fp, /^SHA256:[A-Za-z0-9+/]{43}$/);
+    const r = sh('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${HOST_KEY}.pub`]);
+    assert.ok(r.stdout.includes(fp));
+    // and the sshd presents exactly that key: ssh with StrictHostKeyChecking=yes succeeds
+    assert.equal(ssh('true').code, 0);
+  });
+
+  void it('ssh … pct exec 103 -- hostname prints pg103', () => {
+    const r = ssh('pct exec 103 -- hostname');
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, 'pg103\n', '']);
+  });
+
+  void it('pct exec passes stdin, stdout, stderr and the exit status through', () => {
+    const r = ssh(`pct exec 104 -- sh -c 'cat; echo to-stderr >&2; exit 7'`, 'from stdin\n');
+    assert.deepEqual([r.code, r.stdout, r.stderr], [7, 'from stdin\n', 'to-stderr\n']);
+  });
+
+  void it('pct config 103 | grep ip= shows 10.213.50.22', () => {
+    const r = ssh('pct config 103 | grep ip=');
+    assert.equal(r.code, 0);
+    assert.match(
+      r.stdout,
+      /^net0: name=eth0,bridge=pglab0,hwaddr=BC:24:11:[0-9A-F:]{8},ip=10\.213\.50\.22\/24,type=veth$/m,
+    );
+    assert.match(ssh('pct config 111').stdout, /^hostname: etcd3$/m);
+  });
+
+  void it('pct push writes a file with the requested mode and owner; pct pull reads it back', () => {
+    const src = `/tmp/pgha-push-src-${process.pid}`;
+    const back = `/tmp/pgha-pull-${process.pid}`;
+    try {
+      assert.equal(ssh(`printf 'x=1\\n' > ${src}`).code, 0);
+      const r = ssh(`pct push 103 ${src} /tmp/pushed.conf --perms 0640 --user root --group daemon`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(ssh(`pct exec 103 -- stat -c '%a %U %G' /tmp/pushed.conf`).stdout, '640 root daemon\n');
+      assert.equal(ssh(`pct pull 103 /tmp/pushed.conf ${back} --perms 0600`).code, 0);
+      assert.equal(readFileSync(back, 'utf8'), 'x=1\n');
+      assert.equal(sh('stat', ['-c', '%a', back]).stdout, '600\n');
+    } finally {
+      ssh(`rm -f ${src} ${back}; pct exec 103 -- rm -f /tmp/pushed.conf`);
+    }
+  });
+
+  void it('pct exec 999 -- true fails as on Proxmox', () => {
+    const r = ssh('pct exec 999 -- true');
+    assert.equal(r.code, 255);
+    assert.match(r.stderr, /^Configuration file 'nodes\/[^/]+\/lxc\/999\.conf' does not exist$/m);
+    assert.equal(ssh('pct status 999').code, 255);
+  });
+
+  void it('pct list and pct status show the 8 CTs running', () => {
+    const r = ssh('pct list');
+    assert.equal(r.code, 0);
+    const rows = r.stdout.trim().split('\n');
+    assert.match(rows[0]!, /^VMID\s+Status\s+Lock\s+Name/);
+    const inv = readLabInventory();
+    assert.deepEqual(
+      rows.slice(1).map((l) => l.trim().split(/\s+/)),
+      inv.nodes.map((n) => [String(n.vmid), 'running', n.hostname]),
+    );
+    assert.equal(ssh('pct status 110').stdout, 'status: running\n');
+  });
+
+  void it('pgha lab status: one line per CT with IP, state and systemd state, and the ssh endpoint', () => {
+    const r = pgha('lab', 'status');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const inv = readLabInventory();
+    for (const n of inv.nodes) {
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `^${n.vmid}\\s+${n.hostname}\\s+${n.ip.replace(/\./g, '\\.')}\\s+running\\s+running\\b`,
+          'm',
+        ),
+      );
+    }
+    assert.ok(r.stdout.includes(readFileSync(FINGERPRINT_FILE, 'utf8').trim()));
+    assert.match(r.stdout, /ssh -p 2222 -i \/var\/lib\/pgha-lab\/ssh\/id_ed25519 root@10\.213\.50\.1/);
+  });
+
+  void it('every CT has its own machine-id and hostname, and the offline packages read-only', () => {
+    const ids = new Set<string>();
+    for (const n of readLabInventory().nodes) {
+      const r = ssh(
+        `pct exec ${n.vmid} -- sh -c 'cat /etc/machine-id; hostname; test -f /opt/pgha-offline/MANIFEST.json && ! touch /opt/pgha-offline/x 2>/dev/null && echo ro'`,
+      );
+      const [id, hostname, ro] = r.stdout.trim().split('\n');
+      assert.match(id ?? '', /^[0-9a-f]{32}$/);
+      ids.add(id!);
+      assert.equal(hostname, n.hostname);
+      assert.equal(ro, 'ro', `CT ${n.vmid}: /opt/pgha-offline missing or writable`);
+    }
+    assert.equal(ids.size, readLabInventory().nodes.length);
+  });
+
+  void it('the CTs reach each other and the host on 10.213.50.0/24, and have no route elsewhere', () => {
+    assert.ok(reachable(100, '10.213.50.53'));
+    assert.ok(reachable(100, '10.213.50.1'));
+    const r = ssh('pct exec 100 -- ip -4 route');
+    assert.equal(r.stdout.trim(), '10.213.50.0/24 dev eth0 proto kernel scope link src 10.213.50.11');
+  });
+
+  void it('lab up on a running lab changes nothing', () => {
+    const pid = () => sh('lxc-info', ['-n', '103', '-P', '/var/lib/pgha-lab/lxc', '-p', '-H']).stdout.trim();
+    const before = pid();
+    const r = pgha('lab', 'up');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^lab up in [\d.]+ s: 8 CTs running/);
+    assert.equal(r.stdout.trim().split('\n').length, 1, `up did something: ${r.stdout}`);
+    assert.equal(pid(), before, 'CT 103 was restarted');
+  });
+
+  void it('fault partition/heal cuts a CT off the bridge and back', () => {
+    try {
+      assert.ok(reachable(100, '10.213.50.12'));
+      assert.equal(pgha('lab', 'fault', 'partition', String(FAULT_CT)).code, 0);
+      assert.equal(reachable(100, '10.213.50.12'), false, 'still reachable while partitioned');
+      assert.match(pgha('lab', 'status').stdout, /^101\s.*\spartitioned$/m);
+    } finally {
+      assert.equal(pgha('lab', 'fault', 'heal', String(FAULT_CT)).code, 0);
+    }
+    assert.ok(reachable(100, '10.213.50.12'), 'not reachable after heal');
+  });
+
+  void it('fault kill kills a service inside a CT', () => {
+    const unit = 'pgha-fault-test';
+    assert.equal(ssh(`pct exec ${FAULT_CT} -- systemd-run --unit ${unit} sleep 600`).code, 0);
+    try {
+      assert.equal(ssh(`pct exec ${FAULT_CT} -- systemctl is-active ${unit}`).stdout, 'active\n');
+      const r = pgha('lab', 'fault', 'kill', String(FAULT_CT), unit);
+      assert.equal(r.code, 0, r.stderr);
+      let state = '';
+      for (let i = 0; i < 20 && state !== 'failed\n'; i++) {
+        state = ssh(`pct exec ${FAULT_CT} -- systemctl is-active ${unit}`).stdout;
+      }
+      assert.equal(state, 'failed\n');
+      assert.notEqual(pgha('lab', 'fault', 'kill', String(FAULT_CT), 'no-such-unit-pgha').code, 0);
+    } finally {
+      ssh(
+        `pct exec ${FAULT_CT} -- sh -c 'systemctl stop ${unit}; systemctl reset-failed ${unit}' 2>/dev/null`,
+      );
+    }
+  });
+
+  void it('fault stop-ct hard-stops a CT; pct start brings it back', () => {
+    try {
+      assert.equal(pgha('lab', 'fault', 'stop-ct', String(FAULT_CT)).code, 0);
+      assert.equal(ssh(`pct status ${FAULT_CT}`).stdout, 'status: stopped\n');
+      const r = ssh(`pct exec ${FAULT_CT} -- true`);
+      assert.equal(r.code, 255);
+      assert.match(r.stderr, /CT 101 not running/);
+      assert.equal(ssh(`pct start ${FAULT_CT}`).code, 0);
+      assert.equal(ssh(`pct status ${FAULT_CT}`).stdout, 'status: running\n');
+    } finally {
+      // whatever happened above, leave the lab whole (bounded: up waits at most 120 s)
+      const r = pgha('lab', 'up');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    }
+    assert.equal(ssh(`pct exec ${FAULT_CT} -- systemctl is-system-running`).stdout, 'running\n');
+  });
+});
