@@ -45,6 +45,8 @@ export function renderEtcdConf(inv: Inventory, node: Node): RenderedFile {
     `ETCD_INITIAL_CLUSTER=${etcdInitialCluster(inv)}`,
     `ETCD_INITIAL_CLUSTER_TOKEN=${inv.etcd.clusterToken}`,
     'ETCD_INITIAL_CLUSTER_STATE=new',
+    '# Structured logs to stderr (the journal); the default in 3.5, and 3.4 warns without it',
+    'ETCD_LOGGER=zap',
   ];
   return {
     path: ETCD_CONF_PATH,

@@ -7,15 +7,22 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { loadInventory } from '../../runbooks/inventory';
+import { loadInventory, parseInventory } from '../../runbooks/inventory';
+import { Proc, freePort, toolPath, waitFor } from '../helpers/local-common';
+import { quote } from '../../activities/command';
 import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
 import {
   HAPROXY_ADMIN_SOCKET,
   onlineInstallRecipes,
   renderCluster,
+  renderInstallScript,
   renderEtcdConf,
   renderHaproxyCfg,
   renderPatroniYml,
@@ -55,6 +62,8 @@ function goldenFiles(inv: Inventory): Map<string, string> {
     for (const f of files) add(`${node.hostname}${f.path}`, f);
   add('seed-haproxy/etc/haproxy/haproxy.cfg', renderSeedHaproxy(inv));
   out.set('install-recipes.json', `${JSON.stringify(onlineInstallRecipes(inv), null, 2)}\n`);
+  for (const r of onlineInstallRecipes(inv))
+    out.set(`install/${r.component}-${r.method}.sh`, renderInstallScript(r, quote));
   out.set('MANIFEST.tsv', `# golden file\tpath in the CT\tmode\towner:group\n${manifest.join('\n')}\n`);
   return out;
 }
@@ -250,6 +259,7 @@ void describe("the seed's defects are fixed in what is rendered", () => {
         'etcd1=http://192.168.50.51:2380,etcd2=http://192.168.50.52:2380,etcd3=http://192.168.50.53:2380',
       ETCD_INITIAL_CLUSTER_TOKEN: 'patroni-cluster-token',
       ETCD_INITIAL_CLUSTER_STATE: 'new',
+      ETCD_LOGGER: 'zap',
     });
     for (const v of Object.values(vars)) assert.doesNotMatch(v, /[#\s]/);
     assert.throws(
@@ -306,6 +316,30 @@ void describe("the seed's defects are fixed in what is rendered", () => {
     );
     assert.deepEqual(onlineInstallRecipes(await inventory('lab')), [], 'the lab installs offline');
   });
+
+  void it('the install scripts: argv through activities/command.ts, valid sh, useradd tolerating an existing user', async () => {
+    const recipes = onlineInstallRecipes(await inventory('pve-seed'));
+    const dir = await mkdtemp(join(tmpdir(), 'pgha-render-sh-'));
+    try {
+      for (const r of recipes) {
+        const script = renderInstallScript(r, quote);
+        for (const step of r.steps) assert.ok(script.includes(`${quote(step.argv)}`), step.why);
+        await writeFile(join(dir, `${r.component}.sh`), script);
+        for (const shell of ['sh', 'bash']) await execFileP(shell, ['-n', join(dir, `${r.component}.sh`)]);
+      }
+      const etcd = renderInstallScript(
+        recipes.find((r) => r.component === 'etcd')!,
+        quote,
+      );
+      assert.match(etcd, /^useradd --system .* etcd \|\| case \$\? in 9\) ;; \*\) exit 1 ;; esac$/m);
+      assert.match(
+        etcd,
+        /^sh -c 'cd "\$1" && sha256sum --check --ignore-missing SHA256SUMS' verify \/tmp\/pgha-etcd-v3\.5\.13-linux-amd64$/m,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 interface PatroniYml {
@@ -339,3 +373,227 @@ interface PatroniYml {
     authentication: Record<string, { username: string; password: string }>;
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// The rendered files, read by the real programs (installed by scripts/test-services), on loopback
+// ---------------------------------------------------------------------------------------------
+
+const execFileP = promisify(execFile);
+
+function which(bin: string): string {
+  for (const dir of ['/usr/sbin', '/usr/bin', '/sbin', '/bin'])
+    if (existsSync(join(dir, bin))) return join(dir, bin);
+  throw new Error(`${bin} is not installed: run scripts/test-services`);
+}
+
+/** The lab inventory moved onto loopback (127.0.0.x keeps the seed's last octets). */
+async function loopbackInventory(ports: Partial<Inventory['ports']> = {}): Promise<Inventory> {
+  const text = (await readFile(join(root, 'runbooks', 'clusters', 'lab.yaml'), 'utf8')).replaceAll(
+    '10.213.50.',
+    '127.0.0.',
+  );
+  const doc = parseYaml(text) as { ports: Record<string, number> };
+  Object.assign(doc.ports, ports);
+  return parseInventory(doc, { baseDir: root });
+}
+
+/** KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments on their own lines only). */
+function envFile(content: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of content.split('\n')) {
+    if (line.trim() === '' || /^\s*[#;]/.test(line)) continue;
+    const i = line.indexOf('=');
+    assert.ok(i > 0, `not KEY=VALUE: ${line}`);
+    env[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return env;
+}
+
+void describe('the rendered files, read by the real programs', () => {
+  void it('haproxy -c accepts the rendered haproxy.cfg (pve-seed and lab) and the seed own one', async () => {
+    const haproxy = which('haproxy');
+    const dir = await mkdtemp(join(tmpdir(), 'pgha-render-haproxy-'));
+    try {
+      for (const name of clusters) {
+        const inv = await inventory(name);
+        for (const [label, f] of [
+          ['pgha', renderHaproxyCfg(inv, { ...FAKE, haproxyStatsPassword: `it's "quoted" $HOME #1` })],
+          ['seed', renderSeedHaproxy(inv)],
+        ] as const) {
+          const file = join(dir, `${name}-${label}.cfg`);
+          await writeFile(file, f.content);
+          // -c parses and checks the whole file without binding, connecting or chrooting.
+          const r = await execFileP(haproxy, ['-c', '-f', file], { timeout: 30_000 }).catch(
+            (e: { stdout: string; stderr: string }) =>
+              assert.fail(`${name} ${label}: haproxy -c failed:\n${e.stdout}${e.stderr}`),
+          );
+          assert.match(`${r.stdout}${r.stderr}`, /Configuration file is valid/);
+          assert.doesNotMatch(`${r.stdout}${r.stderr}`, /ALERT/);
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  void it('etcd 3.4 forms a 3-member cluster from the rendered etcd.conf alone, and serves the v3 JSON gateway Patroni uses', async () => {
+    const etcd = toolPath('etcd-server', 'usr', 'bin', 'etcd');
+    const inv = await loopbackInventory({ etcdClient: await freePort(), etcdPeer: await freePort() });
+    const dir = await mkdtemp(join(tmpdir(), 'pgha-render-etcd-'));
+    const procs: Proc[] = [];
+    try {
+      for (const node of inv.nodes.etcd) {
+        const env = envFile(renderEtcdConf(inv, node).content);
+        // One host stands in for three CTs: each member gets its own data directory, and the
+        // loopback listener (127.0.0.1 inside each CT) is left out, as the members would share it.
+        env.ETCD_DATA_DIR = join(dir, node.hostname);
+        const loopback = `,http://127.0.0.1:${inv.ports.etcdClient}`;
+        assert.ok(env.ETCD_LISTEN_CLIENT_URLS!.endsWith(loopback));
+        env.ETCD_LISTEN_CLIENT_URLS = env.ETCD_LISTEN_CLIENT_URLS!.slice(0, -loopback.length);
+        procs.push(new Proc(node.hostname, etcd, [], { env: { PATH: process.env.PATH, ...env } }));
+      }
+      const urls = inv.nodes.etcd.map((n) => `http://${n.ip}:${inv.ports.etcdClient}`);
+      for (const [i, url] of urls.entries())
+        await waitFor(`etcd member ${url} healthy`, 30_000, async () => {
+          if (!procs[i]!.running) throw new Error(`exited: ${procs[i]!.output()}`);
+          const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+          return r.ok && ((await r.json()) as { health: string }).health === 'true';
+        });
+      const b64 = (s: string) => Buffer.from(s).toString('base64');
+      const key = `${inv.patroni.namespace}${inv.patroni.scope}/probe`;
+      const put = await fetch(`${urls[0]}/v3/kv/put`, {
+        method: 'POST',
+        body: JSON.stringify({ key: b64(key), value: b64('ok') }),
+        signal: AbortSignal.timeout(3000),
+      });
+      assert.equal(put.status, 200);
+      const range = await fetch(`${urls[2]}/v3/kv/range`, {
+        method: 'POST',
+        body: JSON.stringify({ key: b64(key) }),
+        signal: AbortSignal.timeout(3000),
+      });
+      const body = (await range.json()) as { kvs?: { value: string }[] };
+      assert.equal(Buffer.from(body.kvs?.[0]?.value ?? '', 'base64').toString(), 'ok');
+      const members = await fetch(`${urls[1]}/v3/cluster/member/list`, {
+        method: 'POST',
+        body: '{}',
+        signal: AbortSignal.timeout(3000),
+      });
+      const names = ((await members.json()) as { members: { name: string }[] }).members
+        .map((m) => m.name)
+        .sort();
+      assert.deepEqual(names, ['etcd1', 'etcd2', 'etcd3']);
+    } finally {
+      await Promise.all(procs.map((p) => p.stop()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  void it('PostgreSQL 18 accepts the rendered parameters and pg_hba, and SCRAM is what a login uses', async () => {
+    const bin = (t: string) => toolPath('postgresql', 'bin', t);
+    const inv = await loopbackInventory();
+    const y = parseYaml(renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE).content) as PatroniYml;
+    const uid = Number((await execFileP('id', ['-u', 'pgha-test'])).stdout.trim());
+    const gid = Number((await execFileP('id', ['-g', 'pgha-test'])).stdout.trim());
+    const dir = await mkdtemp(join(tmpdir(), 'pgha-render-pg-'));
+    await chown(dir, uid, gid);
+    const data = join(dir, 'data');
+    const password = FAKE.superuserPassword;
+    let proc: Proc | undefined;
+    try {
+      await writeFile(join(dir, 'pw'), `${password}\n`, { mode: 0o600 });
+      await chown(join(dir, 'pw'), uid, gid);
+      // initdb with the options Patroni derives from bootstrap.initdb: --encoding=UTF8 --data-checksums
+      const initdbOpts = y.bootstrap.initdb.map((o) =>
+        typeof o === 'string'
+          ? `--${o}`
+          : Object.entries(o as Record<string, string>).map(([k, v]) => `--${k}=${v}`)[0]!,
+      );
+      assert.deepEqual(initdbOpts, ['--encoding=UTF8', '--data-checksums']);
+      await execFileP(
+        bin('initdb'),
+        ['-D', data, '-U', 'postgres', '--pwfile', join(dir, 'pw'), '--no-sync', ...initdbOpts],
+        {
+          uid,
+          gid,
+          env: { ...process.env, LC_ALL: 'C.UTF-8' },
+          timeout: 120_000,
+        },
+      );
+      // What Patroni writes: pg_hba.conf from postgresql.pg_hba, the parameters into postgresql.conf.
+      await writeFile(join(data, 'pg_hba.conf'), `${y.postgresql.pg_hba.join('\n')}\n`);
+      const conf = (v: unknown) => (typeof v === 'number' ? String(v) : `'${String(v).replace(/'/g, "''")}'`);
+      const params = { ...y.bootstrap.dcs.postgresql.parameters, ...y.postgresql.parameters };
+      await appendFile(
+        join(data, 'postgresql.conf'),
+        Object.entries(params)
+          .map(([k, v]) => `${k} = ${conf(v)}\n`)
+          .join(''),
+      );
+      const port = await freePort();
+      proc = new Proc(
+        'pg',
+        bin('postgres'),
+        // Only what differs on a test host: where to listen, and no archiving into /var/lib/pgsql.
+        [
+          '-D',
+          data,
+          '-p',
+          String(port),
+          '-c',
+          'listen_addresses=127.0.0.1',
+          '-c',
+          `unix_socket_directories=${dir}`,
+          '-c',
+          'archive_mode=off',
+        ],
+        { uid, gid, env: { ...process.env, LC_ALL: 'C.UTF-8' } },
+      );
+      const psql = (sql: string, pw = password) =>
+        execFileP(
+          bin('psql'),
+          ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-XAtc', sql],
+          {
+            env: { ...process.env, PGPASSWORD: pw, PGCONNECT_TIMEOUT: '3' },
+            timeout: 10_000,
+          },
+        ).then((r) => r.stdout.trim());
+      await waitFor('postgres on loopback', 60_000, async () => {
+        if (!proc!.running) throw new Error(`postgres exited: ${proc!.output()}`);
+        return psql('select 1').then((o) => o === '1');
+      });
+      assert.equal(await psql('select count(*) from pg_hba_file_rules where error is not null'), '0');
+      assert.equal(
+        await psql(
+          "select coalesce(string_agg(name || '=' || coalesce(setting, '') || ': ' || error, '; '), '') from pg_file_settings where error is not null and name not in ('archive_mode', 'unix_socket_directories')",
+        ),
+        '',
+      );
+      assert.equal(
+        await psql(`select string_agg(distinct auth_method, ',') from pg_hba_file_rules where type = 'host'`),
+        'scram-sha-256',
+      );
+      assert.equal(await psql('show password_encryption'), 'scram-sha-256');
+      assert.equal(await psql('show data_checksums'), 'on');
+      assert.equal(await psql('show server_encoding'), 'UTF8');
+      assert.equal(await psql('show wal_keep_size'), '512MB');
+      assert.equal(await psql('show log_directory'), 'log');
+      // The pg_hba rules in force: no 0.0.0.0/0, the lab subnet only.
+      assert.equal(
+        await psql(
+          `select string_agg(distinct address || '/' || netmask, ' ' order by address || '/' || netmask) from pg_hba_file_rules where address is not null`,
+        ),
+        '127.0.0.0/255.255.255.0 127.0.0.1/255.255.255.255 ::1/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+      );
+      await assert.rejects(psql('select 1', 'wrong'), /password authentication failed for user "postgres"/);
+    } finally {
+      if (proc?.running) {
+        proc.child.kill('SIGINT');
+        const t = setTimeout(() => proc!.child.kill('SIGKILL'), 10_000);
+        await proc.exited;
+        clearTimeout(t);
+      }
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
