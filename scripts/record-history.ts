@@ -1,0 +1,128 @@
+/**
+ * (Re)records the histories the replay test (test/workflow/replay.test.ts) replays against the
+ * current workflow code: run it when a runbook is released or deliberately changed (with patched()).
+ *
+ *   npx tsx scripts/record-history.ts        writes test/histories/<workflowId>.json
+ *
+ * It runs the released runbooks on a throw-away dev server with a worker in this process and the real
+ * (smoke) activities. Histories are recorded WITHOUT the payload codec: the codec only wraps payloads
+ * on their way to the server and never changes what the workflow code sees, so replay determinism
+ * does not depend on it; recorded this way the files are readable, diffable, and need no key in the
+ * repository. They hold no secret: inputs carry only references (env:PGHA_HISTORY_SECRET).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { startRunbook } from '../clients/runbook';
+import { projectRoot, temporalBinary } from '../temporal.config';
+import { workflowsPath } from '../workers/main';
+import { approve, lockWorkflowId, progress, searchAttributeKeys } from '../workflows/messages';
+import type { RunbookProgress } from '../workflows/messages';
+import type { smoke } from '../workflows/smoke';
+
+export const historiesDir = join(projectRoot, 'test', 'histories');
+/** What replay and recording share: no codec, failure messages encoded (as in production). */
+export const replayDataConverter = { failureConverterPath: require.resolve('../clients/failure-converter') };
+
+async function waitFor(h: WorkflowHandle, what: string, ok: (p: RunbookProgress) => boolean): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const p = await h.query(progress).catch(() => undefined);
+    if (p && ok(p)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${h.workflowId}: timed out waiting for ${what}`);
+}
+
+async function main(): Promise<void> {
+  process.env.PGHA_HISTORY_SECRET = 'recorded-only-as-a-reference';
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalBinary },
+      ip: '127.0.0.1',
+      searchAttributes: searchAttributeKeys,
+    },
+    client: { dataConverter: replayDataConverter },
+  });
+  const taskQueue = 'record-history';
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath,
+    activities: createActivities({ stateDir: mkdtempSync(join(tmpdir(), 'pgha-record-')) }),
+    dataConverter: replayDataConverter,
+  });
+  const recorded: WorkflowHandle[] = [];
+  const start = (cluster: string, gate: boolean) =>
+    startRunbook<typeof smoke>(env.client, {
+      workflow: 'smoke',
+      args: [
+        {
+          cluster,
+          note: 'recorded by scripts/record-history.ts',
+          secretRef: 'env:PGHA_HISTORY_SECRET',
+          approvalTimeout: gate ? '1h' : undefined,
+        },
+      ],
+      cluster,
+      operation: 'smoke',
+      taskQueue,
+    });
+  const atGate = (h: WorkflowHandle) => waitFor(h, 'the gate', (p) => p.state === 'waiting-approval');
+
+  try {
+    await worker.runUntil(async () => {
+      // 1. The plain smoke run.
+      const plain = await start('history-plain', false);
+      await plain.result();
+      recorded.push(plain, env.client.workflow.getHandle(lockWorkflowId('history-plain')));
+      // 2. Approved at its gate.
+      const approved = await start('history-approved', true);
+      await atGate(approved);
+      await approved.executeUpdate(approve, { args: [{ gate: 'before-verify', approver: 'recorder' }] });
+      await approved.result();
+      recorded.push(approved);
+      // 3. Rejected at its gate.
+      const rejected = await start('history-rejected', true);
+      await atGate(rejected);
+      await rejected.executeUpdate(approve, {
+        args: [
+          { gate: 'before-verify', approver: 'recorder', decision: 'reject', reason: 'recorded rejection' },
+        ],
+      });
+      await rejected.result().catch(() => undefined);
+      recorded.push(rejected);
+      // 4. Cancelled at its gate: the write step's compensation runs.
+      const cancelled = await start('history-cancelled', true);
+      await atGate(cancelled);
+      await cancelled.cancel();
+      await cancelled.result().catch(() => undefined);
+      recorded.push(cancelled);
+    });
+    for (const h of recorded) {
+      const file = join(historiesDir, `${h.workflowId}.json`);
+      // The format `temporal workflow show --output json` exports (what an operator would attach to a bug).
+      const json = execFileSync(
+        temporalBinary,
+        ['workflow', 'show', '--workflow-id', h.workflowId, '--address', env.address, '--output', 'json'],
+        { maxBuffer: 64 * 1024 * 1024 },
+      );
+      writeFileSync(file, json);
+      console.log(`wrote ${file}`);
+    }
+  } finally {
+    await env.teardown();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
