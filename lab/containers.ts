@@ -98,7 +98,9 @@ export function ensureContainer(
     const rootfs = (text: string) => /^lxc\.rootfs\.path = .*$/m.exec(text)?.[0];
     if (rootfs(current) !== rootfs(desired)) wipeOverlay(node.vmid);
   } else if (existsSync(ctDir(node.vmid))) {
-    // a crash between mkdir and writing the config: start this CT from scratch
+    // A directory without a config (a crash while it was written, or a hand-deleted config): make
+    // sure nothing runs on this overlay any more, then start this CT from scratch.
+    run('lxc-stop', lxc(node.vmid, '-k'), { allowFail: true, timeoutMs: 60_000 });
     wipeOverlay(node.vmid);
     outcome = 'created';
   }
