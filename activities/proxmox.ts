@@ -334,7 +334,18 @@ export class ProxmoxHost {
    * A broken connection is retried once on a fresh one, but only if the command never started.
    */
   async run(command: string, opts: ExecOptions = {}): Promise<ExecResult<Buffer>> {
+    // The deadline covers the wait for a free channel and the connect, not just the command.
+    const timeoutMs = opts.timeoutMs ?? this.cfg.commandTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
     return this.slot(async () => {
+      if (opts.signal?.aborted)
+        throw new ProxmoxError('Aborted', `command cancelled on ${this.where}: ${command}`);
+      if (Date.now() >= deadline) {
+        throw new ProxmoxError(
+          'Timeout',
+          `command timed out after ${timeoutMs} ms waiting for a channel on ${this.where}`,
+        );
+      }
       let channel: ClientChannel;
       try {
         channel = await this.openChannel(command);
@@ -352,7 +363,7 @@ export class ProxmoxHost {
           );
         }
       }
-      return this.collect(channel, command, opts);
+      return this.collect(channel, command, { ...opts, timeoutMs: Math.max(1, deadline - Date.now()) });
     });
   }
 

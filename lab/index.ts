@@ -44,11 +44,10 @@ function elapsed(t0: number): string {
   return `${((Date.now() - t0) / 1000).toFixed(1)} s`;
 }
 
-/** Run lab/bootstrap (idempotent; quick when cached) and return the cached base and offline dirs. */
-function prepareCaches(log: (line: string) => void): { base: string; offline: string } {
-  const r = run(resolve(__dirname, 'bootstrap'), [], { allowFail: true, timeoutMs: 3_600_000 });
-  if (r.code !== 0) throw new Error(`lab/bootstrap failed (exit ${r.code}):\n${r.stdout}${r.stderr}`);
-  for (const line of r.stdout.trim().split('\n')) if (!/cached|done/.test(line)) log(line);
+/** Run lab/bootstrap (idempotent; quiet when cached) and return the cached base and offline dirs. */
+function prepareCaches(): { base: string; offline: string } {
+  // Its progress goes straight to the terminal: a cold build takes minutes.
+  run(resolve(__dirname, 'bootstrap'), ['--quiet'], { inherit: true, timeoutMs: 3_600_000 });
   return { base: realpathSync(`${CACHE_DIR}/lab-base`), offline: realpathSync(`${CACHE_DIR}/offline`) };
 }
 
@@ -65,7 +64,7 @@ export function up(opts: LabOptions = {}): void {
   const log = opts.log ?? defaultLog;
   const t0 = Date.now();
   const inv = readLabInventory(opts.inventory);
-  const { base, offline } = prepareCaches(log);
+  const { base, offline } = prepareCaches();
 
   ensureBridge();
   const sshd = ensureSshd(inv.proxmox.port);
