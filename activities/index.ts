@@ -4,15 +4,39 @@
  * Workflows type their proxies with `proxyActivities<Activities>` and import this file only as a type.
  */
 import { createSmokeActivities } from './smoke';
+import { createEtcdActivities } from './etcd';
+import { createPatroniActivities } from './patroni';
+import { createPostgresActivities } from './postgres';
+import { createHaproxyActivities, runnerFromCtExec } from './haproxy';
+import { createStatusActivities } from './status';
+import { createNodeActivities } from './nodes';
+import { createGateActivities } from './gates';
+import { createProxmoxFactory } from './proxmox';
+import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
   /** The worker's state directory (default: temporal.config.ts stateDir). */
   stateDir: string;
+  /** SSH connections to Proxmox hosts, one per host (default: real ssh2 connections, made on first use). */
+  proxmox?: ReturnType<typeof createProxmoxFactory>;
 }
 
 export function createActivities(deps: ActivityDeps) {
+  const proxmox = deps.proxmox ?? createProxmoxFactory();
+  const etcd = createEtcdActivities();
+  const patroni = createPatroniActivities();
+  const postgres = createPostgresActivities();
+  const haproxyFor = async (inv: Inventory) =>
+    createHaproxyActivities({ runner: runnerFromCtExec(await proxmox.get(inv.proxmox)) });
+  const statusFor = async (inv: Inventory) =>
+    createStatusActivities({ etcd, patroni, postgres, haproxy: await haproxyFor(inv) });
   return {
     ...createSmokeActivities({ stateDir: deps.stateDir }),
+    ...etcd,
+    ...patroni,
+    ...postgres,
+    ...createNodeActivities({ shellFor: (section) => proxmox.get(section) }),
+    ...createGateActivities({ patroni, postgres, statusFor }),
   };
 }
 

@@ -1,3 +1,4 @@
 /** The workflow bundle's entry: every workflow the pgha worker runs. Add one line per runbook module. */
 export { clusterLock } from './lock';
 export { smoke } from './smoke';
+export { deployCluster } from './deploy-cluster';

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import * as codecServer from './codec-server';
+import * as deploy from './deploy';
 import * as keygen from './keygen';
 import * as runs from './runs';
 import * as smoke from './smoke';
@@ -19,4 +20,5 @@ export function registerCommands(program: Command): void {
   registerValidate(program);
   registerSecrets(program);
   registerStatus(program);
+  deploy.register(program);
 }

@@ -1,0 +1,33 @@
+/** `pgha deploy --cluster FILE`: the deployCluster runbook, with live step progress. */
+import type { Duration } from '@temporalio/common';
+import type { Command } from 'commander';
+import type { deployCluster } from '../../workflows/deploy-cluster';
+import { withClient } from '../connection';
+import { inventoryInput } from '../inventory-input';
+import { startRunbook } from '../runbook';
+import { watchRun } from './runs';
+
+export function register(program: Command): void {
+  program
+    .command('deploy')
+    .description('install the whole cluster: etcd, then PostgreSQL + Patroni, then HAProxy, checking each')
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .option(
+      '--approval-timeout <duration>',
+      'stop before bootstrapping PostgreSQL until `pgha approve` (e.g. 1h)',
+    )
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action((o: { cluster: string; approvalTimeout?: string; wait: boolean }) =>
+      withClient(async (client) => {
+        const { input, inventory } = await inventoryInput(o.cluster);
+        const handle = await startRunbook<typeof deployCluster>(client, {
+          workflow: 'deployCluster',
+          args: [{ inventory: input, approvalTimeout: o.approvalTimeout as Duration | undefined }],
+          cluster: inventory.cluster,
+          operation: 'deploy',
+        });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
+        if (o.wait) await watchRun(client, handle);
+      }),
+    );
+}

@@ -1,0 +1,280 @@
+/**
+ * deployCluster end to end on the lab, checked from outside pgha:
+ *  1. on freshly reset CTs, deploy with a real worker process that is SIGKILLed while the replicas
+ *     join; a new worker finishes the run, and no step finished before the kill runs again;
+ *  2. the cluster, asked directly (lxc-attach + etcdctl, Patroni's REST API, SQL through HAProxy):
+ *     3 healthy etcd members with one leader, 1 Patroni leader + 2 streaming replicas on one
+ *     timeline, the leader key naming the leader, a row written through HAProxy :5432 read back on
+ *     both replicas, the read port :5433 reaching only replicas;
+ *  3. deploy again: it succeeds and restarts no service (systemd start times unchanged).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { inventoryInput } from '../../clients/inventory-input';
+import { startRunbook } from '../../clients/runbook';
+import type { Inventory } from '../../runbooks/schema';
+import type { deployCluster } from '../../workflows/deploy-cluster';
+import { progress } from '../../workflows/messages';
+import { labNotUpReason } from '../../lab/testing';
+import { LXC_PATH } from '../../lab/paths';
+import { Proc, repoRoot, waitFor } from '../helpers/local-common';
+import { eventually, startTestServer, testCodecKey, uniqueId } from '../helpers/temporal';
+
+const skip = labNotUpReason();
+const LAB = join(repoRoot, 'runbooks/clusters/lab.yaml');
+
+let env: TestWorkflowEnvironment;
+let inv: Inventory;
+let input: Awaited<ReturnType<typeof inventoryInput>>['input'];
+const workers: Proc[] = [];
+
+/** A command inside a CT, straight through LXC (not pgha's transport). */
+function inCt(vmid: number, argv: string[]): string {
+  return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+}
+
+function pgha(...args: string[]): string {
+  return execFileSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), ...args], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+}
+
+function startWorker(name: string, taskQueue: string, countDir: string): Proc {
+  const w = new Proc(
+    name,
+    process.execPath,
+    ['--import', 'tsx', join(repoRoot, 'test/helpers/worker-process.ts')],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: env.address,
+        TEMPORAL_NAMESPACE: 'default',
+        PGHA_TASK_QUEUE: taskQueue,
+        PGHA_CODEC_KEY: testCodecKey.toString('base64'),
+        PGHA_STATE_DIR: mkdtempSync(join(tmpdir(), 'pgha-state-')),
+        PGHA_COUNT_DIR: countDir,
+        PGHA_METRICS_ADDRESS: 'off',
+      },
+    },
+  );
+  workers.push(w);
+  return w;
+}
+
+const ready = (w: Proc) =>
+  waitFor(`${w.name} polling`, 90_000, async () => {
+    if (!w.running) throw new Error(`${w.name} exited: ${w.output()}`);
+    return w.output().includes('READY');
+  });
+
+const count = (dir: string, activity: string) =>
+  existsSync(join(dir, activity)) ? readFileSync(join(dir, activity), 'utf8').trim().split('\n').length : 0;
+
+const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
+
+async function sql<T>(host: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = new Client({
+    host,
+    port,
+    user: 'postgres',
+    password: secret(inv.secrets.superuserPassword),
+    database: 'postgres',
+    connectionTimeoutMillis: 5000,
+  });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** systemd's start time of each service on each node: changes if anything restarted it. */
+function serviceStarts(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const units = { etcd: 'etcd', postgres: 'patroni', haproxy: 'haproxy' } as const;
+  for (const role of ['etcd', 'postgres', 'haproxy'] as const) {
+    for (const n of inv.nodes[role]) {
+      out[`${n.hostname}/${units[role]}`] = inCt(n.vmid, [
+        'systemctl',
+        'show',
+        units[role],
+        '--property=ActiveState,ExecMainStartTimestampMonotonic,ExecMainPID',
+      ]).trim();
+    }
+  }
+  return out;
+}
+
+before(async () => {
+  if (skip) return;
+  pgha('lab', 'reset'); // fresh CTs from the base image: no cluster data anywhere
+  pgha('secrets', 'init', '--cluster', LAB);
+  ({ input, inventory: inv } = await inventoryInput(LAB));
+  env = await startTestServer();
+});
+
+after(async () => {
+  for (const w of workers) await w.stop();
+  await env?.teardown();
+});
+
+void test(
+  'deployCluster survives a worker SIGKILL while the replicas join; no finished step runs again',
+  { skip, timeout: 1_500_000 },
+  async () => {
+    const taskQueue = uniqueId('deploy');
+    const countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
+    const first = startWorker('worker-1', taskQueue, countDir);
+    await ready(first);
+    const handle = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: input }],
+      cluster: inv.cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    await eventually(
+      'the replicas-join step running',
+      () => handle.query(progress),
+      (p) => p.steps.some((s) => s.name === 'replicas join' && s.status !== 'pending'),
+      900_000,
+    );
+    await first.kill();
+    const second = startWorker('worker-2', taskQueue, countDir);
+    await ready(second);
+    const result = await handle.result();
+    assert.equal(result.verdict.status, 'healthy', JSON.stringify(result.verdict));
+
+    // Steps finished before the kill ran once: one call per node, not more.
+    assert.equal(count(countDir, 'preflightNode'), 8);
+    assert.equal(count(countDir, 'installEtcd'), 3);
+    assert.equal(count(countDir, 'etcdWaitHealthy'), 1);
+    assert.equal(count(countDir, 'installPostgres'), 3);
+    assert.equal(count(countDir, 'waitPrimary'), 1);
+    assert.equal(count(countDir, 'installHaproxy'), 2);
+    // And the history shows each installEtcd scheduled exactly three times.
+    const history = await handle.fetchHistory();
+    const scheduled = (history.events ?? []).filter(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'installEtcd',
+    );
+    assert.equal(scheduled.length, 3);
+  },
+);
+
+void test(
+  'the deployed cluster, asked directly: etcd, Patroni, leader key, HAProxy routing, replication',
+  { skip, timeout: 300_000 },
+  async () => {
+    const endpoints = inv.nodes.etcd.map((n) => `http://${n.ip}:2379`).join(',');
+    const etcdVmid = inv.nodes.etcd[0]!.vmid;
+    const health = inCt(etcdVmid, ['etcdctl', `--endpoints=${endpoints}`, 'endpoint', 'health']);
+    assert.equal((health.match(/is healthy/g) ?? []).length, 3, health);
+    const statuses = JSON.parse(
+      inCt(etcdVmid, ['etcdctl', `--endpoints=${endpoints}`, 'endpoint', 'status', '-w', 'json']),
+    ) as {
+      Status: { leader: string; header: { member_id: string } };
+    }[];
+    const leaders = new Set(statuses.map((s) => String(s.Status.leader)));
+    assert.equal(leaders.size, 1, 'all etcd members agree on one leader');
+    assert.ok(
+      statuses.some((s) => String(s.Status.header.member_id) === [...leaders][0]),
+      'the leader is a member',
+    );
+
+    const pg0 = inv.nodes.postgres[0]!;
+    const cluster = (await (await fetch(`http://${pg0.ip}:8008/cluster`)).json()) as {
+      members: { name: string; role: string; state: string; timeline: number; host: string }[];
+    };
+    const leadersPg = cluster.members.filter((m) => m.role === 'leader');
+    const replicas = cluster.members.filter((m) => m.role === 'replica');
+    assert.equal(leadersPg.length, 1, JSON.stringify(cluster));
+    assert.equal(replicas.length, 2, JSON.stringify(cluster));
+    assert.ok(
+      replicas.every((m) => m.state === 'streaming'),
+      JSON.stringify(cluster),
+    );
+    assert.equal(new Set(cluster.members.map((m) => m.timeline)).size, 1, 'one timeline');
+    const leader = leadersPg[0]!;
+
+    const leaderKey = inCt(etcdVmid, [
+      'etcdctl',
+      `--endpoints=${endpoints}`,
+      'get',
+      '/patroni/postgres/leader',
+      '--print-value-only',
+    ]).trim();
+    assert.equal(leaderKey, leader.name);
+
+    const marker = `e2e-${Date.now()}`;
+    for (const h of inv.nodes.haproxy) {
+      const wrote = await sql(h.ip, 5432, async (c) => {
+        await c.query('create table if not exists e2e_rows (id serial primary key, note text)');
+        const r = await c.query<{ addr: string }>(
+          `insert into e2e_rows(note) values ($1) returning host(inet_server_addr()) as addr`,
+          [`${marker}-${h.hostname}`],
+        );
+        return r.rows[0]!.addr;
+      });
+      assert.equal(wrote, leader.host, `a write through ${h.hostname}:5432 landed on the leader`);
+      for (let i = 0; i < 6; i++) {
+        const r = await sql(h.ip, 5433, (c) =>
+          c.query<{ ro: boolean; addr: string }>(
+            'select pg_is_in_recovery() as ro, host(inet_server_addr()) as addr',
+          ),
+        );
+        assert.equal(
+          r.rows[0]!.ro,
+          true,
+          `read port of ${h.hostname} reached ${r.rows[0]!.addr}, not a replica`,
+        );
+      }
+    }
+    for (const r of replicas) {
+      await waitFor(`rows on ${r.name}`, 30_000, async () => {
+        const n = await sql(r.host, 5432, (c) =>
+          c.query<{ n: string }>(`select count(*) as n from e2e_rows where note like $1`, [`${marker}-%`]),
+        );
+        return Number(n.rows[0]!.n) === inv.nodes.haproxy.length;
+      });
+    }
+  },
+);
+
+void test(
+  'deployCluster again on the deployed cluster succeeds and restarts nothing',
+  { skip, timeout: 900_000 },
+  async () => {
+    const before = serviceStarts();
+    assert.ok(
+      Object.values(before).every((s) => s.includes('ActiveState=active')),
+      JSON.stringify(before, null, 1),
+    );
+    const taskQueue = uniqueId('redeploy');
+    const w = startWorker('worker-3', taskQueue, mkdtempSync(join(tmpdir(), 'pgha-count-')));
+    await ready(w);
+    const handle = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: input }],
+      cluster: inv.cluster,
+      operation: 'deploy',
+      suffix: 'again',
+      taskQueue,
+    });
+    const result = await handle.result();
+    assert.equal(result.verdict.status, 'healthy');
+    assert.deepEqual(serviceStarts(), before);
+  },
+);
