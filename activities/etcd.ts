@@ -116,9 +116,17 @@ export function hexId(id: string | undefined): string | undefined {
   }
 }
 
-function errText(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/\s+/g, ' ').slice(0, 300);
+/** grpc's long messages, shortened to what an operator needs: refused / timed out / the etcd error. */
+export function errText(err: unknown): string {
+  const msg = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim();
+  const last = /Last error: (?:Error: )?(.+?)\.? Resolution note/.exec(msg)?.[1];
+  if (/^14 UNAVAILABLE/.test(msg)) {
+    if (last && last !== 'null') return `unavailable: ${last}`;
+    return 'unavailable: no connection established';
+  }
+  const deadline = /^4 DEADLINE_EXCEEDED: Deadline exceeded after ([\d.]+s)/.exec(msg);
+  if (deadline) return `no answer within ${deadline[1]} (deadline exceeded)`;
+  return msg.slice(0, 300);
 }
 
 export function createEtcdActivities(deps: EtcdDeps = {}) {

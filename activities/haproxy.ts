@@ -68,7 +68,9 @@ export function socatArgv(node: HaproxyNode): string[] {
       `haproxy node ${node.name}: socket ${JSON.stringify(socket)} must be an absolute path`,
     );
   }
-  return ['socat', '-t', '5', 'stdio', `unix-connect:${socket}`];
+  // shut-none: socat does not half-close the socket at stdin's EOF; HAProxy answers the one
+  // command and closes. (A half-close racing the command can cost the answer under load.)
+  return ['socat', '-t', '5', 'stdio', `unix-connect:${socket},shut-none`];
 }
 
 /** The slice of the Proxmox transport a runner needs (activities/proxmox.ts / nodes.ts CtShell has it). */
@@ -178,9 +180,12 @@ export function createHaproxyActivities(deps: HaproxyDeps) {
     return deps.runner(node, command, { timeoutMs });
   }
 
-  /** `show stat`, parsed. Only server rows unless `all`. */
+  /** `show stat`, parsed. Only server rows unless `all`. An empty answer (never valid) is asked again, twice at most. */
   async function haproxyShowStat(args: { node: HaproxyNode; all?: boolean }): Promise<HaproxyStatRow[]> {
-    const rows = parseShowStat(await run(args.node, 'show stat'));
+    let answer = '';
+    for (let attempt = 1; attempt <= 3 && answer.trim() === ''; attempt++)
+      answer = await run(args.node, 'show stat');
+    const rows = parseShowStat(answer);
     return args.all ? rows : rows.filter((r) => r.type === 'server');
   }
 

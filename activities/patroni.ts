@@ -140,7 +140,8 @@ function classify(err: unknown): { reason: PatroniUnreachableError['reason']; de
     cause?: { code?: string; message?: string };
   };
   const code = e?.code ?? e?.cause?.code ?? '';
-  const detail = [code, e?.message ?? String(err)].filter(Boolean).join(': ').slice(0, 200);
+  const text = e?.message ?? String(err);
+  const detail = (code && !text.includes(code) ? `${code}: ${text}` : text).slice(0, 200);
   if (code === 'ECONNREFUSED') return { reason: 'refused', detail };
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return { reason: 'dns', detail };
   if (

@@ -364,10 +364,11 @@ export function judge(s: Omit<ClusterStatus, 'verdict'>): ClusterStatus['verdict
   if (p.paused) degraded.push('Patroni is paused (maintenance mode): no automatic failover');
   const leader = p.members.find((m) => m.name === p.leader);
   for (const m of p.members) {
-    if (!m.reachable)
-      degraded.push(`Patroni REST API of ${m.name} does not answer: ${m.error ?? 'unknown error'}`);
+    if (!m.reachable) degraded.push(m.error ?? `Patroni REST API of ${m.name} does not answer`);
     if (m.role === null) {
-      degraded.push(`${m.name} is not a member in Patroni's /cluster (Patroni stopped, or not yet joined)`);
+      if (m.reachable || p.clusterFrom !== null) {
+        degraded.push(`${m.name} is not a member in Patroni's /cluster (Patroni stopped, or not yet joined)`);
+      }
       continue;
     }
     if (m.name === p.leader) {
@@ -390,11 +391,22 @@ export function judge(s: Omit<ClusterStatus, 'verdict'>): ClusterStatus['verdict
       );
     }
   }
+  // One reason per distinct SQL error (a missing password file is the same for every member).
+  const sqlErrors = new Map<string, string[]>();
+  for (const m of p.members) {
+    if (m.sql && 'error' in m.sql) {
+      const key = m.sql.error.split(m.host).join('<host>');
+      sqlErrors.set(key, [...(sqlErrors.get(key) ?? []), m.name]);
+    }
+  }
+  for (const [err, names] of sqlErrors) {
+    const one = p.members.find((m) => m.name === names[0]);
+    const text = names.length === 1 && one ? err.split('<host>').join(one.host) : err;
+    degraded.push(`PostgreSQL on ${names.join(', ')} does not answer SQL: ${text}`);
+  }
   for (const m of p.members) {
     if (m.pendingRestart) degraded.push(`${m.name} has a pending restart (a changed parameter needs it)`);
-    if (m.sql && 'error' in m.sql)
-      degraded.push(`PostgreSQL on ${m.name} does not answer SQL: ${m.sql.error}`);
-    else if (m.sql && m.role !== null) {
+    if (m.sql && !('error' in m.sql) && m.role !== null) {
       const isLeader = m.name === p.leader;
       if (isLeader && m.sql.inRecovery)
         degraded.push(`leader ${m.name} is still in recovery (promotion not finished)`);

@@ -52,6 +52,7 @@ export const socatRunner: HaproxyRuntimeRunner = (node, command, { timeoutMs }) 
       if (code === 0) resolve(out);
       else reject(new Error(`socat to ${node.name} failed (${signal ?? code}): ${err.trim()}`));
     });
+    child.stdin.on('error', () => undefined); // socat gone early (no socket): its exit code says why
     child.stdin.end(`${command}\n`);
   });
 

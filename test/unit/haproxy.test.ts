@@ -75,7 +75,7 @@ void describe('haproxy show stat parser', () => {
       '-t',
       '5',
       'stdio',
-      'unix-connect:/run/haproxy/admin.sock',
+      'unix-connect:/run/haproxy/admin.sock,shut-none',
     ]);
     assert.throws(() => socatArgv({ name: 'h', socket: 'admin.sock' }), /must be an absolute path/);
   });

@@ -441,7 +441,7 @@ void describe('status collection against real etcd, PostgreSQL and HAProxy on lo
     );
     assert.match(
       r,
-      /Patroni REST API of pg104 does not answer: Patroni REST API of pg104 at http:\/\/127\.0\.0\.1:\d+\/patroni did not answer: refused/,
+      /Patroni REST API of pg104 at http:\/\/127\.0\.0\.1:\d+\/patroni did not answer: refused/,
     );
     assert.equal(s.etcd.quorum, true);
   });
