@@ -247,8 +247,22 @@ void describe('the lab, as a user meets it', { skip }, () => {
       const r = ssh(`pct exec ${FAULT_CT} -- true`);
       assert.equal(r.code, 255);
       assert.match(r.stderr, /CT 101 not running/);
+      // push and pull work on a stopped CT, as on Proxmox
+      const src = `/tmp/pgha-stopped-push-${process.pid}`;
+      ssh(`printf 'while stopped\\n' > ${src}`);
+      assert.equal(ssh(`pct push ${FAULT_CT} ${src} /etc/pgha-stopped-push --perms 0600`).code, 0);
+      assert.equal(
+        ssh(`pct pull ${FAULT_CT} /etc/pgha-stopped-push ${src}.back && cat ${src}.back`).stdout,
+        'while stopped\n',
+      );
+      ssh(`rm -f ${src} ${src}.back`);
       assert.equal(ssh(`pct start ${FAULT_CT}`).code, 0);
       assert.equal(ssh(`pct status ${FAULT_CT}`).stdout, 'status: running\n');
+      assert.equal(
+        ssh(`pct exec ${FAULT_CT} -- stat -c '%a %U' /etc/pgha-stopped-push`).stdout,
+        '600 root\n',
+      );
+      ssh(`pct exec ${FAULT_CT} -- rm -f /etc/pgha-stopped-push`);
     } finally {
       // whatever happened above, leave the lab whole (bounded: up waits at most 120 s)
       const r = pgha('lab', 'up');
