@@ -30,7 +30,7 @@ void test('pgha keygen, worker, smoke with approval, runs, busy cluster, approve
   const dir = mkdtempSync(join(tmpdir(), 'pgha-cli-'));
   const metricsPort = await freePort();
   const cluster = uniqueId('cli');
-  const childEnv = {
+  const childEnv: NodeJS.ProcessEnv & Record<'PGHA_CODEC_KEY_FILE' | 'PGHA_TASK_QUEUE', string> = {
     ...process.env,
     TEMPORAL_ADDRESS: env.address,
     TEMPORAL_NAMESPACE: 'default',
