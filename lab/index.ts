@@ -7,7 +7,7 @@
  * running lab changes nothing and `up` after a crash half-way finishes the job. `down` removes
  * everything `up` made except the machine-wide caches.
  */
-import { existsSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   destroy,
@@ -23,7 +23,7 @@ import type { LabInventory, LabNode } from './inventory';
 import { LAB_HOST_IP, readLabInventory } from './inventory';
 import { bridgeExists, ensureBridge, heal, linkState, partition, removeBridge } from './network';
 import { BRIDGE, CACHE_DIR, LAB_DIR, LXC_PATH } from './paths';
-import { run } from './sh';
+import { run, sleep } from './sh';
 import { CLIENT_KEY, ensureSshd, hostKeyFingerprint, sshdPid, stopSshd } from './sshd';
 
 export interface LabOptions {
@@ -37,6 +37,59 @@ const defaultLog = (line: string) => process.stdout.write(`${line}\n`);
 function requireRoot(): void {
   if (process.getuid?.() !== 0) {
     throw new Error('the lab manages LXC containers, a bridge and an sshd: run it as root');
+  }
+}
+
+const LOCK = '/run/pgha-lab.lock';
+
+/**
+ * One lab operation at a time on this machine (CI, a developer and tests may overlap): a lock
+ * directory holding the owner's pid; a dead owner's lock is taken over. Waits at most 10 minutes.
+ */
+function withLock<T>(what: string, fn: () => T): T {
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(`${LOCK}/pid`, String(process.pid));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let pidText = '';
+      try {
+        pidText = readFileSync(`${LOCK}/pid`, 'utf8');
+      } catch {
+        // not written yet, or released meanwhile
+      }
+      const owner = Number(pidText);
+      let stale: boolean;
+      if (Number.isInteger(owner) && owner > 0) {
+        try {
+          stale = !process.kill(owner, 0);
+        } catch {
+          stale = true; // its owner died mid-operation
+        }
+      } else {
+        // just created, pid not yet written; stale only if it stays so
+        try {
+          stale = Date.now() - statSync(LOCK).mtimeMs > 10_000;
+        } catch {
+          stale = false; // released meanwhile: try again
+        }
+      }
+      if (stale) {
+        rmSync(LOCK, { recursive: true, force: true });
+        continue;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`lab ${what}: another lab operation holds ${LOCK} (pid ${owner})`);
+      sleep(200);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(LOCK, { recursive: true, force: true });
   }
 }
 
@@ -61,6 +114,10 @@ function findNode(inv: LabInventory, vmid: number): LabNode {
 
 export function up(opts: LabOptions = {}): void {
   requireRoot();
+  withLock('up', () => converge(opts));
+}
+
+function converge(opts: LabOptions): void {
   const log = opts.log ?? defaultLog;
   const t0 = Date.now();
   const inv = readLabInventory(opts.inventory);
@@ -99,10 +156,12 @@ export function up(opts: LabOptions = {}): void {
 export function reset(opts: LabOptions = {}): void {
   requireRoot();
   const log = opts.log ?? defaultLog;
-  const t0 = Date.now();
-  for (const vmid of labVmids()) destroy(vmid);
-  log(`CTs destroyed in ${elapsed(t0)}`);
-  up({ ...opts, log });
+  withLock('reset', () => {
+    const t0 = Date.now();
+    for (const vmid of labVmids()) destroy(vmid);
+    log(`CTs destroyed in ${elapsed(t0)}`);
+    converge({ ...opts, log });
+  });
 }
 
 /** Lab mounts left behind by a crash (a CT's mounts normally live in its own namespace). */
@@ -117,6 +176,10 @@ function labMounts(): string[] {
 
 export function down(opts: LabOptions = {}): void {
   requireRoot();
+  withLock('down', () => removeAll(opts));
+}
+
+function removeAll(opts: LabOptions): void {
   const log = opts.log ?? defaultLog;
   const t0 = Date.now();
   const vmids = labVmids();
