@@ -8,12 +8,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { appendFile, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { loadInventory, parseInventory } from '../../runbooks/inventory';
 import { Proc, freePort, toolPath, waitFor } from '../helpers/local-common';
 import { quote } from '../../activities/command';
@@ -387,13 +387,17 @@ function which(bin: string): string {
 }
 
 /** The lab inventory moved onto loopback (127.0.0.x keeps the seed's last octets). */
-async function loopbackInventory(ports: Partial<Inventory['ports']> = {}): Promise<Inventory> {
+async function loopbackInventory(
+  ports: Partial<Inventory['ports']> = {},
+  edit: (doc: { postgresql: Record<string, unknown> }) => void = () => {},
+): Promise<Inventory> {
   const text = (await readFile(join(root, 'runbooks', 'clusters', 'lab.yaml'), 'utf8')).replaceAll(
     '10.213.50.',
     '127.0.0.',
   );
-  const doc = parseYaml(text) as { ports: Record<string, number> };
+  const doc = parseYaml(text) as { ports: Record<string, number>; postgresql: Record<string, unknown> };
   Object.assign(doc.ports, ports);
+  edit(doc);
   return parseInventory(doc, { baseDir: root });
 }
 
@@ -407,6 +411,31 @@ function envFile(content: string): Record<string, string> {
     env[line.slice(0, i)] = line.slice(i + 1);
   }
   return env;
+}
+
+/**
+ * The etcd members of `inv` from their rendered etcd.conf alone (no flags), on one host: each
+ * member gets its own data directory, and the loopback listener (127.0.0.1 inside each CT) is left
+ * out, as the members would share it here. Resolves when every member reports healthy.
+ */
+async function startRenderedEtcd(inv: Inventory, dir: string, procs: Proc[]): Promise<string[]> {
+  const etcd = toolPath('etcd-server', 'usr', 'bin', 'etcd');
+  for (const node of inv.nodes.etcd) {
+    const env = envFile(renderEtcdConf(inv, node).content);
+    env.ETCD_DATA_DIR = join(dir, node.hostname);
+    const loopback = `,http://127.0.0.1:${inv.ports.etcdClient}`;
+    assert.ok(env.ETCD_LISTEN_CLIENT_URLS!.endsWith(loopback));
+    env.ETCD_LISTEN_CLIENT_URLS = env.ETCD_LISTEN_CLIENT_URLS!.slice(0, -loopback.length);
+    procs.push(new Proc(node.hostname, etcd, [], { env: { PATH: process.env.PATH, ...env } }));
+  }
+  const urls = inv.nodes.etcd.map((n) => `http://${n.ip}:${inv.ports.etcdClient}`);
+  for (const [i, url] of urls.entries())
+    await waitFor(`etcd member ${url} healthy`, 30_000, async () => {
+      if (!procs[i]!.running) throw new Error(`exited: ${procs[i]!.output()}`);
+      const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+      return r.ok && ((await r.json()) as { health: string }).health === 'true';
+    });
+  return urls;
 }
 
 void describe('the rendered files, read by the real programs', () => {
@@ -437,28 +466,11 @@ void describe('the rendered files, read by the real programs', () => {
   });
 
   void it('etcd 3.4 forms a 3-member cluster from the rendered etcd.conf alone, and serves the v3 JSON gateway Patroni uses', async () => {
-    const etcd = toolPath('etcd-server', 'usr', 'bin', 'etcd');
     const inv = await loopbackInventory({ etcdClient: await freePort(), etcdPeer: await freePort() });
     const dir = await mkdtemp(join(tmpdir(), 'pgha-render-etcd-'));
     const procs: Proc[] = [];
     try {
-      for (const node of inv.nodes.etcd) {
-        const env = envFile(renderEtcdConf(inv, node).content);
-        // One host stands in for three CTs: each member gets its own data directory, and the
-        // loopback listener (127.0.0.1 inside each CT) is left out, as the members would share it.
-        env.ETCD_DATA_DIR = join(dir, node.hostname);
-        const loopback = `,http://127.0.0.1:${inv.ports.etcdClient}`;
-        assert.ok(env.ETCD_LISTEN_CLIENT_URLS!.endsWith(loopback));
-        env.ETCD_LISTEN_CLIENT_URLS = env.ETCD_LISTEN_CLIENT_URLS!.slice(0, -loopback.length);
-        procs.push(new Proc(node.hostname, etcd, [], { env: { PATH: process.env.PATH, ...env } }));
-      }
-      const urls = inv.nodes.etcd.map((n) => `http://${n.ip}:${inv.ports.etcdClient}`);
-      for (const [i, url] of urls.entries())
-        await waitFor(`etcd member ${url} healthy`, 30_000, async () => {
-          if (!procs[i]!.running) throw new Error(`exited: ${procs[i]!.output()}`);
-          const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
-          return r.ok && ((await r.json()) as { health: string }).health === 'true';
-        });
+      const urls = await startRenderedEtcd(inv, dir, procs);
       const b64 = (s: string) => Buffer.from(s).toString('base64');
       const key = `${inv.patroni.namespace}${inv.patroni.scope}/probe`;
       const put = await fetch(`${urls[0]}/v3/kv/put`, {
@@ -596,4 +608,189 @@ void describe('the rendered files, read by the real programs', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  void it('Patroni 3.3.0 runs the rendered patroni.yml: a leader bootstraps, a replica clones over SCRAM, REST auth guards unsafe endpoints', async (t) => {
+    const wheels = patroniWheelDir('3.3.0');
+    if (!wheels) {
+      t.skip(
+        'no Patroni 3.3.0 wheels on this machine (lab/bootstrap builds them into /var/cache/pgha/offline-*)',
+      );
+      return;
+    }
+    const patroniBin = await patroniVenv('3.3.0', wheels);
+    const uid = Number((await execFileP('id', ['-u', 'pgha-test'])).stdout.trim());
+    const gid = Number((await execFileP('id', ['-g', 'pgha-test'])).stdout.trim());
+    const dir = await mkdtemp(join(tmpdir(), 'pgha-render-patroni-'));
+    await chown(dir, uid, gid);
+    const pgBin = realpathSync(toolPath('postgresql', 'bin')); // .tools/postgresql-18.x.y/bin
+    // The lab inventory on loopback, with what must differ on a shared test host: free ports, the
+    // PostgreSQL build of .tools, directories the unprivileged test user owns.
+    const inv = await loopbackInventory(
+      {
+        etcdClient: await freePort(),
+        etcdPeer: await freePort(),
+        postgresql: await freePort(),
+        patroniRestApi: await freePort(),
+      },
+      (doc) => {
+        doc.postgresql.binDir = pgBin;
+        doc.postgresql.dataDir = join(dir, 'data-18');
+        doc.postgresql.home = dir;
+        doc.postgresql.osUser = 'pgha-test';
+        (doc.postgresql.parameters as Record<string, unknown>).archive_command =
+          `mkdir -p ${dir}/archive && cp %p ${dir}/archive/%f`;
+      },
+    );
+    const secrets: ClusterSecrets = {
+      superuserPassword: 'su-Pw:1#"x',
+      replicationPassword: "repl pw 'q'",
+      restApiPassword: 'rest-pw',
+      haproxyStatsPassword: 'unused',
+    };
+    const procs: Proc[] = [];
+    const patronis: Proc[] = [];
+    try {
+      await startRenderedEtcd(inv, dir, procs);
+      const members = inv.nodes.postgres.slice(0, 2);
+      for (const [i, node] of members.entries()) {
+        const y = parseYaml(renderPatroniYml(inv, node, secrets).content) as PatroniYml &
+          Record<string, unknown>;
+        // One host stands in for two CTs: own data directory, pgpass and socket directory, and no
+        // shared 127.0.0.1 listener for the second member.
+        const own = join(dir, node.hostname);
+        await mkdir(own, { mode: 0o700 });
+        await chown(own, uid, gid);
+        Object.assign(y.postgresql, {
+          data_dir: join(own, 'data'),
+          pgpass: join(own, 'pgpass'),
+          ...(i > 0 ? { listen: `${node.ip}:${inv.ports.postgresql}` } : {}),
+        });
+        y.postgresql.parameters.unix_socket_directories = own;
+        const file = join(own, 'patroni.yml');
+        await writeFile(file, toYaml(y), { mode: 0o600 });
+        await chown(file, uid, gid);
+        if (i === 0) {
+          const v = await execFileP(patroniBin, ['--validate-config', file], { timeout: 30_000 }).catch(
+            (e: { stdout: string; stderr: string }) =>
+              assert.fail(`patroni --validate-config: ${e.stdout}${e.stderr}`),
+          );
+          assert.equal(`${v.stdout}${v.stderr}`.trim(), '');
+        }
+        patronis.push(
+          new Proc(node.hostname, patroniBin, [file], {
+            uid,
+            gid,
+            cwd: own,
+            env: { PATH: `${pgBin}:/usr/bin:/bin`, LC_ALL: 'C.UTF-8' },
+          }),
+        );
+        const api = `http://${node.ip}:${inv.ports.patroniRestApi}`;
+        const role = i === 0 ? 'primary' : 'replica';
+        const proc = patronis[i]!;
+        await Promise.race([
+          waitFor(`${node.hostname} answering 200 on /${role}`, 90_000, async () => {
+            const r = await fetch(`${api}/${role}`, { signal: AbortSignal.timeout(1000) });
+            await r.arrayBuffer();
+            return r.status === 200;
+          }),
+          proc.exited.then((code) =>
+            assert.fail(`patroni ${node.hostname} exited (${code}): ${proc.output()}`),
+          ),
+        ]);
+      }
+      const [leader, replica] = members.map((n) => `http://${n.ip}:${inv.ports.patroniRestApi}`);
+      // The seed's defect, on real Patroni: GET /patroni is 200 on the replica too; /primary is not.
+      assert.equal((await fetch(`${replica}/patroni`)).status, 200);
+      assert.equal((await fetch(`${replica}/primary`)).status, 503);
+      // The leader sees the replica streaming as the replication user (pg_hba subnet line, SCRAM).
+      let seen = '';
+      await waitFor('the replica streaming from the leader', 30_000, async () => {
+        const st = (await (await fetch(`${leader}/patroni`)).json()) as {
+          replication?: { usename: string; state: string }[];
+        };
+        seen = (st.replication ?? []).map((r) => `${r.usename} ${r.state}`).join(',');
+        return seen === 'replicator streaming';
+      });
+      assert.equal(seen, 'replicator streaming');
+      // Unsafe endpoints need the REST API credentials.
+      assert.equal((await fetch(`${leader}/reload`, { method: 'POST' })).status, 401);
+      const auth = `Basic ${Buffer.from(`patroni:${secrets.restApiPassword}`).toString('base64')}`;
+      const reload = await fetch(`${leader}/reload`, { method: 'POST', headers: { authorization: auth } });
+      assert.ok(
+        [200, 202].includes(reload.status),
+        `reload with auth: ${reload.status} ${await reload.text()}`,
+      );
+      // The superuser logs in over TCP with its SCRAM password; data checksums are on.
+      const psql = (sql: string) =>
+        execFileP(
+          `${pgBin}/psql`,
+          [
+            '-h',
+            members[0]!.ip,
+            '-p',
+            String(inv.ports.postgresql),
+            '-U',
+            'postgres',
+            '-d',
+            'postgres',
+            '-XAtc',
+            sql,
+          ],
+          {
+            env: { ...process.env, PGPASSWORD: secrets.superuserPassword, PGCONNECT_TIMEOUT: '3' },
+            timeout: 10_000,
+          },
+        ).then((r) => r.stdout.trim());
+      assert.equal(await psql('show data_checksums'), 'on');
+      assert.equal(
+        await psql(
+          "select string_agg(rolname || ':' || left(rolpassword, 14), ',' order by rolname) from pg_authid where rolname in ('postgres', 'replicator')",
+        ),
+        'postgres:SCRAM-SHA-256$,replicator:SCRAM-SHA-256$',
+      );
+      assert.equal(await psql('select count(*) from pg_hba_file_rules where error is not null'), '0');
+    } finally {
+      // Patroni stops its PostgreSQL on SIGTERM; bounded, then etcd.
+      await Promise.all(patronis.reverse().map((p) => p.stop(30_000)));
+      await Promise.all(procs.map((p) => p.stop()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** A directory holding the Patroni wheels the lab's offline package directory was built with. */
+function patroniWheelDir(version: string): string | undefined {
+  const cache = process.env.PGHA_CACHE ?? '/var/cache/pgha';
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(cache)
+      .filter((e) => e.startsWith('offline-'))
+      .sort();
+  } catch {
+    return undefined;
+  }
+  for (const e of entries) {
+    const d = join(cache, e, `patroni-${version}`);
+    if (existsSync(join(d, `patroni-${version}-py3-none-any.whl`))) return d;
+  }
+  return undefined;
+}
+
+/** .tools/patroni-<version>/bin/patroni, installed once from local wheels only (no index). */
+async function patroniVenv(version: string, wheels: string): Promise<string> {
+  const venv = join(root, '.tools', `patroni-${version}`);
+  const bin = join(venv, 'bin', 'patroni');
+  if (existsSync(bin)) return bin;
+  // --clear: a venv left half-made by an interrupted run is rebuilt.
+  // Debian's python3 (3.11, as in the CTs): readable by the unprivileged user Patroni runs as.
+  await execFileP('/usr/bin/python3', ['-m', 'venv', '--clear', venv], { timeout: 120_000 });
+  const pip = join(venv, 'bin', 'pip');
+  await execFileP(
+    pip,
+    ['install', '-q', '--no-index', '--find-links', wheels, `patroni[etcd3]==${version}`, 'psycopg2-binary'],
+    {
+      timeout: 300_000,
+    },
+  );
+  return bin;
+}
