@@ -18,7 +18,12 @@ import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { devServer, searchAttributeNames, stateDir, temporalBinary } from '../temporal.config';
 
-const address = `${devServer.ip}:${devServer.port}`;
+// Ports may be moved (tests, a second instance) with PGHA_SERVER_PORT / PGHA_UI_PORT; clients then need
+// TEMPORAL_ADDRESS=127.0.0.1:<port>.
+const port = Number(process.env.PGHA_SERVER_PORT ?? devServer.port);
+const uiPort = Number(process.env.PGHA_UI_PORT ?? devServer.uiPort);
+const uiUrl = `http://${devServer.ip}:${uiPort}`;
+const address = `${devServer.ip}:${port}`;
 const pidFile = join(stateDir, 'server.pid');
 const logFile = join(stateDir, 'server.log');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -32,9 +37,9 @@ function serverArgs(codecEndpoint?: string): string[] {
     '--ip',
     devServer.ip,
     '--port',
-    String(devServer.port),
+    String(port),
     '--ui-port',
-    String(devServer.uiPort),
+    String(uiPort),
     '--log-level',
     'warn',
   ];
@@ -110,7 +115,7 @@ async function main(argv: string[]): Promise<number> {
     const answers = await ready();
     console.log(
       answers
-        ? `running${pid ? ` (pid ${pid})` : ' (not started by this script)'}: ${address}, Web UI ${devServer.uiUrl}`
+        ? `running${pid ? ` (pid ${pid})` : ' (not started by this script)'}: ${address}, Web UI ${uiUrl}`
         : `not running${pid ? ` (pid ${pid} alive but not answering)` : ''}`,
     );
     return answers ? 0 : 3;
@@ -157,7 +162,7 @@ async function main(argv: string[]): Promise<number> {
     child.once('exit', () => (exited = true));
     await waitReady(timeoutS, () => !exited);
     console.log(
-      `Temporal dev server running (pid ${child.pid}): ${address}, Web UI ${devServer.uiUrl}, log ${logFile}`,
+      `Temporal dev server running (pid ${child.pid}): ${address}, Web UI ${uiUrl}, log ${logFile}`,
     );
     return 0;
   }
@@ -175,10 +180,7 @@ async function main(argv: string[]): Promise<number> {
     }),
   );
   waitReady(timeoutS, () => !exited).then(
-    () =>
-      console.log(
-        `pgha: Temporal dev server ready on ${address}; Web UI ${devServer.uiUrl}; Ctrl-C stops it`,
-      ),
+    () => console.log(`pgha: Temporal dev server ready on ${address}; Web UI ${uiUrl}; Ctrl-C stops it`),
     (err: Error) => {
       console.error(`pgha: ${err.message}`);
       child.kill('SIGTERM');
