@@ -66,6 +66,8 @@ export interface PatroniMemberStatus {
   state: string | null;
   timeline: number | null;
   lagBytes: number | null;
+  /** Where lagBytes comes from: the leader's pg_stat_replication (exact) or Patroni's /cluster. */
+  lagFrom: 'pg_stat_replication' | 'patroni' | null;
   streaming: boolean | null;
   pendingRestart: boolean;
   noFailover: boolean;
@@ -189,9 +191,30 @@ export function createStatusActivities(deps: StatusDeps) {
         /* try the next member */
       }
     }
-    const leaderOwn = own.find((o) => normaliseRole(o.status?.role) === 'primary' && o.status?.replication);
-    const views = cluster ? clusterMembers(cluster, leaderOwn?.status?.replication) : [];
     const leader = cluster?.members.find((x) => ['leader', 'standby_leader'].includes(x.role))?.name ?? null;
+    // The leader's GET /patroni lists its walsenders in replication[] (every Patroni version) and
+    // leaves the field out when there are none: a running leader without it has no streaming replica.
+    const leaderOwn = own.find(
+      (o) =>
+        o.m.name === leader && normaliseRole(o.status?.role) === 'primary' && o.status?.state === 'running',
+    );
+    const leaderReplication = leaderOwn ? (leaderOwn.status?.replication ?? []) : undefined;
+    const views = cluster ? clusterMembers(cluster, leaderReplication) : [];
+    // With SQL access, the leader's pg_stat_replication gives exact replay lag in bytes (Patroni's
+    // /cluster lag comes from member keys refreshed once per loop_wait).
+    const leaderMember = p.members.find((m) => m.name === leader);
+    const pgRepl =
+      deps.postgres && input.postgres && leaderMember
+        ? await deps.postgres
+            .pgReplication({
+              host: leaderMember.host,
+              port: leaderMember.port,
+              user: input.postgres.user,
+              passwordRef: input.postgres.passwordRef,
+              database: input.postgres.database,
+            })
+            .catch(() => undefined)
+        : undefined;
 
     const leaderKeyP = deps.etcd
       .etcdPatroniLeaderKey({
@@ -236,10 +259,19 @@ export function createStatusActivities(deps: StatusDeps) {
         timeline: o.status?.timeline ?? v?.timeline ?? null,
         lagBytes: v ? v.lagBytes : null,
         streaming: v ? v.streaming : null,
+        lagFrom: v && !isLeaderName(v.role) ? 'patroni' : null,
         pendingRestart: Boolean(o.status?.pending_restart ?? v?.pendingRestart),
         noFailover: v?.noFailover ?? o.status?.tags?.nofailover === true,
         patroniVersion: o.status?.patroni?.version ?? null,
       };
+      if (pgRepl && v && !isLeaderName(v.role)) {
+        const row = pgRepl.find((r) => r.applicationName === o.m.name);
+        s.streaming = row?.state === 'streaming';
+        if (row?.replayLagBytes != null) {
+          s.lagBytes = row.replayLagBytes;
+          s.lagFrom = 'pg_stat_replication';
+        }
+      }
       const q = sql[i];
       if (q) s.sql = q;
       if (o.error) s.error = o.error;

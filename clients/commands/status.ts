@@ -4,6 +4,7 @@
  * db size; Patroni members with role, state, timeline and lag, and the leader key from etcd;
  * HAProxy backends per node; then a verdict with every reason.
  *
+ * HAProxy is asked through the Proxmox host (ssh, then `pct exec <vmid> -- socat ... admin.sock`).
  * Exit code: 0 healthy, 1 degraded, 2 down (so it can gate a script).
  */
 import type { Command } from 'commander';
@@ -12,6 +13,8 @@ import { Agent } from 'undici';
 import { createEtcdActivities } from '../../activities/etcd';
 import { createPatroniActivities } from '../../activities/patroni';
 import { createPostgresActivities } from '../../activities/postgres';
+import { createHaproxyActivities, runnerFromCtExec } from '../../activities/haproxy';
+import { ProxmoxHost } from '../../activities/proxmox';
 import {
   createStatusActivities,
   statusInputFromInventory,
@@ -70,7 +73,7 @@ export function formatStatusReport(s: ClusterStatus): string {
     `Patroni (scope ${p.scope}): leader ${p.leader ?? 'NONE'}; etcd ${lk}${p.paused ? '; PAUSED' : ''}${p.clusterFrom ? ` (topology from ${p.clusterFrom})` : ''}`,
   );
   const anySql = p.members.some((m) => m.sql !== undefined);
-  const head = ['member', 'host', 'role', 'state', 'TL', 'lag', 'patroni'];
+  const head = ['member', 'host', 'role', 'state', 'replication', 'TL', 'lag', 'patroni'];
   if (anySql) head.push('pg_is_in_recovery');
   head.push('notes');
   out.push(
@@ -81,13 +84,19 @@ export function formatStatusReport(s: ClusterStatus): string {
           m.reachable ? '' : `REST API: ${m.error ?? 'no answer'}`,
           m.pendingRestart ? 'pending restart' : '',
           m.noFailover ? 'nofailover' : '',
-          m.streaming === false && m.name !== p.leader ? 'NOT STREAMING' : '',
         ].filter(Boolean);
         const row: (string | number)[] = [
           m.name,
           m.host,
           m.role ?? '-',
           m.state ?? '-',
+          m.name === p.leader
+            ? ''
+            : m.streaming === true
+              ? 'streaming'
+              : m.streaming === false
+                ? 'NOT STREAMING'
+                : '?',
           m.timeline ?? '-',
           m.name === p.leader ? '' : m.lagBytes === null ? 'unknown' : size(m.lagBytes),
           m.patroniVersion ?? '-',
@@ -133,7 +142,11 @@ export function exitCodeOf(s: ClusterStatus): number {
  * Optional guard for machines that must only reach some networks (CI, this project's lab host):
  * PGHA_TARGET_NETWORKS=127.0.0.0/8,10.213.50.0/24 refuses any other address before connecting.
  */
-export function checkTargets(input: StatusInput, networks = process.env.PGHA_TARGET_NETWORKS): void {
+export function checkTargets(
+  input: StatusInput,
+  networks = process.env.PGHA_TARGET_NETWORKS,
+  extraHosts: string[] = [],
+): void {
   if (!networks) return;
   const cidrs = networks.split(',').map((n) => {
     const c = parseCidr(n.trim());
@@ -143,6 +156,7 @@ export function checkTargets(input: StatusInput, networks = process.env.PGHA_TAR
   const hosts = [
     ...input.etcd.members.map((m) => new URL(m.url).hostname),
     ...input.patroni.members.flatMap((m) => [new URL(m.url).hostname, m.host]),
+    ...extraHosts,
   ];
   const bad = hosts.filter((h) => !cidrs.some((c) => ipInCidr(h, c)));
   if (bad.length > 0) {
@@ -161,26 +175,43 @@ export function register(program: Command): void {
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .option('--json', 'print the status object as JSON')
     .option('--no-sql', 'do not connect to PostgreSQL (Patroni and etcd only)')
-    .action(async (opts: { cluster: string; json?: boolean; sql: boolean }) => {
+    .option('--no-haproxy', 'do not ask HAProxy (no SSH to the Proxmox host)')
+    .action(async (opts: { cluster: string; json?: boolean; sql: boolean; haproxy: boolean }) => {
       const inv = await loadInventory(opts.cluster);
       const input = statusInputFromInventory(inv, { sql: opts.sql });
-      checkTargets(input);
+      checkTargets(input, undefined, opts.haproxy ? [inv.proxmox.host] : []);
       const agent = new Agent({ connect: { timeout: 2000 }, headersTimeout: 4000, bodyTimeout: 4000 });
+      // HAProxy's runtime API is reached through the Proxmox host (pct exec ... socat), as the seed does.
+      let proxmox: ProxmoxHost | undefined;
+      let proxmoxError: string | undefined;
+      if (opts.haproxy) {
+        try {
+          proxmox = await ProxmoxHost.fromInventory(inv.proxmox, {
+            connectTimeoutMs: 5000,
+            commandTimeoutMs: 5000,
+          });
+        } catch (err) {
+          proxmoxError = `cannot reach the Proxmox host for pct exec: ${err instanceof Error ? err.message : String(err)}`;
+        }
+      } else {
+        proxmoxError = 'not asked (--no-haproxy)';
+      }
       try {
         const status = await createStatusActivities({
           etcd: createEtcdActivities({ callTimeoutMs: 2000 }),
           patroni: createPatroniActivities({ agent, timeoutMs: 4000 }),
           postgres: createPostgresActivities({ connectTimeoutMs: 3000, statementTimeoutMs: 3000 }),
-          // TODO(lead): wire the runtime-API transport once activities/proxmox.ts exists:
-          //   haproxy: createHaproxyActivities({ runner: runnerFromCtExec(proxmoxShell) }),
-          // and pass writeBackend/readBackend names from the haproxy.cfg renderer. Until then
-          // HAProxy is reported as unknown.
+          haproxy: proxmox
+            ? createHaproxyActivities({ runner: runnerFromCtExec(proxmox), timeoutMs: 5000 })
+            : undefined,
         }).collectClusterStatus(input);
+        if (!status.haproxy.asked && proxmoxError) status.haproxy.reason = proxmoxError;
         process.stdout.write(
           opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatusReport(status)}\n`,
         );
         process.exitCode = exitCodeOf(status);
       } finally {
+        proxmox?.close();
         await agent.close();
       }
     });

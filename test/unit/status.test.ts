@@ -18,7 +18,7 @@ import { checkTargets, exitCodeOf, formatStatusReport } from '../../clients/comm
 import { loadInventory } from '../../runbooks/inventory';
 import { startLocalEtcd, type LocalEtcdCluster } from '../helpers/local-etcd';
 import { startLocalHaproxy, socatRunner, type LocalHaproxy } from '../helpers/local-haproxy';
-import { FakePatroni } from '../helpers/local-patroni';
+import { docPrimaryV3, FakePatroni } from '../helpers/local-patroni';
 import { startLocalPostgres, type LocalPostgres } from '../helpers/local-postgres';
 
 /** A healthy three-member cluster as the collector reports it. */
@@ -80,6 +80,7 @@ function fixedStatus(): ClusterStatus {
         pendingRestart: false,
         noFailover: false,
         patroniVersion: '3.3.0',
+        lagFrom: m.name === 'pg103' ? null : ('pg_stat_replication' as const),
         sql: { inRecovery: m.name !== 'pg103', timeline: 1 },
       })),
       leader: 'pg103',
@@ -129,8 +130,11 @@ void describe('status verdict and report (fixed status objects)', () => {
     const row = (cells: string[]) =>
       new RegExp(`│ ${cells.map((c) => c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('\\s*│ ')}\\s*│`);
     assert.match(text, row(['etcd2', 'http://10.213.50.52:2379', 'healthy', '*', '3.4.23', '20.0 KiB', '2']));
-    assert.match(text, row(['pg103', '10.213.50.22', 'leader', 'running', '1', '', '3.3.0', 'false']));
-    assert.match(text, row(['pg104', '10.213.50.23', 'replica', 'streaming', '1', '0 B', '3.3.0', 'true']));
+    assert.match(text, row(['pg103', '10.213.50.22', 'leader', 'running', '', '1', '', '3.3.0', 'false']));
+    assert.match(
+      text,
+      row(['pg104', '10.213.50.23', 'replica', 'streaming', 'streaming', '1', '0 B', '3.3.0', 'true']),
+    );
     assert.match(text, row(['haproxy2', 'replicas', 'pg103', 'DOWN', 'L7STS']));
     assert.equal(lines.at(-1), 'Verdict: HEALTHY');
   });
@@ -421,6 +425,29 @@ void describe('status collection against real etcd, PostgreSQL and HAProxy on lo
     assert.match(text, /Verdict: HEALTHY$/);
     assert.ok(!text.includes(pg103.password), 'no password in the report');
     assert.ok(!JSON.stringify(s).includes(pg103.password), 'no password in the status object');
+  });
+
+  void it('without SQL: a leader whose GET /patroni lists no walsenders has no streaming replica (Patroni omits replication[])', async () => {
+    const noSql = createStatusActivities({
+      etcd: createEtcdActivities({ callTimeoutMs: 1000 }),
+      patroni: createPatroniActivities({ agent, timeoutMs: 1500 }),
+    });
+    const { replication: _omitted, ...leaderWithoutSenders } = docPrimaryV3('pg103');
+    fakes.pg103.routes.set('GET /patroni', { status: 200, body: leaderWithoutSenders });
+    try {
+      const { postgres: _p, haproxy: _h, ...withoutSql } = input;
+      const s = await noSql.collectClusterStatus(withoutSql);
+      assert.equal(s.verdict.status, 'degraded');
+      assert.deepEqual(s.verdict.reasons, [
+        'replica pg102 is not streaming from the leader (state streaming)',
+        'replica pg104 is not streaming from the leader (state streaming)',
+      ]);
+      assert.equal(s.patroni.members.find((m) => m.name === 'pg102')?.lagFrom, 'patroni');
+    } finally {
+      fakes.pg103.routes.delete('GET /patroni');
+    }
+    const withSql = await status.collectClusterStatus(input);
+    assert.equal(withSql.patroni.members.find((m) => m.name === 'pg102')?.lagFrom, 'pg_stat_replication');
   });
 
   void it('an etcd member down, a wrong leader key and a dead Patroni API make it degraded, each named', async () => {
