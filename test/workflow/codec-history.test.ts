@@ -3,7 +3,8 @@
  * whose activities resolve and use the secret, and a run that fails with a message, exported with
  * `temporal workflow show --output json` WITHOUT the codec. Neither the secret, nor the plaintext
  * input, nor the failure message appears — while the same history, decoded with the key, does hold
- * the input (so the check is not vacuous).
+ * the input (so the check is not vacuous), and the real `temporal` CLI shows it decoded through
+ * `pgha codec-server` (the remote codec protocol the Web UI uses).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Payload } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
-import { ENCRYPTED_ENCODING } from '../../clients/codec';
+import { ENCRYPTED_ENCODING, startCodecServer } from '../../clients/codec';
 import { startRunbook } from '../../clients/runbook';
 import { temporalBinary } from '../../temporal.config';
 import type { smoke } from '../../workflows/smoke';
@@ -150,5 +151,21 @@ void test('history holds neither the secret, the plaintext input, nor failure me
       assert.ok(!clear.includes(secret), 'the secret itself never entered history, not even encrypted');
     }
     assert.ok((await exportHistory(failing.workflowId, false)).includes('Encoded failure'));
+
+    // Someone holding the key decodes through `pgha codec-server` (the real temporal CLI as client).
+    const { server, url } = await startCodecServer({ codec: testCodec, port: 0 });
+    try {
+      const show = async (id: string) => {
+        const args = ['workflow', 'show', '--workflow-id', id, '--address', env.address, '--output', 'json'];
+        const { stdout } = await run(temporalBinary, [...args, '--codec-endpoint', url]);
+        const found = payloads(JSON.parse(stdout)).map((f) => f.payload);
+        assert.ok(found.every((p) => b64(p.metadata?.encoding).toString() !== ENCRYPTED_ENCODING));
+        return found.map((p) => b64(p.data).toString()).join('\n');
+      };
+      assert.ok((await show(h.workflowId)).includes(note), 'decoded input shown');
+      assert.ok((await show(failing.workflowId)).includes(failMessage), 'decoded failure message shown');
+    } finally {
+      server.close();
+    }
   });
 });
