@@ -13,6 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
@@ -61,8 +62,23 @@ function runningPid(): number | undefined {
   return undefined;
 }
 
+/** True when something accepts TCP connections on the gRPC port (a cheap first look). */
+function portOpen(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: devServer.ip, port, timeout: 500 });
+    const done = (open: boolean) => {
+      sock.destroy();
+      resolve(open);
+    };
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+    sock.once('timeout', () => done(false));
+  });
+}
+
 /** Connects, checks the server answers, and registers any missing pgha search attribute. */
 async function ready(): Promise<boolean> {
+  if (!(await portOpen())) return false;
   let conn: Connection | undefined;
   try {
     conn = await Connection.connect({ address, connectTimeout: '2s' });
