@@ -29,9 +29,11 @@ export function isSecretRef(ref: unknown): ref is SecretRef {
  */
 export async function resolveSecretRef(ref: string): Promise<string> {
   if (!isSecretRef(ref)) {
+    // Not echoed: a string that is not a reference may be the secret itself, pasted by mistake.
+    const kind = typeof ref === 'string' ? `a string of ${ref.length} characters` : typeof ref;
     throw new SecretRefError(
-      String(ref),
-      `secret reference ${JSON.stringify(String(ref))} is not of the form env:NAME or file:/absolute/path`,
+      '(not a reference)',
+      `a secret reference must be env:NAME or file:/absolute/path; got ${kind} that is neither (literal secrets are not accepted)`,
     );
   }
   let value: string;

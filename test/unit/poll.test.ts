@@ -1,0 +1,107 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { heartbeat, pollUntil, PollTimeoutError } from '../../activities/poll';
+import { resolveSecretRef, SecretRefError } from '../../activities/secrets';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+void describe('bounded polls: heartbeats inside an activity, plain functions outside', () => {
+  void it('outside an activity heartbeat is a no-op and the poll still works', async () => {
+    heartbeat({ any: 'thing' });
+    let n = 0;
+    const v = await pollUntil({ what: 'three checks', timeoutMs: 5000, intervalMs: 10 }, async () => {
+      n++;
+      return { done: n === 3, value: n, describe: `n=${n}` };
+    });
+    assert.equal(v, 3);
+  });
+
+  void it('inside an activity every check heartbeats its progress', async () => {
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    let n = 0;
+    await env.run(() =>
+      pollUntil({ what: 'two checks', timeoutMs: 5000, intervalMs: 10 }, async () => {
+        n++;
+        return { done: n === 2, value: n, describe: `n=${n}` };
+      }),
+    );
+    assert.deepEqual(beats, [
+      { what: 'two checks', attempt: 1, last: 'n=1' },
+      { what: 'two checks', attempt: 2, last: 'n=2' },
+    ]);
+  });
+
+  void it('stops when the activity is cancelled, without waiting for its deadline', async () => {
+    const env = new MockActivityEnvironment();
+    const started = Date.now();
+    const p = env.run(() =>
+      pollUntil({ what: 'never', timeoutMs: 60_000, intervalMs: 50 }, async () => ({
+        done: false,
+        value: 0,
+        describe: 'no',
+      })),
+    );
+    setTimeout(() => env.cancel(), 200);
+    await assert.rejects(p);
+    assert.ok(Date.now() - started < 30_000, 'cancelled long before the 60 s deadline');
+  });
+
+  void it('times out with what was waited for and the last observation', async () => {
+    await assert.rejects(
+      pollUntil({ what: 'the moon', timeoutMs: 100, intervalMs: 20 }, async () => ({
+        done: false,
+        value: 'x',
+        describe: 'still the sun',
+      })),
+      (err: unknown) =>
+        err instanceof PollTimeoutError &&
+        /waiting for the moon .*last seen: still the sun/.test(err.message) &&
+        err.last === 'x',
+    );
+    await assert.rejects(
+      pollUntil({ what: 'x', timeoutMs: 0, intervalMs: 10 }, async () => ({
+        done: true,
+        value: 1,
+        describe: '',
+      })),
+      RangeError,
+    );
+  });
+});
+
+void describe('secret references', () => {
+  void it('resolves env: and file: (trailing newline dropped); errors name the ref, never a value', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pgha-secret-'));
+    try {
+      await writeFile(join(dir, 'pw'), 'file-secret\n', { mode: 0o600 });
+      await writeFile(join(dir, 'empty'), '\n', { mode: 0o600 });
+      process.env.PGHA_TEST_SECRET_X = 'env-secret';
+      assert.equal(await resolveSecretRef('env:PGHA_TEST_SECRET_X'), 'env-secret');
+      assert.equal(await resolveSecretRef(`file:${join(dir, 'pw')}`), 'file-secret');
+      await assert.rejects(
+        resolveSecretRef('env:PGHA_TEST_SECRET_MISSING'),
+        (e: unknown) => e instanceof SecretRefError && /PGHA_TEST_SECRET_MISSING is not set/.test(e.message),
+      );
+      await assert.rejects(resolveSecretRef(`file:${join(dir, 'nope')}`), /cannot read the file \(ENOENT\)/);
+      await assert.rejects(resolveSecretRef(`file:${join(dir, 'empty')}`), /resolves to an empty value/);
+      await assert.rejects(
+        resolveSecretRef('hunter2'),
+        (e: unknown) =>
+          e instanceof SecretRefError &&
+          /must be env:NAME or file:/.test(e.message) &&
+          !e.message.includes('hunter2'),
+      );
+      await assert.rejects(
+        resolveSecretRef('file:relative/path'),
+        /must be env:NAME or file:\/absolute\/path/,
+      );
+    } finally {
+      delete process.env.PGHA_TEST_SECRET_X;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
