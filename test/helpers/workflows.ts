@@ -16,6 +16,8 @@ export interface ScriptEntry {
   timeout?: Duration;
   node?: string;
   compensate?: boolean;
+  /** Let the activity retry (3 attempts, 200 ms apart) instead of failing at once. */
+  retry?: boolean;
 }
 
 export interface ScriptInput {
@@ -38,6 +40,11 @@ const acts = proxyActivities<TestActivities>({
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 
+const retrying = proxyActivities<TestActivities>({
+  startToCloseTimeout: '60s',
+  retry: { maximumAttempts: 3, initialInterval: '200ms', backoffCoefficient: 1 },
+});
+
 export async function scripted(input: ScriptInput): Promise<string[]> {
   const plan: PlanEntry[] = input.script.map((s) => (s.gate ? { gate: s.gate } : String(s.step)));
   return runbook(
@@ -52,7 +59,7 @@ export async function scripted(input: ScriptInput): Promise<string[]> {
         }
         const name = String(s.step);
         done.push(
-          await rb.step(name, () => acts.act(name, s.node), {
+          await rb.step(name, () => (s.retry ? retrying : acts).act(name, s.node), {
             node: s.node,
             compensate: s.compensate ? () => acts.undo(name) : undefined,
           }),

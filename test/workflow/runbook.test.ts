@@ -10,7 +10,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/clie
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { ClusterBusyError, runningOperation, startRunbook } from '../../clients/runbook';
+import { ClusterBusyError, runningOperation, snapshot, startRunbook } from '../../clients/runbook';
 import {
   FailureType,
   PgCluster,
@@ -170,6 +170,37 @@ void describe('runbook machinery on a real Temporal server', () => {
       assert.equal(p.outcome, 'etcd2 is unhealthy: no leader');
       assert.equal(stepOf(p, 'c')?.status, 'pending');
       assert.deepEqual(mock.calls, ['act a'], 'a failure does not compensate (only cancellation does)');
+    });
+  });
+
+  void test('watchers see the activity in flight retrying, with its last failure decoded', async () => {
+    const mock = new Mock();
+    const taskQueue = uniqueId('tq');
+    const acts = mock.activities();
+    const release = mock.hold('flaky');
+    const worker = await createTestWorker(env, {
+      taskQueue,
+      activities: {
+        ...acts,
+        act: async (name: string) => {
+          const { attempt } = Context.current().info;
+          if (attempt < 3) throw new Error(`etcd2 not ready (attempt ${attempt})`);
+          return acts.act(name);
+        },
+      },
+    });
+    await worker.runUntil(async () => {
+      const h = await start(taskQueue, [{ step: 'flaky', retry: true }]);
+      const snap = await eventually(
+        'third attempt in flight',
+        () => snapshot(env.client, h),
+        (s) => s.pending[0]?.attempt === 3,
+      );
+      assert.equal(snap.pending[0]?.activityType, 'act');
+      assert.equal(snap.pending[0]?.lastFailure, 'etcd2 not ready (attempt 2)');
+      assert.equal(stepOf(snap.progress!, 'flaky')?.status, 'running');
+      release();
+      assert.deepEqual(await h.result(), ['flaky']);
     });
   });
 
