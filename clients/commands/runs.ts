@@ -121,7 +121,7 @@ export async function watchRun(
   } else {
     const busy = o.progress ? await explainBusy(client, o.progress.cluster, o) : undefined;
     console.log(
-      `${handle.workflowId}: ${o.status.toLowerCase()}${o.errorType ? ` [${o.errorType}]` : ''}: ${busy ?? o.error}`,
+      `${handle.workflowId}: ${o.status.toLowerCase()}${o.errorType ? ` [${o.errorType}]` : ''}: ${busy ?? o.progress?.outcome ?? o.error}`,
     );
     process.exitCode = 1;
   }
