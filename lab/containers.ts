@@ -160,27 +160,33 @@ function failedUnits(vmid: number): string {
 }
 
 /**
- * Wait (bounded) until systemd reports `running` in every given CT. `degraded` is an error that
- * names the failed units: the lab must come up clean so tests see only their own failures.
+ * Wait (bounded) until systemd has finished booting in every given CT, and return each CT's final
+ * state: `running`, or `degraded` with the failed units named. Whoever calls decides whether
+ * degraded is an error (a fresh CT must come up clean; a long-running one may have a failed service).
  */
-export function waitRunning(vmids: number[], timeoutMs = 120_000): void {
+export function waitBooted(
+  vmids: number[],
+  timeoutMs = 120_000,
+): Map<number, { state: string; failed?: string }> {
   const pending = new Set(vmids);
+  const done = new Map<number, { state: string; failed?: string }>();
   const last = new Map<number, string>();
   const deadline = Date.now() + timeoutMs;
   while (pending.size > 0) {
     for (const vmid of [...pending]) {
       const state = systemState(vmid);
       last.set(vmid, state);
-      if (state === 'running') pending.delete(vmid);
-      else if (state === 'degraded') {
-        throw new Error(`CT ${vmid}: systemd is degraded; failed units: ${failedUnits(vmid)}`);
-      }
+      if (state === 'running') done.set(vmid, { state });
+      else if (state === 'degraded') done.set(vmid, { state, failed: failedUnits(vmid) });
+      else continue; // offline (bus not up yet), initializing, starting
+      pending.delete(vmid);
     }
     if (pending.size === 0) break;
     if (Date.now() >= deadline) {
       const states = [...pending].map((v) => `${v}: ${last.get(v)}`).join(', ');
-      throw new Error(`timed out after ${timeoutMs} ms waiting for systemd to be running (${states})`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for systemd to finish booting (${states})`);
     }
     sleep(250);
   }
+  return done;
 }

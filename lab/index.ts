@@ -17,7 +17,7 @@ import {
   ctState,
   start,
   systemState,
-  waitRunning,
+  waitBooted,
 } from './containers';
 import type { LabInventory, LabNode } from './inventory';
 import { LAB_HOST_IP, readLabInventory } from './inventory';
@@ -134,18 +134,27 @@ function converge(opts: LabOptions): void {
       log(`CT ${vmid}: removed (no longer in ${inv.file})`);
     }
   }
+  const startedNow = new Set<number>();
   for (const node of inv.nodes) {
     const outcome = ensureContainer(node, base, offline);
     if (outcome !== 'unchanged') log(`CT ${node.vmid} (${node.hostname}): ${outcome}`);
     if (ctState(node.vmid) !== 'running') {
       start(node.vmid);
+      startedNow.add(node.vmid);
       log(`CT ${node.vmid} (${node.hostname}): started`);
     } else if (linkState(node.vmid) === 'partitioned') {
       heal(node.vmid);
       log(`CT ${node.vmid} (${node.hostname}): partition healed`);
     }
   }
-  waitRunning(inv.nodes.map((n) => n.vmid));
+  // A CT started now must boot clean; one that was running already may have a failed service of
+  // the cluster in it (a test's fault, a broken deploy): that is reported, and `up` still succeeds.
+  for (const [vmid, r] of waitBooted(inv.nodes.map((n) => n.vmid))) {
+    if (r.state === 'running') continue;
+    const why = `CT ${vmid}: systemd is ${r.state}; failed units: ${r.failed}`;
+    if (startedNow.has(vmid)) throw new Error(`${why} (see: pct exec ${vmid} -- systemctl --failed)`);
+    log(`warning: ${why}`);
+  }
   log(
     `lab up in ${elapsed(t0)}: ${inv.nodes.length} CTs running on ${BRIDGE} ${inv.subnet}; ` +
       `Proxmox stand-in root@${LAB_HOST_IP}:${inv.proxmox.port} host key ${hostKeyFingerprint()}`,
