@@ -18,6 +18,8 @@ export interface ScriptEntry {
   compensate?: boolean;
   /** Let the activity retry (3 attempts, 200 ms apart) instead of failing at once. */
   retry?: boolean;
+  /** Runbook-level attempts of the whole step (StepOptions.attempts), 100 ms apart. */
+  attempts?: number;
 }
 
 export interface ScriptInput {
@@ -62,6 +64,8 @@ export async function scripted(input: ScriptInput): Promise<string[]> {
           await rb.step(name, () => (s.retry ? retrying : acts).act(name, s.node), {
             node: s.node,
             compensate: s.compensate ? () => acts.undo(name) : undefined,
+            attempts: s.attempts,
+            retryDelay: '100ms',
           }),
         );
       }

@@ -173,6 +173,32 @@ void describe('runbook machinery on a real Temporal server', () => {
     });
   });
 
+  void test('a step with attempts: 2 runs again after a failure; progress shows the attempt', async () => {
+    const mock = new Mock();
+    const taskQueue = uniqueId('tq');
+    const acts = mock.activities();
+    let calls = 0;
+    const worker = await createTestWorker(env, {
+      taskQueue,
+      activities: {
+        ...acts,
+        act: async (name: string) => {
+          if (++calls === 1) throw ApplicationFailure.nonRetryable('member not yet in the cluster', 'NotYet');
+          return acts.act(name);
+        },
+      },
+    });
+    await worker.runUntil(async () => {
+      const h = await start(taskQueue, [{ step: 'join', attempts: 2 }]);
+      assert.deepEqual(await h.result(), ['join']);
+      const s = stepOf(await query(h), 'join')!;
+      assert.equal(s.status, 'completed');
+      assert.equal(s.attempt, 2);
+      assert.equal(s.error, undefined);
+      assert.equal(calls, 2);
+    });
+  });
+
   void test('watchers see the activity in flight retrying, with its last failure decoded', async () => {
     const mock = new Mock();
     const taskQueue = uniqueId('tq');
