@@ -16,7 +16,7 @@
  * The leader's GET /patroni `replication[]` (from pg_stat_replication) is the same in every version.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import { cancellationSignal } from './poll';
+import { cancellationSignal, pollUntil } from './poll';
 import { resolveSecretRef } from './secrets';
 
 export interface PatroniDeps {
@@ -172,7 +172,7 @@ export function createPatroniActivities(deps: PatroniDeps = {}) {
 
   async function call<T>(
     target: PatroniTarget,
-    method: 'GET' | 'POST' | 'PATCH',
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
     path: string,
     opts: { body?: unknown; auth?: PatroniAuth; timeoutMs?: number } = {},
   ): Promise<PatroniAnswer<T>> {
@@ -309,6 +309,81 @@ export function createPatroniActivities(deps: PatroniDeps = {}) {
     /** PATCH /config: merge into the dynamic configuration (null removes a key); answers the new config. */
     patroniPatchConfig: (a: Write & { patch: Record<string, unknown> }) =>
       call<Record<string, unknown>>(a.target, 'PATCH', '/config', { ...a, body: a.patch }),
+    /** DELETE /switchover: drop a scheduled switchover (404 when none is scheduled). */
+    patroniDeleteSwitchover: (a: Write) => call<unknown>(a.target, 'DELETE', '/switchover', a),
+    /** DELETE /restart: drop a scheduled restart. */
+    patroniDeleteRestart: (a: Write) => call<unknown>(a.target, 'DELETE', '/restart', a),
+
+    /**
+     * Bounded wait until GET `path` on the member answers `want` (e.g. /primary → 200 on the promoted
+     * candidate). Unreachable counts as "not yet". Heartbeats each check.
+     */
+    patroniWaitStatus: (
+      a: Get & {
+        path: '/primary' | '/replica' | '/health' | '/leader' | '/read-write' | '/read-only';
+        want: number;
+        waitTimeoutMs: number;
+        intervalMs?: number;
+      },
+    ) =>
+      pollUntil(
+        {
+          what: `GET ${a.path} on ${a.target.member} answering ${a.want}`,
+          timeoutMs: a.waitTimeoutMs,
+          intervalMs: a.intervalMs ?? 100,
+        },
+        async () => {
+          try {
+            const r = await call<PatroniNodeStatus>(a.target, 'GET', a.path, a);
+            return {
+              done: r.status === a.want,
+              value: r,
+              describe: `${r.status} (role ${r.body?.role ?? '?'})`,
+            };
+          } catch (err) {
+            if (!(err instanceof PatroniUnreachableError)) throw err;
+            return {
+              done: false,
+              value: null as unknown as PatroniAnswer<PatroniNodeStatus>,
+              describe: err.message,
+            };
+          }
+        },
+      ),
+
+    /**
+     * Bounded wait until GET /cluster, asked of each target in turn, names `leader` as the leader
+     * (e.g. after POST /switchover). Answers the /cluster document that showed it.
+     */
+    patroniWaitClusterLeader: (a: {
+      targets: PatroniTarget[];
+      leader: string;
+      waitTimeoutMs: number;
+      intervalMs?: number;
+      timeoutMs?: number;
+    }) =>
+      pollUntil(
+        {
+          what: `${a.leader} as the leader in /cluster`,
+          timeoutMs: a.waitTimeoutMs,
+          intervalMs: a.intervalMs ?? 200,
+        },
+        async () => {
+          const seen: string[] = [];
+          for (const t of a.targets) {
+            try {
+              const r = await call<PatroniClusterJson>(t, 'GET', '/cluster', { timeoutMs: a.timeoutMs });
+              const l = r.body ? clusterLeader(r.body) : undefined;
+              if (l === a.leader)
+                return { done: true, value: r.body as PatroniClusterJson, describe: `${t.member}: ${l}` };
+              seen.push(`${t.member} says ${l ?? 'no leader'}`);
+            } catch (err) {
+              seen.push(`${t.member}: ${(err as Error).message}`);
+            }
+          }
+          return { done: false, value: null as unknown as PatroniClusterJson, describe: seen.join('; ') };
+        },
+      ),
   };
 }
 

@@ -46,6 +46,8 @@ export interface PgIdentity {
   systemIdentifier: string;
   /** server_version_num, e.g. 180006 */
   serverVersionNum: number;
+  /** SHOW data_checksums (the seed initialises with --data-checksums). */
+  dataChecksums: boolean;
 }
 
 export interface PgReplicationRow {
@@ -167,11 +169,13 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
       timeline: number | null;
       sysid: string;
       ver: number;
+      checksums: string;
     }>(
       `select host(inet_server_addr()) as addr, inet_server_port() as port,
               current_setting('cluster_name') as cluster_name, pg_is_in_recovery() as in_recovery,
               t.timeline, (pg_control_system()).system_identifier::text as sysid,
-              current_setting('server_version_num')::int as ver
+              current_setting('server_version_num')::int as ver,
+              current_setting('data_checksums') as checksums
          from (${TIMELINE_SQL}) t`,
     );
     const row = r.rows[0]!;
@@ -183,6 +187,7 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
       timeline: row.timeline,
       systemIdentifier: row.sysid,
       serverVersionNum: row.ver,
+      dataChecksums: row.checksums === 'on',
     };
   }
 

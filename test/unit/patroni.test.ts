@@ -123,6 +123,73 @@ void describe('patroni activities against an HTTP server on loopback', () => {
     assert.equal(replica.requests.length - before, 3, 'the POST was sent once');
   });
 
+  void it('waits (bounded) for a member to answer /primary 200, and for /cluster to name a new leader', async () => {
+    const t = { member: 'pg102', url: replica.url };
+    setTimeout(() => (replica.role = 'primary'), 300);
+    try {
+      const a = await p.patroniWaitStatus({
+        target: t,
+        path: '/primary',
+        want: 200,
+        waitTimeoutMs: 5000,
+        intervalMs: 50,
+      });
+      assert.equal(a.status, 200);
+      await assert.rejects(
+        p.patroniWaitStatus({ target: t, path: '/replica', want: 200, waitTimeoutMs: 300, intervalMs: 50 }),
+        /timed out after 300 ms waiting for GET \/replica on pg102 answering 200 .*last seen: 503/,
+      );
+    } finally {
+      replica.role = 'replica';
+    }
+    const dead = { member: 'pg104', url: `http://127.0.0.1:${await freePort()}` };
+    await assert.rejects(
+      p.patroniWaitStatus({ target: dead, path: '/health', want: 200, waitTimeoutMs: 300, intervalMs: 50 }),
+      /last seen: Patroni REST API of pg104 .* refused/,
+    );
+
+    const doc = docCluster();
+    replica.routes.set('GET /cluster', { status: 200, body: doc });
+    setTimeout(() => {
+      const flipped = docCluster();
+      flipped.members[0]!.role = 'replica';
+      flipped.members[1]!.role = 'leader';
+      replica.routes.set('GET /cluster', { status: 200, body: flipped });
+    }, 300);
+    try {
+      const c = await p.patroniWaitClusterLeader({
+        targets: [dead, t],
+        leader: 'pg102',
+        waitTimeoutMs: 5000,
+        intervalMs: 50,
+      });
+      assert.equal(clusterLeader(c), 'pg102');
+      await assert.rejects(
+        p.patroniWaitClusterLeader({
+          targets: [dead, t],
+          leader: 'pg104',
+          waitTimeoutMs: 300,
+          intervalMs: 50,
+        }),
+        /waiting for pg104 as the leader in \/cluster .*last seen: pg104: .*refused.*; pg102 says pg102/,
+      );
+    } finally {
+      replica.routes.delete('GET /cluster');
+    }
+  });
+
+  void it('DELETE /switchover and /restart are authenticated writes; 404 (nothing scheduled) is an answer', async () => {
+    const t = { member: 'pg103', url: primary.url };
+    const none = await p.patroniDeleteSwitchover({ target: t, auth });
+    assert.equal(none.status, 404);
+    assert.equal(primary.requests.at(-1)?.method, 'DELETE');
+    assert.ok(primary.requests.at(-1)?.headers.authorization?.startsWith('Basic '));
+    primary.routes.set('DELETE /restart', { status: 200, body: 'scheduled restart deleted' });
+    const r = await p.patroniDeleteRestart({ target: t, auth });
+    assert.equal(r.text, 'scheduled restart deleted');
+    primary.routes.delete('DELETE /restart');
+  });
+
   void it('rejects a target URL that is not a REST API base, naming the member', async () => {
     await assert.rejects(
       p.patroniGetPatroni({ target: { member: 'pg102', url: 'http://10.213.50.21:8008/patroni' } }),

@@ -44,6 +44,7 @@ void describe('postgres activities against real PostgreSQL 18 on loopback (a pri
     assert.equal(p.inRecovery, false);
     assert.equal(p.timeline, 1);
     assert.ok(p.serverVersionNum >= 180000, `server_version_num ${p.serverVersionNum}`);
+    assert.equal(p.dataChecksums, true, 'initdb of PostgreSQL 18 enables data checksums by default');
     const s = await pg.pgIdentity(conn(standby));
     assert.equal(s.clusterName, 'pg102');
     assert.equal(s.inRecovery, true);
