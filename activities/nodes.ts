@@ -412,6 +412,10 @@ export function createNodeActivities(deps: NodeDeps) {
       await run(sh, vmid, ['ln', '-sfnT', target, home]);
       done.push(`${home} -> ${target}`);
     }
+    // The build's shared libraries (libpq for the WAL receiver, loaded by dlopen) through the link,
+    // so a minor upgrade that moves the link needs no other change.
+    const ld = await sh.push(vmid, '/etc/ld.so.conf.d/pgha-postgresql.conf', `${home}/lib\n`, { mode: 0o644 });
+    if (ld.changed || done.length > 0) await run(sh, vmid, ['ldconfig']);
     return done;
   }
 

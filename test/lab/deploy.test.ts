@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inventoryInput } from '../../clients/inventory-input';
+import { renderSeedHaproxy } from '../../activities/render';
 import { startRunbook } from '../../clients/runbook';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
@@ -38,6 +39,15 @@ const workers: Proc[] = [];
 function inCt(vmid: number, argv: string[]): string {
   return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
     encoding: 'utf8',
+    timeout: 30_000,
+  });
+}
+
+/** The same, with bytes on stdin. */
+function inCtStdin(vmid: number, argv: string[], stdin: string): string {
+  return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
+    encoding: 'utf8',
+    input: stdin,
     timeout: 30_000,
   });
 }
@@ -276,5 +286,52 @@ void test(
     const result = await handle.result();
     assert.equal(result.verdict.status, 'healthy');
     assert.deepEqual(serviceStarts(), before);
+  },
+);
+
+void test(
+  "the seed's own haproxy.cfg (GET /patroni) sends write connections to replicas; pgha's does not",
+  { skip, timeout: 120_000 },
+  async () => {
+    // The seed's file, as rendered, on other ports beside pgha's HAProxy on haproxy1.
+    const h = inv.nodes.haproxy[0]!;
+    const seed = renderSeedHaproxy({
+      ...inv,
+      ports: { ...inv.ports, haproxyWrite: 6432, haproxyStats: 8405 },
+    });
+    inCtStdin(h.vmid, ['sh', '-c', 'cat > /tmp/seed-haproxy.cfg'], seed.content);
+    inCt(h.vmid, ['haproxy', '-f', '/tmp/seed-haproxy.cfg', '-p', '/tmp/seed-haproxy.pid']);
+    try {
+      await new Promise((r) => setTimeout(r, 10_000)); // rise 3 × inter 3s: every server UP
+      const landed = { replica: 0, leader: 0, readOnlyErrors: 0 };
+      for (let i = 0; i < 9; i++) {
+        await sql(h.ip, 6432, async (c) => {
+          const ro = (await c.query<{ ro: boolean }>('select pg_is_in_recovery() as ro')).rows[0]!.ro;
+          landed[ro ? 'replica' : 'leader']++;
+          if (ro) {
+            await c.query('insert into e2e_rows(note) values ($1)', ['seed']).catch((err: Error) => {
+              if (/read-only transaction/.test(err.message)) landed.readOnlyErrors++;
+            });
+          }
+        });
+      }
+      assert.ok(landed.replica > 0, `the seed config sent writes to replicas: ${JSON.stringify(landed)}`);
+      assert.equal(landed.readOnlyErrors, landed.replica, JSON.stringify(landed));
+      // pgha's write port on the same HAProxy node, same number of connections: only the leader.
+      for (let i = 0; i < 9; i++) {
+        const ro = await sql(
+          h.ip,
+          5432,
+          async (c) => (await c.query<{ ro: boolean }>('select pg_is_in_recovery() as ro')).rows[0]!.ro,
+        );
+        assert.equal(ro, false, "pgha's 5432 reached a replica");
+      }
+    } finally {
+      inCt(h.vmid, [
+        'sh',
+        '-c',
+        'kill $(cat /tmp/seed-haproxy.pid); rm -f /tmp/seed-haproxy.cfg /tmp/seed-haproxy.pid',
+      ]);
+    }
   },
 );
