@@ -30,16 +30,32 @@ async function healthy(clientUrl: string): Promise<boolean> {
 }
 
 /** Starts an n-member etcd cluster on loopback and waits (bounded) until every member is healthy. */
-export async function startLocalEtcd(n = 1, opts: { timeoutMs?: number } = {}): Promise<LocalEtcdCluster> {
+export async function startLocalEtcd(
+  n = 1,
+  opts: {
+    timeoutMs?: number;
+    /** One loopback address per member (e.g. 127.0.0.51); default 127.0.0.1 with distinct ports. */
+    hosts?: string[];
+    /** Fixed ports (with distinct `hosts`); default free ports. */
+    clientPort?: number;
+    peerPort?: number;
+  } = {},
+): Promise<LocalEtcdCluster> {
   const etcd = toolPath('etcd-server', 'usr', 'bin', 'etcd');
   const dataRoot = await mkdtemp(join(tmpdir(), 'pgha-etcd-'));
-  const specs: { name: string; clientPort: number; peerPort: number }[] = [];
-  for (let i = 1; i <= n; i++)
-    specs.push({ name: `etcd${i}`, clientPort: await freePort(), peerPort: await freePort() });
-  const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+  const specs: { name: string; host: string; clientPort: number; peerPort: number }[] = [];
+  for (let i = 1; i <= n; i++) {
+    specs.push({
+      name: `etcd${i}`,
+      host: opts.hosts?.[i - 1] ?? '127.0.0.1',
+      clientPort: opts.clientPort ?? (await freePort()),
+      peerPort: opts.peerPort ?? (await freePort()),
+    });
+  }
+  const initialCluster = specs.map((s) => `${s.name}=http://${s.host}:${s.peerPort}`).join(',');
   const members: LocalEtcdMember[] = specs.map((s) => {
-    const clientUrl = `http://127.0.0.1:${s.clientPort}`;
-    const peerUrl = `http://127.0.0.1:${s.peerPort}`;
+    const clientUrl = `http://${s.host}:${s.clientPort}`;
+    const peerUrl = `http://${s.host}:${s.peerPort}`;
     const proc = new Proc(s.name, etcd, [
       `--name=${s.name}`,
       `--data-dir=${join(dataRoot, s.name)}`,

@@ -131,14 +131,27 @@ export class FakePatroni {
   private hung = new Set<ServerResponse>();
   port = 0;
 
-  constructor(opts: { name?: string; role?: FakeRole; auth?: { username: string; password: string } } = {}) {
+  /** Loopback address to listen on (e.g. 127.0.0.21 to stand in for a CT's address). */
+  readonly host: string;
+
+  constructor(
+    opts: {
+      name?: string;
+      role?: FakeRole;
+      auth?: { username: string; password: string };
+      host?: string;
+      port?: number;
+    } = {},
+  ) {
     this.name = opts.name ?? 'pg103';
     this.role = opts.role ?? 'primary';
     this.auth = opts.auth;
+    this.host = opts.host ?? '127.0.0.1';
+    this.port = opts.port ?? 0;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.host}:${this.port}`;
   }
 
   private nodeStatus() {
@@ -216,7 +229,10 @@ export class FakePatroni {
         else send();
       });
     });
-    await new Promise<void>((ok) => this.server!.listen(0, '127.0.0.1', ok));
+    await new Promise<void>((ok, fail) => {
+      this.server!.once('error', fail);
+      this.server!.listen(this.port, this.host, ok);
+    });
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }

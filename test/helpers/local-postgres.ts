@@ -15,7 +15,7 @@ export const PG_TEST_USER = 'pgha-test';
 
 export interface LocalPostgres {
   name: string;
-  host: '127.0.0.1';
+  host: string;
   port: number;
   /** Superuser `postgres`'s password (test-only, generated). */
   password: string;
@@ -35,9 +35,9 @@ function testUser(): { uid: number; gid: number } {
   }
 }
 
-function portOpen(port: number): Promise<boolean> {
+function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((ok) => {
-    const s = connect({ host: '127.0.0.1', port });
+    const s = connect({ host, port });
     s.setTimeout(500);
     s.once('connect', () => {
       s.destroy();
@@ -56,7 +56,15 @@ function portOpen(port: number): Promise<boolean> {
  * application_name, as Patroni's member names are). With `primary`, it is a streaming standby of it.
  */
 export async function startLocalPostgres(
-  opts: { name?: string; password?: string; primary?: LocalPostgres; timeoutMs?: number } = {},
+  opts: {
+    name?: string;
+    password?: string;
+    primary?: LocalPostgres;
+    timeoutMs?: number;
+    /** Loopback address to listen on (default 127.0.0.1) and a fixed port (default a free one). */
+    host?: string;
+    port?: number;
+  } = {},
 ): Promise<LocalPostgres> {
   const bin = (tool: string) => toolPath('postgresql', 'bin', tool);
   const name = opts.name ?? 'pg1';
@@ -66,7 +74,8 @@ export async function startLocalPostgres(
   await chown(root, uid, gid);
   await chmod(root, 0o700);
   const dataDir = join(root, 'data');
-  const port = await freePort();
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? (await freePort());
   const env = { ...process.env, LC_ALL: 'C.UTF-8', PGPASSWORD: password };
   const asUser = { uid, gid, env, cwd: root };
   const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -94,6 +103,11 @@ export async function startLocalPostgres(
         { ...asUser, stdio: 'pipe', timeout: timeoutMs },
       );
       await rm(pwfile);
+      // Clients on other loopback addresses (127.0.0.21 ...) connect from those addresses.
+      await appendFile(
+        join(dataDir, 'pg_hba.conf'),
+        'host all all 127.0.0.0/8 scram-sha-256\nhost replication all 127.0.0.0/8 scram-sha-256\n',
+      );
     } else {
       const p = opts.primary;
       execFileSync(
@@ -137,7 +151,7 @@ export async function startLocalPostgres(
       '-p',
       String(port),
       '-c',
-      'listen_addresses=127.0.0.1',
+      `listen_addresses=${host}`,
       '-c',
       `unix_socket_directories=${root}`,
       '-c',
@@ -157,7 +171,7 @@ export async function startLocalPostgres(
   );
   const server: LocalPostgres = {
     name,
-    host: '127.0.0.1',
+    host,
     port,
     password,
     dataDir,
@@ -173,12 +187,12 @@ export async function startLocalPostgres(
     },
   };
   try {
-    await waitFor(`local postgres ${name} on 127.0.0.1:${port}`, timeoutMs, async () => {
+    await waitFor(`local postgres ${name} on ${host}:${port}`, timeoutMs, async () => {
       if (!proc.running) throw new Error(`postgres exited: ${proc.output()}`);
-      if (!(await portOpen(port))) return false;
+      if (!(await portOpen(host, port))) return false;
       // Accepting TCP is not enough: pg_isready says when it accepts connections.
       try {
-        execFileSync(bin('pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], {
+        execFileSync(bin('pg_isready'), ['-h', host, '-p', String(port), '-t', '1'], {
           stdio: 'pipe',
           timeout: 3000,
         });
