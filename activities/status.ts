@@ -72,6 +72,8 @@ export interface PatroniMemberStatus {
   pendingRestart: boolean;
   noFailover: boolean;
   patroniVersion: string | null;
+  /** database_system_identifier from the member's own GET /patroni. */
+  systemId: string | null;
   /** PostgreSQL asked directly, when credentials were given. */
   sql?: { inRecovery: boolean; timeline: number | null } | { error: string };
   error?: string;
@@ -111,6 +113,8 @@ export interface ClusterStatus {
     leader: string | null;
     /** The value of /<namespace>/<scope>/leader in etcd. */
     leaderKey: { key: string; value: string | null } | { key: string; error: string };
+    /** Keys under the prefix (relative: leader, members/pg102 ...) and the `initialize` value. */
+    keys: { prefix: string; keys: string[]; initialize: string | null } | { error: string };
     /** Which member's GET /cluster was used. */
     clusterFrom: string | null;
     paused: boolean;
@@ -244,7 +248,22 @@ export function createStatusActivities(deps: StatusDeps) {
         }
       }),
     );
-    const [leaderKey, sql] = await Promise.all([leaderKeyP, sqlP]);
+    // Everything under /<namespace>/<scope>/ (the seed's view_etcd.sh --patroni), with `initialize`:
+    // the database system identifier the cluster was bootstrapped with.
+    const keysP = deps.etcd
+      .etcdPatroniKeys({
+        endpoints: input.etcd.members.map((e) => e.url),
+        namespace: p.namespace,
+        scope: p.scope,
+        withValues: true,
+      })
+      .then((r): ClusterStatus['patroni']['keys'] => ({
+        prefix: r.prefix,
+        keys: r.keys.map((k) => k.key.slice(r.prefix.length)),
+        initialize: r.keys.find((k) => k.key === `${r.prefix}initialize`)?.value ?? null,
+      }))
+      .catch((err: unknown): ClusterStatus['patroni']['keys'] => ({ error: msg(err) }));
+    const [leaderKey, sql, keys] = await Promise.all([leaderKeyP, sqlP, keysP]);
 
     const members = own.map((o, i): PatroniMemberStatus => {
       const v = views.find((x) => x.name === o.m.name);
@@ -263,6 +282,7 @@ export function createStatusActivities(deps: StatusDeps) {
         pendingRestart: Boolean(o.status?.pending_restart ?? v?.pendingRestart),
         noFailover: v?.noFailover ?? o.status?.tags?.nofailover === true,
         patroniVersion: o.status?.patroni?.version ?? null,
+        systemId: o.status?.database_system_identifier ?? null,
       };
       if (pgRepl && v && !isLeaderName(v.role)) {
         const row = pgRepl.find((r) => r.applicationName === o.m.name);
@@ -282,6 +302,7 @@ export function createStatusActivities(deps: StatusDeps) {
       members,
       leader,
       leaderKey,
+      keys,
       clusterFrom,
       paused: Boolean(cluster?.pause) || own.some((o) => o.status?.pause === true),
       maximumLagBytes: p.maximumLagBytes,
@@ -394,6 +415,14 @@ export function judge(s: Omit<ClusterStatus, 'verdict'>): ClusterStatus['verdict
     );
   }
   if (p.paused) degraded.push('Patroni is paused (maintenance mode): no automatic failover');
+  const initialize = 'error' in p.keys ? null : p.keys.initialize;
+  for (const m of p.members) {
+    if (initialize && m.systemId && m.systemId !== initialize) {
+      degraded.push(
+        `${m.name} has database system identifier ${m.systemId}, the cluster was initialized with ${initialize} (etcd initialize key): its data directory belongs to another cluster`,
+      );
+    }
+  }
   const leader = p.members.find((m) => m.name === p.leader);
   for (const m of p.members) {
     if (!m.reachable) degraded.push(m.error ?? `Patroni REST API of ${m.name} does not answer`);

@@ -72,6 +72,11 @@ export function formatStatusReport(s: ClusterStatus): string {
   out.push(
     `Patroni (scope ${p.scope}): leader ${p.leader ?? 'NONE'}; etcd ${lk}${p.paused ? '; PAUSED' : ''}${p.clusterFrom ? ` (topology from ${p.clusterFrom})` : ''}`,
   );
+  out.push(
+    'error' in p.keys
+      ? `etcd keys: unreadable (${p.keys.error})`
+      : `etcd keys under ${p.keys.prefix}: ${p.keys.keys.join(', ') || '(none)'}${p.keys.initialize ? `; initialize = ${p.keys.initialize}` : ''}`,
+  );
   const anySql = p.members.some((m) => m.sql !== undefined);
   const head = ['member', 'host', 'role', 'state', 'replication', 'TL', 'lag', 'patroni'];
   if (anySql) head.push('pg_is_in_recovery');

@@ -80,11 +80,17 @@ function fixedStatus(): ClusterStatus {
         pendingRestart: false,
         noFailover: false,
         patroniVersion: '3.3.0',
+        systemId: '7268616322854375442',
         lagFrom: m.name === 'pg103' ? null : ('pg_stat_replication' as const),
         sql: { inRecovery: m.name !== 'pg103', timeline: 1 },
       })),
       leader: 'pg103',
       leaderKey: { key: '/patroni/postgres/leader', value: 'pg103' },
+      keys: {
+        prefix: '/patroni/postgres/',
+        keys: ['config', 'initialize', 'leader', 'members/pg102', 'members/pg103', 'members/pg104', 'status'],
+        initialize: '7268616322854375442',
+      },
       clusterFrom: 'pg103',
       paused: false,
       maximumLagBytes: 1048576,
@@ -136,6 +142,11 @@ void describe('status verdict and report (fixed status objects)', () => {
       row(['pg104', '10.213.50.23', 'replica', 'streaming', 'streaming', '1', '0 B', '3.3.0', 'true']),
     );
     assert.match(text, row(['haproxy2', 'replicas', 'pg103', 'DOWN', 'L7STS']));
+    assert.ok(
+      lines.includes(
+        'etcd keys under /patroni/postgres/: config, initialize, leader, members/pg102, members/pg103, members/pg104, status; initialize = 7268616322854375442',
+      ),
+    );
     assert.equal(lines.at(-1), 'Verdict: HEALTHY');
   });
 
@@ -227,6 +238,14 @@ void describe('status verdict and report (fixed status objects)', () => {
       input.postgres?.passwordRef ?? '',
       /^file:\/var\/lib\/pgha-lab\/secrets\/superuser-password$/,
     );
+  });
+
+  void it("a member whose data has another system identifier than etcd's initialize key is named", () => {
+    const s = fixedStatus();
+    s.patroni.members[2]!.systemId = '7000000000000000001';
+    assert.deepEqual(judge(s).reasons, [
+      'pg104 has database system identifier 7000000000000000001, the cluster was initialized with 7268616322854375442 (etcd initialize key): its data directory belongs to another cluster',
+    ]);
   });
 
   void it('HAProxy without a transport is reported as unknown, not as healthy or broken', () => {
@@ -340,6 +359,7 @@ void describe('status collection against real etcd, PostgreSQL and HAProxy on lo
     }
     const c = new Etcd3({ hosts: etcd.endpoints });
     await c.put('/patroni/postgres/leader').value('pg103');
+    await c.put('/patroni/postgres/initialize').value('7268616322854375442'); // the fakes' (documented) id
     c.close();
     const pgs = { pg102, pg103, pg104 };
     const servers = (['pg102', 'pg103', 'pg104'] as const).map((n) => ({
@@ -408,6 +428,11 @@ void describe('status collection against real etcd, PostgreSQL and HAProxy on lo
     assert.match(s.etcd.leader ?? '', /^etcd[123]$/);
     assert.equal(s.patroni.leader, 'pg103');
     assert.deepEqual(s.patroni.leaderKey, { key: '/patroni/postgres/leader', value: 'pg103' });
+    assert.deepEqual(s.patroni.keys, {
+      prefix: '/patroni/postgres/',
+      keys: ['initialize', 'leader'],
+      initialize: '7268616322854375442',
+    });
     assert.deepEqual(
       s.patroni.members.map((m) => [m.name, m.role, m.ownRole, m.streaming, m.sql]),
       [
