@@ -124,6 +124,8 @@ export const FailureType = {
   ApprovalRejected: 'ApprovalRejected',
   /** Nobody decided an approval gate in time: nothing further was touched. */
   ApprovalTimedOut: 'ApprovalTimedOut',
+  /** A pause lasted longer than the runbook's maxPause: nothing further was touched. */
+  PauseTimedOut: 'PauseTimedOut',
   /** Another pgha operation holds the cluster lock. */
   ClusterBusy: 'ClusterBusy',
 } as const;

@@ -20,7 +20,8 @@
  *   PgOperation, PgStep, PgNode search attributes upserted as steps advance;
  * - approval gates (`approve` update, validated synchronously; reject or timeout ends the runbook
  *   with ApprovalRejected / ApprovalTimedOut and touches nothing further);
- * - `pause` / `resume` honoured before each step and gate;
+ * - `pause` / `resume` honoured before each step and gate (a pause longer than maxPause, default
+ *   7 days, ends the runbook with PauseTimedOut);
  * - cancellation: the step in flight is cancelled, then the compensations registered by the steps
  *   that started run in reverse order inside a non-cancellable scope; the run ends Cancelled;
  * - handlers finished before the workflow returns.
@@ -72,6 +73,8 @@ export interface RunbookOptions {
   plan?: PlanEntry[];
   /** Take the cluster lock (default true). Read-only runbooks (status) may run beside others. */
   lock?: boolean;
+  /** The longest a pause may last before the runbook ends with PauseTimedOut (default 7 days). */
+  maxPause?: Duration;
 }
 
 export interface StepOptions {
@@ -106,6 +109,7 @@ export class Runbook {
   readonly cluster: string;
   readonly operation: string;
   private readonly lockEnabled: boolean;
+  private readonly maxPause: Duration;
   private readonly state: RunbookProgress;
   private readonly compensations: { step: StepProgress; fn: () => Promise<unknown> }[] = [];
   private pauseRequest?: { by?: string; reason?: string; at: string };
@@ -116,6 +120,7 @@ export class Runbook {
     this.cluster = opts.cluster;
     this.operation = opts.operation;
     this.lockEnabled = opts.lock ?? true;
+    this.maxPause = opts.maxPause ?? '7 days';
     this.state = {
       cluster: opts.cluster,
       operation: opts.operation,
@@ -256,7 +261,10 @@ export class Runbook {
         );
       } else if (err instanceof ApplicationFailure && err.type === FailureType.ApprovalRejected) {
         this.finish('rejected', err.message);
-      } else if (err instanceof ApplicationFailure && err.type === FailureType.ApprovalTimedOut) {
+      } else if (
+        err instanceof ApplicationFailure &&
+        (err.type === FailureType.ApprovalTimedOut || err.type === FailureType.PauseTimedOut)
+      ) {
         this.finish('timed-out', err.message);
       } else {
         this.finish('failed', errorMessage(err));
@@ -276,8 +284,15 @@ export class Runbook {
   private async checkpoint(): Promise<void> {
     if (!this.pauseRequest) return;
     this.state.state = 'paused';
-    log.info('runbook paused', { by: this.pauseRequest.by, reason: this.pauseRequest.reason });
-    await condition(() => this.pauseRequest === undefined);
+    const { by, reason } = this.pauseRequest;
+    log.info('runbook paused', { by, reason });
+    if (!(await condition(() => this.pauseRequest === undefined, this.maxPause))) {
+      throw ApplicationFailure.create({
+        type: FailureType.PauseTimedOut,
+        nonRetryable: true,
+        message: `paused by ${by ?? 'someone'} for longer than ${String(this.maxPause)} without a resume; nothing further was done`,
+      });
+    }
     this.state.state = 'running';
   }
 

@@ -27,6 +27,7 @@ export interface ScriptInput {
   operation: string;
   script: ScriptEntry[];
   lock?: boolean;
+  maxPause?: Duration;
 }
 
 export interface TestActivities {
@@ -50,7 +51,7 @@ const retrying = proxyActivities<TestActivities>({
 export async function scripted(input: ScriptInput): Promise<string[]> {
   const plan: PlanEntry[] = input.script.map((s) => (s.gate ? { gate: s.gate } : String(s.step)));
   return runbook(
-    { cluster: input.cluster, operation: input.operation, plan, lock: input.lock },
+    { cluster: input.cluster, operation: input.operation, plan, lock: input.lock, maxPause: input.maxPause },
     async (rb) => {
       const done: string[] = [];
       for (const s of input.script) {

@@ -359,6 +359,31 @@ void describe('runbook machinery on a real Temporal server', () => {
     });
   });
 
+  void test('a pause longer than maxPause ends the run with PauseTimedOut; nothing further runs', async () => {
+    const mock = new Mock();
+    const taskQueue = uniqueId('tq');
+    const worker = await createTestWorker(env, { taskQueue, activities: mock.activities() });
+    await worker.runUntil(async () => {
+      const releaseA = mock.hold('a');
+      const cluster = uniqueId('c');
+      const h = await env.client.workflow.start(scripted, {
+        taskQueue,
+        workflowId: `test-${cluster}`,
+        args: [{ cluster, operation: 'test', script: [{ step: 'a' }, { step: 'b' }], maxPause: '2s' }],
+      });
+      await waitProgress(h, 'a running', (p) => stepOf(p, 'a')?.status === 'running');
+      await h.signal(pause, { by: 'alice' });
+      await waitProgress(h, 'pause recorded', (p) => p.paused?.by === 'alice');
+      releaseA();
+      const cause = await failureOf(h);
+      assert.ok(cause instanceof ApplicationFailure);
+      assert.equal(cause.type, FailureType.PauseTimedOut);
+      assert.match(cause.message, /paused by alice for longer than 2s/);
+      assert.deepEqual(mock.calls, ['act a']);
+      assert.equal((await query(h)).state, 'timed-out');
+    });
+  });
+
   void test('cancel: the step in flight is cancelled, then compensations run in reverse', async () => {
     const mock = new Mock();
     mock.untilCancelled.add('c');
