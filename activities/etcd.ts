@@ -320,7 +320,7 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
 }
 
 export class EtcdUnavailableError extends Error {
-  override readonly name = 'EtcdUnavailable';
+  override readonly name = 'EtcdUnavailableError';
 }
 
 export type EtcdActivities = ReturnType<typeof createEtcdActivities>;

@@ -103,7 +103,7 @@ export interface PatroniClusterJson {
 export type PatroniHistory = [number, number, string, string?, string?][];
 
 export class PatroniUnreachableError extends Error {
-  override readonly name = 'PatroniUnreachable';
+  override readonly name = 'PatroniUnreachableError';
   constructor(
     readonly member: string,
     readonly url: string,
@@ -115,7 +115,7 @@ export class PatroniUnreachableError extends Error {
 }
 
 export class PatroniAuthRejectedError extends Error {
-  override readonly name = 'PatroniAuthRejected';
+  override readonly name = 'PatroniAuthRejectedError';
 }
 
 const BASE_URL_RE = /^https?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}$/;

@@ -25,7 +25,7 @@ export function cancellationSignal(): AbortSignal | undefined {
 }
 
 export class PollTimeoutError extends Error {
-  override readonly name = 'PollTimeout';
+  override readonly name = 'PollTimeoutError';
   constructor(
     message: string,
     readonly last: unknown,

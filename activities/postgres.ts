@@ -77,13 +77,13 @@ export interface PgProbeRead {
 }
 
 export class PostgresUnreachableError extends Error {
-  override readonly name = 'PostgresUnreachable';
+  override readonly name = 'PostgresUnreachableError';
 }
 export class PostgresAuthError extends Error {
-  override readonly name = 'PostgresAuthFailed';
+  override readonly name = 'PostgresAuthError';
 }
 export class PostgresReadOnlyError extends Error {
-  override readonly name = 'PostgresReadOnly';
+  override readonly name = 'PostgresReadOnlyError';
 }
 
 function where(c: PgConn): string {

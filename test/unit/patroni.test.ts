@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent } from 'undici';
+import { ensureApplicationFailure } from '@temporalio/common';
 import {
   clusterLeader,
   clusterMembers,
@@ -87,8 +88,14 @@ void describe('patroni activities against an HTTP server on loopback', () => {
     const url = `http://127.0.0.1:${await freePort()}`;
     await assert.rejects(p.patroniGetPatroni({ target: { member: 'pg104', url } }), (err: unknown) => {
       assert.ok(err instanceof PatroniUnreachableError);
-      assert.equal(err.name, 'PatroniUnreachable');
+      assert.equal(
+        err.name,
+        'PatroniUnreachableError',
+        'the class name: Temporal reports it as the failure type',
+      );
       assert.equal(err.reason, 'refused');
+      // What a workflow sees: an ApplicationFailure whose type is the class name (for retry policies).
+      assert.equal(ensureApplicationFailure(err).type, 'PatroniUnreachableError');
       assert.match(err.message, /pg104/);
       assert.ok(err.message.includes(`${url}/patroni`));
       return true;
