@@ -274,7 +274,53 @@ export function createHaproxyActivities(deps: HaproxyDeps) {
     );
   }
 
-  return { haproxyShowStat, haproxySetServerState, haproxyWaitServer };
+  /**
+   * `set server <backend>/<server> health up|stopping|down`: forces the operational state at once,
+   * without waiting for `rise`/`fall` checks; the next checks take over again. For routing writes to
+   * a just-promoted leader: only after its own Patroni `/primary` answers 200 and PostgreSQL is out of
+   * recovery (the caller checks both). Idempotent: nothing is sent when the state already matches.
+   */
+  async function haproxySetServerHealth(args: {
+    node: HaproxyNode;
+    backend: string;
+    server: string;
+    health: 'up' | 'stopping' | 'down';
+  }): Promise<{
+    node: string;
+    backend: string;
+    server: string;
+    before: string;
+    after: string;
+    changed: boolean;
+  }> {
+    const backend = checkName('backend', args.backend);
+    const server = checkName('server', args.server);
+    if (!['up', 'stopping', 'down'].includes(args.health)) {
+      throw new TypeError(`haproxy health ${JSON.stringify(args.health)}: expected up, stopping or down`);
+    }
+    const before = await serverRow(args.node, backend, server);
+    const want = args.health === 'up' ? 'UP' : args.health === 'down' ? 'DOWN' : 'NOLB';
+    const already = before.state === want && !/\d+\/\d+/.test(before.status);
+    if (!already) {
+      const answer = (await run(args.node, `set server ${backend}/${server} health ${args.health}`)).trim();
+      if (answer !== '') {
+        throw new Error(
+          `haproxy ${args.node.name}: set server ${backend}/${server} health ${args.health}: ${answer}`,
+        );
+      }
+    }
+    const after = await serverRow(args.node, backend, server);
+    return {
+      node: args.node.name,
+      backend,
+      server,
+      before: before.state,
+      after: after.state,
+      changed: !already,
+    };
+  }
+
+  return { haproxyShowStat, haproxySetServerState, haproxySetServerHealth, haproxyWaitServer };
 }
 
 export type HaproxyActivities = ReturnType<typeof createHaproxyActivities>;

@@ -18,6 +18,8 @@ export interface LocalBackend {
   /** Patroni health endpoint checked over HTTP, e.g. /primary or /replica. */
   check: string;
   servers: { name: string; addr: string; port: number; checkPort: number }[];
+  /** Health-check interval (default 200ms). */
+  inter?: string;
 }
 
 export interface LocalHaproxy {
@@ -84,7 +86,7 @@ export async function startLocalHaproxy(opts: {
       `  bind 127.0.0.1:${ports[b.name]}`,
       `  option httpchk GET ${b.check}`,
       '  http-check expect status 200',
-      '  default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions',
+      `  default-server inter ${b.inter ?? '200ms'} fall 2 rise 1 on-marked-down shutdown-sessions`,
       ...b.servers.map((s) => `  server ${s.name} ${s.addr}:${s.port} check port ${s.checkPort}`),
     );
   }

@@ -127,6 +127,8 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
       backends: [
         { name: 'primary', check: '/primary', servers },
         { name: 'replicas', check: '/replica', servers },
+        // Slow checks: a forced health stays until the next checks, long enough to observe.
+        { name: 'slow', check: '/primary', servers, inter: '3s' },
       ],
     });
   });
@@ -150,6 +152,8 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
       'primary/pg103',
       'replicas/pg102',
       'replicas/pg103',
+      'slow/pg102',
+      'slow/pg103',
     ]);
     const down = rows.find((r) => r.backend === 'primary' && r.server === 'pg102')!;
     assert.equal(down.checkStatus, 'L7STS');
@@ -212,6 +216,44 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
       state: 'ready',
     });
     assert.equal(back.after, 'UP');
+  });
+
+  void it('forces a server UP or DOWN at once with set server health (idempotent), until checks take over', async () => {
+    await wait('slow', 'pg103', 'UP');
+    await wait('slow', 'pg102', 'DOWN');
+    const up = await h.haproxySetServerHealth({
+      node: hap.node,
+      backend: 'slow',
+      server: 'pg102',
+      health: 'up',
+    });
+    assert.deepEqual([up.before, up.after, up.changed], ['DOWN', 'UP', true]);
+    const again = await h.haproxySetServerHealth({
+      node: hap.node,
+      backend: 'slow',
+      server: 'pg102',
+      health: 'up',
+    });
+    assert.equal(again.changed, false);
+    const down = await h.haproxySetServerHealth({
+      node: hap.node,
+      backend: 'slow',
+      server: 'pg103',
+      health: 'down',
+    });
+    assert.deepEqual([down.before, down.after], ['UP', 'DOWN']);
+    // The checks (/primary: 503 on pg102, 200 on pg103) put both back.
+    await wait('slow', 'pg102', 'DOWN');
+    await wait('slow', 'pg103', 'UP');
+    await assert.rejects(
+      h.haproxySetServerHealth({
+        node: hap.node,
+        backend: 'slow',
+        server: 'pg103',
+        health: 'maint' as never,
+      }),
+      /expected up, stopping or down/,
+    );
   });
 
   void it('names the servers it knows when asked for one it does not; a wait that cannot succeed times out', async () => {
