@@ -164,62 +164,7 @@ export function createStatusActivities(deps: StatusDeps) {
 
   async function collectPatroni(input: StatusInput): Promise<ClusterStatus['patroni']> {
     const p = input.patroni;
-    const own = await Promise.all(
-      p.members.map(async (m) => {
-        try {
-          const a = await deps.patroni.patroniGetPatroni({ target: { member: m.name, url: m.url } });
-          return {
-            m,
-            status: a.body,
-            error: a.body ? undefined : `GET /patroni answered ${a.status} without JSON`,
-          };
-        } catch (err) {
-          return { m, status: null as PatroniNodeStatus | null, error: msg(err) };
-        }
-      }),
-    );
-    // The topology from the first member that answers GET /cluster (the leader first when known).
-    const order = [...own].sort((a, b) => rank(a.status) - rank(b.status));
-    let cluster: PatroniClusterJson | null = null;
-    let clusterFrom: string | null = null;
-    for (const o of order) {
-      if (!o.status) continue;
-      try {
-        const a = await deps.patroni.patroniGetCluster({ target: { member: o.m.name, url: o.m.url } });
-        if (a.status === 200 && a.body) {
-          cluster = a.body;
-          clusterFrom = o.m.name;
-          break;
-        }
-      } catch {
-        /* try the next member */
-      }
-    }
-    const leader = cluster?.members.find((x) => ['leader', 'standby_leader'].includes(x.role))?.name ?? null;
-    // The leader's GET /patroni lists its walsenders in replication[] (every Patroni version) and
-    // leaves the field out when there are none: a running leader without it has no streaming replica.
-    const leaderOwn = own.find(
-      (o) =>
-        o.m.name === leader && normaliseRole(o.status?.role) === 'primary' && o.status?.state === 'running',
-    );
-    const leaderReplication = leaderOwn ? (leaderOwn.status?.replication ?? []) : undefined;
-    const views = cluster ? clusterMembers(cluster, leaderReplication) : [];
-    // With SQL access, the leader's pg_stat_replication gives exact replay lag in bytes (Patroni's
-    // /cluster lag comes from member keys refreshed once per loop_wait).
-    const leaderMember = p.members.find((m) => m.name === leader);
-    const pgRepl =
-      deps.postgres && input.postgres && leaderMember
-        ? await deps.postgres
-            .pgReplication({
-              host: leaderMember.host,
-              port: leaderMember.port,
-              user: input.postgres.user,
-              passwordRef: input.postgres.passwordRef,
-              database: input.postgres.database,
-            })
-            .catch(() => undefined)
-        : undefined;
-
+    // Asked at once, alongside the REST API calls below.
     const leaderKeyP = deps.etcd
       .etcdPatroniLeaderKey({
         endpoints: input.etcd.members.map((e) => e.url),
@@ -263,7 +208,63 @@ export function createStatusActivities(deps: StatusDeps) {
         initialize: r.keys.find((k) => k.key === `${r.prefix}initialize`)?.value ?? null,
       }))
       .catch((err: unknown): ClusterStatus['patroni']['keys'] => ({ error: msg(err) }));
-    const [leaderKey, sql, keys] = await Promise.all([leaderKeyP, sqlP, keysP]);
+    const own = await Promise.all(
+      p.members.map(async (m) => {
+        try {
+          const a = await deps.patroni.patroniGetPatroni({ target: { member: m.name, url: m.url } });
+          return {
+            m,
+            status: a.body,
+            error: a.body ? undefined : `GET /patroni answered ${a.status} without JSON`,
+          };
+        } catch (err) {
+          return { m, status: null as PatroniNodeStatus | null, error: msg(err) };
+        }
+      }),
+    );
+    // The topology from the first member that answers GET /cluster (the leader first when known).
+    const order = [...own].sort((a, b) => rank(a.status) - rank(b.status));
+    let cluster: PatroniClusterJson | null = null;
+    let clusterFrom: string | null = null;
+    for (const o of order) {
+      if (!o.status) continue;
+      try {
+        const a = await deps.patroni.patroniGetCluster({ target: { member: o.m.name, url: o.m.url } });
+        if (a.status === 200 && a.body) {
+          cluster = a.body;
+          clusterFrom = o.m.name;
+          break;
+        }
+      } catch {
+        /* try the next member */
+      }
+    }
+    const leader = cluster?.members.find((x) => ['leader', 'standby_leader'].includes(x.role))?.name ?? null;
+    // The leader's GET /patroni lists its walsenders in replication[] (every Patroni version) and
+    // leaves the field out when there are none: a running leader without it has no streaming replica.
+    const leaderOwn = own.find(
+      (o) =>
+        o.m.name === leader && normaliseRole(o.status?.role) === 'primary' && o.status?.state === 'running',
+    );
+    const leaderReplication = leaderOwn ? (leaderOwn.status?.replication ?? []) : undefined;
+    const views = cluster ? clusterMembers(cluster, leaderReplication) : [];
+    // With SQL access, the leader's pg_stat_replication gives exact replay lag in bytes (Patroni's
+    // /cluster lag comes from member keys refreshed once per loop_wait).
+    const leaderMember = p.members.find((m) => m.name === leader);
+    const pgReplP =
+      deps.postgres && input.postgres && leaderMember
+        ? deps.postgres
+            .pgReplication({
+              host: leaderMember.host,
+              port: leaderMember.port,
+              user: input.postgres.user,
+              passwordRef: input.postgres.passwordRef,
+              database: input.postgres.database,
+            })
+            .catch(() => undefined)
+        : Promise.resolve(undefined);
+
+    const [leaderKey, sql, keys, pgRepl] = await Promise.all([leaderKeyP, sqlP, keysP, pgReplP]);
 
     const members = own.map((o, i): PatroniMemberStatus => {
       const v = views.find((x) => x.name === o.m.name);
