@@ -30,6 +30,11 @@ export interface LabOptions {
   /** The lab inventory (default runbooks/clusters/lab.yaml). */
   inventory?: string;
   log?: (line: string) => void;
+  /**
+   * `up`: also remove lab CTs that are not in this inventory. Off by default, so several lab
+   * inventories (other vmids and addresses on the same bridge) can run side by side.
+   */
+  prune?: boolean;
 }
 
 const defaultLog = (line: string) => process.stdout.write(`${line}\n`);
@@ -128,7 +133,7 @@ function converge(opts: LabOptions): void {
   if (sshd !== 'running') log(`sshd ${sshd} on ${LAB_HOST_IP}:${inv.proxmox.port}`);
 
   const wanted = new Set(inv.nodes.map((n) => n.vmid));
-  for (const vmid of labVmids()) {
+  for (const vmid of opts.prune ? labVmids() : []) {
     if (!wanted.has(vmid)) {
       destroy(vmid);
       log(`CT ${vmid}: removed (no longer in ${inv.file})`);
@@ -167,8 +172,9 @@ export function reset(opts: LabOptions = {}): void {
   const log = opts.log ?? defaultLog;
   withLock('reset', () => {
     const t0 = Date.now();
-    for (const vmid of labVmids()) destroy(vmid);
-    log(`CTs destroyed in ${elapsed(t0)}`);
+    const mine = new Set(readLabInventory(opts.inventory).nodes.map((n) => n.vmid));
+    for (const vmid of labVmids()) if (mine.has(vmid)) destroy(vmid);
+    log(`CTs ${[...mine].join(' ')} destroyed in ${elapsed(t0)}`);
     converge({ ...opts, log });
   });
 }

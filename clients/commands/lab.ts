@@ -21,7 +21,11 @@ export function register(program: Command): void {
   lab
     .command('up')
     .description('create or repair the lab (a no-op when it is up) and wait until systemd runs in every CT')
-    .action(() => up({ inventory: inventory() }));
+    .option(
+      '--prune',
+      'also remove lab CTs that are not in this inventory (other lab inventories are kept otherwise)',
+    )
+    .action((o: { prune?: boolean }) => up({ inventory: inventory(), prune: o.prune }));
   lab
     .command('down')
     .description('remove everything the lab made (CTs, overlays, bridge, sshd); keeps /var/cache/pgha')
