@@ -17,8 +17,17 @@ export function register(program: Command): void {
       'stop before bootstrapping PostgreSQL until `pgha approve` (e.g. 1h)',
     )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action((o: { cluster: string; approvalTimeout?: string; wait: boolean }) =>
-      withClient(async (client) => {
+    .option(
+      '--print-input',
+      'print the workflow input as JSON and start nothing (for `temporal workflow start --input-file`)',
+    )
+    .action(async (o: { cluster: string; approvalTimeout?: string; wait: boolean; printInput?: boolean }) => {
+      if (o.printInput) {
+        const { input } = await inventoryInput(o.cluster);
+        console.log(JSON.stringify({ inventory: input, approvalTimeout: o.approvalTimeout }, null, 2));
+        return;
+      }
+      await withClient(async (client) => {
         const { input, inventory } = await inventoryInput(o.cluster);
         const handle = await startRunbook<typeof deployCluster>(client, {
           workflow: 'deployCluster',
@@ -28,6 +37,6 @@ export function register(program: Command): void {
         });
         console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
         if (o.wait) await watchRun(client, handle);
-      }),
-    );
+      });
+    });
 }
