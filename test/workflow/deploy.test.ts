@@ -1,0 +1,193 @@
+/**
+ * deployCluster's decisions on a real Temporal dev server with mocked activities: the seed's order
+ * (etcd, then PostgreSQL + Patroni, then HAProxy, each checked), an existing leader kept, the
+ * approval gate before any PostgreSQL starts, and a bad inventory refused before anything runs.
+ * (The real thing, on the lab: test/lab/deploy.test.ts.)
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startRunbook } from '../../clients/runbook';
+import type { InventoryInput } from '../../runbooks/schema';
+import type { deployCluster } from '../../workflows/deploy-cluster';
+import { approve, progress } from '../../workflows/messages';
+import { repoRoot } from '../helpers/local-common';
+import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
+
+let env: TestWorkflowEnvironment;
+before(async () => {
+  env = await startTestServer();
+});
+after(async () => {
+  await env?.teardown();
+});
+
+const labInput = (cluster: string): InventoryInput => {
+  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as InventoryInput;
+  return { ...raw, cluster };
+};
+
+/** The activities deployCluster calls, recording "name host" in call order. */
+function mocks(opts: { existingLeader?: string } = {}) {
+  const calls: string[] = [];
+  const rec =
+    (name: string, result: unknown = {}) =>
+    async (a: { hostname?: string } = {}) => {
+      calls.push(a.hostname ? `${name} ${a.hostname}` : name);
+      return result;
+    };
+  return {
+    calls,
+    activities: {
+      preflightNode: rec('preflightNode'),
+      installEtcd: rec('installEtcd'),
+      etcdWaitHealthy: rec('etcdWaitHealthy', []),
+      installPostgres: rec('installPostgres'),
+      findLeader: async () => {
+        calls.push('findLeader');
+        return opts.existingLeader;
+      },
+      startPatroni: rec('startPatroni'),
+      waitPrimary: async (a: { hostname: string }) => {
+        calls.push(`waitPrimary ${a.hostname}`);
+        return { leader: a.hostname, timeline: 1, systemIdentifier: '1' };
+      },
+      waitReplication: rec('waitReplication', []),
+      installHaproxy: rec('installHaproxy'),
+      checkThroughHaproxy: rec('checkThroughHaproxy', { writes: [], reads: [] }),
+      clusterStatus: async () => {
+        calls.push('clusterStatus');
+        return { verdict: { status: 'healthy', reasons: [] } };
+      },
+    },
+  };
+}
+
+const phase = (calls: string[], name: string) => calls.filter((c) => c.startsWith(`${name} `) || c === name);
+const firstIndex = (calls: string[], name: string) => calls.findIndex((c) => c.startsWith(name));
+const lastIndex = (calls: string[], name: string) => calls.map((c) => c.startsWith(name)).lastIndexOf(true);
+
+void test('the seed order: etcd (checked), then PostgreSQL + Patroni (leader first, replicas after), then HAProxy', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('dep');
+  const result = await worker.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: labInput(cluster) }],
+      cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    return h.result();
+  });
+  assert.equal((result as { verdict: { status: string } }).verdict.status, 'healthy');
+  const c = m.calls;
+  assert.equal(phase(c, 'preflightNode').length, 8);
+  assert.deepEqual(phase(c, 'installEtcd').sort(), [
+    'installEtcd etcd1',
+    'installEtcd etcd2',
+    'installEtcd etcd3',
+  ]);
+  assert.ok(
+    lastIndex(c, 'preflightNode') < firstIndex(c, 'installEtcd'),
+    'preflight before anything is installed',
+  );
+  assert.ok(lastIndex(c, 'installEtcd') < firstIndex(c, 'etcdWaitHealthy'));
+  assert.ok(
+    firstIndex(c, 'etcdWaitHealthy') < firstIndex(c, 'installPostgres'),
+    'etcd healthy before PostgreSQL',
+  );
+  assert.ok(lastIndex(c, 'installPostgres') < firstIndex(c, 'startPatroni'));
+  // The first node bootstraps alone, then the replicas start.
+  const starts = phase(c, 'startPatroni');
+  assert.equal(starts[0], 'startPatroni pg102');
+  assert.ok(c.indexOf('waitPrimary pg102') < c.indexOf('startPatroni pg103'));
+  assert.deepEqual(starts.slice(1).sort(), ['startPatroni pg103', 'startPatroni pg104']);
+  assert.ok(lastIndex(c, 'startPatroni') < firstIndex(c, 'waitReplication'));
+  assert.ok(
+    firstIndex(c, 'waitReplication') < firstIndex(c, 'installHaproxy'),
+    'replication checked before HAProxy',
+  );
+  assert.ok(lastIndex(c, 'installHaproxy') < firstIndex(c, 'checkThroughHaproxy'));
+  assert.equal(c[c.length - 1], 'clusterStatus');
+});
+
+void test('a leader that already exists is kept (a resumed or repeated deploy)', async () => {
+  const m = mocks({ existingLeader: 'pg103' });
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('dep');
+  await worker.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: labInput(cluster) }],
+      cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    await h.result();
+  });
+  const starts = phase(m.calls, 'startPatroni');
+  assert.equal(starts[0], 'startPatroni pg103');
+  assert.deepEqual(starts.slice(1).sort(), ['startPatroni pg102', 'startPatroni pg104']);
+  assert.ok(m.calls.includes('waitPrimary pg103'));
+});
+
+void test('the before-bootstrap gate holds every PostgreSQL start until approved', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('dep');
+  await worker.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: labInput(cluster), approvalTimeout: '10m' }],
+      cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    await eventually(
+      'the gate waiting',
+      () => h.query(progress),
+      (p) => p.steps.some((s) => s.name === 'before-bootstrap' && s.status === 'waiting'),
+    );
+    assert.equal(phase(m.calls, 'installPostgres').length, 3, 'PostgreSQL is installed before the gate');
+    assert.equal(phase(m.calls, 'startPatroni').length, 0, 'nothing started before approval');
+    await h.executeUpdate(approve, { args: [{ gate: 'before-bootstrap', approver: 'test' }] });
+    await h.result();
+  });
+  assert.equal(phase(m.calls, 'startPatroni').length, 3);
+});
+
+void test('a bad inventory fails the run before any activity, naming the field', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('dep');
+  const bad = labInput(cluster);
+  bad.nodes.etcd = bad.nodes.etcd.slice(0, 2); // an even number of etcd members
+  await worker.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: bad }],
+      cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    const err = await h.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WorkflowFailedError);
+    const cause = err.cause as Error & { type?: string };
+    assert.equal(cause.type, 'InvalidInventory');
+    assert.match(cause.message, /nodes\.etcd/);
+  });
+  assert.deepEqual(m.calls, []);
+});
