@@ -54,11 +54,25 @@ export function findNode(inv: Inventory, role: Role, hostname: string): Node {
   return n;
 }
 
+/**
+ * Heartbeats every few seconds while a command runs, so a short heartbeat timeout notices a dead
+ * worker quickly without cutting off a long apt or pip install.
+ */
+async function whileBeating<T>(work: Promise<T>, details: unknown): Promise<T> {
+  heartbeat(details);
+  const timer = setInterval(() => heartbeat(details), 5000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export function createNodeActivities(deps: NodeDeps) {
   // --- primitives (argv in, checked results out) ------------------------------------------
 
   async function run(sh: CtShell, vmid: number, argv: string[], timeoutMs = 120_000): Promise<string> {
-    const r = await sh.exec(vmid, argv, { timeoutMs });
+    const r = await whileBeating(sh.exec(vmid, argv, { timeoutMs }), { vmid, command: argv[0] });
     if (r.code !== 0) throw new NodeCommandError(vmid, argv, r.code, r.stderr);
     return r.stdout;
   }
@@ -215,7 +229,10 @@ export function createNodeActivities(deps: NodeDeps) {
     if (!recipe) return [];
     for (const step of recipe.steps) {
       heartbeat({ vmid, step: step.why });
-      const r = await sh.exec(vmid, step.argv, { timeoutMs: 900_000 });
+      const r = await whileBeating(sh.exec(vmid, step.argv, { timeoutMs: 900_000 }), {
+        vmid,
+        step: step.why,
+      });
       if (!(step.okExitCodes ?? [0]).includes(r.code))
         throw new NodeCommandError(vmid, step.argv, r.code, r.stderr);
     }
@@ -414,7 +431,9 @@ export function createNodeActivities(deps: NodeDeps) {
     }
     // The build's shared libraries (libpq for the WAL receiver, loaded by dlopen) through the link,
     // so a minor upgrade that moves the link needs no other change.
-    const ld = await sh.push(vmid, '/etc/ld.so.conf.d/pgha-postgresql.conf', `${home}/lib\n`, { mode: 0o644 });
+    const ld = await sh.push(vmid, '/etc/ld.so.conf.d/pgha-postgresql.conf', `${home}/lib\n`, {
+      mode: 0o644,
+    });
     if (ld.changed || done.length > 0) await run(sh, vmid, ['ldconfig']);
     return done;
   }

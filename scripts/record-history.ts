@@ -24,6 +24,10 @@ import { workflowsPath } from '../workers/main';
 import { approve, lockWorkflowId, progress, searchAttributeKeys } from '../workflows/messages';
 import type { RunbookProgress } from '../workflows/messages';
 import type { smoke } from '../workflows/smoke';
+import type { deployCluster } from '../workflows/deploy-cluster';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { deployMocks } from '../test/helpers/deploy-mocks';
 
 export const historiesDir = join(projectRoot, 'test', 'histories');
 /** What replay and recording share: no codec, failure messages encoded (as in production). */
@@ -103,6 +107,29 @@ async function main(): Promise<void> {
       await cancelled.cancel();
       await cancelled.result().catch(() => undefined);
       recorded.push(cancelled);
+    });
+    // 5. deployCluster on the lab inventory, its activities mocked (replay needs only the workflow's
+    //    commands and the recorded results; the real run is test/lab/deploy.test.ts).
+    const deployWorker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue: 'record-deploy',
+      workflowsPath,
+      activities: deployMocks().activities,
+      dataConverter: replayDataConverter,
+    });
+    await deployWorker.runUntil(async () => {
+      const inventory = parse(
+        readFileSync(join(projectRoot, 'runbooks/clusters/lab.yaml'), 'utf8'),
+      ) as Parameters<typeof deployCluster>[0]['inventory'];
+      const h = await startRunbook<typeof deployCluster>(env.client, {
+        workflow: 'deployCluster',
+        args: [{ inventory: { ...inventory, cluster: 'history-deploy' } }],
+        cluster: 'history-deploy',
+        operation: 'deploy',
+        taskQueue: 'record-deploy',
+      });
+      await h.result();
+      recorded.push(h);
     });
     for (const h of recorded) {
       const file = join(historiesDir, `${h.workflowId}.json`);

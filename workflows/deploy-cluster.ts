@@ -29,13 +29,13 @@ export interface DeployInput {
 /** Quick calls: each is one look-then-act on one node. */
 const node = proxyActivities<Activities>({
   startToCloseTimeout: '15m',
-  heartbeatTimeout: '2m',
+  heartbeatTimeout: '30s', // they heartbeat while each command runs: a dead worker is noticed in 30 s
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
 });
 /** Gates: bounded polls that heartbeat; they fail with what they saw, so retrying them is pointless. */
 const gate = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
-  heartbeatTimeout: '1m',
+  heartbeatTimeout: '30s',
   retry: { initialInterval: '5s', maximumAttempts: 2 },
 });
 

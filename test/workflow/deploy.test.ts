@@ -16,6 +16,7 @@ import type { InventoryInput } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import { approve, progress } from '../../workflows/messages';
 import { repoRoot } from '../helpers/local-common';
+import { deployMocks as mocks } from '../helpers/deploy-mocks';
 import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
@@ -30,42 +31,6 @@ const labInput = (cluster: string): InventoryInput => {
   const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as InventoryInput;
   return { ...raw, cluster };
 };
-
-/** The activities deployCluster calls, recording "name host" in call order. */
-function mocks(opts: { existingLeader?: string } = {}) {
-  const calls: string[] = [];
-  const rec =
-    (name: string, result: unknown = {}) =>
-    async (a: { hostname?: string } = {}) => {
-      calls.push(a.hostname ? `${name} ${a.hostname}` : name);
-      return result;
-    };
-  return {
-    calls,
-    activities: {
-      preflightNode: rec('preflightNode'),
-      installEtcd: rec('installEtcd'),
-      etcdWaitHealthy: rec('etcdWaitHealthy', []),
-      installPostgres: rec('installPostgres'),
-      findLeader: async () => {
-        calls.push('findLeader');
-        return opts.existingLeader;
-      },
-      startPatroni: rec('startPatroni'),
-      waitPrimary: async (a: { hostname: string }) => {
-        calls.push(`waitPrimary ${a.hostname}`);
-        return { leader: a.hostname, timeline: 1, systemIdentifier: '1' };
-      },
-      waitReplication: rec('waitReplication', []),
-      installHaproxy: rec('installHaproxy'),
-      checkThroughHaproxy: rec('checkThroughHaproxy', { writes: [], reads: [] }),
-      clusterStatus: async () => {
-        calls.push('clusterStatus');
-        return { verdict: { status: 'healthy', reasons: [] } };
-      },
-    },
-  };
-}
 
 const phase = (calls: string[], name: string) => calls.filter((c) => c.startsWith(`${name} `) || c === name);
 const firstIndex = (calls: string[], name: string) => calls.findIndex((c) => c.startsWith(name));
