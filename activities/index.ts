@@ -11,6 +11,7 @@ import { createHaproxyActivities, runnerFromCtExec } from './haproxy';
 import { createStatusActivities } from './status';
 import { createNodeActivities } from './nodes';
 import { createGateActivities } from './gates';
+import { createSwitchoverActivities } from './switchover';
 import { createProxmoxFactory } from './proxmox';
 import type { Inventory } from '../runbooks/schema';
 
@@ -37,6 +38,7 @@ export function createActivities(deps: ActivityDeps) {
     ...postgres,
     ...createNodeActivities({ shellFor: (section) => proxmox.get(section) }),
     ...createGateActivities({ patroni, postgres, statusFor }),
+    ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor }),
   };
 }
 

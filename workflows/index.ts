@@ -2,3 +2,4 @@
 export { clusterLock } from './lock';
 export { smoke } from './smoke';
 export { deployCluster } from './deploy-cluster';
+export { switchover, failover } from './switchover';

@@ -4,6 +4,7 @@ import * as deploy from './deploy';
 import * as keygen from './keygen';
 import * as runs from './runs';
 import * as smoke from './smoke';
+import * as switchover from './switchover';
 import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
@@ -21,4 +22,5 @@ export function registerCommands(program: Command): void {
   registerSecrets(program);
   registerStatus(program);
   deploy.register(program);
+  switchover.register(program);
 }

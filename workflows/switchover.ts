@@ -1,0 +1,189 @@
+/**
+ * switchover and failover — the seed's "плановое переключение" as one durable runbook:
+ *
+ *   pre-checks (etcd quorum, the leader, a fit candidate, not paused) → [wait until --at]
+ *   → [approval gate `switchover`] → re-check → hand-off (POST /switchover; HAProxy routed the
+ *   instant the candidate accepts writes) → verify (new leader, timeline +1, old leader streaming,
+ *   writes through every HAProxy land on the new leader).
+ *
+ * A scheduled switchover is a durable timer here, not Patroni's scheduled_at: at the time, the
+ * cluster is checked again and the same fast hand-off runs (Patroni's own scheduled switchover
+ * would happen without pgha routing HAProxy, and could not be re-checked or approved).
+ *
+ * failover: for when the leader is gone. It refuses while a healthy leader exists unless forced;
+ * POST /failover to the candidate, then the same routing and verification (the old leader is not
+ * waited for: it is down; it rejoins as a replica when it comes back).
+ *
+ * Every end is definite: completed with a report, or failed with what was found (the leader
+ * still X and nothing changed, or exactly where the cluster stands).
+ */
+import { ApplicationFailure, proxyActivities, sleep } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { Activities } from '../activities';
+import type { CutoverResult, HandoffPlan, VerifyResult } from '../activities/switchover';
+import { parseInventory } from '../runbooks/schema';
+import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { runbook } from './steps';
+import type { PlanEntry } from './steps';
+
+export interface SwitchoverInput {
+  /** The inventory as in runbooks/clusters/*.yaml, secrets as references. */
+  inventory: InventoryInput;
+  /** The member to promote; default: the fit replica with the least lag. */
+  candidate?: string;
+  /** ISO 8601 time to switch over at (a durable timer; the cluster is checked again then). */
+  scheduledAt?: string;
+  /** Wait at the gate `switchover` for `pgha approve` (this long) before anything is touched. */
+  approvalTimeout?: Duration;
+}
+
+export interface FailoverInput {
+  inventory: InventoryInput;
+  /** The member to promote (required: a failover is a deliberate choice). */
+  candidate: string;
+  /** Fail over even though a healthy leader exists (it is cut off). */
+  force?: boolean;
+}
+
+export interface HandoffReport {
+  action: 'switchover' | 'failover';
+  from?: string;
+  to: string;
+  /** pgha picked the candidate (no --to). */
+  chosen: boolean;
+  timelineBefore: number;
+  timelineAfter: number;
+  /** switched now, or already-done (a resumed run found a previous attempt had done it). */
+  outcome: CutoverResult['outcome'];
+  patroni?: { status?: number; text?: string };
+  /** ms after the POST: old leader cut in HAProxy, candidate /primary 200, writable, routed. */
+  timings: CutoverResult['timings'];
+  verify: VerifyResult;
+}
+
+/** Pre-checks and verification: quick reads; a refusal is final. */
+const check = proxyActivities<Activities>({
+  startToCloseTimeout: '5m',
+  heartbeatTimeout: '1m',
+  retry: { initialInterval: '2s', maximumAttempts: 2, nonRetryableErrorTypes: ['SwitchoverRefused'] },
+});
+/**
+ * The hand-off: one activity polling every 10 ms. A short heartbeat timeout so that a killed worker
+ * is noticed within seconds; the retried attempt looks before it acts (idempotent).
+ */
+const handoff = proxyActivities<Activities>({
+  startToCloseTimeout: '5m',
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['SwitchoverFailed'] },
+});
+
+function inventoryOf(input: { inventory: InventoryInput }): Inventory {
+  try {
+    return parseInventory(input.inventory);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInventory');
+  }
+}
+
+function scheduledMs(at: string | undefined): number | undefined {
+  if (at === undefined) return undefined;
+  const t = Date.parse(at);
+  if (Number.isNaN(t)) {
+    throw ApplicationFailure.nonRetryable(
+      `scheduledAt ${JSON.stringify(at)} is not a time: use ISO 8601, e.g. 2026-11-26T23:00:00Z`,
+      'InvalidInput',
+    );
+  }
+  return t;
+}
+
+export async function switchover(input: SwitchoverInput): Promise<HandoffReport> {
+  const inv = inventoryOf(input);
+  const at = scheduledMs(input.scheduledAt);
+  const plan: PlanEntry[] = ['pre-checks'];
+  if (at !== undefined) plan.push('wait until scheduled');
+  if (input.approvalTimeout) plan.push({ gate: 'switchover' });
+  if (at !== undefined || input.approvalTimeout) plan.push('re-check');
+  plan.push('hand-off', 'verify');
+
+  return runbook({ cluster: inv.cluster, operation: 'switchover', plan }, async (rb) => {
+    let p: HandoffPlan = await rb.step('pre-checks', () =>
+      check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
+    );
+    if (at !== undefined) {
+      await rb.step('wait until scheduled', async () => {
+        const left = at - Date.now();
+        if (left > 0) await sleep(left);
+        return input.scheduledAt;
+      });
+    }
+    if (input.approvalTimeout) await rb.approval('switchover', { timeout: input.approvalTimeout });
+    if (at !== undefined || input.approvalTimeout) {
+      const first = p;
+      // Time passed: the cluster is asked again. An explicit candidate stays; a chosen one may change.
+      p = await rb.step('re-check', () =>
+        check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
+      );
+      if (p.leader !== first.leader) {
+        throw ApplicationFailure.nonRetryable(
+          `the leader changed while waiting (was ${first.leader}, now ${p.leader}); nothing was done: start again`,
+          'SwitchoverRefused',
+        );
+      }
+    }
+    const plan2 = p;
+    const cut = await rb.step('hand-off', () => handoff.switchoverCutover({ inv, plan: plan2 }), {
+      node: plan2.candidate,
+    });
+    const verify = await rb.step('verify', () => check.switchoverVerify({ inv, plan: plan2 }), {
+      node: plan2.candidate,
+    });
+    return report(plan2, cut, verify);
+  });
+}
+
+export async function failover(input: FailoverInput): Promise<HandoffReport> {
+  const inv = inventoryOf(input);
+  if (typeof input.candidate !== 'string' || input.candidate === '') {
+    throw ApplicationFailure.nonRetryable(
+      'candidate is missing: a failover needs the member to promote (pgha failover --to pgX)',
+      'InvalidInput',
+    );
+  }
+  return runbook(
+    { cluster: inv.cluster, operation: 'failover', plan: ['pre-checks', 'hand-off', 'verify'] },
+    async (rb) => {
+      const p = await rb.step('pre-checks', () =>
+        check.switchoverPrecheck({ inv, action: 'failover', candidate: input.candidate, force: input.force }),
+      );
+      const cut = await rb.step('hand-off', () => handoff.switchoverCutover({ inv, plan: p }), {
+        node: p.candidate,
+      });
+      // A forced failover away from a live leader waits for it to rejoin; a dead one is not waited for.
+      const verify = await rb.step(
+        'verify',
+        () => check.switchoverVerify({ inv, plan: p, rejoinTimeoutMs: p.leader ? 120_000 : 0 }),
+        { node: p.candidate },
+      );
+      return report(p, cut, verify);
+    },
+  );
+}
+
+function report(p: HandoffPlan, cut: CutoverResult, verify: VerifyResult): HandoffReport {
+  return {
+    action: p.action,
+    from: p.leader,
+    to: p.candidate,
+    chosen: p.chosen,
+    timelineBefore: p.timeline,
+    timelineAfter: verify.timeline,
+    outcome: cut.outcome,
+    patroni:
+      cut.postStatus !== undefined || cut.postText
+        ? { status: cut.postStatus, text: cut.postText }
+        : undefined,
+    timings: cut.timings,
+    verify,
+  };
+}
