@@ -208,9 +208,18 @@ void test(
     );
 
     const pg0 = inv.nodes.postgres[0]!;
-    const cluster = (await (await fetch(`http://${pg0.ip}:8008/cluster`)).json()) as {
+    type ClusterJson = {
       members: { name: string; role: string; state: string; timeline: number; host: string }[];
     };
+    const getCluster = async () =>
+      (await (await fetch(`http://${pg0.ip}:8008/cluster`)).json()) as ClusterJson;
+    // Patroni refreshes a member's state in etcd once per loop_wait (10 s): a replica that just
+    // started streaming may still show `running` for that long.
+    let cluster = await getCluster();
+    await waitFor('/cluster to show both replicas streaming', 30_000, async () => {
+      cluster = await getCluster();
+      return cluster.members.filter((m) => m.state === 'streaming').length === 2;
+    }).catch(() => undefined);
     const leadersPg = cluster.members.filter((m) => m.role === 'leader');
     const replicas = cluster.members.filter((m) => m.role === 'replica');
     assert.equal(leadersPg.length, 1, JSON.stringify(cluster));
