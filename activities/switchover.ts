@@ -54,6 +54,16 @@ export interface SwitchoverDeps {
    * inventory's Proxmox host, `pct exec <vmid> -- socat ...` per HAProxy node.
    */
   openRuntimeSessions?: (inv: Inventory) => Promise<RuntimeSessions>;
+  /** A kept SQL connection answering pg_is_in_recovery() (default: pg). Tests fake it. */
+  recoveryProbe?: (conn: PgConn, password: string) => RecoveryProbe;
+  /** Bound of a switchover's hand-off (POST → candidate writable). Default 60 s. */
+  handoffTimeoutMs?: number;
+}
+
+export interface RecoveryProbe {
+  /** true/false: in recovery; null: no answer (down, shutting down, refused). */
+  inRecovery(): Promise<boolean | null>;
+  close(): void;
 }
 
 /** What the pre-check saw: the plan the cutover and the verification work from. */
@@ -80,7 +90,8 @@ export interface HandoffPlan {
 }
 
 export interface CutoverTimings {
-  /** ms since the POST was sent. */
+  /** When the POST was sent (epoch ms); the others are ms since then. */
+  postedAt?: number;
   oldLeaderCutMs?: number;
   candidatePrimary200Ms?: number;
   candidateWritableMs?: number;
@@ -385,6 +396,19 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       lagBytes: v.name === leaderName ? 0 : replicaLag(v.name),
       noFailover: v.noFailover,
     }));
+    // Each replica's own timeline (the WAL it receives): Patroni's /cluster shows the one of its
+    // last loop, up to loop_wait old right after a switchover.
+    await Promise.all(
+      members.map(async (m) => {
+        if (m.name === leaderName || !names.includes(m.name)) return;
+        try {
+          const t = await deps.postgres.pgTimeline(conn(inv, ipOf(inv, m.name)));
+          if (t.timeline !== null) m.timeline = t.timeline;
+        } catch {
+          // Patroni's value stays
+        }
+      }),
+    );
     for (const n of names) {
       if (!members.some((m) => m.name === n))
         members.push({
@@ -492,7 +516,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
   }
 
   /** A kept SQL connection that answers pg_is_in_recovery() (or fails fast), reconnecting on error. */
-  function sqlProbe(c: PgConn, password: string) {
+  function pgRecoveryProbe(c: PgConn, password: string): RecoveryProbe {
     let client: PgClient | undefined;
     let connecting: Promise<PgClient> | undefined;
     const open = () => {
@@ -583,7 +607,8 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
     const old = plan.leader;
     const interval = args.intervalMs ?? 10;
     const handoffTimeout =
-      args.handoffTimeoutMs ?? (plan.action === 'failover' ? inv.patroni.ttl * 1000 + 60_000 : 60_000);
+      args.handoffTimeoutMs ??
+      (plan.action === 'failover' ? inv.patroni.ttl * 1000 + 60_000 : (deps.handoffTimeoutMs ?? 60_000));
     const prior = activityContext()?.info.heartbeatDetails as { posted?: boolean } | undefined;
 
     // 1. Where are we? A retried attempt may find the work done, or under way.
@@ -631,6 +656,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
     // 2. Prepare: runtime sessions to every HAProxy, SQL connections to both members.
     const password = await resolveSecretRef(inv.secrets.superuserPassword);
     const sessions = await openSessions(inv);
+    const sqlProbe = deps.recoveryProbe ?? pgRecoveryProbe;
     const candSql = sqlProbe(conn(inv, ipOf(inv, cand)), password);
     const oldSql = old ? sqlProbe(conn(inv, ipOf(inv, old)), password) : undefined;
     const timings: CutoverTimings = {};
@@ -643,6 +669,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       }
       // 3. The request. Patroni answers when it is done (or gives up); the loop does not wait for it.
       const t0 = Date.now();
+      timings.postedAt = t0;
       heartbeat({ posted: true });
       let answer: { status: number; text: string } | undefined;
       let postError: string | undefined;

@@ -1,0 +1,502 @@
+/**
+ * `npm run bench:switchover` — the write gap of a Patroni switchover behind HAProxy, three ways, in
+ * one run on a deployed lab cluster (PGHA_LAB_INVENTORY, default runbooks/clusters/lab.yaml):
+ *
+ *   seed   the seed's haproxy.cfg (GET /patroni checks, inter 3s fall 3 rise 3) + plain POST /switchover;
+ *          first 30 s with no switchover, counting writes (and new connections) that reach a replica;
+ *   naive  the seed's file with checks on GET /primary, inter 1s fall 2 rise 1; plain POST /switchover;
+ *   pgha   pgha's rendered haproxy.cfg + the switchover runbook's activities (pre-check, the hand-off
+ *          that routes HAProxy the instant the candidate accepts writes, verification) — the same
+ *          code the workflow runs, called in-process.
+ *
+ * A writer commits one row per transaction through HAProxy's write port at BENCH_RATE (default 250/s)
+ * with increasing ids on one kept connection, reconnecting at once after any error. Per switchover:
+ * the longest gap between acknowledged commits, failed attempts, attempts that reached a replica
+ * (SQLSTATE 25006), the breakdown POST → last commit on the old leader → the candidate's /primary
+ * answers 200 → first commit on the new leader, and the routing lag (the candidate's first
+ * pg_is_in_recovery() = false, polled directly every 10 ms → first commit acknowledged through
+ * HAProxy). After each series every acknowledged id is looked up on the final leader.
+ * BENCH_N switchovers per config (default 5, at least 5), targets rotating over the replicas.
+ * pgha's haproxy.cfg is restored at the end, whatever happened. Every wait is bounded.
+ */
+import { Client } from 'pg';
+import { Agent, request } from 'undici';
+import { join } from 'node:path';
+import { createEtcdActivities } from '../activities/etcd';
+import { createHaproxyActivities, runnerFromCtExec } from '../activities/haproxy';
+import { createPatroniActivities, clusterLeader } from '../activities/patroni';
+import type { PatroniClusterJson } from '../activities/patroni';
+import { createPostgresActivities } from '../activities/postgres';
+import { createProxmoxFactory } from '../activities/proxmox';
+import type { ProxmoxHost } from '../activities/proxmox';
+import { HAPROXY_CFG_PATH, renderHaproxyCfg, renderSeedHaproxy } from '../activities/render';
+import { createSwitchoverActivities } from '../activities/switchover';
+import { loadInventory, resolveClusterSecrets } from '../runbooks/inventory';
+import type { Inventory } from '../runbooks/schema';
+
+const root = join(__dirname, '..');
+const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
+const N = Math.max(5, Number(process.env.BENCH_N ?? 5));
+const RATE = Math.max(200, Number(process.env.BENCH_RATE ?? 250));
+const STEADY_MS = 30_000;
+
+type Config = 'seed' | 'naive' | 'pgha';
+
+interface Attempt {
+  id: number;
+  start: number;
+  end: number;
+  ok: boolean;
+  server?: string;
+  replica?: boolean;
+  error?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : Math.round((s[m - 1]! + s[m]!) / 2);
+};
+
+async function bounded<T>(
+  what: string,
+  ms: number,
+  fn: () => Promise<T | undefined>,
+  every = 200,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`,
+      );
+    await sleep(every);
+  }
+}
+
+/** The writer: one kept connection through HAProxy, a row per transaction, reconnect at once on error. */
+class Writer {
+  attempts: Attempt[] = [];
+  private nextId = 1;
+  private running = false;
+  private loop?: Promise<void>;
+  private client?: Client;
+  constructor(
+    private readonly cfg: { host: string; port: number; user: string; password: string },
+    private readonly idBase: number,
+  ) {
+    this.nextId = idBase;
+  }
+  private async connect(): Promise<Client> {
+    const c = new Client({
+      ...this.cfg,
+      database: 'postgres',
+      connectionTimeoutMillis: 2000,
+      query_timeout: 2000,
+      application_name: 'pgha-bench-writer',
+    });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  }
+  start(): void {
+    this.running = true;
+    const interval = 1000 / RATE;
+    this.loop = (async () => {
+      let next = Date.now();
+      while (this.running) {
+        const id = this.nextId++;
+        const start = Date.now();
+        try {
+          this.client ??= await this.connect();
+          const r = await this.client.query<{ addr: string }>(
+            'insert into pgha_bench (id) values ($1) returning host(inet_server_addr()) as addr',
+            [id],
+          );
+          this.attempts.push({ id, start, end: Date.now(), ok: true, server: r.rows[0]!.addr });
+        } catch (err) {
+          const e = err as { code?: string; message?: string };
+          this.attempts.push({
+            id,
+            start,
+            end: Date.now(),
+            ok: false,
+            replica: e.code === '25006',
+            error: `${e.code ?? ''} ${e.message ?? ''}`.trim(),
+          });
+          const c = this.client;
+          this.client = undefined;
+          void c?.end().catch(() => undefined);
+          next = Date.now(); // reconnect at once
+          continue;
+        }
+        next += interval;
+        const wait = next - Date.now();
+        if (wait > 0) await sleep(wait);
+        else if (wait < -1000) next = Date.now();
+      }
+    })();
+  }
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+    await this.client?.end().catch(() => undefined);
+    this.client = undefined;
+  }
+}
+
+interface Sample {
+  config: Config;
+  n: number;
+  from: string;
+  to: string;
+  gapMs: number;
+  failed: number;
+  toReplica: number;
+  lastOldMs: number | null;
+  primary200Ms: number | null;
+  firstNewMs: number | null;
+  writableMs: number | null;
+  routingLagMs: number | null;
+}
+
+async function main() {
+  const inv: Inventory = await loadInventory(INVENTORY);
+  const secrets = await resolveClusterSecrets(inv);
+  const proxmox = createProxmoxFactory();
+  const host: ProxmoxHost = await proxmox.get(inv.proxmox);
+  const patroni = createPatroniActivities();
+  const postgres = createPostgresActivities();
+  const etcd = createEtcdActivities();
+  const haproxy = createHaproxyActivities({ runner: runnerFromCtExec(host) });
+  const sw = createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor: async () => haproxy });
+  const agent = new Agent({ connect: { timeout: 500 }, headersTimeout: 500, bodyTimeout: 500 });
+  const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
+  const nameOf = (addr: string | undefined) =>
+    inv.nodes.postgres.find((n) => n.ip === addr)?.hostname ?? addr;
+  const api = (name: string) => `http://${ip(name)}:${inv.ports.patroniRestApi}`;
+  const user = inv.postgresql.superuser;
+  const password = secrets.superuserPassword;
+  const authRef = { username: inv.patroni.restApiUsername, passwordRef: inv.secrets.restApiPassword };
+  const hp = inv.nodes.haproxy[0]!;
+
+  const sqlOn = async <T>(addr: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> => {
+    const c = new Client({
+      host: addr,
+      port,
+      user,
+      password,
+      database: 'postgres',
+      connectionTimeoutMillis: 3000,
+    });
+    c.on('error', () => undefined);
+    await c.connect();
+    try {
+      return await fn(c);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  };
+  const cluster = async (): Promise<PatroniClusterJson> => {
+    for (const n of inv.nodes.postgres) {
+      try {
+        const r = await patroni.patroniGetCluster({
+          target: { member: n.hostname, url: api(n.hostname) },
+          timeoutMs: 2000,
+        });
+        if (r.body) return r.body;
+      } catch {
+        // next
+      }
+    }
+    throw new Error('no Patroni member answers /cluster');
+  };
+  /** The leader, once it is writable and both others stream from it with little lag. */
+  const settled = (timeoutMs: number) =>
+    bounded(
+      'a leader with both replicas streaming',
+      timeoutMs,
+      async () => {
+        const l = clusterLeader(await cluster());
+        if (!l) return undefined;
+        const rows = await sqlOn(
+          ip(l),
+          inv.ports.postgresql,
+          async (c) =>
+            (
+              await c.query<{ n: string; in_recovery: boolean }>(
+                `select (select count(*) from pg_stat_replication where state = 'streaming'
+                       and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::text as n,
+                    pg_is_in_recovery() as in_recovery`,
+              )
+            ).rows[0]!,
+        );
+        return !rows.in_recovery && Number(rows.n) >= inv.nodes.postgres.length - 1 ? l : undefined;
+      },
+      500,
+    );
+
+  const configs: Record<Config, string> = {
+    seed: renderSeedHaproxy(inv).content,
+    naive: renderSeedHaproxy(inv)
+      .content.replace('option httpchk GET /patroni', 'option httpchk GET /primary')
+      .replace(/inter 3s fall 3 rise 3/g, 'inter 1s fall 2 rise 1'),
+    pgha: renderHaproxyCfg(inv, secrets).content,
+  };
+  const install = async (c: Config) => {
+    for (const h of inv.nodes.haproxy) {
+      await host.push(h.vmid, HAPROXY_CFG_PATH, configs[c], { mode: c === 'pgha' ? 0o600 : 0o644 });
+      await host.execChecked(h.vmid, ['systemctl', 'restart', 'haproxy'], { timeoutMs: 30_000 });
+    }
+    const l = await settled(60_000);
+    // Writes through HAProxy reach the leader (the seed config may need a few tries: round robin).
+    await bounded(`a write through ${hp.hostname} with the ${c} config`, 30_000, async () =>
+      sqlOn(hp.ip, inv.ports.haproxyWrite, async (x) =>
+        (await x.query<{ r: boolean }>('select pg_is_in_recovery() as r')).rows[0]!.r ? undefined : l,
+      ),
+    );
+    return l;
+  };
+
+  const lines: string[] = [];
+  const say = (s: string) => {
+    lines.push(s);
+    console.log(s);
+  };
+  const samples: Sample[] = [];
+  let lost = 0;
+  const misrouted: Record<Config, number> = { seed: 0, naive: 0, pgha: 0 };
+  let idBase = 1;
+
+  // Fresh table on the leader.
+  const first = await settled(120_000);
+  await sqlOn(ip(first), inv.ports.postgresql, (c) =>
+    c.query(
+      'drop table if exists pgha_bench; create table pgha_bench (id bigint primary key, at timestamptz default clock_timestamp())',
+    ),
+  );
+  await settled(60_000);
+
+  /** Polls the candidate directly every 10 ms: first /primary 200, first pg_is_in_recovery() = false. */
+  const watchCandidate = (cand: string) => {
+    let stop = false;
+    const seen: { primary200?: number; writable?: number } = {};
+    const loops = Promise.all([
+      (async () => {
+        while (!stop && seen.primary200 === undefined) {
+          try {
+            const r = await request(`${api(cand)}/primary`, { dispatcher: agent });
+            await r.body.text();
+            if (r.statusCode === 200) seen.primary200 = Date.now();
+          } catch {
+            // not yet
+          }
+          await sleep(10);
+        }
+      })(),
+      (async () => {
+        let c: Client | undefined;
+        while (!stop && seen.writable === undefined) {
+          try {
+            if (!c) {
+              c = new Client({
+                host: ip(cand),
+                port: inv.ports.postgresql,
+                user,
+                password,
+                database: 'postgres',
+                connectionTimeoutMillis: 1000,
+                query_timeout: 1000,
+              });
+              c.on('error', () => undefined);
+              await c.connect();
+            }
+            const r = await c.query<{ r: boolean }>('select pg_is_in_recovery() as r');
+            if (r.rows[0]!.r === false) seen.writable = Date.now();
+          } catch {
+            void c?.end().catch(() => undefined);
+            c = undefined;
+          }
+          await sleep(10);
+        }
+        await c?.end().catch(() => undefined);
+      })(),
+    ]);
+    return {
+      seen,
+      async done() {
+        stop = true;
+        await loops;
+      },
+    };
+  };
+
+  const series = async (config: Config) => {
+    let leader = await install(config);
+    const writer = new Writer({ host: hp.ip, port: inv.ports.haproxyWrite, user, password }, idBase);
+    writer.start();
+    await sleep(2000);
+    if (config === 'seed') {
+      // 30 s of steady state: the writer, and a new connection every 100 ms (a client pool's way).
+      const t0 = Date.now();
+      let newConns = 0;
+      let newToReplica = 0;
+      while (Date.now() - t0 < STEADY_MS) {
+        newConns++;
+        try {
+          await sqlOn(hp.ip, inv.ports.haproxyWrite, (c) =>
+            c.query('insert into pgha_bench (id) values (-1 * $1::bigint)', [idBase + 10_000_000 + newConns]),
+          );
+        } catch (err) {
+          if ((err as { code?: string }).code === '25006') newToReplica++;
+        }
+        await sleep(100);
+      }
+      const steady = writer.attempts.filter((a) => a.start >= t0 && a.start < t0 + STEADY_MS);
+      const steadyReplica = steady.filter((a) => a.replica).length;
+      misrouted.seed += steadyReplica + newToReplica;
+      say(
+        `seed, no switchover, ${STEADY_MS / 1000} s: writer ${steady.filter((a) => a.ok).length} commits, ${steady.filter((a) => !a.ok).length} failed, ` +
+          `${steadyReplica} reached a replica; new connections: ${newToReplica} of ${newConns} reached a replica (read-only transaction)`,
+      );
+    }
+    for (let i = 1; i <= N; i++) {
+      const names = inv.nodes.postgres.map((n) => n.hostname);
+      const to = names[(names.indexOf(leader) + 1) % names.length]!;
+      const from = leader;
+      const watch = watchCandidate(to);
+      const before = writer.attempts.length;
+      let postAt: number;
+      if (config === 'pgha') {
+        const plan = await sw.switchoverPrecheck({ inv, action: 'switchover', candidate: to });
+        const cut = await sw.switchoverCutover({ inv, plan });
+        postAt = cut.timings.postedAt!;
+        await sw.switchoverVerify({ inv, plan });
+      } else {
+        postAt = Date.now();
+        const r = await patroni.patroniSwitchover({
+          target: { member: from, url: api(from) },
+          auth: authRef,
+          leader: from,
+          candidate: to,
+          timeoutMs: 60_000,
+        });
+        if (r.status !== 200)
+          throw new Error(`POST /switchover ${from} → ${to}: ${r.status} ${r.text ?? ''}`);
+      }
+      // Writes flowing on the new leader for a while, then both replicas streaming again.
+      await bounded(`commits on ${to}`, 30_000, async () =>
+        writer.attempts.slice(before).some((a) => a.ok && nameOf(a.server) === to && a.end > Date.now() - 500)
+          ? true
+          : undefined,
+      );
+      await sleep(1500);
+      await watch.done();
+      leader = await settled(120_000);
+      const win = writer.attempts.slice(before).filter((a) => a.start >= postAt - 2000);
+      const acks = writer.attempts.filter((a) => a.ok && a.end >= postAt - 3000 && a.end <= Date.now());
+      let gap = 0;
+      for (let k = 1; k < acks.length; k++) gap = Math.max(gap, acks[k]!.end - acks[k - 1]!.end);
+      const lastOld = [...acks]
+        .reverse()
+        .find(
+          (a) =>
+            nameOf(a.server) === from &&
+            a.end <= (acks.find((b) => nameOf(b.server) === to)?.end ?? Infinity),
+        );
+      const firstNew = acks.find((a) => nameOf(a.server) === to && a.end >= postAt);
+      const rel = (t: number | undefined) => (t === undefined ? null : t - postAt);
+      const s: Sample = {
+        config,
+        n: i,
+        from,
+        to,
+        gapMs: gap,
+        failed: win.filter((a) => !a.ok).length,
+        toReplica: win.filter((a) => a.replica).length,
+        lastOldMs: rel(lastOld?.end),
+        primary200Ms: rel(watch.seen.primary200),
+        firstNewMs: rel(firstNew?.end),
+        writableMs: rel(watch.seen.writable),
+        routingLagMs:
+          firstNew && watch.seen.writable !== undefined ? firstNew.end - watch.seen.writable : null,
+      };
+      misrouted[config] += s.toReplica;
+      samples.push(s);
+      say(
+        `${config} ${i}/${N} ${from}→${to}: gap ${s.gapMs} ms, failed ${s.failed}, reached a replica ${s.toReplica}; ` +
+          `POST → last commit on old ${s.lastOldMs} ms → ${to} /primary 200 ${s.primary200Ms} ms → first commit on new ${s.firstNewMs} ms; ` +
+          `writable ${s.writableMs} ms, routing lag ${s.routingLagMs} ms`,
+      );
+      await sleep(1000);
+    }
+    await writer.stop();
+    idBase = writer.attempts.length ? writer.attempts[writer.attempts.length - 1]!.id + 1 : idBase;
+    const acked = writer.attempts.filter((a) => a.ok).map((a) => a.id);
+    const found = await sqlOn(ip(leader), inv.ports.postgresql, async (c) =>
+      Number(
+        (
+          await c.query<{ n: string }>(
+            'select count(*)::text as n from pgha_bench where id = any($1::bigint[])',
+            [acked],
+          )
+        ).rows[0]!.n,
+      ),
+    );
+    lost += acked.length - found;
+    say(
+      `${config}: ${acked.length} acknowledged commits, ${found} on the final leader ${leader}, lost ${acked.length - found}`,
+    );
+  };
+
+  let failure: unknown;
+  try {
+    for (const c of ['seed', 'naive', 'pgha'] as Config[]) await series(c);
+  } catch (err) {
+    failure = err;
+  } finally {
+    try {
+      await install('pgha');
+      say('restored pgha haproxy.cfg on every HAProxy node');
+    } catch (err) {
+      say(`RESTORING pgha haproxy.cfg FAILED: ${(err as Error).message}`);
+    }
+    proxmox.closeAll();
+    await agent.close();
+  }
+  if (failure) throw failure;
+
+  const by = (c: Config) => samples.filter((s) => s.config === c);
+  const num = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
+  console.log('');
+  console.log(
+    '| config | median gap ms | gaps ms | failed attempts | reached a replica | median POST→last old | median → /primary 200 | median → first new | median routing lag ms |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const c of ['seed', 'naive', 'pgha'] as Config[]) {
+    const s = by(c);
+    console.log(
+      `| ${c} | ${median(s.map((x) => x.gapMs))} | ${s.map((x) => x.gapMs).join(' ')} | ${s.reduce((a, x) => a + x.failed, 0)} | ${misrouted[c]} | ` +
+        `${median(num(s.map((x) => x.lastOldMs)))} | ${median(num(s.map((x) => x.primary200Ms)))} | ${median(num(s.map((x) => x.firstNewMs)))} | ${median(num(s.map((x) => x.routingLagMs)))} |`,
+    );
+  }
+  console.log(
+    `switchover_gap_ms median_pgha=${median(by('pgha').map((x) => x.gapMs))} median_naive=${median(by('naive').map((x) => x.gapMs))} ` +
+      `median_seed=${median(by('seed').map((x) => x.gapMs))} routing_lag_pgha=${median(num(by('pgha').map((x) => x.routingLagMs)))} ` +
+      `misrouted_pgha=${misrouted.pgha} misrouted_seed=${misrouted.seed} lost=${lost}`,
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
