@@ -12,6 +12,7 @@ import { createStatusActivities } from './status';
 import { createNodeActivities } from './nodes';
 import { createGateActivities } from './gates';
 import { createSwitchoverActivities } from './switchover';
+import { createMaintenanceActivities } from './maintenance';
 import { createProxmoxFactory } from './proxmox';
 import type { Inventory } from '../runbooks/schema';
 
@@ -39,6 +40,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createNodeActivities({ shellFor: (section) => proxmox.get(section) }),
     ...createGateActivities({ patroni, postgres, statusFor }),
     ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor }),
+    ...createMaintenanceActivities({ patroni, postgres, etcd }),
   };
 }
 

@@ -59,6 +59,8 @@ export interface PgReplicationRow {
   replayLsn: string | null;
   /** pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), null when the standby reported no replay position. */
   replayLagBytes: number | null;
+  /** When this walsender started (ISO): a standby restarted after it is not this connection. */
+  backendStart?: string | null;
 }
 
 export interface PgProbeWrite {
@@ -74,6 +76,19 @@ export interface PgProbeRead {
   serverAddr: string | null;
   clusterName: string;
   inRecovery: boolean;
+}
+
+/** One row of pg_settings (see pgSettings). */
+export interface PgSettingRow {
+  name: string;
+  setting: string;
+  unit: string | null;
+  vartype: 'bool' | 'enum' | 'integer' | 'real' | 'string';
+  context: string;
+  enumvals: string[] | null;
+  min_val: string | null;
+  max_val: string | null;
+  pending_restart: boolean;
 }
 
 export class PostgresUnreachableError extends Error {
@@ -221,9 +236,10 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
         sent_lsn: string | null;
         replay_lsn: string | null;
         lag: string | null;
+        backend_start: Date | null;
       }>(
         `select application_name, host(client_addr) as client_addr, state, sync_state,
-                sent_lsn::text, replay_lsn::text,
+                sent_lsn::text, replay_lsn::text, backend_start,
                 case when pg_is_in_recovery() or replay_lsn is null then null
                      else pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint::text end as lag
            from pg_stat_replication order by application_name`,
@@ -236,6 +252,7 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
         sentLsn: x.sent_lsn,
         replayLsn: x.replay_lsn,
         replayLagBytes: x.lag === null ? null : Number(x.lag),
+        backendStart: x.backend_start ? new Date(x.backend_start).toISOString() : null,
       }));
     });
   }
@@ -319,7 +336,32 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
     );
   }
 
-  return { pgIsInRecovery, pgTimeline, pgIdentity, pgReplication, pgWriteProbe, pgReadProbe, pgWaitRecovery };
+  /**
+   * pg_settings rows for `names` (as this server runs now): setting, unit, type, context (postmaster
+   * = needs a restart), allowed values, range and pending_restart. A name PostgreSQL does not know
+   * is simply absent from the answer.
+   */
+  async function pgSettings(args: { conn: PgConn; names: string[] }): Promise<PgSettingRow[]> {
+    return withClient(args.conn, async (c) => {
+      const r = await c.query<PgSettingRow>(
+        `select name, setting, unit, vartype, context, enumvals, min_val, max_val, pending_restart
+           from pg_settings where name = any($1::text[]) order by name`,
+        [args.names],
+      );
+      return r.rows;
+    });
+  }
+
+  return {
+    pgIsInRecovery,
+    pgTimeline,
+    pgIdentity,
+    pgReplication,
+    pgWriteProbe,
+    pgReadProbe,
+    pgWaitRecovery,
+    pgSettings,
+  };
 }
 
 export type PostgresActivities = ReturnType<typeof createPostgresActivities>;

@@ -3,3 +3,5 @@ export { clusterLock } from './lock';
 export { smoke } from './smoke';
 export { deployCluster } from './deploy-cluster';
 export { switchover, failover } from './switchover';
+export { rollingRestart, applyConfig } from './rolling-restart';
+export { reinitReplica } from './reinit';

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import * as codecServer from './codec-server';
 import * as deploy from './deploy';
+import * as maintenance from './maintenance';
 import * as keygen from './keygen';
 import * as runs from './runs';
 import * as smoke from './smoke';
@@ -23,4 +24,5 @@ export function registerCommands(program: Command): void {
   registerStatus(program);
   deploy.register(program);
   switchover.register(program);
+  maintenance.register(program);
 }

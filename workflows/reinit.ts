@@ -1,0 +1,100 @@
+/**
+ * reinitReplica — the seed's "пересоздание реплики" (patronictl reinit) as a durable runbook:
+ *
+ *   pre-check (etcd quorum, a leader, the other members healthy; the target may be broken, that is
+ *   why it is re-initialised; it must not be the leader) → a marker row written on the leader →
+ *   POST /reinitialize to the replica (Patroni wipes its data directory and clones it again from
+ *   the leader) → wait until it streams again within the lag bound → the marker row is on it.
+ *
+ * Refuses the leader (switch over first) and a member not in the inventory, naming the fix.
+ * Resumable: the reinitialize step looks at the member's postmaster start time and state before
+ * acting, so a resumed run never re-clones twice.
+ */
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { ClusterSnapshot, RestartResult } from '../activities/maintenance';
+import type { InventoryInput } from '../runbooks/schema';
+import { inventoryOf } from './rolling-restart';
+import { runbook } from './steps';
+
+export interface ReinitInput {
+  inventory: InventoryInput;
+  /** The replica to re-initialise, e.g. pg103. */
+  member: string;
+  /** Lag bound it must be back within (default maximum_lag_on_failover). */
+  maxLagBytes?: number;
+}
+
+export interface ReinitReport {
+  member: string;
+  leader: string;
+  reinit: RestartResult;
+  /** The row written on the leader before, found on the member after. */
+  markerRow: string;
+}
+
+const check = proxyActivities<Activities>({
+  startToCloseTimeout: '3m',
+  heartbeatTimeout: '1m',
+  retry: {
+    initialInterval: '2s',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: ['MaintenanceRefused', 'MaintenanceFailed', 'PatroniAuthRejectedError'],
+  },
+});
+/** The re-clone: POST + a bounded wait (heartbeats every second); the retry looks before it acts. */
+const long = proxyActivities<Activities>({
+  startToCloseTimeout: '20m',
+  heartbeatTimeout: '30s',
+  retry: {
+    initialInterval: '2s',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: ['MaintenanceRefused', 'MaintenanceFailed', 'PatroniAuthRejectedError'],
+  },
+});
+
+export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
+  const inv = inventoryOf(input);
+  const known = inv.nodes.postgres.map((n) => n.hostname);
+  if (typeof input.member !== 'string' || !known.includes(input.member)) {
+    throw ApplicationFailure.nonRetryable(
+      `member ${JSON.stringify(input.member)} is not in cluster ${inv.cluster}: name one of its replicas (members: ${known.join(', ')})`,
+      'InvalidInput',
+    );
+  }
+  const member = input.member;
+  const plan = ['pre-check', 'marker row', 'reinitialize', 'marker row on the replica'];
+  return runbook({ cluster: inv.cluster, operation: 'reinit', plan }, async (rb) => {
+    const snap: ClusterSnapshot = await rb.step('pre-check', () =>
+      check.maintenancePrecheck({ inv, allowUnhealthy: [member], maxLagBytes: input.maxLagBytes }),
+    );
+    if (snap.leader === member) {
+      throw ApplicationFailure.nonRetryable(
+        `${member} is the leader: a leader cannot be re-initialised. Switch over first ` +
+          `(pgha switchover --cluster FILE --to ${snap.members.find((m) => m.role === 'replica')?.name ?? '<a replica>'}), ` +
+          `then pgha reinit --member ${member}`,
+        'MaintenanceRefused',
+      );
+    }
+    const before = snap.members.find((m) => m.name === member);
+    const marker = await rb.step('marker row', () =>
+      check.writeMarker({ inv, leader: snap.leader, note: `before reinit of ${member}` }),
+    );
+    const reinit = await rb.step(
+      'reinitialize',
+      () =>
+        long.reinitMember({
+          inv,
+          member,
+          leader: snap.leader,
+          postmasterBefore: before?.postmasterStartTime ?? null,
+          maxLagBytes: input.maxLagBytes,
+        }),
+      { node: member },
+    );
+    await rb.step('marker row on the replica', () => check.waitRow({ inv, member, id: marker.id }), {
+      node: member,
+    });
+    return { member, leader: snap.leader, reinit, markerRow: marker.id };
+  });
+}

@@ -1,0 +1,317 @@
+/**
+ * rollingRestart and applyConfig — the seed's "перезапуск кластера по одному узлу" and "изменение
+ * параметров через patronictl edit-config", as durable runbooks:
+ *
+ *   rollingRestart: pre-check (etcd quorum, a leader, every member running and streaming, not
+ *   paused) → each replica in turn: POST /restart, wait until it streams again within the lag bound
+ *   → the leader last: in place (POST /restart, wait until it is the running, writable primary
+ *   again) or through a switchover (the switchover runbook as a child, then the old leader is back
+ *   as a replica).
+ *
+ *   applyConfig: keys checked → PATCH /config with what differs from GET /config → wait until every
+ *   member runs with it (or flags a pending restart for it) → restart only the members with
+ *   pending_restart, replicas first, the leader last — the same restart steps as rollingRestart.
+ *
+ * Each member's restart is its own step (node set). A restart step looks at the member's
+ * postmaster_start_time before acting, so a run resumed after a worker crash never restarts a
+ * member twice.
+ */
+import {
+  ApplicationFailure,
+  ChildWorkflowFailure,
+  ParentClosePolicy,
+  executeChild,
+  proxyActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type {
+  ClusterSnapshot,
+  ConfigApplyResult,
+  ConfigMemberState,
+  RestartResult,
+} from '../activities/maintenance';
+import { ConfigKeyError, classifyConfig } from '../runbooks/patroni-config';
+import type { ConfigValue } from '../runbooks/patroni-config';
+import { parseInventory } from '../runbooks/schema';
+import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { FailureType } from './messages';
+import { errorMessage, runbook } from './steps';
+import type { Runbook } from './steps';
+import type { HandoffReport, SwitchoverInput } from './switchover';
+
+export type LeaderRestart = 'switchover' | 'in-place';
+
+export interface RollingRestartInput {
+  /** The inventory as in runbooks/clusters/*.yaml, secrets as references. */
+  inventory: InventoryInput;
+  /** Only these members (default: all). */
+  members?: string[];
+  /** How the leader is restarted: in place (a short write outage) or after a switchover. Default in-place. */
+  leader?: LeaderRestart;
+  /** Only members for which Patroni reports pending_restart. */
+  onlyPendingRestart?: boolean;
+  /** Lag bound a restarted replica must be back within (default maximum_lag_on_failover). */
+  maxLagBytes?: number;
+}
+
+export interface RestartReport {
+  leaderBefore: string;
+  leaderAfter: string;
+  /** In the order they were handled: replicas first, the leader last. */
+  members: RestartResult[];
+  switchover?: HandoffReport;
+}
+
+export interface ApplyConfigInput {
+  inventory: InventoryInput;
+  /** key → value: DCS keys (ttl, loop_wait, ...) and PostgreSQL parameters (work_mem, ...). */
+  set: Record<string, ConfigValue>;
+  /** Restart the members with pending_restart afterwards: leader in place, through a switchover, or not at all. */
+  restart: LeaderRestart | 'none';
+}
+
+export interface ApplyConfigReport extends ConfigApplyResult {
+  /** Members that flagged pending_restart once the change was picked up. */
+  pendingRestart: string[];
+  restart?: RestartReport;
+  /** Who restarted (action restarted or already-restarted). */
+  restarted: string[];
+}
+
+/** Pre-checks and quick reads/writes: a refusal is final. */
+const check = proxyActivities<Activities>({
+  startToCloseTimeout: '3m',
+  heartbeatTimeout: '1m',
+  retry: {
+    initialInterval: '2s',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: [
+      'MaintenanceRefused',
+      'MaintenanceFailed',
+      'InvalidConfigKey',
+      'PatroniAuthRejectedError',
+    ],
+  },
+});
+/**
+ * A member's restart: POST + a bounded wait that heartbeats every second. A 30 s heartbeat timeout
+ * notices a dead worker quickly; the retry looks at the postmaster start time before acting.
+ */
+const restart = proxyActivities<Activities>({
+  startToCloseTimeout: '12m',
+  heartbeatTimeout: '30s',
+  retry: {
+    initialInterval: '2s',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: ['MaintenanceRefused', 'MaintenanceFailed', 'PatroniAuthRejectedError'],
+  },
+});
+
+export function inventoryOf(input: { inventory: InventoryInput }): Inventory {
+  try {
+    return parseInventory(input.inventory);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInventory');
+  }
+}
+
+function invalid(message: string): never {
+  throw ApplicationFailure.nonRetryable(message, 'InvalidInput');
+}
+
+function checkLeaderMode(mode: unknown, field: string, allowNone = false): void {
+  const ok = ['switchover', 'in-place', ...(allowNone ? ['none'] : [])];
+  if (!ok.includes(mode as string)) {
+    invalid(`${field} ${JSON.stringify(mode)} is invalid: use ${ok.join(', ')}`);
+  }
+}
+
+function checkMembers(inv: Inventory, members: string[] | undefined): void {
+  if (members === undefined) return;
+  if (!Array.isArray(members) || members.length === 0)
+    invalid('members is empty: name one or more members, or leave it out for all');
+  const known = inv.nodes.postgres.map((n) => n.hostname);
+  const unknown = members.filter((m) => !known.includes(m));
+  if (unknown.length) {
+    invalid(`members ${unknown.join(', ')} not in cluster ${inv.cluster} (its members: ${known.join(', ')})`);
+  }
+}
+
+/**
+ * The restart steps shared by rollingRestart and applyConfig: replicas one at a time, then the leader.
+ * `snap` is what the pre-check saw (roles, postmaster start times, pending flags).
+ */
+async function restartMembers(
+  rb: Runbook,
+  inv: Inventory,
+  snap: ClusterSnapshot,
+  opts: {
+    /** The raw inventory, for the switchover child's input. */
+    inventory: InventoryInput;
+    members?: string[];
+    leader: LeaderRestart;
+    onlyPendingRestart: boolean;
+    maxLagBytes?: number;
+  },
+): Promise<RestartReport> {
+  const wanted = (name: string) => !opts.members || opts.members.includes(name);
+  const pending = (m: ClusterSnapshot['members'][number]) => !opts.onlyPendingRestart || m.pendingRestart;
+  const replicas = snap.members.filter((m) => m.role === 'replica' && wanted(m.name) && pending(m));
+  const leaderSnap = snap.members.find((m) => m.role === 'leader');
+  const doLeader = leaderSnap !== undefined && wanted(leaderSnap.name) && pending(leaderSnap);
+  const results: RestartResult[] = [];
+  const report: RestartReport = { leaderBefore: snap.leader, leaderAfter: snap.leader, members: results };
+
+  for (const r of replicas) {
+    results.push(
+      await rb.step(
+        `restart ${r.name}`,
+        () =>
+          restart.restartMember({
+            inv,
+            member: r.name,
+            role: 'replica',
+            leader: snap.leader,
+            postmasterBefore: r.postmasterStartTime,
+            onlyIfPending: opts.onlyPendingRestart,
+            maxLagBytes: opts.maxLagBytes,
+          }),
+        { node: r.name },
+      ),
+    );
+  }
+  if (!doLeader || !leaderSnap) return report;
+
+  if (opts.leader === 'in-place') {
+    results.push(
+      await rb.step(
+        `restart ${leaderSnap.name} (leader, in place)`,
+        () =>
+          restart.restartMember({
+            inv,
+            member: leaderSnap.name,
+            role: 'leader',
+            leader: leaderSnap.name,
+            postmasterBefore: leaderSnap.postmasterStartTime,
+            onlyIfPending: opts.onlyPendingRestart,
+            maxLagBytes: opts.maxLagBytes,
+          }),
+        { node: leaderSnap.name },
+      ),
+    );
+    return report;
+  }
+
+  // Through a switchover: the switchover runbook as a child, under this runbook's lock. The old
+  // leader's demotion restarts its PostgreSQL (a new postmaster, as a replica, with the new
+  // settings); the step after it checks that and only restarts it if it did not.
+  const handoff = await rb.step(
+    `switchover from ${leaderSnap.name}`,
+    async () => {
+      try {
+        // The candidate is left to the switchover's own choice (the fit replica with the least lag).
+        const args: SwitchoverInput & { lock: boolean } = { inventory: opts.inventory, lock: false };
+        return await executeChild<(a: typeof args) => Promise<HandoffReport>>('switchover', {
+          workflowId: `${workflowInfo().workflowId}-switchover`,
+          args: [args],
+          parentClosePolicy: ParentClosePolicy.TERMINATE,
+        });
+      } catch (err) {
+        if (
+          err instanceof ChildWorkflowFailure &&
+          err.cause instanceof ApplicationFailure &&
+          err.cause.type === FailureType.ClusterBusy
+        ) {
+          throw ApplicationFailure.nonRetryable(
+            `restarting the leader through a switchover is not yet available: the switchover runbook took the cluster lock ` +
+              `this runbook holds (it does not yet accept lock: false). Nothing was switched over; the replicas are restarted — ` +
+              `restart the leader in place (--leader in-place), or run pgha switchover and then pgha restart --member ${leaderSnap.name}`,
+            'NotYetAvailable',
+          );
+        }
+        throw ApplicationFailure.nonRetryable(
+          `switchover before restarting ${leaderSnap.name} failed: ${errorMessage(err)}`,
+          'MaintenanceFailed',
+        );
+      }
+    },
+    { node: leaderSnap.name },
+  );
+  report.switchover = handoff;
+  report.leaderAfter = handoff.to;
+  results.push(
+    await rb.step(
+      `restart ${leaderSnap.name} (old leader, as a replica)`,
+      () =>
+        restart.restartMember({
+          inv,
+          member: leaderSnap.name,
+          role: 'replica',
+          leader: handoff.to,
+          postmasterBefore: leaderSnap.postmasterStartTime,
+          onlyIfPending: opts.onlyPendingRestart,
+          maxLagBytes: opts.maxLagBytes,
+        }),
+      { node: leaderSnap.name },
+    ),
+  );
+  return report;
+}
+
+export async function rollingRestart(input: RollingRestartInput): Promise<RestartReport> {
+  const inv = inventoryOf(input);
+  const leaderMode = input.leader ?? 'in-place';
+  checkLeaderMode(leaderMode, 'leader');
+  checkMembers(inv, input.members);
+  return runbook({ cluster: inv.cluster, operation: 'restart', plan: ['pre-check'] }, async (rb) => {
+    const snap = await rb.step('pre-check', () =>
+      check.maintenancePrecheck({ inv, maxLagBytes: input.maxLagBytes }),
+    );
+    return restartMembers(rb, inv, snap, {
+      inventory: input.inventory,
+      members: input.members,
+      leader: leaderMode,
+      onlyPendingRestart: input.onlyPendingRestart ?? false,
+      maxLagBytes: input.maxLagBytes,
+    });
+  });
+}
+
+export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigReport> {
+  const inv = inventoryOf(input);
+  checkLeaderMode(input.restart, 'restart', true);
+  try {
+    classifyConfig(input.set); // the names; values of parameters are checked against the live cluster
+  } catch (err) {
+    if (err instanceof ConfigKeyError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidConfigKey');
+    throw err;
+  }
+  const plan = ['pre-check', 'patch config', 'wait picked up'];
+  return runbook({ cluster: inv.cluster, operation: 'config', plan }, async (rb) => {
+    const snap = await rb.step('pre-check', () => check.maintenancePrecheck({ inv }));
+    const applied = await rb.step(
+      'patch config',
+      () => check.configApply({ inv, set: input.set, leader: snap.leader }),
+      {
+        node: snap.leader,
+      },
+    );
+    const states: ConfigMemberState[] = await rb.step('wait picked up', () =>
+      restart.configWaitApplied({ inv, set: input.set }),
+    );
+    const pendingRestart = states.filter((s) => s.pendingRestart).map((s) => s.member);
+    const report: ApplyConfigReport = { ...applied, pendingRestart, restarted: [] };
+    if (input.restart === 'none' || pendingRestart.length === 0) return report;
+
+    // Fresh look (pending flags, start times) after the change, then the rolling restart of those members.
+    const again = await rb.step('pre-check before restart', () => check.maintenancePrecheck({ inv }));
+    report.restart = await restartMembers(rb, inv, again, {
+      inventory: input.inventory,
+      leader: input.restart,
+      onlyPendingRestart: true,
+    });
+    report.restarted = report.restart.members.filter((m) => m.action !== 'skipped').map((m) => m.member);
+    return report;
+  });
+}
