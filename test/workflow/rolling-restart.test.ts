@@ -1,0 +1,409 @@
+/**
+ * rollingRestart, applyConfig and reinitReplica decisions on a real Temporal dev server with mocked
+ * activities (the real thing on the lab: test/lab/maintenance.test.ts): replicas one at a time and
+ * the leader last, only pending_restart members when asked, each restart a step with its node, a
+ * failed member stops the run before the leader, refusals (unknown member, bad mode, a pre-check
+ * that refuses, a non-DCS key, reinit of the leader) touch nothing, and the switchover path.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { ClusterSnapshot, MemberSnapshot, RestartResult } from '../../activities/maintenance';
+import type { InventoryInput } from '../../runbooks/schema';
+import { progress } from '../../workflows/messages';
+import type { RunbookProgress } from '../../workflows/messages';
+import type { ReinitReport } from '../../workflows/reinit';
+import type { ApplyConfigReport, RestartReport } from '../../workflows/rolling-restart';
+import { errorMessage } from '../../workflows/steps';
+import { repoRoot } from '../helpers/local-common';
+import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+
+let env: TestWorkflowEnvironment;
+before(async () => {
+  env = await startTestServer();
+});
+after(async () => {
+  await env?.teardown();
+});
+
+/** The lab inventory under a unique cluster name (its own lock), secrets as env refs (never read here). */
+const inventory = (cluster: string): InventoryInput => {
+  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  const secrets = Object.fromEntries(
+    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_RR_TEST_SECRET']),
+  );
+  return { ...raw, cluster, secrets } as InventoryInput;
+};
+
+const member = (name: string, role: 'leader' | 'replica', pending = false): MemberSnapshot => ({
+  name,
+  role,
+  state: 'running',
+  timeline: 3,
+  postmasterStartTime: `2026-11-26 08:00:0${name.slice(-1)}.000000+00:00`,
+  pendingRestart: pending,
+  lagBytes: role === 'leader' ? 0 : 128,
+  streaming: role === 'leader' ? null : true,
+});
+
+const snapshot = (leader: string, pending: string[] = []): ClusterSnapshot => ({
+  leader,
+  timeline: 3,
+  members: ['pg102', 'pg103', 'pg104'].map((n) =>
+    member(n, n === leader ? 'leader' : 'replica', pending.includes(n)),
+  ),
+  etcd: { healthy: 3, total: 3 },
+  checkedAt: new Date().toISOString(),
+});
+
+type Call = { activity: string; member?: string; args: Record<string, unknown> };
+
+/** Mock maintenance activities recording every call; behaviour set per test. */
+function mock(opts: {
+  snap?: ClusterSnapshot;
+  /** Pre-checks after the first (applyConfig's second look). */
+  snapAfter?: ClusterSnapshot;
+  precheckRefuses?: string;
+  failRestartOf?: string;
+  pendingAfterConfig?: string[];
+}) {
+  const calls: Call[] = [];
+  let prechecks = 0;
+  const restartResult = (a: {
+    member: string;
+    role: 'leader' | 'replica';
+    postmasterBefore: string | null;
+  }): RestartResult => ({
+    member: a.member,
+    role: a.role,
+    action: 'restarted',
+    postmasterBefore: a.postmasterBefore,
+    postmasterAfter: '2026-11-26 09:00:00+00:00',
+    lagBytes: 0,
+    tookMs: 5,
+  });
+  const activities = {
+    maintenancePrecheck: async (a: Record<string, unknown>) => {
+      calls.push({ activity: 'maintenancePrecheck', args: a });
+      if (opts.precheckRefuses) {
+        throw ApplicationFailure.create({
+          type: 'MaintenanceRefused',
+          nonRetryable: true,
+          message: opts.precheckRefuses,
+        });
+      }
+      prechecks++;
+      return prechecks > 1 && opts.snapAfter ? opts.snapAfter : (opts.snap ?? snapshot('pg102'));
+    },
+    restartMember: async (a: {
+      member: string;
+      role: 'leader' | 'replica';
+      postmasterBefore: string | null;
+      onlyIfPending?: boolean;
+    }) => {
+      calls.push({
+        activity: 'restartMember',
+        member: a.member,
+        args: a as unknown as Record<string, unknown>,
+      });
+      if (a.member === opts.failRestartOf) {
+        throw ApplicationFailure.create({
+          type: 'MaintenanceFailed',
+          nonRetryable: true,
+          message: `timed out waiting for ${a.member} streaming again`,
+        });
+      }
+      return restartResult(a);
+    },
+    configApply: async (a: { set: Record<string, unknown> }) => {
+      calls.push({ activity: 'configApply', args: a });
+      return {
+        changed: Object.entries(a.set).map(([key, to]) => ({
+          key,
+          from: null,
+          to,
+          needsRestart: key === 'max_connections',
+        })),
+        unchanged: [],
+      };
+    },
+    configWaitApplied: async (a: Record<string, unknown>) => {
+      calls.push({ activity: 'configWaitApplied', args: a });
+      return ['pg102', 'pg103', 'pg104'].map((m) => ({
+        member: m,
+        pendingRestart: (opts.pendingAfterConfig ?? []).includes(m),
+        settings: {},
+      }));
+    },
+    reinitMember: async (a: { member: string; postmasterBefore: string | null }) => {
+      calls.push({ activity: 'reinitMember', member: a.member, args: a });
+      return restartResult({ ...a, role: 'replica' });
+    },
+    writeMarker: async (a: Record<string, unknown>) => {
+      calls.push({ activity: 'writeMarker', args: a });
+      return { id: '42' };
+    },
+    waitRow: async (a: { member: string; id: string }) => {
+      calls.push({ activity: 'waitRow', member: a.member, args: a });
+      return { found: true };
+    },
+  };
+  return { calls, activities };
+}
+
+const restarted = (calls: Call[]) => calls.filter((c) => c.activity === 'restartMember').map((c) => c.member);
+const touched = (calls: Call[]) => calls.filter((c) => c.activity !== 'maintenancePrecheck');
+
+async function run<T>(
+  m: ReturnType<typeof mock>,
+  workflow: 'rollingRestart' | 'applyConfig' | 'reinitReplica',
+  input: Record<string, unknown>,
+): Promise<{ result?: T; error?: { message: string; type?: string }; progress?: RunbookProgress }> {
+  const taskQueue = uniqueId('rr');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  return worker.runUntil(async () => {
+    const handle = await env.client.workflow.start(workflow, {
+      taskQueue,
+      workflowId: uniqueId(workflow),
+      args: [input],
+    });
+    // The progress query needs the worker: asked before runUntil stops it.
+    // (A run refused on its input fails before the runbook registers the query: no progress then.)
+    const final = () => handle.query(progress).catch(() => undefined);
+    try {
+      const result = (await handle.result()) as T;
+      return { result, progress: await final() };
+    } catch (err) {
+      assert.ok(err instanceof WorkflowFailedError, String(err));
+      let cause: unknown = err.cause;
+      while (cause instanceof Error && !(cause instanceof ApplicationFailure) && cause.cause)
+        cause = cause.cause;
+      return {
+        error: {
+          message: errorMessage(cause),
+          type: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined,
+        },
+        progress: await final(),
+      };
+    }
+  });
+}
+
+void describe('rollingRestart', () => {
+  void test('replicas one at a time, the leader last; each restart a step on its node', async () => {
+    const m = mock({ snap: snapshot('pg103') });
+    const { result, progress: p } = await run<RestartReport>(m, 'rollingRestart', {
+      inventory: inventory(uniqueId('c')),
+    });
+    assert.ok(result, 'completed');
+    assert.deepEqual(
+      restarted(m.calls),
+      ['pg102', 'pg104', 'pg103'],
+      'replicas in inventory order, leader pg103 last',
+    );
+    const roles = m.calls.filter((c) => c.activity === 'restartMember').map((c) => c.args.role);
+    assert.deepEqual(roles, ['replica', 'replica', 'leader']);
+    // Each call carries the postmaster start time the pre-check saw (what makes a resumed restart idempotent).
+    for (const c of m.calls.filter((x) => x.activity === 'restartMember')) {
+      assert.equal(c.args.postmasterBefore, member(c.member!, 'replica').postmasterStartTime);
+      assert.equal(c.args.onlyIfPending, false);
+    }
+    assert.deepEqual(
+      result.members.map((r) => r.member),
+      ['pg102', 'pg104', 'pg103'],
+    );
+    assert.equal(result.leaderAfter, 'pg103');
+    assert.deepEqual(
+      p!.steps.map((s) => [s.name, s.node ?? null, s.status]),
+      [
+        ['pre-check', null, 'completed'],
+        ['restart pg102', 'pg102', 'completed'],
+        ['restart pg104', 'pg104', 'completed'],
+        ['restart pg103 (leader, in place)', 'pg103', 'completed'],
+      ],
+    );
+  });
+
+  void test('onlyPendingRestart restarts only members with pending_restart, still leader last', async () => {
+    const m = mock({ snap: snapshot('pg102', ['pg102', 'pg104']) });
+    const { result } = await run<RestartReport>(m, 'rollingRestart', {
+      inventory: inventory(uniqueId('c')),
+      onlyPendingRestart: true,
+    });
+    assert.ok(result);
+    assert.deepEqual(restarted(m.calls), ['pg104', 'pg102']);
+    assert.ok(
+      m.calls.filter((c) => c.activity === 'restartMember').every((c) => c.args.onlyIfPending === true),
+    );
+  });
+
+  void test('members: only those named, in replicas-then-leader order whatever order they were given', async () => {
+    const m = mock({ snap: snapshot('pg102') });
+    await run<RestartReport>(m, 'rollingRestart', {
+      inventory: inventory(uniqueId('c')),
+      members: ['pg102', 'pg104'],
+    });
+    assert.deepEqual(restarted(m.calls), ['pg104', 'pg102']);
+  });
+
+  void test('a replica that does not come back stops the run: the leader is not touched', async () => {
+    const m = mock({ snap: snapshot('pg102'), failRestartOf: 'pg103' });
+    const { error, progress: p } = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')) });
+    assert.equal(error?.type, 'MaintenanceFailed');
+    assert.match(error!.message, /pg103 streaming again/);
+    assert.deepEqual(restarted(m.calls), ['pg103'], 'nothing after the failed member');
+    assert.equal(p?.state, 'failed');
+    assert.equal(p!.steps.find((s) => s.name === 'restart pg103')?.status, 'failed');
+  });
+
+  void test('refusals touch nothing: unknown member, bad leader mode, a pre-check that refuses', async () => {
+    let m = mock({});
+    let r = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')), members: ['pg999'] });
+    assert.equal(r.error?.type, 'InvalidInput');
+    assert.match(r.error!.message, /pg999 not in cluster .*\(its members: pg102, pg103, pg104\)/);
+    assert.equal(m.calls.length, 0);
+
+    m = mock({});
+    r = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')), leader: 'sideways' });
+    assert.equal(r.error?.type, 'InvalidInput');
+    assert.match(r.error!.message, /leader "sideways" is invalid: use switchover, in-place/);
+    assert.equal(m.calls.length, 0);
+
+    m = mock({ precheckRefuses: 'etcd has no quorum: 1 of 3 members healthy; nothing was touched' });
+    r = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')) });
+    assert.equal(r.error?.type, 'MaintenanceRefused');
+    assert.match(r.error!.message, /etcd has no quorum/);
+    assert.deepEqual(touched(m.calls), []);
+  });
+
+  void test('leader through a switchover: replicas restarted, then a clear NotYetAvailable while the switchover runbook cannot run under this lock', async () => {
+    const m = mock({ snap: snapshot('pg102') });
+    const { error } = await run(m, 'rollingRestart', {
+      inventory: inventory(uniqueId('c')),
+      leader: 'switchover',
+    });
+    assert.equal(error?.type, 'NotYetAvailable', JSON.stringify(error));
+    assert.match(error!.message, /not yet available.*--leader in-place/);
+    assert.deepEqual(restarted(m.calls), ['pg103', 'pg104'], 'the leader was not restarted');
+  });
+});
+
+void describe('applyConfig', () => {
+  void test('a key that is not a DCS setting is refused before anything runs', async () => {
+    for (const [key, why] of [
+      ['listen_addresses', /cannot be set cluster-wide/],
+      ['data_dir', /not a dynamic \(DCS\) setting/],
+      ['postgresql.bogus', /not a DCS key under postgresql/],
+      ['Bad-Name', /not a PostgreSQL parameter name/],
+    ] as const) {
+      const m = mock({});
+      const r = await run(m, 'applyConfig', {
+        inventory: inventory(uniqueId('c')),
+        set: { [key]: '1' },
+        restart: 'in-place',
+      });
+      assert.equal(r.error?.type, 'InvalidConfigKey', key);
+      assert.match(r.error!.message, why);
+      assert.equal(m.calls.length, 0, key);
+    }
+  });
+
+  void test('restart: none changes the config and reports who is pending, restarting nobody', async () => {
+    const m = mock({ pendingAfterConfig: ['pg102', 'pg103', 'pg104'] });
+    const { result } = await run<ApplyConfigReport>(m, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { max_connections: '120' },
+      restart: 'none',
+    });
+    assert.ok(result);
+    assert.deepEqual(result.pendingRestart, ['pg102', 'pg103', 'pg104']);
+    assert.deepEqual(result.restarted, []);
+    assert.deepEqual(restarted(m.calls), []);
+    assert.deepEqual(
+      result.changed.map((c) => c.key),
+      ['max_connections'],
+    );
+  });
+
+  void test('restart in place: PATCH, wait, then only the pending members, replicas first, leader last', async () => {
+    const m = mock({
+      snap: snapshot('pg104'),
+      snapAfter: snapshot('pg104', ['pg104', 'pg102']),
+      pendingAfterConfig: ['pg104', 'pg102'],
+    });
+    const { result } = await run<ApplyConfigReport>(m, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { max_connections: '120', work_mem: '8MB' },
+      restart: 'in-place',
+    });
+    assert.ok(result);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity + (c.member ? ` ${c.member}` : '')),
+      [
+        'maintenancePrecheck',
+        'configApply',
+        'configWaitApplied',
+        'maintenancePrecheck',
+        'restartMember pg102',
+        'restartMember pg104',
+      ],
+    );
+    assert.deepEqual(result.restarted, ['pg102', 'pg104']);
+    assert.equal(m.calls.find((c) => c.member === 'pg104')?.args.role, 'leader');
+  });
+
+  void test('nothing pending after the change: no restart step at all', async () => {
+    const m = mock({ pendingAfterConfig: [] });
+    const { result } = await run<ApplyConfigReport>(m, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { work_mem: '8MB' },
+      restart: 'in-place',
+    });
+    assert.deepEqual(result?.restarted, []);
+    assert.equal(m.calls.filter((c) => c.activity === 'maintenancePrecheck').length, 1);
+  });
+});
+
+void describe('reinitReplica', () => {
+  void test('pre-check tolerating the target, a marker row, reinitialize, the row found on the replica', async () => {
+    const m = mock({ snap: snapshot('pg102') });
+    const { result } = await run<ReinitReport>(m, 'reinitReplica', {
+      inventory: inventory(uniqueId('c')),
+      member: 'pg104',
+    });
+    assert.ok(result);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['maintenancePrecheck', 'writeMarker', 'reinitMember', 'waitRow'],
+    );
+    assert.deepEqual(m.calls[0]!.args.allowUnhealthy, ['pg104']);
+    assert.equal(m.calls[2]!.args.postmasterBefore, member('pg104', 'replica').postmasterStartTime);
+    assert.deepEqual(m.calls[3]!.args, { inv: m.calls[3]!.args.inv, member: 'pg104', id: '42' });
+    assert.equal(result.markerRow, '42');
+  });
+
+  void test('refuses the leader (naming the fix) and an unknown member, touching nothing', async () => {
+    let m = mock({ snap: snapshot('pg103') });
+    let r = await run(m, 'reinitReplica', { inventory: inventory(uniqueId('c')), member: 'pg103' });
+    assert.equal(r.error?.type, 'MaintenanceRefused');
+    assert.match(
+      r.error!.message,
+      /pg103 is the leader.*pgha switchover --cluster FILE --to pg102.*pgha reinit --member pg103/,
+    );
+    assert.deepEqual(touched(m.calls), []);
+
+    m = mock({});
+    r = await run(m, 'reinitReplica', { inventory: inventory(uniqueId('c')), member: 'pg999' });
+    assert.equal(r.error?.type, 'InvalidInput');
+    assert.match(r.error!.message, /"pg999" is not in cluster .*members: pg102, pg103, pg104/);
+    assert.equal(m.calls.length, 0);
+  });
+});
