@@ -253,6 +253,20 @@ export async function openSshRuntimeSessions(inv: Inventory): Promise<RuntimeSes
   };
 }
 
+/**
+ * Servers of `show servers state <backend>` whose admin state is not 0 (maint, drain ...):
+ * fields be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+ */
+export function adminForced(answer: string): string[] {
+  const out: string[] = [];
+  for (const line of answer.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 7 || !/^\d+$/.test(f[0]!)) continue;
+    if (f[6] !== '0') out.push(`${f[1]}/${f[3]} (admin state ${f[6]})`);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export function createSwitchoverActivities(deps: SwitchoverDeps) {
@@ -707,7 +721,13 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
         if (oldCut || !old) return;
         oldCut = true;
         timings.oldLeaderCutMs = Date.now() - t0;
+        // Drained, not just marked down: while Patroni still holds its key the old leader's /primary
+        // can answer 200 again and its check (rise 1) would put it back UP — HAProxy would then send
+        // connections to a stopped PostgreSQL and retry them for seconds. A drained server takes no
+        // new connection whatever its checks say; the checks keep running (verify restores `ready`).
+        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} state drain`);
         await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} health down`);
+        await all(sessions, `shutdown sessions server ${HAPROXY_WRITE_BACKEND}/${old}`);
       };
       for (;;) {
         const elapsed = Date.now() - t0;
@@ -728,6 +748,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
           timings.candidateWritableMs = Date.now() - t0;
         if (primaryOk && candRec === false) {
           await cutOld();
+          await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} state ready`); // drained by an earlier run?
           await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} health up`);
           timings.routedMs = Date.now() - t0;
           await all(sessions, `set server ${HAPROXY_READ_BACKEND}/${cand} health down`);
@@ -757,6 +778,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       // 6. Not switched: say exactly where the cluster is, and leave HAProxy to its checks.
       const seen = await leaderNow(inv);
       if (oldCut && old && seen.leader === old) {
+        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} state ready`).catch(() => undefined);
         await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} health up`).catch(() => undefined);
       }
       const patroniSaid = answer
@@ -795,6 +817,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       if (n !== leader && (n === old || !(await primary200(inv, n))))
         await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${n} health down`);
     }
+    await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${leader} state ready`);
     await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${leader} health up`);
     await all(s, `set server ${HAPROXY_READ_BACKEND}/${leader} health down`);
     return s.sessions.map((x) => x.node);
@@ -857,7 +880,32 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       oldLeader = { name: old, state: rows?.state ?? 'streaming', lagBytes: rows?.replayLagBytes ?? null };
     }
 
-    // HAProxy: every node routes writes to the new leader, and is back under its checks.
+    // HAProxy: every node routes writes to the new leader, and is back under its checks. Servers
+    // drained by the hand-off get `ready` again now that they are not the primary (their /primary is
+    // not 200), each followed at once by `health down`, so that `ready` never routes writes to one
+    // of them, even until its next check; then no server may be left in an admin state.
+    for (const n of pgNames(inv)) {
+      if (n !== cand && (await primary200(inv, n))) {
+        throw failed(`${n} still answers /primary 200 after the hand-off to ${cand}; check pgha status`);
+      }
+    }
+    const sessions = await openSessions(inv);
+    try {
+      for (const n of pgNames(inv)) {
+        if (n === cand) continue;
+        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${n} state ready`);
+        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${n} health down`);
+      }
+      for (const x of sessions.sessions) {
+        for (const backend of [HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND]) {
+          const forced = adminForced(await x.command(`show servers state ${backend}`));
+          if (forced.length)
+            throw failed(`haproxy ${x.node}: ${forced.join(', ')} left in an admin state after the hand-off`);
+        }
+      }
+    } finally {
+      sessions.close();
+    }
     const haproxy = await deps.haproxyFor(inv);
     const replicasUp = new Set(
       (await deps.postgres.pgReplication(conn(inv, candIp)))

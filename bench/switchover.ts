@@ -39,6 +39,9 @@ const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/cluster
 const N = Math.max(5, Number(process.env.BENCH_N ?? 5));
 const RATE = Math.max(200, Number(process.env.BENCH_RATE ?? 250));
 const STEADY_MS = 30_000;
+/** BENCH_ONLY=pgha (comma-separated) runs only those series (for investigating; the summary needs all three). */
+const ONLY = (process.env.BENCH_ONLY ?? 'seed,naive,pgha').split(',');
+const DEBUG = process.env.BENCH_DEBUG === '1';
 
 type Config = 'seed' | 'naive' | 'pgha';
 
@@ -380,6 +383,7 @@ async function main() {
         const plan = await sw.switchoverPrecheck({ inv, action: 'switchover', candidate: to });
         const cut = await sw.switchoverCutover({ inv, plan });
         postAt = cut.timings.postedAt!;
+        if (DEBUG) console.log(`  cutover timings ${JSON.stringify(cut.timings)}`);
         await sw.switchoverVerify({ inv, plan });
       } else {
         postAt = Date.now();
@@ -431,6 +435,11 @@ async function main() {
           firstNew && watch.seen.writable !== undefined ? firstNew.end - watch.seen.writable : null,
       };
       misrouted[config] += s.toReplica;
+      if (DEBUG) {
+        const w0 = watch.seen.writable ?? postAt;
+        for (const a of writer.attempts.slice(before).filter((x) => x.end >= w0 - 100 && x.start <= (firstNew?.end ?? w0) + 10))
+          console.log(`  ${a.start - postAt}..${a.end - postAt} ${a.ok ? `ok ${nameOf(a.server)}` : `ERR ${a.error}`}`);
+      }
       samples.push(s);
       say(
         `${config} ${i}/${N} ${from}→${to}: gap ${s.gapMs} ms, failed ${s.failed}, reached a replica ${s.toReplica}; ` +
@@ -460,7 +469,7 @@ async function main() {
 
   let failure: unknown;
   try {
-    for (const c of ['seed', 'naive', 'pgha'] as Config[]) await series(c);
+    for (const c of ['seed', 'naive', 'pgha'] as Config[]) if (ONLY.includes(c)) await series(c);
   } catch (err) {
     failure = err;
   } finally {
