@@ -731,7 +731,9 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       };
       for (;;) {
         const elapsed = Date.now() - t0;
-        if (answer && answer.status >= 400) break; // refused or failed: judged below
+        // Refused (4xx) or failed (503 "... failed") is final; 503 "... status unknown" only means
+        // Patroni stopped waiting (a failover waits for the dead leader's key to expire): keep watching.
+        if (answer && answer.status >= 400 && !/unknown/i.test(answer.text)) break;
         if (postError && plan.action === 'switchover' && !oldCut) break;
         if (elapsed > handoffTimeout) break;
         const [candRec, candPrimary, oldRec] = await Promise.all([
@@ -794,7 +796,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
         );
       }
       throw failed(
-        `${plan.action} to ${cand} did not complete within ${handoffTimeout} ms: ${patroniSaid}. Now: ${seen.describe}. ` +
+        `${plan.action} to ${cand} did not complete (waited ${Date.now() - t0} ms, bound ${handoffTimeout} ms): ${patroniSaid}. Now: ${seen.describe}. ` +
           `HAProxy follows its health checks; check pgha status and Patroni's log before retrying`,
         { leader: seen.leader ?? null, timings },
       );

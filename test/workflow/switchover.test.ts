@@ -26,7 +26,8 @@ import type { RuntimeSessions } from '../../activities/switchover';
 import type { InventoryInput } from '../../runbooks/schema';
 import type { failover, HandoffReport, switchover } from '../../workflows/switchover';
 import { errorMessage } from '../../workflows/steps';
-import { repoRoot } from '../helpers/local-common';
+import { approve, progress } from '../../workflows/messages';
+import { repoRoot, waitFor } from '../helpers/local-common';
 import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
@@ -444,7 +445,7 @@ void test('a stalled hand-off ends in a definite, reported state (no leader), no
     assert.ok(err instanceof WorkflowFailedError);
     assert.match(
       errorMessage(err.cause),
-      /switchover to pg103 did not complete within 3000 ms: Patroni answered 503: Switchover status unknown\. Now: no leader in \/cluster/,
+      /switchover to pg103 did not complete \(waited \d+ ms, bound 3000 ms\): Patroni answered 503: Switchover status unknown\. Now: no leader in \/cluster/,
     );
     return true;
   });
@@ -480,4 +481,49 @@ void test('failover --force with a healthy leader hands over like a switchover',
   assert.deepEqual(fake.posts, ['failover -> pg103']);
   assert.equal(r.from, 'pg102');
   assert.equal(r.verify.oldLeader?.state, 'streaming');
+});
+
+void test('--approve: nothing is touched before the gate is approved; then re-checked and done', async () => {
+  const fake = new FakeCluster();
+  const taskQueue = uniqueId('sw');
+  const cluster = uniqueId('sw');
+  const worker = await createTestWorker(env, { taskQueue, activities: fake.activities() });
+  const r = await worker.runUntil(async () => {
+    const h = await startRunbook<typeof switchover>(env.client, {
+      workflow: 'switchover',
+      args: [{ inventory: labInput(cluster), candidate: 'pg104', approvalTimeout: '1m' }],
+      cluster,
+      operation: 'switchover',
+      taskQueue,
+    });
+    await waitFor(
+      'the gate waiting',
+      20_000,
+      async () => (await h.query(progress)).state === 'waiting-approval',
+    );
+    await new Promise((res) => setTimeout(res, 500));
+    assert.deepEqual(fake.posts, [], 'no POST before approval');
+    assert.deepEqual(fake.commands, [], 'HAProxy untouched before approval');
+    await h.executeUpdate(approve, { args: [{ gate: 'switchover', approver: 'test' }] });
+    const res = await h.result();
+    const steps = (await h.query(progress)).steps.map((s) => `${s.name}:${s.status}`);
+    assert.deepEqual(steps, [
+      'pre-checks:completed',
+      'switchover:approved',
+      're-check:completed',
+      'hand-off:completed',
+      'verify:completed',
+    ]);
+    return res;
+  });
+  assert.equal(r.to, 'pg104');
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg104']);
+});
+
+void test('--at: a durable timer; the hand-off starts only at that time', async () => {
+  const fake = new FakeCluster();
+  const at = new Date(Date.now() + 4000);
+  const r = await run(fake, 'switchover', { candidate: 'pg103', scheduledAt: at.toISOString() });
+  assert.equal(r.to, 'pg103');
+  assert.ok(r.timings.postedAt! >= at.getTime(), `POST at ${r.timings.postedAt}, scheduled ${at.getTime()}`);
 });
