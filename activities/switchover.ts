@@ -687,6 +687,8 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       heartbeat({ posted: true });
       let answer: { status: number; text: string } | undefined;
       let postError: string | undefined;
+      let postFinal = false;
+      let postErrorAt = 0;
       const post = (
         plan.action === 'switchover'
           ? deps.patroni.patroniSwitchover({
@@ -709,6 +711,9 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
         },
         (err: Error) => {
           postError = err.message;
+          // A 401 is final; a request that got no answer may still have reached Patroni: watch a while.
+          postFinal = err.name === 'PatroniAuthRejectedError';
+          postErrorAt = Date.now();
           timings.postAnsweredMs = Date.now() - t0;
         },
       );
@@ -734,7 +739,7 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
         // Refused (4xx) or failed (503 "... failed") is final; 503 "... status unknown" only means
         // Patroni stopped waiting (a failover waits for the dead leader's key to expire): keep watching.
         if (answer && answer.status >= 400 && !/unknown/i.test(answer.text)) break;
-        if (postError && plan.action === 'switchover' && !oldCut) break;
+        if (postError && (postFinal || (!oldCut && Date.now() - postErrorAt > 10_000))) break;
         if (elapsed > handoffTimeout) break;
         const [candRec, candPrimary, oldRec] = await Promise.all([
           candSql.inRecovery(),
