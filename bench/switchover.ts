@@ -437,8 +437,12 @@ async function main() {
       misrouted[config] += s.toReplica;
       if (DEBUG) {
         const w0 = watch.seen.writable ?? postAt;
-        for (const a of writer.attempts.slice(before).filter((x) => x.end >= w0 - 100 && x.start <= (firstNew?.end ?? w0) + 10))
-          console.log(`  ${a.start - postAt}..${a.end - postAt} ${a.ok ? `ok ${nameOf(a.server)}` : `ERR ${a.error}`}`);
+        for (const a of writer.attempts
+          .slice(before)
+          .filter((x) => x.end >= w0 - 100 && x.start <= (firstNew?.end ?? w0) + 10))
+          console.log(
+            `  ${a.start - postAt}..${a.end - postAt} ${a.ok ? `ok ${nameOf(a.server)}` : `ERR ${a.error}`}`,
+          );
       }
       samples.push(s);
       say(
