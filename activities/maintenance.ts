@@ -24,6 +24,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Inventory } from '../runbooks/schema';
 import {
+  HOT_STANDBY_PARAMETERS,
   canonicalSetting,
   classifyConfig,
   dcsValueEquals,
@@ -95,6 +96,13 @@ export interface RestartResult {
 export interface ConfigApplyResult {
   changed: { key: string; from: unknown; to: ConfigValue; needsRestart: boolean }[];
   unchanged: { key: string; value: unknown }[];
+  /**
+   * replicas-first, except when a parameter a standby must keep at least as high as its primary
+   * (max_connections, max_wal_senders, ...) goes DOWN: then the leader first, or the replicas
+   * would restart with the old value (Patroni keeps them at the primary's, from pg_controldata).
+   */
+  restartOrder: 'replicas-first' | 'leader-first';
+  orderReason?: string;
 }
 
 export interface ConfigMemberState {
@@ -333,7 +341,25 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
             if (role !== 'primary') return { done: false, value, describe: `role ${st.role}` };
             try {
               const id = await postgres.pgIdentity(sql(inv, member));
-              return { done: !id.inRecovery, value, describe: `running, in recovery: ${id.inRecovery}` };
+              if (id.inRecovery) return { done: false, value, describe: 'running, still in recovery' };
+              // Post-check: the replicas (streaming before, says the pre-check) stream from it again.
+              const others = inv.nodes.postgres.map((n) => n.hostname).filter((h) => h !== member);
+              const rows = await postgres.pgReplication(sql(inv, member));
+              const lagging = others.filter((o) => {
+                const r = rows.find((x) => x.applicationName === o);
+                return !(
+                  r?.state === 'streaming' &&
+                  r.replayLagBytes !== null &&
+                  r.replayLagBytes <= args.maxLagBytes
+                );
+              });
+              return {
+                done: lagging.length === 0,
+                value,
+                describe: lagging.length
+                  ? `writable; waiting for ${lagging.join(', ')} to stream again`
+                  : 'writable, replicas streaming',
+              };
             } catch (err) {
               return { done: false, value, describe: (err as Error).message };
             }
@@ -482,6 +508,8 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
     inv: Inventory;
     set: Record<string, ConfigValue>;
     leader: string;
+    /** How the caller will restart: a lowering that needs the leader first is refused for a switchover. */
+    restart?: 'switchover' | 'in-place' | 'none';
   }): Promise<ConfigApplyResult> {
     const { inv, leader } = args;
     let changes: ConfigChange[];
@@ -516,6 +544,26 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
     }
     if (errors.length) refuse(`nothing was changed: ${errors.join('; ')}`);
 
+    // Lowered below what the leader runs now (not what the DCS says: a retried call sees the same).
+    const lowered = params
+      .filter((c) => HOT_STANDBY_PARAMETERS.includes(c.path[2]!))
+      .filter((c) => {
+        const info = infos.get(c.path[2]!)!;
+        const want = canonicalSetting(info, c.value);
+        return want.ok && Number(want.value) < Number(info.setting);
+      })
+      .map((c) => `${c.path[2]} ${infos.get(c.path[2]!)!.setting} → ${String(c.value)}`);
+    const restartOrder = lowered.length ? 'leader-first' : 'replicas-first';
+    const orderReason = lowered.length
+      ? `lowering ${lowered.join(', ')}: a standby must keep these at least as high as its primary, so the leader restarts first`
+      : undefined;
+    if (lowered.length && args.restart === 'switchover') {
+      refuse(
+        `nothing was changed: ${orderReason}, in place — a switchover would promote a replica still running the higher value. ` +
+          `Use --restart in-place (or --restart none and restart later)`,
+      );
+    }
+
     const current = (await patroni.patroniGetConfig({ target: api(inv, leader) })).body ?? {};
     const changed: ConfigApplyResult['changed'] = [];
     const unchanged: ConfigApplyResult['unchanged'] = [];
@@ -548,13 +596,15 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
         });
       }
     }
-    return { changed, unchanged };
+    return { changed, unchanged, restartOrder, orderReason };
   }
 
   async function configWaitApplied(args: {
     inv: Inventory;
     set: Record<string, ConfigValue>;
     timeoutMs?: number;
+    /** After the restarts: every member must run the values (a pending restart is not enough). */
+    running?: boolean;
   }): Promise<ConfigMemberState[]> {
     const { inv } = args;
     const changes = classifyConfig(args.set);
@@ -571,10 +621,11 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
         for (const n of inv.nodes.postgres) {
           const member = n.hostname;
           const st = await patroniOf(inv, member);
-          const reason =
+          const reasons =
             st?.pending_restart_reason && typeof st.pending_restart_reason === 'object'
-              ? Object.keys(st.pending_restart_reason).sort()
+              ? (st.pending_restart_reason as Record<string, { old_value?: unknown; new_value?: unknown }>)
               : undefined;
+          const reason = reasons ? Object.keys(reasons).sort() : undefined;
           const state: ConfigMemberState = {
             member,
             pendingRestart: Boolean(st?.pending_restart),
@@ -602,11 +653,30 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
             }
             state.settings[name] = row.setting;
             if (settingEquals(row, c.value)) continue;
-            // A postmaster parameter cannot change without a restart: picked up = flagged pending for it.
+            // A postmaster parameter cannot change without a restart: picked up = Patroni flags a
+            // pending restart for it (what POST /restart {restart_pending} acts on), for THIS value
+            // when Patroni says which (pending_restart_reason, Patroni >= 3.0.4).
+            const why = reasons?.[name];
+            const want = canonicalSetting(row, c.value);
             const pending =
+              !args.running &&
               row.context === 'postmaster' &&
-              (reason ? reason.includes(name) : Boolean(st.pending_restart) || row.pending_restart);
-            if (!pending) waiting.push(`${member}: ${name} = ${row.setting}${row.unit ?? ''}`);
+              Boolean(st.pending_restart) &&
+              (reasons === undefined ||
+                (why !== undefined &&
+                  want.ok &&
+                  (() => {
+                    const got = canonicalSetting(row, String(why.new_value ?? ''));
+                    return got.ok && got.value === want.value;
+                  })()));
+            if (!pending) {
+              waiting.push(
+                `${member}: ${name} = ${row.setting}${row.unit ?? ''}` +
+                  (row.context === 'postmaster'
+                    ? ` (restart pending: ${st.pending_restart ? 'yes' : 'not yet'})`
+                    : ''),
+              );
+            }
           }
           if (dcs.length) {
             try {

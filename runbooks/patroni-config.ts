@@ -41,6 +41,19 @@ export const DCS_POSTGRESQL_KEYS: Record<string, 'bool'> = {
   use_slots: 'bool',
 };
 
+/**
+ * Parameters a hot standby must run at least as high as its primary (PostgreSQL refuses or pauses
+ * recovery otherwise); Patroni starts a replica with the higher of the DCS value and the primary's
+ * (pg_controldata). Raising them: replicas first. Lowering them: the leader first.
+ */
+export const HOT_STANDBY_PARAMETERS = [
+  'max_connections',
+  'max_prepared_transactions',
+  'max_locks_per_transaction',
+  'max_wal_senders',
+  'max_worker_processes',
+];
+
 /** Keys of a node's own patroni.yml: not in the DCS, so PATCH /config cannot change them. */
 const LOCAL_ONLY: Record<string, string> = {
   name: 'the member name is fixed per node (patroni.yml name)',

@@ -153,6 +153,8 @@ async function restartMembers(
     leader: LeaderRestart;
     onlyPendingRestart: boolean;
     maxLagBytes?: number;
+    /** The leader in place first, then the replicas (applyConfig lowering a hot-standby parameter). */
+    leaderFirst?: boolean;
   },
 ): Promise<RestartReport> {
   const wanted = (name: string) => !opts.members || opts.members.includes(name);
@@ -163,27 +165,28 @@ async function restartMembers(
   const results: RestartResult[] = [];
   const report: RestartReport = { leaderBefore: snap.leader, leaderAfter: snap.leader, members: results };
 
-  for (const r of replicas) {
-    results.push(
-      await rb.step(
-        `restart ${r.name}`,
-        () =>
-          restart.restartMember({
-            inv,
-            member: r.name,
-            role: 'replica',
-            leader: snap.leader,
-            postmasterBefore: r.postmasterStartTime,
-            onlyIfPending: opts.onlyPendingRestart,
-            maxLagBytes: opts.maxLagBytes,
-          }),
-        { node: r.name },
-      ),
-    );
-  }
-  if (!doLeader || !leaderSnap) return report;
-
-  if (opts.leader === 'in-place') {
+  const restartReplicas = async (unconditional: boolean) => {
+    for (const r of replicas) {
+      results.push(
+        await rb.step(
+          `restart ${r.name}`,
+          () =>
+            restart.restartMember({
+              inv,
+              member: r.name,
+              role: 'replica',
+              leader: snap.leader,
+              postmasterBefore: r.postmasterStartTime,
+              onlyIfPending: opts.onlyPendingRestart && !unconditional,
+              maxLagBytes: opts.maxLagBytes,
+            }),
+          { node: r.name },
+        ),
+      );
+    }
+  };
+  const restartLeaderInPlace = async () => {
+    if (!doLeader || !leaderSnap) return;
     results.push(
       await rb.step(
         `restart ${leaderSnap.name} (leader, in place)`,
@@ -200,6 +203,20 @@ async function restartMembers(
         { node: leaderSnap.name },
       ),
     );
+  };
+
+  if (opts.leaderFirst) {
+    // Lowering a hot-standby parameter: the leader first (in place), then the replicas — restarted
+    // whatever Patroni's pending flag says meanwhile, as they must come back with the lower value.
+    await restartLeaderInPlace();
+    await restartReplicas(true);
+    return report;
+  }
+  await restartReplicas(false);
+  if (!doLeader || !leaderSnap) return report;
+
+  if (opts.leader === 'in-place') {
+    await restartLeaderInPlace();
     return report;
   }
 
@@ -292,7 +309,7 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
     const snap = await rb.step('pre-check', () => check.maintenancePrecheck({ inv }));
     const applied = await rb.step(
       'patch config',
-      () => check.configApply({ inv, set: input.set, leader: snap.leader }),
+      () => check.configApply({ inv, set: input.set, leader: snap.leader, restart: input.restart }),
       {
         node: snap.leader,
       },
@@ -310,8 +327,11 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
       inventory: input.inventory,
       leader: input.restart,
       onlyPendingRestart: true,
+      leaderFirst: applied.restartOrder === 'leader-first',
     });
     report.restarted = report.restart.members.filter((m) => m.action !== 'skipped').map((m) => m.member);
+    // Post-check: every member now RUNS the new values (no restart left pending for them).
+    await rb.step('verify', () => restart.configWaitApplied({ inv, set: input.set, running: true }));
     return report;
   });
 }

@@ -74,6 +74,7 @@ function mock(opts: {
   precheckRefuses?: string;
   failRestartOf?: string;
   pendingAfterConfig?: string[];
+  leaderFirst?: boolean;
 }) {
   const calls: Call[] = [];
   let prechecks = 0;
@@ -133,6 +134,7 @@ function mock(opts: {
           needsRestart: key === 'max_connections',
         })),
         unchanged: [],
+        restartOrder: opts.leaderFirst ? 'leader-first' : 'replicas-first',
       };
     },
     configWaitApplied: async (a: Record<string, unknown>) => {
@@ -354,10 +356,42 @@ void describe('applyConfig', () => {
         'maintenancePrecheck',
         'restartMember pg102',
         'restartMember pg104',
+        'configWaitApplied',
       ],
+    );
+    assert.equal(
+      m.calls[m.calls.length - 1]!.args.running,
+      true,
+      'the last look requires the values running',
     );
     assert.deepEqual(result.restarted, ['pg102', 'pg104']);
     assert.equal(m.calls.find((c) => c.member === 'pg104')?.args.role, 'leader');
+  });
+
+  void test('lowering a hot-standby parameter: the leader first (in place), then the replicas unconditionally', async () => {
+    const m = mock({
+      snap: snapshot('pg103'),
+      snapAfter: snapshot('pg103', ['pg102', 'pg103', 'pg104']),
+      pendingAfterConfig: ['pg102', 'pg103', 'pg104'],
+      leaderFirst: true,
+    });
+    const { result } = await run<ApplyConfigReport>(m, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { max_connections: '90' },
+      restart: 'in-place',
+    });
+    assert.ok(result);
+    assert.equal(result.restartOrder, 'leader-first');
+    assert.deepEqual(restarted(m.calls), ['pg103', 'pg102', 'pg104']);
+    const calls = m.calls.filter((c) => c.activity === 'restartMember');
+    assert.deepEqual(
+      calls.map((c) => [c.args.role, c.args.onlyIfPending]),
+      [
+        ['leader', true],
+        ['replica', false],
+        ['replica', false],
+      ],
+    );
   });
 
   void test('nothing pending after the change: no restart step at all', async () => {
