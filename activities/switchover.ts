@@ -784,9 +784,14 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       }
       // 6. Not switched: say exactly where the cluster is, and leave HAProxy to its checks.
       const seen = await leaderNow(inv);
-      if (oldCut && old && seen.leader === old) {
+      // Whatever happened, the old leader is no longer drained: back under its checks (UP at once
+      // if it still leads, else DOWN until its checks say otherwise).
+      if (oldCut && old) {
+        const health = seen.leader === old ? 'up' : 'down';
         await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} state ready`).catch(() => undefined);
-        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} health up`).catch(() => undefined);
+        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} health ${health}`).catch(
+          () => undefined,
+        );
       }
       const patroniSaid = answer
         ? `Patroni answered ${answer.status}: ${answer.text}`

@@ -81,6 +81,8 @@ class FakeCluster {
   /** Fail the first `health up` command (as a worker dying mid-hand-off would leave it). */
   failFirstUp = false;
   private failedUp = false;
+  /** HAProxy admin state per `<node> <backend>/<server>` (0 ready, 8 drain, 1 maint). */
+  admin: Record<string, number> = {};
 
   leader(): string | undefined {
     return Object.keys(this.members).find((n) => this.members[n]!.role === 'leader');
@@ -275,6 +277,21 @@ class FakeCluster {
         // Routing a member that is still in recovery would send writes to a replica.
         const target = cmd.match(/postgres_primary\/(\w+) health up/)?.[1];
         if (target && !this.members[target]!.writable) this.commands.push(`MISROUTED ${cmd}`);
+        // Admin states (drain/maint), as `show servers state` reports them (srv_admin_state, 7th field).
+        const st = cmd.match(/^set server (\w+)\/(\w+) state (ready|drain|maint)$/);
+        if (st) this.admin[`${node} ${st[1]}/${st[2]}`] = st[3] === 'ready' ? 0 : st[3] === 'drain' ? 8 : 1;
+        const show = cmd.match(/^show servers state (\w+)$/)?.[1];
+        if (show) {
+          const rows = Object.keys(this.members).map(
+            (name, i) =>
+              `4 ${show} ${i + 1} ${name} ${IPS[name]} 2 ${this.admin[`${node} ${show}/${name}`] ?? 0} 1 1`,
+          );
+          return [
+            '1',
+            '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight',
+            ...rows,
+          ].join('\n');
+        }
         this.commands.push(`${node}: ${cmd}`);
         return '';
       },
@@ -450,6 +467,11 @@ void test('a stalled hand-off ends in a definite, reported state (no leader), no
     return true;
   });
   assert.equal(fake.posts.length, 1);
+  assert.ok(
+    Object.values(fake.admin).every((v) => v === 0),
+    `the old leader is not left drained: ${JSON.stringify(fake.admin)}`,
+  );
+  assert.ok(fake.commands.includes('haproxy1: set server postgres_primary/pg102 health down'));
 });
 
 void test('a hand-off retried after it failed mid-way finds the switchover done: no second POST, routed, reported', async () => {
