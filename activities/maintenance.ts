@@ -435,8 +435,9 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
       tookMs: Date.now() - started,
     });
 
-    if (args.postmasterBefore !== null && now !== null && now !== args.postmasterBefore) {
-      // Restarted since the pre-check (an earlier attempt, or a switchover's demotion): only wait.
+    if (args.postmasterBefore !== null && now !== args.postmasterBefore) {
+      // Restarted since the pre-check (an earlier attempt, or a switchover's demotion), or down
+      // right now (a restart in progress: no postmaster start time): only wait.
       const back = await waitBack({
         ...args,
         before: args.postmasterBefore,
