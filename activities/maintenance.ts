@@ -723,7 +723,8 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
     }
     const base = { member, role: 'replica' as const, postmasterBefore: args.postmasterBefore };
     const inProgress = st && /creating replica|reinitializ|starting/.test(st.state ?? '');
-    const restartedSince = args.postmasterBefore !== null && now !== null && now !== args.postmasterBefore;
+    // A new postmaster, or none right now (stopped for the re-clone) where the pre-check saw one.
+    const restartedSince = st !== null && args.postmasterBefore !== null && now !== args.postmasterBefore;
     let action: RestartResult['action'] = 'restarted';
     if (inProgress || restartedSince) {
       action = 'already-restarted';
