@@ -11,7 +11,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -24,8 +24,10 @@ import type { deployCluster } from '../../workflows/deploy-cluster';
 import { progress } from '../../workflows/messages';
 import { labNotUpReason } from '../../lab/testing';
 import { LXC_PATH } from '../../lab/paths';
-import { Proc, repoRoot, waitFor } from '../helpers/local-common';
-import { eventually, startTestServer, testCodecKey, uniqueId } from '../helpers/temporal';
+import { repoRoot, waitFor } from '../helpers/local-common';
+import type { Proc } from '../helpers/local-common';
+import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
+import { eventually, startTestServer, uniqueId } from '../helpers/temporal';
 
 const skip = labNotUpReason();
 /** Another lab inventory (other vmids and addresses, same bridge) can be tested side by side. */
@@ -61,37 +63,13 @@ function pgha(...args: string[]): string {
   });
 }
 
-function startWorker(name: string, taskQueue: string, countDir: string): Proc {
-  const w = new Proc(
-    name,
-    process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'test/helpers/worker-process.ts')],
-    {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: env.address,
-        TEMPORAL_NAMESPACE: 'default',
-        PGHA_TASK_QUEUE: taskQueue,
-        PGHA_CODEC_KEY: testCodecKey.toString('base64'),
-        PGHA_STATE_DIR: mkdtempSync(join(tmpdir(), 'pgha-state-')),
-        PGHA_COUNT_DIR: countDir,
-        PGHA_METRICS_ADDRESS: 'off',
-      },
-    },
-  );
+const startWorker = (name: string, taskQueue: string, countDir: string) => {
+  const w = startWorkerProc({ name, address: env.address, taskQueue, countDir });
   workers.push(w);
   return w;
-}
-
-const ready = (w: Proc) =>
-  waitFor(`${w.name} polling`, 90_000, async () => {
-    if (!w.running) throw new Error(`${w.name} exited: ${w.output()}`);
-    return w.output().includes('READY');
-  });
-
-const count = (dir: string, activity: string) =>
-  existsSync(join(dir, activity)) ? readFileSync(join(dir, activity), 'utf8').trim().split('\n').length : 0;
+};
+const ready = (w: Proc) => workerReady(w);
+const count = activityCalls;
 
 const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
 

@@ -12,8 +12,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startRunbook } from '../../clients/runbook';
 import { approve, progress } from '../../workflows/messages';
 import type { smoke } from '../../workflows/smoke';
-import { Proc, repoRoot, waitFor } from '../helpers/local-common';
-import { eventually, startTestServer, testCodecKey, uniqueId } from '../helpers/temporal';
+import type { Proc } from '../helpers/local-common';
+import { startWorkerProc, workerReady } from '../helpers/worker-procs';
+import { eventually, startTestServer, uniqueId } from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
 const workers: Proc[] = [];
@@ -26,34 +27,19 @@ after(async () => {
 });
 
 function startWorker(name: string, taskQueue: string, dirs: { count: string; state: string }): Proc {
-  const w = new Proc(
+  const w = startWorkerProc({
     name,
-    process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'test/helpers/worker-process.ts')],
-    {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: env.address,
-        TEMPORAL_NAMESPACE: 'default',
-        PGHA_TASK_QUEUE: taskQueue,
-        PGHA_CODEC_KEY: testCodecKey.toString('base64'),
-        PGHA_STATE_DIR: dirs.state,
-        PGHA_COUNT_DIR: dirs.count,
-        PGHA_METRICS_ADDRESS: 'off',
-        PGHA_SMOKE_SECRET: 'kill-test-secret',
-      },
-    },
-  );
+    address: env.address,
+    taskQueue,
+    countDir: dirs.count,
+    stateDir: dirs.state,
+    env: { PGHA_SMOKE_SECRET: 'kill-test-secret' },
+  });
   workers.push(w);
   return w;
 }
 
-const ready = (w: Proc) =>
-  waitFor(`${w.name} polling`, 60_000, async () => {
-    if (!w.running) throw new Error(`${w.name} exited: ${w.output()}`);
-    return w.output().includes('READY');
-  });
+const ready = (w: Proc) => workerReady(w, 60_000);
 
 void test('SIGKILL of the worker after step 2; a new worker finishes the run; each step ran once', async () => {
   const taskQueue = uniqueId('crash');
