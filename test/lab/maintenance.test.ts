@@ -547,7 +547,7 @@ void test(
 );
 
 void test(
-  'reinitReplica re-creates a replica from the leader: its data directory is new, earlier rows are there, it streams again',
+  'reinitReplica re-creates a replica from the leader (worker SIGKILLed mid-re-clone): its data directory is new, once; earlier rows are there; it streams again',
   { skip, timeout: 300_000 },
   async () => {
     const leader = await healthy();
@@ -560,6 +560,8 @@ void test(
       await c.query(`create table ${table} (id int primary key)`);
       await c.query(`insert into ${table} select generate_series(1, 1000)`);
     });
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const calls0 = count('reinitMember');
     const h = await startRunbook<typeof reinitReplica>(env.client, {
       workflow: 'reinitReplica',
       args: [{ inventory: input, member: target }],
@@ -568,10 +570,35 @@ void test(
       suffix: uniqueId('re'),
       taskQueue,
     });
+    // The worker dies while Patroni re-clones the replica (its PostgreSQL port refuses); a new one
+    // resumes: the retried step finds the re-clone under way or done and does not ask for another.
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      assert.ok(Date.now() < deadline, `${target} never went down for the re-clone`);
+      if (count('reinitMember') > calls0 && (await refused(pg(target).ip, inv.ports.postgresql))) break;
+      await sleep(5);
+    }
+    await worker.kill();
+    worker = startWorker('worker-3');
+    await ready(worker);
     const r = await h.result();
     assert.equal(r.member, target);
     assert.equal(r.leader, leader);
-    assert.equal(r.reinit.action, 'restarted');
+    assert.equal(count('reinitMember'), calls0 + 2, 'the step in flight was retried by the new worker');
+    assert.equal(r.reinit.action, 'already-restarted', JSON.stringify(r.reinit));
+    const wiped = inCt(pg(target).vmid, [
+      'journalctl',
+      '-u',
+      'patroni',
+      '--since',
+      `@${since}`,
+      '--no-pager',
+      '-o',
+      'cat',
+    ])
+      .split('\n')
+      .filter((l) => /Removing data directory/.test(l));
+    assert.equal(wiped.length, 1, `re-cloned exactly once: ${JSON.stringify(wiped)}`);
     assert.notEqual(r.reinit.postmasterAfter, r.reinit.postmasterBefore);
     const gone = spawnSync('lxc-attach', [
       '-n',
