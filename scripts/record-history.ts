@@ -3,6 +3,9 @@
  * current workflow code: run it when a runbook is released or deliberately changed (with patched()).
  *
  *   npx tsx scripts/record-history.ts        writes test/histories/<workflowId>.json
+ *   PGHA_RECORD_LAB=FILE npx tsx scripts/record-history.ts
+ *       also runs the real deployCluster and switchover on that deployed lab inventory and saves
+ *       their histories (test/histories/lab-<operation>-<cluster>.json)
  *
  * It runs the released runbooks on a throw-away dev server with a worker in this process and the real
  * (smoke) activities. Histories are recorded WITHOUT the payload codec: the codec only wraps payloads
@@ -25,6 +28,8 @@ import { approve, lockWorkflowId, progress, searchAttributeKeys } from '../workf
 import type { RunbookProgress } from '../workflows/messages';
 import type { smoke } from '../workflows/smoke';
 import type { deployCluster } from '../workflows/deploy-cluster';
+import type { switchover } from '../workflows/switchover';
+import { inventoryInput } from '../clients/inventory-input';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { deployMocks } from '../test/helpers/deploy-mocks';
@@ -131,8 +136,43 @@ async function main(): Promise<void> {
       await h.result();
       recorded.push(h);
     });
+    // 6. Optionally, the real runbooks on a deployed lab cluster (real activities, real results).
+    const labFile = process.env.PGHA_RECORD_LAB;
+    const names = new Map<string, string>();
+    if (labFile) {
+      const { input, inventory } = await inventoryInput(labFile);
+      const labWorker = await Worker.create({
+        connection: env.nativeConnection,
+        taskQueue: 'record-lab',
+        workflowsPath,
+        activities: createActivities({ stateDir: mkdtempSync(join(tmpdir(), 'pgha-record-')) }),
+        dataConverter: replayDataConverter,
+      });
+      await labWorker.runUntil(async () => {
+        const d = await startRunbook<typeof deployCluster>(env.client, {
+          workflow: 'deployCluster',
+          args: [{ inventory: input }],
+          cluster: inventory.cluster,
+          operation: 'deploy',
+          taskQueue: 'record-lab',
+        });
+        await d.result();
+        recorded.push(d);
+        names.set(d.workflowId, `lab-deploy-${inventory.cluster}`);
+        const s = await startRunbook<typeof switchover>(env.client, {
+          workflow: 'switchover',
+          args: [{ inventory: input }],
+          cluster: inventory.cluster,
+          operation: 'switchover',
+          taskQueue: 'record-lab',
+        });
+        await s.result();
+        recorded.push(s);
+        names.set(s.workflowId, `lab-switchover-${inventory.cluster}`);
+      });
+    }
     for (const h of recorded) {
-      const file = join(historiesDir, `${h.workflowId}.json`);
+      const file = join(historiesDir, `${names.get(h.workflowId) ?? h.workflowId}.json`);
       // The format `temporal workflow show --output json` exports (what an operator would attach to a bug).
       const json = execFileSync(
         temporalBinary,
