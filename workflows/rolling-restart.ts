@@ -18,7 +18,6 @@
  */
 import {
   ApplicationFailure,
-  ChildWorkflowFailure,
   ParentClosePolicy,
   executeChild,
   proxyActivities,
@@ -35,7 +34,6 @@ import { ConfigKeyError, classifyConfig } from '../runbooks/patroni-config';
 import type { ConfigValue } from '../runbooks/patroni-config';
 import { parseInventory } from '../runbooks/schema';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
-import { FailureType } from './messages';
 import { errorMessage, runbook } from './steps';
 import type { Runbook } from './steps';
 import type { HandoffReport, SwitchoverInput } from './switchover';
@@ -228,25 +226,13 @@ async function restartMembers(
     async () => {
       try {
         // The candidate is left to the switchover's own choice (the fit replica with the least lag).
-        const args: SwitchoverInput & { lock: boolean } = { inventory: opts.inventory, lock: false };
+        const args: SwitchoverInput = { inventory: opts.inventory, lock: false };
         return await executeChild<(a: typeof args) => Promise<HandoffReport>>('switchover', {
           workflowId: `${workflowInfo().workflowId}-switchover`,
           args: [args],
           parentClosePolicy: ParentClosePolicy.TERMINATE,
         });
       } catch (err) {
-        if (
-          err instanceof ChildWorkflowFailure &&
-          err.cause instanceof ApplicationFailure &&
-          err.cause.type === FailureType.ClusterBusy
-        ) {
-          throw ApplicationFailure.nonRetryable(
-            `restarting the leader through a switchover is not yet available: the switchover runbook took the cluster lock ` +
-              `this runbook holds (it does not yet accept lock: false). Nothing was switched over; the replicas are restarted — ` +
-              `restart the leader in place (--leader in-place), or run pgha switchover and then pgha restart --member ${leaderSnap.name}`,
-            'NotYetAvailable',
-          );
-        }
         throw ApplicationFailure.nonRetryable(
           `switchover before restarting ${leaderSnap.name} failed: ${errorMessage(err)}`,
           'MaintenanceFailed',

@@ -35,6 +35,11 @@ export interface SwitchoverInput {
   scheduledAt?: string;
   /** Wait at the gate `switchover` for `pgha approve` (this long) before anything is touched. */
   approvalTimeout?: Duration;
+  /**
+   * Take the cluster lock (default true). false only for a switchover run as a child of another
+   * runbook that holds the lock (rollingRestart's leader restart through a switchover).
+   */
+  lock?: boolean;
 }
 
 export interface FailoverInput {
@@ -106,40 +111,43 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
   if (at !== undefined || input.approvalTimeout) plan.push('re-check');
   plan.push('hand-off', 'verify');
 
-  return runbook({ cluster: inv.cluster, operation: 'switchover', plan }, async (rb) => {
-    let p: HandoffPlan = await rb.step('pre-checks', () =>
-      check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
-    );
-    if (at !== undefined) {
-      await rb.step('wait until scheduled', async () => {
-        const left = at - Date.now();
-        if (left > 0) await sleep(left);
-        return input.scheduledAt;
-      });
-    }
-    if (input.approvalTimeout) await rb.approval('switchover', { timeout: input.approvalTimeout });
-    if (at !== undefined || input.approvalTimeout) {
-      const first = p;
-      // Time passed: the cluster is asked again. An explicit candidate stays; a chosen one may change.
-      p = await rb.step('re-check', () =>
+  return runbook(
+    { cluster: inv.cluster, operation: 'switchover', plan, lock: input.lock ?? true },
+    async (rb) => {
+      let p: HandoffPlan = await rb.step('pre-checks', () =>
         check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
       );
-      if (p.leader !== first.leader) {
-        throw ApplicationFailure.nonRetryable(
-          `the leader changed while waiting (was ${first.leader}, now ${p.leader}); nothing was done: start again`,
-          'SwitchoverRefused',
-        );
+      if (at !== undefined) {
+        await rb.step('wait until scheduled', async () => {
+          const left = at - Date.now();
+          if (left > 0) await sleep(left);
+          return input.scheduledAt;
+        });
       }
-    }
-    const plan2 = p;
-    const cut = await rb.step('hand-off', () => handoff.switchoverCutover({ inv, plan: plan2 }), {
-      node: plan2.candidate,
-    });
-    const verify = await rb.step('verify', () => check.switchoverVerify({ inv, plan: plan2 }), {
-      node: plan2.candidate,
-    });
-    return report(plan2, cut, verify);
-  });
+      if (input.approvalTimeout) await rb.approval('switchover', { timeout: input.approvalTimeout });
+      if (at !== undefined || input.approvalTimeout) {
+        const first = p;
+        // Time passed: the cluster is asked again. An explicit candidate stays; a chosen one may change.
+        p = await rb.step('re-check', () =>
+          check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
+        );
+        if (p.leader !== first.leader) {
+          throw ApplicationFailure.nonRetryable(
+            `the leader changed while waiting (was ${first.leader}, now ${p.leader}); nothing was done: start again`,
+            'SwitchoverRefused',
+          );
+        }
+      }
+      const plan2 = p;
+      const cut = await rb.step('hand-off', () => handoff.switchoverCutover({ inv, plan: plan2 }), {
+        node: plan2.candidate,
+      });
+      const verify = await rb.step('verify', () => check.switchoverVerify({ inv, plan: plan2 }), {
+        node: plan2.candidate,
+      });
+      return report(plan2, cut, verify);
+    },
+  );
 }
 
 export async function failover(input: FailoverInput): Promise<HandoffReport> {

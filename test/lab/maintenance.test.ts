@@ -88,6 +88,7 @@ const show = (member: string, name: string) =>
 interface PatroniStatus {
   role: string;
   state: string;
+  timeline?: number;
   postmaster_start_time?: string;
   pending_restart?: boolean;
 }
@@ -687,3 +688,22 @@ void test('refusals name the fix and touch nothing', { skip, timeout: 300_000 },
     if (n.hostname !== replica) assert.equal(after[i], before[i], `${n.hostname} untouched`);
   });
 });
+
+void test(
+  'pgha restart --leader switchover: replicas first, the leadership moves (timeline +1), the old leader restarts as a replica',
+  { skip, timeout: 300_000 },
+  async () => {
+    const leader = await healthy();
+    const timeline = (await patroni(leader))!.timeline!;
+    const before = await startTimesNow();
+    const r = pgha('restart', '--cluster', LAB, '--leader', 'switchover');
+    assert.equal(r.status, 0, r.out);
+    const now = await healthy();
+    assert.notEqual(now, leader, 'the leadership moved');
+    assert.equal((await patroni(now))!.timeline, timeline + 1);
+    assert.match((await patroni(leader))!.role, /replica/);
+    const after = await startTimesNow();
+    for (const n of inv.nodes.postgres)
+      assert.notEqual(after[n.hostname], before[n.hostname], `${n.hostname} restarted`);
+  },
+);

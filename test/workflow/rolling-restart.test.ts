@@ -157,6 +157,29 @@ function mock(opts: {
       calls.push({ activity: 'waitRow', member: a.member, args: a });
       return { found: true };
     },
+    // The switchover runbook's activities (it runs as a child for --leader switchover).
+    switchoverPrecheck: async (a: Record<string, unknown>) => {
+      calls.push({ activity: 'switchoverPrecheck', args: a });
+      const leader = (opts.snap ?? snapshot('pg102')).leader;
+      const candidate = ['pg102', 'pg103', 'pg104'].find((n) => n !== leader)!;
+      return {
+        action: 'switchover',
+        leader,
+        candidate,
+        timeline: 3,
+        chosen: true,
+        maxLagBytes: 1048576,
+        members: [],
+      };
+    },
+    switchoverCutover: async (a: { plan: { candidate: string } }) => {
+      calls.push({ activity: 'switchoverCutover', member: a.plan.candidate, args: a });
+      return { outcome: 'switched', leader: a.plan.candidate, timings: {}, routedOn: [] };
+    },
+    switchoverVerify: async (a: { plan: { candidate: string } }) => {
+      calls.push({ activity: 'switchoverVerify', member: a.plan.candidate, args: a });
+      return { leader: a.plan.candidate, timeline: 4, haproxy: [], members: [] };
+    },
   };
   return { calls, activities };
 }
@@ -286,15 +309,28 @@ void describe('rollingRestart', () => {
     assert.deepEqual(touched(m.calls), []);
   });
 
-  void test('leader through a switchover: replicas restarted, then a clear NotYetAvailable while the switchover runbook cannot run under this lock', async () => {
+  void test('leader through a switchover: replicas first, then the switchover runbook as a child under this lock, then the old leader as a replica', async () => {
     const m = mock({ snap: snapshot('pg102') });
-    const { error } = await run(m, 'rollingRestart', {
+    const { result, error } = await run<{ leaderAfter?: string }>(m, 'rollingRestart', {
       inventory: inventory(uniqueId('c')),
       leader: 'switchover',
     });
-    assert.equal(error?.type, 'NotYetAvailable', JSON.stringify(error));
-    assert.match(error!.message, /not yet available.*--leader in-place/);
-    assert.deepEqual(restarted(m.calls), ['pg103', 'pg104'], 'the leader was not restarted');
+    assert.equal(error, undefined, JSON.stringify(error));
+    assert.equal(result?.leaderAfter, 'pg103');
+    assert.deepEqual(
+      touched(m.calls).map((c) => `${c.activity}${c.member ? ` ${c.member}` : ''}`),
+      [
+        'restartMember pg103',
+        'restartMember pg104',
+        'switchoverPrecheck',
+        'switchoverCutover pg103',
+        'switchoverVerify pg103',
+        'restartMember pg102',
+      ],
+    );
+    const last = m.calls[m.calls.length - 1]!;
+    assert.equal(last.args.role, 'replica', 'the old leader is restarted as a replica');
+    assert.equal(last.args.leader, 'pg103');
   });
 });
 
