@@ -831,8 +831,13 @@ function crossCheck(raw: unknown, out: InventoryIssue[]): void {
     for (const k of ['binDir', 'dataDir'] as const) {
       const v = pg[k];
       if (typeof v !== 'string') continue;
-      const majors = [...v.matchAll(/(?<!\d)(\d{1,2})(?!\d)/g)]
-        .map((m) => Number(m[1]))
+      // Only path segments that name a version (`18`, `pgsql-18`, `postgresql-18.4`, `pg18`): digits
+      // elsewhere (a temp directory `tmp-9pOna0`, `data-2`) say nothing about the major.
+      const majors = v
+        .split('/')
+        .map((seg) => /^(?:(?:pgsql|postgresql|postgres|pg)[-_]?)?(\d{1,2})(?:\.\d+){0,2}$/.exec(seg)?.[1])
+        .filter((m): m is string => m !== undefined)
+        .map(Number)
         .filter((m) => m >= 9 && m <= 30);
       if (
         k === 'binDir'

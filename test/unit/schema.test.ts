@@ -356,6 +356,16 @@ void describe('each mistake names the field path and the fix', () => {
     d.postgresql.binDir = '/usr/pgsql-17/bin';
     expectError(d, 'postgresql.binDir', /\/usr\/pgsql-18\/bin/);
   });
+  void it('17b. digits outside a version segment of a path are not taken for a major', async () => {
+    const d = await labDoc();
+    d.postgresql.dataDir = '/tmp/pgha-render-9pOna0/data-18';
+    assert.deepEqual(
+      validateInventory(d).issues.filter((i) => i.severity === 'error'),
+      [],
+    );
+    d.postgresql.dataDir = '/srv/postgresql-17.2/data';
+    expectError(d, 'postgresql.dataDir', /a major-18 data directory/);
+  });
   void it('18. a bad duration', async () => {
     const d = await labDoc();
     d.haproxy.checkInter = '1 sec';
