@@ -11,10 +11,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inventoryInput } from '../../clients/inventory-input';
 import { renderSeedHaproxy } from '../../activities/render';
@@ -22,8 +22,8 @@ import { startRunbook } from '../../clients/runbook';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import { progress } from '../../workflows/messages';
+import { inCt, sqlAs } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
-import { LXC_PATH } from '../../lab/paths';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
@@ -39,22 +39,6 @@ let input: Awaited<ReturnType<typeof inventoryInput>>['input'];
 const workers: Proc[] = [];
 
 /** A command inside a CT, straight through LXC (not pgha's transport). */
-function inCt(vmid: number, argv: string[]): string {
-  return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-}
-
-/** The same, with bytes on stdin. */
-function inCtStdin(vmid: number, argv: string[], stdin: string): string {
-  return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
-    encoding: 'utf8',
-    input: stdin,
-    timeout: 30_000,
-  });
-}
-
 function pgha(...args: string[]): string {
   return execFileSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), ...args], {
     cwd: repoRoot,
@@ -71,24 +55,7 @@ const startWorker = (name: string, taskQueue: string, countDir: string) => {
 const ready = (w: Proc) => workerReady(w);
 const count = activityCalls;
 
-const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
-
-async function sql<T>(host: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({
-    host,
-    port,
-    user: 'postgres',
-    password: secret(inv.secrets.superuserPassword),
-    database: 'postgres',
-    connectionTimeoutMillis: 5000,
-  });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T>(host: string, port: number, fn: (c: Client) => Promise<T>) => sqlAs(inv, host, port, fn);
 
 /** systemd's start time of each service on each node: changes if anything restarted it. */
 function serviceStarts(): Record<string, string> {
@@ -289,7 +256,7 @@ void test(
       ...inv,
       ports: { ...inv.ports, haproxyWrite: 6432, haproxyStats: 8405 },
     });
-    inCtStdin(h.vmid, ['sh', '-c', 'cat > /tmp/seed-haproxy.cfg'], seed.content);
+    inCt(h.vmid, ['sh', '-c', 'cat > /tmp/seed-haproxy.cfg'], { stdin: seed.content });
     inCt(h.vmid, ['haproxy', '-f', '/tmp/seed-haproxy.cfg', '-p', '/tmp/seed-haproxy.pid']);
     try {
       await new Promise((r) => setTimeout(r, 10_000)); // rise 3 × inter 3s: every server UP

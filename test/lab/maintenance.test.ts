@@ -34,8 +34,9 @@ import { progress } from '../../workflows/messages';
 import type { reinitReplica } from '../../workflows/reinit';
 import type { applyConfig, rollingRestart } from '../../workflows/rolling-restart';
 import { errorMessage } from '../../workflows/steps';
-import { labNotUpReason } from '../../lab/testing';
+import { inCt, sqlAs } from '../helpers/lab-direct';
 import { LXC_PATH } from '../../lab/paths';
+import { labNotUpReason } from '../../lab/testing';
 import { Proc, repoRoot, sleep, waitFor } from '../helpers/local-common';
 import { eventually, startTestServer, testCodecKey, uniqueId } from '../helpers/temporal';
 
@@ -55,29 +56,7 @@ const workers: Proc[] = [];
 const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
 const pg = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!;
 
-function inCt(vmid: number, argv: string[]): string {
-  return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-}
-
-async function sql<T>(host: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({
-    host,
-    port,
-    user: inv.postgresql.superuser,
-    password: secret(inv.secrets.superuserPassword),
-    database: 'postgres',
-    connectionTimeoutMillis: 5000,
-  });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T>(host: string, port: number, fn: (c: Client) => Promise<T>) => sqlAs(inv, host, port, fn);
 const show = (member: string, name: string) =>
   sql(
     pg(member).ip,

@@ -14,10 +14,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inventoryInput } from '../../clients/inventory-input';
@@ -27,8 +27,8 @@ import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { HandoffReport, failover, switchover } from '../../workflows/switchover';
 import { errorMessage } from '../../workflows/steps';
+import { inCt, sqlAs } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
-import { LXC_PATH } from '../../lab/paths';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
@@ -45,12 +45,6 @@ const taskQueue = uniqueId('sw-lab');
 const countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
 const procs: Proc[] = [];
 
-function inCt(vmid: number, argv: string[]): string {
-  return execFileSync('lxc-attach', ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv], {
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-}
 function pgha(...args: string[]): string {
   return execFileSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), ...args], {
     cwd: repoRoot,
@@ -66,28 +60,11 @@ function startWorker(name: string): Proc {
 const ready = (w: Proc) => workerReady(w);
 const count = (activity: string) => activityCalls(countDir, activity);
 
-const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
 const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
 const vmid = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.vmid;
 const nameOf = (addr: string) => inv.nodes.postgres.find((n) => n.ip === addr)?.hostname ?? addr;
 
-async function sql<T>(host: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({
-    host,
-    port,
-    user: inv.postgresql.superuser,
-    password: secret(inv.secrets.superuserPassword),
-    database: 'postgres',
-    connectionTimeoutMillis: 5000,
-  });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
+const sql = <T>(host: string, port: number, fn: (c: Client) => Promise<T>) => sqlAs(inv, host, port, fn);
 const one = async <T>(host: string, q: string, params: unknown[] = [], port = inv.ports.postgresql) =>
   sql(host, port, async (c) => (await c.query(q, params)).rows[0] as T);
 
