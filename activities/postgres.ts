@@ -8,6 +8,7 @@
  * timeout. The password comes from a secret reference resolved here; errors name host, port, user
  * and the reference, never the value.
  */
+import type { PgSettingInfo } from '../runbooks/patroni-config';
 import { Client, type ClientConfig } from 'pg';
 import { pollUntil } from './poll';
 import { resolveSecretRef } from './secrets';
@@ -78,18 +79,8 @@ export interface PgProbeRead {
   inRecovery: boolean;
 }
 
-/** One row of pg_settings (see pgSettings). */
-export interface PgSettingRow {
-  name: string;
-  setting: string;
-  unit: string | null;
-  vartype: 'bool' | 'enum' | 'integer' | 'real' | 'string';
-  context: string;
-  enumvals: string[] | null;
-  min_val: string | null;
-  max_val: string | null;
-  pending_restart: boolean;
-}
+/** One row of pg_settings (see pgSettings); the shape runbooks/patroni-config.ts checks values against. */
+export type PgSettingRow = PgSettingInfo;
 
 export class PostgresUnreachableError extends Error {
   override readonly name = 'PostgresUnreachableError';
