@@ -18,7 +18,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -36,8 +36,10 @@ import type { applyConfig, rollingRestart } from '../../workflows/rolling-restar
 import { errorMessage } from '../../workflows/steps';
 import { inCt, sqlAs } from '../helpers/lab-direct';
 import { LXC_PATH } from '../../lab/paths';
+import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
-import { Proc, repoRoot, sleep, waitFor } from '../helpers/local-common';
+import type { Proc } from '../helpers/local-common';
+import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 import { eventually, startTestServer, testCodecKey, uniqueId } from '../helpers/temporal';
 
 const skip = labNotUpReason();
@@ -243,36 +245,12 @@ class Writer {
 // ---- the worker process and the CLI ----
 
 function startWorker(name: string): Proc {
-  const w = new Proc(
-    name,
-    process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'test/helpers/worker-process.ts')],
-    {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: env.address,
-        TEMPORAL_NAMESPACE: 'default',
-        PGHA_TASK_QUEUE: taskQueue,
-        PGHA_CODEC_KEY: testCodecKey.toString('base64'),
-        PGHA_STATE_DIR: mkdtempSync(join(tmpdir(), 'pgha-state-')),
-        PGHA_COUNT_DIR: countDir,
-        PGHA_METRICS_ADDRESS: 'off',
-      },
-    },
-  );
+  const w = startWorkerProc({ name, address: env.address, taskQueue, countDir });
   workers.push(w);
   return w;
 }
-const ready = (w: Proc) =>
-  waitFor(`${w.name} polling`, 90_000, async () => {
-    if (!w.running) throw new Error(`${w.name} exited: ${w.output()}`);
-    return w.output().includes('READY');
-  });
-const count = (activity: string) =>
-  existsSync(join(countDir, activity))
-    ? readFileSync(join(countDir, activity), 'utf8').trim().split('\n').length
-    : 0;
+const ready = (w: Proc) => workerReady(w);
+const count = (activity: string) => activityCalls(countDir, activity);
 
 /** `pgha ...` as an operator runs it, against this test's server and worker. */
 function pgha(...args: string[]): { status: number | null; out: string } {
