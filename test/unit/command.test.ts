@@ -9,7 +9,18 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CommandQuoteError, pct, pctExec, quote, quoteArg } from '../../activities/command';
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  CommandQuoteError,
+  CommandTooLongError,
+  HOST_COMMAND_MAX_BYTES,
+  checkCommandLength,
+  pct,
+  pctExec,
+  quote,
+  quoteArg,
+} from '../../activities/command';
+import { Failures } from '../../runbooks/failures';
 
 /** What the shell makes of `quote(argv)`: each word it passes to printf, NUL-terminated. */
 function throughShell(shell: 'sh' | 'bash', argv: string[], cwd?: string): string[] {
@@ -135,5 +146,64 @@ void describe('pct helpers', () => {
     );
     assert.equal(pct('status', 111), 'pct status 111');
     assert.throws(() => pct('status; reboot', 111), /not a pct subcommand/);
+  });
+});
+
+void describe('command length (the host runs the line as one `bash -c` argument)', () => {
+  /** A quoted line of exactly `bytes` bytes: `printf %s <x...>`. */
+  const lineOf = (bytes: number) => quote(['printf', '%s', 'x'.repeat(bytes - 'printf %s '.length)]);
+
+  void it("the limit is the kernel's: a line of the limit runs through bash -c, one byte more does not", () => {
+    const fits = lineOf(HOST_COMMAND_MAX_BYTES);
+    assert.equal(Buffer.byteLength(fits), HOST_COMMAND_MAX_BYTES);
+    assert.equal(execFileSync('bash', ['-c', fits]).length, HOST_COMMAND_MAX_BYTES - 'printf %s '.length);
+    const over = lineOf(HOST_COMMAND_MAX_BYTES + 1);
+    assert.throws(() => execFileSync('bash', ['-c', over], { stdio: 'ignore' }), /E2BIG/);
+    assert.equal(checkCommandLength(fits, ['printf']), fits);
+    assert.throws(() => checkCommandLength(over, ['printf']), CommandTooLongError);
+  });
+
+  void it('a 200 KiB argument is refused before anything runs, non-retryable, naming size and limit', () => {
+    const big = 'a'.repeat(200 * 1024);
+    assert.throws(
+      () => pctExec(103, ['sh', '-c', 'cat >/dev/null', 'sh', big]),
+      (err: unknown) => {
+        assert.ok(err instanceof CommandTooLongError);
+        assert.ok(err instanceof ApplicationFailure, 'Temporal sees it as an ApplicationFailure');
+        assert.equal(err.type, Failures.CommandTooLongError);
+        assert.equal(err.nonRetryable, true);
+        assert.equal(err.limit, HOST_COMMAND_MAX_BYTES);
+        // the caller's five arguments, not pct's words nor a wrapper's
+        assert.match(err.message, /its 5 arguments \(sh \.\.\.\) take 204820 bytes/);
+        assert.match(err.message, /largest: argument 4, 204800 bytes/);
+        assert.match(err.message, /limit of 131071 bytes/);
+        assert.match(err.message, /stdin/);
+        return true;
+      },
+    );
+  });
+
+  void it('counts arguments as passed, not the wrapper before them', () => {
+    const big = 'b'.repeat(140 * 1024);
+    assert.throws(
+      () => pctExec(103, ['echo', big], ['env', 'PGHA_EXEC=0123', 'timeout', '-s', 'KILL', '65s']),
+      /its 2 arguments \(echo \.\.\.\) take 143364 bytes .*largest: argument 1, 143360 bytes/,
+    );
+  });
+
+  void it('counts bytes, not characters, and the line as quoted', () => {
+    // 70 000 Cyrillic letters are 140 000 bytes of UTF-8
+    assert.throws(() => pctExec(103, ['echo', 'я'.repeat(70_000)]), CommandTooLongError);
+    // 40 000 single quotes are 40 000 bytes as passed but 160 000 quoted ('\'' each)
+    assert.throws(
+      () => pctExec(103, ['echo', "'".repeat(40_000)]),
+      /take 40004 bytes .* 16\d{4} bytes as one command line/,
+    );
+    // 100 KiB still goes
+    assert.ok(pctExec(103, ['echo', 'c'.repeat(100 * 1024)]).endsWith('c'));
+  });
+
+  void it('other pct subcommands are bounded too', () => {
+    assert.throws(() => pct('set', 103, ['--description', 'd'.repeat(150_000)]), CommandTooLongError);
   });
 });
