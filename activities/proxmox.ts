@@ -6,13 +6,15 @@
  *   (`SHA256:...`, as `ssh-keygen -lf` prints it). There is no accept-any mode.
  * - Commands are argv, quoted by activities/command.ts (the one place a command string is built).
  * - Every command has a timeout (and honours an AbortSignal); a broken connection is replaced by a
- *   new one on the next call. At most `maxChannels` commands share the connection at a time
+ *   new one on the next call. A command we give up on (cancelled or timed out) is killed inside the
+ *   CT: closing the SSH channel alone leaves it running there (see `execBuffer`). At most `maxChannels` commands share the connection at a time
  *   (OpenSSH's default MaxSessions is 10).
  * - Errors are typed and say what to do: host key mismatch, auth failure, host unreachable,
  *   unknown CT, CT not running, command failed (exit code + tail of stderr), timeout.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
+import type { Duplex, Readable } from 'node:stream';
 import type { ClientChannel } from 'ssh2';
 import { Client } from 'ssh2';
 import { pct, pctExec, quote } from './command';
@@ -155,6 +157,56 @@ export interface PushOptions {
 
 function tail(text: string, lines = 10, chars = 2000): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n').slice(-chars);
+}
+
+/**
+ * The environment variable that marks every process of one `pct exec` inside the CT (the command,
+ * `timeout` and whatever they start inherit it), so that a cancelled command can be found and killed.
+ */
+export const EXEC_MARK = 'PGHA_EXEC';
+
+/**
+ * Kills every process in the CT marked `PGHA_EXEC=<id>`, and their process groups (`timeout`
+ * leads one holding the command and its children). /proc only: minbase CTs lack procps. A few
+ * passes, so a command whose lxc-attach is still starting is caught too; prints how many it killed.
+ */
+const KILL_SCRIPT = `id=$1 n=0 pass=0
+while [ $pass -lt 10 ]; do
+  pass=$((pass + 1)) found=
+  for d in /proc/[0-9]*; do
+    grep -qzx "${EXEC_MARK}=$id" "$d/environ" 2>/dev/null && found="$found \${d#/proc/}"
+  done
+  if [ -z "$found" ]; then
+    { [ $n -gt 0 ] || [ $pass -ge 3 ]; } && break
+  else
+    for p in $found; do
+      kill -9 -"$p" 2>/dev/null
+      kill -9 "$p" 2>/dev/null && n=$((n + 1))
+    done
+  fi
+  sleep 0.2
+done
+echo "$n"`;
+
+/** How long the kill of a given-up command may take (it runs over a fresh channel). */
+const KILL_TIMEOUT_MS = 15_000;
+
+/** A long-lived command in a CT with its streams (e.g. a HAProxy runtime API session through socat). */
+export interface PctSession {
+  /** Write to it = the command's stdin; read from it = the command's stdout. */
+  stream: Duplex;
+  stderr: Readable;
+  /** Settles when the command ends (or the channel closes): its exit status. */
+  exit: Promise<{ code: number; signal?: string }>;
+  /** Ends stdin, closes the channel and kills the command inside the CT (bounded). Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface SessionOptions {
+  /** Upper bound of the session's life inside the CT (default 10 min): it is killed there after it. */
+  maxLifetimeMs?: number;
+  /** Aborting it closes the session (and kills the command in the CT). */
+  signal?: AbortSignal;
 }
 
 const UNKNOWN_CT = /Configuration file 'nodes\/[^/]+\/lxc\/(\d+)\.conf' does not exist/;
@@ -316,14 +368,25 @@ export class ProxmoxHost {
     void conn?.then((c) => c.end()).catch(() => undefined);
   }
 
-  private async slot<T>(fn: () => Promise<T>): Promise<T> {
+  /** Waits for a free channel; the returned function gives it back (once). */
+  private async acquire(): Promise<() => void> {
     if (this.active >= this.cfg.maxChannels) await new Promise<void>((r) => this.waiting.push(r));
     this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      this.waiting.shift()?.();
+    };
+  }
+
+  private async slot<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire();
     try {
       return await fn();
     } finally {
-      this.active--;
-      this.waiting.shift()?.();
+      release();
     }
   }
 
@@ -346,25 +409,28 @@ export class ProxmoxHost {
           `command timed out after ${timeoutMs} ms waiting for a channel on ${this.where}`,
         );
       }
-      let channel: ClientChannel;
-      try {
-        channel = await this.openChannel(command);
-      } catch (err) {
-        if (err instanceof ProxmoxError) throw err;
-        // The cached connection died under us: one fresh attempt.
-        this.conn = undefined;
-        try {
-          channel = await this.openChannel(command);
-        } catch (again) {
-          if (again instanceof ProxmoxError) throw again;
-          throw new ProxmoxError(
-            'Unreachable',
-            `cannot run a command on ${this.where}: ${(again as Error).message}`,
-          );
-        }
-      }
+      const channel = await this.openChannelRetry(command);
       return this.collect(channel, command, { ...opts, timeoutMs: Math.max(1, deadline - Date.now()) });
     });
+  }
+
+  /** A channel for `command`; a cached connection that died under us gets one fresh attempt. */
+  private async openChannelRetry(command: string): Promise<ClientChannel> {
+    try {
+      return await this.openChannel(command);
+    } catch (err) {
+      if (err instanceof ProxmoxError) throw err;
+      this.conn = undefined;
+      try {
+        return await this.openChannel(command);
+      } catch (again) {
+        if (again instanceof ProxmoxError) throw again;
+        throw new ProxmoxError(
+          'Unreachable',
+          `cannot run a command on ${this.where}: ${(again as Error).message}`,
+        );
+      }
+    }
   }
 
   private async openChannel(command: string): Promise<ClientChannel> {
@@ -490,18 +556,106 @@ export class ProxmoxHost {
 
   /**
    * `pct exec <vmid> -- argv` with its output as bytes. Throws only for CT/transport errors.
-   * Inside the CT, argv runs under coreutils `timeout` a few seconds longer than our own deadline,
-   * so a command we gave up on (timeout, cancellation, lost connection) does not linger.
+   *
+   * A command we give up on does not linger in the CT. Closing the SSH channel does not reach it
+   * (a sleeping process never notices), so argv runs marked (`env PGHA_EXEC=<id>`) under coreutils
+   * `timeout` a few seconds longer than our own deadline (the bound if the host is unreachable),
+   * and when `opts.signal` aborts or our deadline passes, a second `pct exec` kills every process
+   * carrying the mark before this rejects (bounded by KILL_TIMEOUT_MS).
+   * A command line the host could not take is refused first (CommandTooLongError, non-retryable).
    */
   async execBuffer(vmid: number, argv: string[], opts: ExecOptions = {}): Promise<ExecResult<Buffer>> {
     const timeoutMs = opts.timeoutMs ?? this.cfg.commandTimeoutMs;
-    const remoteDeadline = `${Math.ceil(timeoutMs / 1000) + 5}s`;
-    const r = await this.run(pctExec(vmid, ['timeout', '-s', 'KILL', remoteDeadline, ...argv]), {
-      ...opts,
-      timeoutMs,
-    });
+    const id = randomBytes(8).toString('hex');
+    const deadline = `${Math.ceil(timeoutMs / 1000) + 5}s`;
+    const line = pctExec(vmid, argv, ['env', `${EXEC_MARK}=${id}`, 'timeout', '-s', 'KILL', deadline]);
+    let r: ExecResult<Buffer>;
+    try {
+      r = await this.run(line, { ...opts, timeoutMs });
+    } catch (err) {
+      if (err instanceof ProxmoxError && (err.kind === 'Aborted' || err.kind === 'Timeout')) {
+        throw await this.killGivenUp(vmid, id, err, deadline);
+      }
+      throw err;
+    }
     this.ctErrors(vmid, r, argv);
     return r;
+  }
+
+  /** Kills the marked processes of a command we gave up on; `why` gains what became of them. */
+  private async killGivenUp(
+    vmid: number,
+    id: string,
+    why: ProxmoxError,
+    deadline: string,
+  ): Promise<ProxmoxError> {
+    let outcome: string;
+    try {
+      const k = await this.run(pctExec(vmid, ['sh', '-c', KILL_SCRIPT, 'pgha-kill', id]), {
+        timeoutMs: KILL_TIMEOUT_MS,
+      });
+      const n = Number(k.stdout.toString('utf8').trim());
+      outcome =
+        k.code === 0
+          ? n > 0
+            ? `killed it in CT ${vmid} (${n} process${n === 1 ? '' : 'es'})`
+            : `it was no longer running in CT ${vmid}`
+          : `could not kill it in CT ${vmid} (exit ${k.code}: ${tail(k.stderr, 2)}); it ends there within ${deadline}`;
+    } catch (err) {
+      outcome = `could not kill it in CT ${vmid} (${(err as Error).message}); it ends there within ${deadline}`;
+    }
+    return new ProxmoxError(why.kind, `${why.message}; ${outcome}`, { ...why.details, vmid });
+  }
+
+  /**
+   * A long-lived `pct exec <vmid> -- argv` with its stdin and stdout as a stream, for protocols
+   * spoken through a command (HAProxy's runtime API through socat). It holds one of the
+   * connection's channels until closed; inside the CT it is marked and bounded like execBuffer,
+   * and `close()` (or `opts.signal`) kills it there.
+   */
+  async openSession(vmid: number, argv: string[], opts: SessionOptions = {}): Promise<PctSession> {
+    const lifetimeMs = opts.maxLifetimeMs ?? 600_000;
+    const id = randomBytes(8).toString('hex');
+    const deadline = `${Math.ceil(lifetimeMs / 1000)}s`;
+    const line = pctExec(vmid, argv, ['env', `${EXEC_MARK}=${id}`, 'timeout', '-s', 'KILL', deadline]);
+    if (opts.signal?.aborted)
+      throw new ProxmoxError('Aborted', `session cancelled on ${this.where}: ${line}`);
+    const release = await this.acquire();
+    let channel: ClientChannel;
+    try {
+      channel = await this.openChannelRetry(line);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const exit = new Promise<{ code: number; signal?: string }>((resolve) => {
+      let status: { code: number; signal?: string } = { code: 255 };
+      channel.on('exit', (c: number | null, sig?: string) => {
+        status = { code: c ?? 255, signal: sig ?? undefined };
+      });
+      channel.on('close', () => {
+        release();
+        resolve(status);
+      });
+    });
+    channel.on('error', () => undefined); // surfaces as the exit; never an unhandled 'error'
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        opts.signal?.removeEventListener('abort', onAbort);
+        try {
+          channel.end();
+          channel.close();
+        } catch {
+          // already closed
+        }
+        await this.killGivenUp(vmid, id, new ProxmoxError('Aborted', 'session closed'), deadline);
+      })();
+      return closing;
+    };
+    const onAbort = () => void close();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    return { stream: channel, stderr: channel.stderr, exit, close };
   }
 
   /**
