@@ -1,0 +1,37 @@
+/** HAProxy on one node: package, haproxy.cfg (checked before it goes live), started or reloaded. */
+import type { Inventory } from '../../runbooks/schema';
+import { HAPROXY_CFG_PATH } from '../render';
+import { markCluster, nodeCt, renderFor } from './context';
+import { ensureDebs, runOnlineRecipe } from './packages';
+import { ensureService } from './service';
+import { ensureFiles } from './shell';
+import { SERVICE } from './types';
+import type { NodeChange, NodeDeps } from './types';
+
+/** `haproxy -c` on a configuration file: exits non-zero, saying why, when HAProxy would refuse it. */
+export const haproxyCheck = (path: string) => ['haproxy', '-c', '-q', '-f', path];
+
+export async function installHaproxy(
+  deps: NodeDeps,
+  args: { inv: Inventory; hostname: string },
+): Promise<NodeChange> {
+  const { inv, hostname } = args;
+  const { node, ct } = await nodeCt(deps, inv, 'haproxy', hostname);
+  await markCluster(ct, inv);
+  const installed =
+    inv.install.haproxy.method === 'offline'
+      ? await ensureDebs(ct, inv.install.haproxy.dir, ['haproxy'])
+      : await runOnlineRecipe(ct, inv, 'haproxy');
+  const rendered = await renderFor(inv, 'haproxy', node);
+  const files = await ensureFiles(ct, rendered, { [HAPROXY_CFG_PATH]: haproxyCheck });
+  await deps.afterFiles?.({ node: hostname, service: SERVICE.haproxy });
+  const services = await ensureService(ct, {
+    unit: SERVICE.haproxy,
+    files: rendered.map((f) => f.path),
+    filesChanged: files.length > 0,
+    running: true,
+    onChange: 'reload',
+    validate: haproxyCheck(HAPROXY_CFG_PATH),
+  });
+  return { node: hostname, vmid: ct.vmid, installed, files, services };
+}
