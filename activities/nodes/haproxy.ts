@@ -9,7 +9,7 @@ import { SERVICE } from './types';
 import type { NodeChange, NodeDeps } from './types';
 
 /** `haproxy -c` on a configuration file: exits non-zero, saying why, when HAProxy would refuse it. */
-export const haproxyCheck = (path: string) => ['haproxy', '-c', '-q', '-f', path];
+export const haproxyCheck = (path: string) => ['haproxy', '-c', '-f', path];
 
 export async function installHaproxy(
   deps: NodeDeps,

@@ -1,17 +1,45 @@
 /**
- * activities/proxmox.ts against the lab's Proxmox stand-in (sshd on 10.213.50.1 + pct over LXC).
- * Skips only when the lab is not up; CI brings it up first.
+ * activities/proxmox.ts against the lab's Proxmox stand-in (sshd on 10.213.50.1 + pct over LXC),
+ * on the first PostgreSQL CT of the lab inventory (PGHA_LAB_INVENTORY, default
+ * runbooks/clusters/lab.yaml); it only needs to run. Skips only when the lab is not up; CI brings it up first.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { utils } from 'ssh2';
+import { parse } from 'yaml';
+import { CommandTooLongError, HOST_COMMAND_MAX_BYTES, quote } from '../../activities/command';
 import { ProxmoxError, ProxmoxHost, resolveProxmoxConfig } from '../../activities/proxmox';
-import { labNotUpReason, labProxmoxSection } from '../../lab/testing';
+import { labNotUpReason, labProxmoxSection as labSection } from '../../lab/testing';
+import { Failures } from '../../runbooks/failures';
+import { inCt } from '../helpers/lab-direct';
+import { repoRoot } from '../helpers/local-common';
 
 // Outside CI these skip when the lab is down; CI brings the lab up (lab.test.ts fails if it is not).
 const skip = process.env.CI ? false : labNotUpReason();
-const CT = 103;
+const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
+const labProxmoxSection = () => labSection(LAB);
+const target = skip
+  ? { vmid: 103, hostname: 'pg103', ip: '10.213.50.22' }
+  : (
+      parse(readFileSync(LAB, 'utf8')) as {
+        nodes: { postgres: { vmid: number; hostname: string; ip: string }[] };
+      }
+    ).nodes.postgres[0]!;
+const CT = target.vmid;
+const HOSTNAME = `${target.hostname}\n`;
+
+/** The command lines of every process in the CT, read from /proc straight through LXC (not pgha's transport). */
+function processesInCt(): string[] {
+  const out = inCt(CT, [
+    'sh',
+    '-c',
+    'for d in /proc/[0-9]*; do [ "$d" = /proc/$$ ] || { tr "\\0" " " <"$d/cmdline"; echo; } 2>/dev/null; done',
+  ]);
+  return out.split('\n').filter((l) => l.trim() !== '');
+}
 
 function isKind(kind: string) {
   return (err: unknown) => {
@@ -29,9 +57,9 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
   });
   after(() => host?.close());
 
-  void it('runs a command in the CT (pct exec 103 -- hostname)', async () => {
+  void it('runs a command in the CT (pct exec <vmid> -- hostname)', async () => {
     const r = await host.exec(CT, ['hostname']);
-    assert.deepEqual(r, { code: 0, signal: undefined, stdout: 'pg103\n', stderr: '' });
+    assert.deepEqual(r, { code: 0, signal: undefined, stdout: HOSTNAME, stderr: '' });
   });
 
   void it('passes exit codes and stderr through', async () => {
@@ -149,8 +177,8 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
   void it('reports status and config as Proxmox does', async () => {
     assert.equal(await host.status(CT), 'running');
     const cfg = await host.config(CT);
-    assert.equal(cfg.hostname, 'pg103');
-    assert.match(cfg.net0 ?? '', /(^|,)ip=10\.213\.50\.22\/24(,|$)/);
+    assert.equal(cfg.hostname, target.hostname);
+    assert.ok((cfg.net0 ?? '').split(',').includes(`ip=${target.ip}/24`), cfg.net0);
     assert.deepEqual(await host.start(CT), { changed: false }, 'start of a running CT is a no-op');
   });
 
@@ -164,26 +192,92 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
     await assert.rejects(host.status(999), isKind('UnknownCt'));
   });
 
-  void it('times out a command, and the connection keeps working', async () => {
+  void it('times out a command, kills it in the CT, and the connection keeps working', async () => {
     const t0 = Date.now();
-    await assert.rejects(host.exec(CT, ['sleep', '31.5'], { timeoutMs: 1000 }), isKind('Timeout'));
+    await assert.rejects(host.exec(CT, ['sleep', '31.5'], { timeoutMs: 1000 }), (err: unknown) => {
+      isKind('Timeout')(err);
+      assert.match((err as Error).message, /killed it in CT \d+ \(\d+ process/);
+      return true;
+    });
     assert.ok(Date.now() - t0 < 5_000, `took ${Date.now() - t0} ms`);
-    assert.equal((await host.exec(CT, ['hostname'])).stdout, 'pg103\n');
-    // the command we gave up on does not linger in the CT (bounded there by timeout + 5 s)
-    const deadline = Date.now() + 20_000;
-    const lingering = async () =>
-      (await host.exec(CT, ['pgrep', '-a', '-x', 'sleep'])).stdout.includes('sleep 31.5');
-    while (await lingering()) {
-      assert.ok(Date.now() < deadline, 'the timed-out command still runs in the CT');
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    assert.equal((await host.exec(CT, ['hostname'])).stdout, HOSTNAME);
+    assert.deepEqual(
+      processesInCt().filter((p) => p.includes('31.5')),
+      [],
+      'the timed-out command still runs in the CT',
+    );
   });
 
-  void it('honours an AbortSignal', async () => {
+  void it('a cancelled command is gone from the CT when the call rejects, with its children', async () => {
     const ac = new AbortController();
-    const p = host.exec(CT, ['sleep', '30'], { signal: ac.signal });
-    setTimeout(() => ac.abort(), 300);
-    await assert.rejects(p, isKind('Aborted'));
+    // a shell whose children never write: closing the SSH channel alone does not reach them
+    const p = host.exec(CT, ['sh', '-c', 'sleep 297.25 & sleep 298.25; wait'], {
+      signal: ac.signal,
+      timeoutMs: 600_000,
+    });
+    const started = Date.now() + 10_000;
+    while (!processesInCt().some((l) => l.includes('298.25'))) {
+      assert.ok(Date.now() < started, 'the command never started in the CT');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    ac.abort();
+    await assert.rejects(p, (err: unknown) => {
+      isKind('Aborted')(err);
+      assert.match((err as Error).message, /killed it in CT \d+ \(\d+ process/);
+      return true;
+    });
+    const left = processesInCt().filter((l) => /29[78]\.25/.test(l));
+    assert.deepEqual(left, [], 'the cancelled command (or a child) still runs in the CT');
+  });
+
+  void it('refuses a 200 KiB argument list before anything runs; 100 KiB still works', async () => {
+    const marker = `/tmp/pgha-ran-${randomBytes(4).toString('hex')}`;
+    const big = 'x'.repeat(200 * 1024);
+    await assert.rejects(host.exec(CT, ['sh', '-c', 'touch "$1"', 'sh', marker, big]), (err: unknown) => {
+      assert.ok(err instanceof CommandTooLongError, String(err));
+      assert.equal(err.type, Failures.CommandTooLongError);
+      assert.equal(err.nonRetryable, true);
+      assert.match(err.message, /its 6 arguments .*largest: argument 5, 204800 bytes.*limit of 131071 bytes/);
+      return true;
+    });
+    assert.throws(() => inCt(CT, ['test', '-e', marker]), 'the refused command ran');
+    const fits = 'y'.repeat(100 * 1024);
+    const r = await host.exec(CT, ['sh', '-c', 'printf %s "$1" | wc -c', 'sh', fits]);
+    assert.deepEqual([r.code, r.stdout.trim()], [0, String(100 * 1024)]);
+  });
+
+  void it("the limit is the host's: a line of the limit runs there, one byte more fails (measured)", async () => {
+    const lineOf = (bytes: number) => quote(['printf', '%s', 'z'.repeat(bytes - 'printf %s '.length)]);
+    const fits = await host.run(lineOf(HOST_COMMAND_MAX_BYTES));
+    assert.deepEqual([fits.code, fits.stdout.length], [0, HOST_COMMAND_MAX_BYTES - 'printf %s '.length]);
+    // what an unchecked caller got before: not an error, an exit status a check reads as "false"
+    const over = await host.run(lineOf(HOST_COMMAND_MAX_BYTES + 1));
+    assert.notEqual(over.code, 0);
+    assert.equal(over.stdout.length, 0);
+  });
+
+  void it('openSession: a long-lived command with its streams, killed in the CT on close', async () => {
+    const s = await host.openSession(CT, ['sh', '-c', 'echo ready; exec cat', 'pgha-session-295']);
+    const lines: string[] = [];
+    s.stream.on('data', (b: Buffer) => lines.push(...b.toString('utf8').split('\n').filter(Boolean)));
+    const until = async (want: string) => {
+      const deadline = Date.now() + 10_000;
+      while (!lines.includes(want)) {
+        assert.ok(Date.now() < deadline, `no ${want} from the session (got ${JSON.stringify(lines)})`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await until('ready');
+    s.stream.write('ping 1\n');
+    await until('ping 1');
+    assert.ok(
+      processesInCt().some((l) => l.startsWith('cat')),
+      'cat runs in the CT',
+    );
+    await s.close();
+    assert.deepEqual(await s.exit.then((e) => typeof e.code), 'number');
+    const left = processesInCt().filter((l) => l.startsWith('cat') || l.includes('pgha-session-295'));
+    assert.deepEqual(left, [], 'the session still runs in the CT after close');
   });
 
   void it('runs many commands concurrently over the one connection', async () => {
@@ -200,7 +294,7 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
     const client = await (host as unknown as { conn: Promise<{ destroy(): void }> }).conn;
     client.destroy();
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal((await host.exec(CT, ['hostname'])).stdout, 'pg103\n');
+    assert.equal((await host.exec(CT, ['hostname'])).stdout, HOSTNAME);
   });
 });
 
