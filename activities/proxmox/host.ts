@@ -7,228 +7,20 @@
  * - Commands are argv, quoted by activities/command.ts (the one place a command string is built).
  * - Every command has a timeout (and honours an AbortSignal); a broken connection is replaced by a
  *   new one on the next call. A command we give up on (cancelled or timed out) is killed inside the
- *   CT: closing the SSH channel alone leaves it running there (see `execBuffer`). At most `maxChannels` commands share the connection at a time
- *   (OpenSSH's default MaxSessions is 10).
+ *   CT: closing the SSH channel alone leaves it running there (see `execBuffer`). At most
+ *   `maxChannels` commands share the connection at a time (OpenSSH's default MaxSessions is 10).
  * - Errors are typed and say what to do: host key mismatch, auth failure, host unreachable,
  *   unknown CT, CT not running, command failed (exit code + tail of stderr), timeout.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:os';
-import type { Duplex, Readable } from 'node:stream';
-import type { ClientChannel } from 'ssh2';
-import { Client } from 'ssh2';
-import { pct, pctExec, quote } from './command';
-import { resolveSecretRef } from './secrets';
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-export type ProxmoxErrorKind =
-  | 'HostKeyMismatch'
-  | 'AuthFailed'
-  | 'Unreachable'
-  | 'UnknownCt'
-  | 'CtNotRunning'
-  | 'CommandFailed'
-  | 'Timeout'
-  | 'Aborted'
-  | 'OutputTooLarge'
-  | 'BadConfig';
-
-/** Retrying does not help these: they need an operator (or a fixed inventory). */
-const NON_RETRYABLE: ReadonlySet<ProxmoxErrorKind> = new Set([
-  'HostKeyMismatch',
-  'AuthFailed',
-  'UnknownCt',
-  'BadConfig',
-  'OutputTooLarge',
-]);
-
-export class ProxmoxError extends Error {
-  readonly retryable: boolean;
-  constructor(
-    readonly kind: ProxmoxErrorKind,
-    message: string,
-    readonly details: { vmid?: number; code?: number; stderrTail?: string; command?: string[] } = {},
-  ) {
-    super(message);
-    this.name = `Proxmox${kind}`;
-    this.retryable = !NON_RETRYABLE.has(kind);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Configuration
-
-export interface ProxmoxConfig {
-  host: string;
-  port?: number;
-  user?: string;
-  /** The private key itself (OpenSSH or PEM format), already resolved from its secret reference. */
-  privateKey: string | Buffer;
-  /** The pinned host key fingerprint, `SHA256:` + 43 base64 characters. */
-  hostKeyFingerprint: string;
-  /** SSH handshake deadline (default 15 s). */
-  connectTimeoutMs?: number;
-  /** Default per-command deadline (default 60 s). */
-  commandTimeoutMs?: number;
-  /** Commands running at once over the connection (default 8). */
-  maxChannels?: number;
-  /** Output beyond this many bytes (stdout + stderr) fails the command (default 256 MiB). */
-  maxOutputBytes?: number;
-}
-
-/** The inventory's `proxmox` section: secrets as references (`file:` / `env:`). */
-export interface ProxmoxInventorySection {
-  host: string;
-  port?: number;
-  user?: string;
-  privateKey: string;
-  /** A literal `SHA256:...` or a reference to a file/variable holding it. */
-  hostKeyFingerprint: string;
-}
-
-const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
-
-/** The SHA256 fingerprint of an SSH public key blob, as `ssh-keygen -l -E sha256` prints it. */
-export function sshFingerprint(keyBlob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;
-}
-
-/** Resolve the section's secret references into a ready config. Errors name the field, never a value. */
-export async function resolveProxmoxConfig(
-  section: ProxmoxInventorySection,
-  extra: Partial<Omit<ProxmoxConfig, 'host' | 'privateKey' | 'hostKeyFingerprint'>> = {},
-): Promise<ProxmoxConfig> {
-  if (!section?.host) throw new ProxmoxError('BadConfig', 'proxmox.host is missing in the inventory');
-  if (!section.privateKey) {
-    throw new ProxmoxError(
-      'BadConfig',
-      'proxmox.privateKey is missing: set it to file:/path/to/key or env:NAME',
-    );
-  }
-  if (!section.hostKeyFingerprint) {
-    throw new ProxmoxError(
-      'BadConfig',
-      'proxmox.hostKeyFingerprint is missing: pin the host key (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the Proxmox host)',
-    );
-  }
-  const privateKey = await resolveSecretRef(section.privateKey);
-  const fp = FINGERPRINT.test(section.hostKeyFingerprint)
-    ? section.hostKeyFingerprint
-    : (await resolveSecretRef(section.hostKeyFingerprint)).trim();
-  return {
-    ...extra,
-    host: section.host,
-    port: section.port,
-    user: section.user,
-    privateKey,
-    hostKeyFingerprint: fp,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The host
-
-export interface ExecOptions {
-  /** Bytes fed to the command's stdin (then EOF). Without it, stdin is closed at once. */
-  stdin?: string | Buffer;
-  timeoutMs?: number;
-  signal?: AbortSignal;
-}
-
-export interface ExecResult<T = string> {
-  /** The exit status; 128 + n when the command was killed by signal n. */
-  code: number;
-  signal?: string;
-  stdout: T;
-  stderr: string;
-}
-
-export interface PushOptions {
-  /** File mode, e.g. 0o640 (default 0o644). */
-  mode?: number;
-  /** Owner and group inside the CT, by name or number (default root:root). */
-  owner?: string;
-  group?: string;
-  timeoutMs?: number;
-  signal?: AbortSignal;
-}
-
-function tail(text: string, lines = 10, chars = 2000): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n').slice(-chars);
-}
-
-/**
- * The environment variable that marks every process of one `pct exec` inside the CT (the command,
- * `timeout` and whatever they start inherit it), so that a cancelled command can be found and killed.
- */
-export const EXEC_MARK = 'PGHA_EXEC';
-
-/**
- * Kills every process in the CT marked `PGHA_EXEC=<id>`, and their process groups (`timeout`
- * leads one holding the command and its children). /proc only: minbase CTs lack procps. A few
- * passes, so a command whose lxc-attach is still starting is caught too; prints how many it killed.
- */
-const KILL_SCRIPT = `id=$1 n=0 pass=0
-while [ $pass -lt 10 ]; do
-  pass=$((pass + 1)) found=
-  for d in /proc/[0-9]*; do
-    grep -qzx "${EXEC_MARK}=$id" "$d/environ" 2>/dev/null && found="$found \${d#/proc/}"
-  done
-  if [ -z "$found" ]; then
-    { [ $n -gt 0 ] || [ $pass -ge 3 ]; } && break
-  else
-    for p in $found; do
-      kill -9 -"$p" 2>/dev/null
-      kill -9 "$p" 2>/dev/null && n=$((n + 1))
-    done
-  fi
-  sleep 0.2
-done
-echo "$n"`;
-
-/** How long the kill of a given-up command may take (it runs over a fresh channel). */
-const KILL_TIMEOUT_MS = 15_000;
-
-/** A long-lived command in a CT with its streams (e.g. a HAProxy runtime API session through socat). */
-export interface PctSession {
-  /** Write to it = the command's stdin; read from it = the command's stdout. */
-  stream: Duplex;
-  stderr: Readable;
-  /** Settles when the command ends (or the channel closes): its exit status. */
-  exit: Promise<{ code: number; signal?: string }>;
-  /** Ends stdin, closes the channel and kills the command inside the CT (bounded). Idempotent. */
-  close(): Promise<void>;
-}
-
-export interface SessionOptions {
-  /** Upper bound of the session's life inside the CT (default 10 min): it is killed there after it. */
-  maxLifetimeMs?: number;
-  /** Aborting it closes the session (and kills the command in the CT). */
-  signal?: AbortSignal;
-}
-
-const UNKNOWN_CT = /Configuration file 'nodes\/[^/]+\/lxc\/(\d+)\.conf' does not exist/;
-const NOT_RUNNING = /^CT (\d+) not running$/m;
-
-/** Writes stdin to a temp file next to the destination, sets owner and mode, renames it into place. */
-const PUSH_SCRIPT = `set -e
-dest=$1 mode=$2 owner=$3 group=$4 sha=$5
-if [ -f "$dest" ] && [ "$(sha256sum <"$dest" | cut -d' ' -f1)" = "$sha" ]; then
-  have=$(stat -c '%a %U %G|%a %u %g' -- "$dest")
-  case "|$have|" in *"|$mode $owner $group|"*) cat >/dev/null; echo unchanged; exit 0 ;; esac
-fi
-dir=$(dirname -- "$dest")
-[ -d "$dir" ] || { echo "directory $dir does not exist" >&2; exit 2; }
-tmp=$(mktemp "$dir/.pgha-push.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-cat >"$tmp"
-chown -- "$owner:$group" "$tmp"
-chmod -- "$mode" "$tmp"
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-echo changed`;
+import type { ClientChannel, Client } from 'ssh2';
+import { pct, pctExec, quote } from '../command';
+import { FINGERPRINT, resolveProxmoxConfig } from './config';
+import type { ProxmoxConfig, ProxmoxInventorySection } from './config';
+import { ProxmoxError, tail } from './errors';
+import { EXEC_MARK, KILL_SCRIPT, KILL_TIMEOUT_MS, NOT_RUNNING, PUSH_SCRIPT, UNKNOWN_CT } from './scripts';
+import { collect, connectSsh } from './ssh';
+import type { ExecOptions, ExecResult, PctSession, PushOptions, SessionOptions } from './types';
 
 export class ProxmoxHost {
   readonly host: string;
@@ -280,84 +72,14 @@ export class ProxmoxHost {
     if (this.closed)
       return Promise.reject(new ProxmoxError('Aborted', `connection to ${this.where} was closed`));
     if (!this.conn) {
-      const p: Promise<Client> = this.connect(() => {
+      const o = { host: this.host, port: this.port, user: this.user, ...this.cfg };
+      const p: Promise<Client> = connectSsh(o, () => {
         if (this.conn === p) this.conn = undefined; // dead: the next call connects afresh
       });
       this.conn = p;
       p.catch(() => undefined);
     }
     return this.conn;
-  }
-
-  private connect(onDead: () => void): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const client = new Client();
-      let presented: string | undefined;
-      let settled = false;
-      client.on('ready', () => {
-        settled = true;
-        resolve(client);
-      });
-      client.on('close', onDead);
-      client.on('end', onDead);
-      client.on('error', (err: Error & { level?: string; code?: string }) => {
-        onDead();
-        if (settled) return; // a later error on a live connection: the next call reconnects
-        settled = true;
-        client.destroy();
-        if (presented !== undefined && presented !== this.cfg.hostKeyFingerprint) {
-          reject(
-            new ProxmoxError(
-              'HostKeyMismatch',
-              `host key mismatch for ${this.where}: it presented ${presented}, the inventory pins ` +
-                `${this.cfg.hostKeyFingerprint}. Someone may be intercepting the connection, or the host was ` +
-                `reinstalled: check the key on the host (ssh-keygen -lf) before updating proxmox.hostKeyFingerprint`,
-            ),
-          );
-        } else if (err.level === 'client-authentication') {
-          reject(
-            new ProxmoxError(
-              'AuthFailed',
-              `authentication as ${this.user} to ${this.where} failed: the server refused the key from ` +
-                `proxmox.privateKey (is its public key in the host's authorized_keys?)`,
-            ),
-          );
-        } else if (err.level === 'client-timeout') {
-          reject(
-            new ProxmoxError(
-              'Unreachable',
-              `no SSH handshake with ${this.where} within ${this.cfg.connectTimeoutMs} ms`,
-            ),
-          );
-        } else {
-          reject(
-            new ProxmoxError(
-              'Unreachable',
-              `cannot connect to ${this.where}: ${err.code ?? ''} ${err.message}`.trim(),
-            ),
-          );
-        }
-      });
-      try {
-        client.connect({
-          host: this.host,
-          port: this.port,
-          username: this.user,
-          privateKey: this.cfg.privateKey,
-          readyTimeout: this.cfg.connectTimeoutMs,
-          keepaliveInterval: 15_000,
-          keepaliveCountMax: 3,
-          hostVerifier: (key: Buffer) => {
-            presented = sshFingerprint(key);
-            return presented === this.cfg.hostKeyFingerprint;
-          },
-        });
-      } catch (err) {
-        settled = true;
-        onDead();
-        reject(new ProxmoxError('BadConfig', `cannot use proxmox.privateKey: ${(err as Error).message}`));
-      }
-    });
   }
 
   /** Close the connection; later calls fail. */
@@ -410,7 +132,12 @@ export class ProxmoxHost {
         );
       }
       const channel = await this.openChannelRetry(command);
-      return this.collect(channel, command, { ...opts, timeoutMs: Math.max(1, deadline - Date.now()) });
+      return collect(channel, command, {
+        ...opts,
+        timeoutMs: Math.max(1, deadline - Date.now()),
+        maxOutputBytes: this.cfg.maxOutputBytes,
+        where: this.where,
+      });
     });
   }
 
@@ -441,87 +168,6 @@ export class ProxmoxHost {
       } catch (err) {
         reject(err as Error);
       }
-    });
-  }
-
-  private collect(channel: ClientChannel, command: string, opts: ExecOptions): Promise<ExecResult<Buffer>> {
-    const timeoutMs = opts.timeoutMs ?? this.cfg.commandTimeoutMs;
-    return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let bytes = 0;
-      let code: number | undefined;
-      let signal: string | undefined;
-      let failure: ProxmoxError | undefined;
-
-      // Fail at once: the remote command may not notice a closed channel (a sleeping process
-      // never writes), so it is bounded on the CT side too (see execBuffer's `timeout`).
-      const stop = (why: ProxmoxError) => {
-        if (failure) return;
-        failure = why;
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        try {
-          channel.signal('KILL');
-        } catch {
-          // not every server honours signals
-        }
-        channel.close();
-        reject(why);
-      };
-      const timer = setTimeout(
-        () =>
-          stop(
-            new ProxmoxError(
-              'Timeout',
-              `command timed out after ${timeoutMs} ms on ${this.where}: ${command}`,
-            ),
-          ),
-        timeoutMs,
-      );
-      const onAbort = () =>
-        stop(new ProxmoxError('Aborted', `command cancelled on ${this.where}: ${command}`));
-      if (opts.signal?.aborted) onAbort();
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-
-      const take = (into: Buffer[]) => (chunk: Buffer) => {
-        bytes += chunk.length;
-        if (bytes > this.cfg.maxOutputBytes) {
-          stop(
-            new ProxmoxError(
-              'OutputTooLarge',
-              `output exceeded ${this.cfg.maxOutputBytes} bytes: ${command}`,
-            ),
-          );
-          return;
-        }
-        into.push(chunk);
-      };
-      channel.on('data', take(out));
-      channel.stderr.on('data', take(err));
-      channel.on('exit', (c: number | null, s?: string) => {
-        code = c ?? undefined;
-        signal = s ?? undefined;
-      });
-      channel.on('close', () => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        if (failure) return;
-        const stderr = Buffer.concat(err).toString('utf8');
-        const sigName = signal && !signal.startsWith('SIG') ? `SIG${signal}` : signal;
-        const sigNo = sigName ? constants.signals[sigName as keyof typeof constants.signals] : undefined;
-        resolve({
-          code: code ?? (sigNo !== undefined ? 128 + sigNo : 255),
-          signal,
-          stdout: Buffer.concat(out),
-          stderr,
-        });
-      });
-      channel.on('error', (e: Error) =>
-        stop(new ProxmoxError('Unreachable', `channel error on ${this.where}: ${e.message}`)),
-      );
-      if (opts.stdin !== undefined) channel.end(opts.stdin);
-      else channel.end();
     });
   }
 
@@ -792,30 +438,4 @@ export class ProxmoxHost {
     }
     return cfg;
   }
-}
-
-/**
- * A factory the activities layer holds: one ProxmoxHost (one SSH connection) per host/port/user,
- * built on first use from the inventory's proxmox section.
- */
-export function createProxmoxFactory(
-  extra?: Partial<Omit<ProxmoxConfig, 'host' | 'privateKey' | 'hostKeyFingerprint'>>,
-): { get(section: ProxmoxInventorySection): Promise<ProxmoxHost>; closeAll(): void } {
-  const hosts = new Map<string, Promise<ProxmoxHost>>();
-  return {
-    get(section) {
-      const key = `${section.user ?? 'root'}@${section.host}:${section.port ?? 22}|${section.hostKeyFingerprint}`;
-      let h = hosts.get(key);
-      if (!h) {
-        h = ProxmoxHost.fromInventory(section, extra);
-        hosts.set(key, h);
-        h.catch(() => hosts.delete(key));
-      }
-      return h;
-    },
-    closeAll() {
-      for (const h of hosts.values()) void h.then((x) => x.close()).catch(() => undefined);
-      hosts.clear();
-    },
-  };
 }
