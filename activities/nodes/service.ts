@@ -64,7 +64,9 @@ export async function ensureService(ct: Ct, want: ServiceWant): Promise<string[]
   const current = await filesOnDisk(ct, want.files);
   const applied = await appliedHash(ct, unit);
   const pending = applied === undefined ? want.filesChanged : applied !== current;
-  if (pending) await run(ct, ['systemctl', 'daemon-reload']);
+  // systemd reads changed unit files only on daemon-reload: before applying anything new, and
+  // before a first start (a retry of a step that died after writing a new unit, before starting it)
+  if (pending || applied === undefined) await run(ct, ['systemctl', 'daemon-reload']);
   const s = await unitState(ct, unit);
   if (!s.enabled) {
     await run(ct, ['systemctl', 'enable', '--quiet', unit]);

@@ -56,6 +56,7 @@ class FakeCt {
             `ActiveState=${this.active ? 'active' : 'inactive'}\nUnitFileState=${this.enabled ? 'enabled' : 'disabled'}\nExecMainStartTimestampMonotonic=0\n`,
           );
         case 'daemon-reload':
+          this.actions.push('daemon-reload');
           return ok();
         case 'enable':
           this.enabled = true;
@@ -116,7 +117,7 @@ void describe('ensureService converges on the configuration last applied', () =>
     assert.deepEqual(await ensureService(ct, want(write('v1'))), ['haproxy enabled', 'haproxy started']);
     assert.equal(fake.loaded, 'v1\n[Service]\n');
     assert.deepEqual(await ensureService(ct, want(write('v1'))), []);
-    assert.deepEqual(fake.actions, ['start haproxy']);
+    assert.deepEqual(fake.actions, ['daemon-reload', 'start haproxy']);
   });
 
   void it('an attempt that wrote new files and died before the reload: the retry reloads', async () => {
@@ -129,7 +130,7 @@ void describe('ensureService converges on the configuration last applied', () =>
     assert.deepEqual(await ensureService(ct, want(false)), ['haproxy reloaded']);
     assert.equal(fake.loaded, 'v2\n[Service]\n', 'the unit runs the new configuration');
     assert.deepEqual(await ensureService(ct, want(false)), [], 'and a third run does nothing');
-    assert.deepEqual(fake.actions, ['start haproxy', 'reload haproxy']);
+    assert.deepEqual(fake.actions, ['daemon-reload', 'start haproxy', 'daemon-reload', 'reload haproxy']);
   });
 
   void it('a configuration its validator rejects is not applied, and not recorded as applied', async () => {
@@ -142,6 +143,14 @@ void describe('ensureService converges on the configuration last applied', () =>
     write('v3');
     assert.deepEqual(await ensureService(ct, want(true)), ['haproxy reloaded']);
     assert.equal(fake.loaded, 'v3\n[Service]\n');
+  });
+
+  void it('a step that died after writing a new unit, before starting it: the retry reloads systemd, then starts', async () => {
+    const { fake, ct, want, write } = setup();
+    write('v1'); // ...and the worker died here
+    assert.deepEqual(await ensureService(ct, want(false)), ['haproxy enabled', 'haproxy started']);
+    assert.deepEqual(fake.actions, ['daemon-reload', 'start haproxy']);
+    assert.equal(fake.loaded, 'v1\n[Service]\n');
   });
 
   void it('configure only (running: false): a stopped unit stays stopped and is applied when it starts', async () => {
@@ -173,6 +182,6 @@ void describe('ensureService converges on the configuration last applied', () =>
     await ensureService(ct, etcd(write('v1')));
     write('v2');
     assert.deepEqual(await ensureService(ct, etcd(false)), ['haproxy restarted']);
-    assert.deepEqual(fake.actions, ['start haproxy', 'restart haproxy']);
+    assert.deepEqual(fake.actions, ['daemon-reload', 'start haproxy', 'daemon-reload', 'restart haproxy']);
   });
 });
