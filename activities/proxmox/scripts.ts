@@ -11,19 +11,19 @@ export const EXEC_MARK = 'PGHA_EXEC';
 
 /**
  * Kills every process in the CT marked `PGHA_EXEC=<id>`, and their process groups (`timeout`
- * leads one holding the command and its children). /proc only: minbase CTs lack procps. A few
- * passes, so a command whose lxc-attach is still starting is caught too; prints how many it killed.
+ * leads one holding the command and its children). /proc only (minbase CTs lack procps), one grep
+ * over every environ per pass. A few passes, so a command whose lxc-attach is still starting is
+ * caught too; prints how many processes it signalled.
  */
 export const KILL_SCRIPT = `id=$1 n=0 pass=0
 while [ $pass -lt 10 ]; do
-  pass=$((pass + 1)) found=
-  for d in /proc/[0-9]*; do
-    grep -qzx "${EXEC_MARK}=$id" "$d/environ" 2>/dev/null && found="$found \${d#/proc/}"
-  done
+  pass=$((pass + 1))
+  found=$(grep -lzx "${EXEC_MARK}=$id" /proc/[0-9]*/environ 2>/dev/null)
   if [ -z "$found" ]; then
     { [ $n -gt 0 ] || [ $pass -ge 3 ]; } && break
   else
-    for p in $found; do
+    for f in $found; do
+      p=\${f#/proc/} && p=\${p%/environ}
       kill -9 -"$p" 2>/dev/null
       kill -9 "$p" 2>/dev/null && n=$((n + 1))
     done
