@@ -11,8 +11,10 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
-import { parseInventory } from '../runbooks/schema';
-import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { Failures } from '../runbooks/failures';
+import type { InventoryInput } from '../runbooks/schema';
+import { activityOptions } from './activity-options';
+import { inventoryOf } from './inventory';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -27,27 +29,14 @@ export interface DeployInput {
 }
 
 /** Quick calls: each is one look-then-act on one node. */
-const node = proxyActivities<Activities>({
-  startToCloseTimeout: '15m',
-  heartbeatTimeout: '30s', // they heartbeat while each command runs: a dead worker is noticed in 30 s
-  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-});
+const node = proxyActivities<Activities>(activityOptions.nodeStep);
 /** Gates: bounded polls that heartbeat; they fail with what they saw, so retrying them is pointless. */
-const gate = proxyActivities<Activities>({
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '5s', maximumAttempts: 2 },
-});
+const gate = proxyActivities<Activities>(activityOptions.gate);
 
 export async function deployCluster(input: DeployInput) {
-  let inv: Inventory;
-  try {
-    inv = parseInventory(input.inventory);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInventory');
-  }
+  const inv = inventoryOf(input);
   const first = inv.nodes.postgres[0];
-  if (!first) throw ApplicationFailure.nonRetryable('no PostgreSQL nodes', 'InvalidInventory');
+  if (!first) throw ApplicationFailure.nonRetryable('no PostgreSQL nodes', Failures.InvalidInventory);
   const plan: PlanEntry[] = ['preflight', 'etcd', 'etcd healthy', 'postgres install'];
   if (input.approvalTimeout) plan.push({ gate: 'before-bootstrap' });
   plan.push('bootstrap leader', 'replicas join', 'replication', 'haproxy', 'end-to-end', 'status');

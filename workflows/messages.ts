@@ -10,6 +10,7 @@
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { Failures } from '../runbooks/failures';
 
 // ---- search attributes (Keyword; registered by `npm run server`) ----
 // They are NOT encrypted by the payload codec: never put a secret in one.
@@ -119,15 +120,16 @@ export const lockWorkflowId = (cluster: string) => `pgha-lock-${cluster}`;
 export const sharedOperations: readonly string[] = ['status'];
 
 // ---- how a runbook can end other than by success (ApplicationFailure types) ----
+// (the names themselves live in runbooks/failures.ts; this is the subset a runbook ends with)
 export const FailureType = {
   /** An approval gate was rejected: nothing further was touched. */
-  ApprovalRejected: 'ApprovalRejected',
+  ApprovalRejected: Failures.ApprovalRejected,
   /** Nobody decided an approval gate in time: nothing further was touched. */
-  ApprovalTimedOut: 'ApprovalTimedOut',
+  ApprovalTimedOut: Failures.ApprovalTimedOut,
   /** A pause lasted longer than the runbook's maxPause: nothing further was touched. */
-  PauseTimedOut: 'PauseTimedOut',
+  PauseTimedOut: Failures.PauseTimedOut,
   /** Another pgha operation holds the cluster lock. */
-  ClusterBusy: 'ClusterBusy',
+  ClusterBusy: Failures.ClusterBusy,
 } as const;
 
 /** The workflow id of a runbook: `<operation>-<cluster>`, plus a suffix where an operation repeats. */

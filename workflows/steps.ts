@@ -61,6 +61,7 @@ import {
 } from './messages';
 import type { ApproveInput, ApproveResult, RunbookProgress, RunbookState, StepProgress } from './messages';
 import { clusterLock } from './lock';
+import { Failures } from '../runbooks/failures';
 
 /** A step name, or an approval gate: `{ gate: 'before-bootstrap' }`. */
 export type PlanEntry = string | { gate: string };
@@ -361,7 +362,10 @@ export class Runbook {
     const g = this.waitingGate;
     // Two updates validated in the same workflow task: the second finds the gate already decided.
     if (!g || g.name !== input.gate || g.decision) {
-      throw ApplicationFailure.nonRetryable(`gate ${input.gate} was already decided`, 'GateAlreadyDecided');
+      throw ApplicationFailure.nonRetryable(
+        `gate ${input.gate} was already decided`,
+        Failures.GateAlreadyDecided,
+      );
     }
     const decision = input.decision ?? 'approve';
     g.decision = { decision, approver: input.approver.trim(), reason: input.reason, at: now() };
