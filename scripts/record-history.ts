@@ -34,11 +34,13 @@ import type { reinitReplica } from '../workflows/reinit';
 import { inventoryInput } from '../clients/inventory-input';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { deployMocks } from '../test/helpers/deploy-mocks';
+import { deployMocks } from './deploy-mocks';
 
 export const historiesDir = join(projectRoot, 'test', 'histories');
 /** What replay and recording share: no codec, failure messages encoded (as in production). */
-export const replayDataConverter = { failureConverterPath: require.resolve('../clients/failure-converter') };
+export const replayDataConverter = {
+  failureConverterPath: require.resolve('../converter/failure-converter'),
+};
 
 async function waitFor(h: WorkflowHandle, what: string, ok: (p: RunbookProgress) => boolean): Promise<void> {
   const deadline = Date.now() + 30_000;
