@@ -35,7 +35,7 @@ import type { ConfigValue } from '../runbooks/patroni-config';
 import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
-import { invalidInput, inventoryOf } from './inventory';
+import { invalidInput, inventoryOf, refuse } from './inventory';
 import { errorMessage, runbook } from './steps';
 import type { Runbook } from './steps';
 import type { HandoffReport, SwitchoverInput } from './switchover';
@@ -258,8 +258,7 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
   try {
     classifyConfig(input.set); // the names; values of parameters are checked against the live cluster
   } catch (err) {
-    if (err instanceof ConfigKeyError)
-      throw ApplicationFailure.nonRetryable(err.message, Failures.InvalidConfigKey);
+    if (err instanceof ConfigKeyError) refuse(err.message, Failures.InvalidConfigKey);
     throw err;
   }
   const plan = ['pre-check', 'patch config', 'wait picked up'];
