@@ -4,7 +4,13 @@
  * test/workflow/deploy.test.ts (through test/helpers/deploy-mocks.ts): it lives here because scripts/
  * never import test/.
  */
-export function deployMocks(opts: { existingLeader?: string } = {}) {
+export function deployMocks(
+  opts: {
+    existingLeader?: string;
+    /** What the final status step judges (default healthy, no reasons). */
+    verdict?: { status: 'healthy' | 'degraded' | 'down'; reasons: string[] };
+  } = {},
+) {
   const calls: string[] = [];
   const rec =
     (name: string, result: unknown = {}) =>
@@ -33,7 +39,7 @@ export function deployMocks(opts: { existingLeader?: string } = {}) {
       checkThroughHaproxy: rec('checkThroughHaproxy', { writes: [], reads: [] }),
       clusterStatus: async () => {
         calls.push('clusterStatus');
-        return { verdict: { status: 'healthy', reasons: [] } };
+        return { verdict: opts.verdict ?? { status: 'healthy', reasons: [] } };
       },
     },
   };

@@ -8,13 +8,14 @@
  * "etcd first, then Patroni, then HAProxy; check each" — as the seed says. Every step is idempotent:
  * run again on a deployed cluster, it changes nothing and restarts nothing.
  */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { Failures } from '../runbooks/failures';
 import type { InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
-import { inventoryOf } from './inventory';
+import { inventoryOf, refuse } from './inventory';
+import { Patches } from './patches';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -36,7 +37,7 @@ const gate = proxyActivities<Activities>(activityOptions.gate);
 export async function deployCluster(input: DeployInput) {
   const inv = inventoryOf(input);
   const first = inv.nodes.postgres[0];
-  if (!first) throw ApplicationFailure.nonRetryable('no PostgreSQL nodes', Failures.InvalidInventory);
+  if (!first) refuse('no PostgreSQL nodes', Failures.InvalidInventory);
   const plan: PlanEntry[] = ['preflight', 'etcd', 'etcd healthy', 'postgres install'];
   if (input.approvalTimeout) plan.push({ gate: 'before-bootstrap' });
   plan.push('bootstrap leader', 'replicas join', 'replication', 'haproxy', 'end-to-end', 'status');
@@ -96,6 +97,16 @@ export async function deployCluster(input: DeployInput) {
       gate.checkThroughHaproxy({ inv, leader: leader.leader, timeoutMs: 60_000 }),
     );
 
-    return rb.step('status', () => gate.clusterStatus({ inv }));
+    const status = await rb.step('status', () => gate.clusterStatus({ inv }));
+    // A deploy that ends with a cluster not healthy is not a success (scripts/up and CI rely on it).
+    if (status.verdict.status !== 'healthy' && patched(Patches.deployFailsUnhealthy)) {
+      throw ApplicationFailure.nonRetryable(
+        `cluster ${inv.cluster} was deployed but is ${status.verdict.status}: ${status.verdict.reasons.join('; ') || 'no reason given'}. ` +
+          `Look with pgha status --cluster FILE, fix what it names, then run pgha deploy again (it is idempotent)`,
+        Failures.DeployUnhealthy,
+        status.verdict,
+      );
+    }
+    return status;
   });
 }
