@@ -17,7 +17,7 @@
  * Every end is definite: completed with a report, or failed with what was found (the leader
  * still X and nothing changed, or exactly where the cluster stands).
  */
-import { ApplicationFailure, proxyActivities, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { CutoverResult, HandoffPlan, VerifyResult } from '../activities/switchover';
@@ -25,6 +25,8 @@ import { Failures } from '../runbooks/failures';
 import type { InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
+import { Patches } from './patches';
+import { scheduleProblem } from './schedule';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -81,6 +83,12 @@ function scheduledMs(at: string | undefined): number | undefined {
   const t = Date.parse(at);
   if (Number.isNaN(t)) {
     invalidInput(`scheduledAt ${JSON.stringify(at)} is not a time: use ISO 8601, e.g. 2026-11-26T23:00:00Z`);
+  }
+  // A time in the past would switch over at once; one years ahead would hold the cluster lock for
+  // ever. Compared with workflow time (deterministic); runs started before this check replay without it.
+  if (patched(Patches.scheduledAtBounds)) {
+    const problem = scheduleProblem('scheduledAt', t, Date.now());
+    if (problem) invalidInput(problem);
   }
   return t;
 }
