@@ -52,6 +52,49 @@ void test('every saved history replays against the current workflows', async () 
   for (const r of results) assert.equal(r.error, undefined, `${r.workflowId}: ${String(r.error)}`);
 });
 
+/** The workflow type and first input of a saved history (recorded without the codec: plain JSON). */
+function started(file: string): { type: string; input: Record<string, unknown> } {
+  const h = JSON.parse(readFileSync(join(historiesDir, file), 'utf8')) as {
+    events: {
+      workflowExecutionStartedEventAttributes?: {
+        workflowType: { name: string };
+        input?: { payloads: { data: string }[] };
+      };
+    }[];
+  };
+  const a = h.events[0]!.workflowExecutionStartedEventAttributes!;
+  const data = a.input?.payloads[0]?.data;
+  return {
+    type: a.workflowType.name,
+    input: data ? (JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as Record<string, unknown>) : {},
+  };
+}
+
+void test('every released runbook has a history recorded on the lab, holding secrets only as references', () => {
+  const lab = files.filter((f) => f.startsWith('lab-')).map((f) => ({ f, ...started(f) }));
+  const types = new Set(lab.map((h) => h.type));
+  for (const released of [
+    'deployCluster',
+    'switchover',
+    'failover',
+    'rollingRestart',
+    'applyConfig',
+    'reinitReplica',
+  ]) {
+    assert.ok(
+      types.has(released),
+      `no saved lab history of ${released}: record one (PGHA_RECORD_LAB, scripts/record-history.ts)`,
+    );
+  }
+  for (const h of lab) {
+    const secrets = (h.input.inventory as { secrets?: Record<string, unknown> } | undefined)?.secrets ?? {};
+    assert.ok(Object.keys(secrets).length > 0, `${h.f}: an inventory with its secrets section`);
+    for (const [name, ref] of Object.entries(secrets)) {
+      assert.match(String(ref), /^(file|env):/, `${h.f}: secrets.${name} is a reference, not a value`);
+    }
+  }
+});
+
 void test('a non-deterministic change to a released runbook is caught', async () => {
   const results = await replay(require.resolve('../helpers/changed-workflows'));
   const smoke = results.filter((r) => r.workflowId.startsWith('smoke-'));
