@@ -24,11 +24,19 @@ const histories = () =>
     history: historyFromCliJson(JSON.parse(readFileSync(join(historiesDir, f), 'utf8'))),
   }));
 
-async function replay(path: string): Promise<ReplayResult[]> {
+async function replay(path: string, opts: { unguarded?: boolean } = {}): Promise<ReplayResult[]> {
   const workflowBundle = await bundleWorkflowCode({
     workflowsPath: path,
     ...replayDataConverter,
     logger: quiet,
+    // unguarded: the workflows see a patched() that is always true (the changes without their guards).
+    webpackConfigHook: opts.unguarded
+      ? (config) => {
+          const alias = { '@temporalio/workflow$': require.resolve('../helpers/patched-always') };
+          config.resolve = { ...config.resolve, alias: { ...(config.resolve?.alias as object), ...alias } };
+          return config;
+        }
+      : undefined,
   });
   const results: ReplayResult[] = [];
   for await (const r of Worker.runReplayHistories(
@@ -103,6 +111,18 @@ void test('a non-deterministic change to a released runbook is caught', async ()
     assert.ok(
       r.error instanceof DeterminismViolationError,
       `${r.workflowId}: expected a determinism violation, got ${String(r.error)}`,
+    );
+  }
+});
+
+void test('the patched() guards are what keeps the lab histories replaying: without them they fail', async () => {
+  const results = await replay(workflowsPath, { unguarded: true });
+  const broken = results.filter((r) => r.error !== undefined).map((r) => r.workflowId);
+  // deployCluster, switchover, ... each end with the PgOutcome upsert that runs before it did not have.
+  for (const f of files.filter((x) => x.startsWith('lab-'))) {
+    assert.ok(
+      broken.includes(basename(f, '.json')),
+      `${f} replays even without the guards: ${broken.join(', ')}`,
     );
   }
 });
