@@ -53,5 +53,40 @@ export default tseslint.config(
       ],
     },
   },
+  // Boundaries between the top-level modules: the worker does not depend on the clients (the codec and
+  // the data converter both use live in converter/), and scripts never depend on the tests.
+  {
+    files: ['workers/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/clients', '**/clients/**'],
+              message:
+                'workers/ must not import clients/: put what both need in a shared module (converter/)',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['scripts/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/test', '**/test/**'],
+              message: 'scripts/ must not import test/: move what both need into scripts/ or a shared module',
+            },
+          ],
+        },
+      ],
+    },
+  },
   { files: ['**/*.mjs', '**/*.js'], ...tseslint.configs.disableTypeChecked },
 );

@@ -14,7 +14,7 @@ export const projectRoot = __dirname;
 export const taskQueue = process.env.PGHA_TASK_QUEUE ?? 'pgha';
 
 /** pgha's custom search attributes (all Keyword); registered by `npm run server`. */
-export const searchAttributeNames = ['PgCluster', 'PgOperation', 'PgNode', 'PgStep'] as const;
+export const searchAttributeNames = ['PgCluster', 'PgOperation', 'PgNode', 'PgStep', 'PgOutcome'] as const;
 
 /** The Temporal CLI (dev server + Web UI) built from its Go module by scripts/bootstrap. */
 export const temporalVersion = 'v1.5.1';

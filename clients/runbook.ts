@@ -19,6 +19,7 @@ import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } fr
 import { ApplicationFailure } from '@temporalio/common';
 import type { Workflow } from '@temporalio/common';
 import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow';
+import { Failures } from '../runbooks/failures';
 import { taskQueue } from '../temporal.config';
 import {
   FailureType,
@@ -41,7 +42,7 @@ export interface RunningOperation {
 }
 
 export class ClusterBusyError extends Error {
-  override readonly name = 'ClusterBusy';
+  override readonly name = Failures.ClusterBusy;
   constructor(
     readonly cluster: string,
     readonly running: RunningOperation,

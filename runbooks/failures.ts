@@ -14,6 +14,12 @@ export const Failures = {
   DeployUnhealthy: 'DeployUnhealthy',
   /** Bad input (an argument or the inventory), found before anything ran. */
   InvalidInput: 'InvalidInput',
+  /** The inventory a workflow was given does not parse (the workflows' own check, before any step). */
+  InvalidInventory: 'InvalidInventory',
+  /** Another pgha operation holds the cluster lock. */
+  ClusterBusy: 'ClusterBusy',
+  /** A second decision for an approval gate already decided (an update rejected, the run goes on). */
+  GateAlreadyDecided: 'GateAlreadyDecided',
   ApprovalRejected: 'ApprovalRejected',
   ApprovalTimedOut: 'ApprovalTimedOut',
   PauseTimedOut: 'PauseTimedOut',
@@ -41,4 +47,5 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.InvalidInput,
   Failures.InventoryError,
   Failures.InvalidConfigKey,
+  Failures.InvalidInventory,
 ];

@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const out = process.argv[2] ?? join(stateDir, 'workflow-bundle.js');
   const { code } = await bundleWorkflowCode({
     workflowsPath,
-    failureConverterPath: require.resolve('../clients/failure-converter'),
+    failureConverterPath: require.resolve('../converter/failure-converter'),
   });
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, code);

@@ -28,15 +28,19 @@ import { approve, lockWorkflowId, progress, searchAttributeKeys } from '../workf
 import type { RunbookProgress } from '../workflows/messages';
 import type { smoke } from '../workflows/smoke';
 import type { deployCluster } from '../workflows/deploy-cluster';
-import type { switchover } from '../workflows/switchover';
+import type { failover, switchover } from '../workflows/switchover';
+import type { applyConfig, rollingRestart } from '../workflows/rolling-restart';
+import type { reinitReplica } from '../workflows/reinit';
 import { inventoryInput } from '../clients/inventory-input';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { deployMocks } from '../test/helpers/deploy-mocks';
+import { deployMocks } from './deploy-mocks';
 
 export const historiesDir = join(projectRoot, 'test', 'histories');
 /** What replay and recording share: no codec, failure messages encoded (as in production). */
-export const replayDataConverter = { failureConverterPath: require.resolve('../clients/failure-converter') };
+export const replayDataConverter = {
+  failureConverterPath: require.resolve('../converter/failure-converter'),
+};
 
 async function waitFor(h: WorkflowHandle, what: string, ok: (p: RunbookProgress) => boolean): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -166,11 +170,58 @@ async function main(): Promise<void> {
           operation: 'switchover',
           taskQueue: 'record-lab',
         });
-        await s.result();
+        const switched = await s.result();
         recorded.push(s);
         names.set(s.workflowId, `lab-switchover-${inventory.cluster}`);
+        // The other released runbooks, each on the cluster as the previous one left it.
+        const members = inventory.nodes.postgres.map((n) => n.hostname);
+        const aReplicaOf = (leader: string) => members.find((m) => m !== leader)!;
+        const f = await startRunbook<typeof failover>(env.client, {
+          workflow: 'failover',
+          // Forced: the leader is healthy (a lab cannot lose it on cue); the old leader rejoins.
+          args: [{ inventory: input, candidate: aReplicaOf(switched.to), force: true }],
+          cluster: inventory.cluster,
+          operation: 'failover',
+          taskQueue: 'record-lab',
+        });
+        await f.result();
+        recorded.push(f);
+        names.set(f.workflowId, `lab-failover-${inventory.cluster}`);
+        const r = await startRunbook<typeof rollingRestart>(env.client, {
+          workflow: 'rollingRestart',
+          args: [{ inventory: input }],
+          cluster: inventory.cluster,
+          operation: 'restart',
+          taskQueue: 'record-lab',
+        });
+        const restarted = await r.result();
+        recorded.push(r);
+        names.set(r.workflowId, `lab-rollingRestart-${inventory.cluster}`);
+        const c = await startRunbook<typeof applyConfig>(env.client, {
+          workflow: 'applyConfig',
+          args: [{ inventory: input, set: { work_mem: '8MB' }, restart: 'in-place' }],
+          cluster: inventory.cluster,
+          operation: 'config',
+          taskQueue: 'record-lab',
+        });
+        await c.result();
+        recorded.push(c);
+        names.set(c.workflowId, `lab-applyConfig-${inventory.cluster}`);
+        const i = await startRunbook<typeof reinitReplica>(env.client, {
+          workflow: 'reinitReplica',
+          args: [{ inventory: input, member: aReplicaOf(restarted.leaderAfter) }],
+          cluster: inventory.cluster,
+          operation: 'reinit',
+          taskQueue: 'record-lab',
+        });
+        await i.result();
+        recorded.push(i);
+        names.set(i.workflowId, `lab-reinitReplica-${inventory.cluster}`);
       });
     }
+    // No secret of the lab may be in a saved history (inputs carry references only): checked here,
+    // before a file is written, against the values the references resolve to.
+    const secretValues = labFile ? await labSecretValues(labFile) : [];
     for (const h of recorded) {
       const file = join(historiesDir, `${names.get(h.workflowId) ?? h.workflowId}.json`);
       // The format `temporal workflow show --output json` exports (what an operator would attach to a bug).
@@ -179,12 +230,32 @@ async function main(): Promise<void> {
         ['workflow', 'show', '--workflow-id', h.workflowId, '--address', env.address, '--output', 'json'],
         { maxBuffer: 64 * 1024 * 1024 },
       );
+      const leaked = secretValues.filter((v) => json.includes(v));
+      if (leaked.length) {
+        throw new Error(
+          `${file}: the history holds ${leaked.length} secret value(s) of the lab: not written`,
+        );
+      }
       writeFileSync(file, json);
       console.log(`wrote ${file}`);
     }
   } finally {
     await env.teardown();
   }
+}
+
+/** The values behind the inventory's `file:` / `env:` secret references (those that resolve here). */
+async function labSecretValues(file: string): Promise<string[]> {
+  const { inventory } = await inventoryInput(file);
+  const values: string[] = [];
+  for (const ref of Object.values(inventory.secrets ?? {})) {
+    if (typeof ref !== 'string') continue;
+    let v: string | undefined;
+    if (ref.startsWith('file:')) v = readFileSync(ref.slice('file:'.length), 'utf8').trim();
+    else if (ref.startsWith('env:')) v = process.env[ref.slice('env:'.length)]?.trim();
+    if (v && v.length >= 8) values.push(v);
+  }
+  return values;
 }
 
 if (require.main === module) {

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { createCodec, pghaDataConverter } from '../clients/codec';
+import { createCodec, pghaDataConverter } from '../converter/codec';
 import { stateDir, taskQueue, temporalConnectConfig } from '../temporal.config';
 
 export const workflowsPath = require.resolve('../workflows');

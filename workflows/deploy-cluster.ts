@@ -8,11 +8,14 @@
  * "etcd first, then Patroni, then HAProxy; check each" — as the seed says. Every step is idempotent:
  * run again on a deployed cluster, it changes nothing and restarts nothing.
  */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
-import { parseInventory } from '../runbooks/schema';
-import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { Failures } from '../runbooks/failures';
+import type { InventoryInput } from '../runbooks/schema';
+import { activityOptions } from './activity-options';
+import { inventoryOf, refuse } from './inventory';
+import { Patches } from './patches';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -27,27 +30,14 @@ export interface DeployInput {
 }
 
 /** Quick calls: each is one look-then-act on one node. */
-const node = proxyActivities<Activities>({
-  startToCloseTimeout: '15m',
-  heartbeatTimeout: '30s', // they heartbeat while each command runs: a dead worker is noticed in 30 s
-  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-});
+const node = proxyActivities<Activities>(activityOptions.nodeStep);
 /** Gates: bounded polls that heartbeat; they fail with what they saw, so retrying them is pointless. */
-const gate = proxyActivities<Activities>({
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '5s', maximumAttempts: 2 },
-});
+const gate = proxyActivities<Activities>(activityOptions.gate);
 
 export async function deployCluster(input: DeployInput) {
-  let inv: Inventory;
-  try {
-    inv = parseInventory(input.inventory);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInventory');
-  }
+  const inv = inventoryOf(input);
   const first = inv.nodes.postgres[0];
-  if (!first) throw ApplicationFailure.nonRetryable('no PostgreSQL nodes', 'InvalidInventory');
+  if (!first) refuse('no PostgreSQL nodes', Failures.InvalidInventory);
   const plan: PlanEntry[] = ['preflight', 'etcd', 'etcd healthy', 'postgres install'];
   if (input.approvalTimeout) plan.push({ gate: 'before-bootstrap' });
   plan.push('bootstrap leader', 'replicas join', 'replication', 'haproxy', 'end-to-end', 'status');
@@ -107,6 +97,16 @@ export async function deployCluster(input: DeployInput) {
       gate.checkThroughHaproxy({ inv, leader: leader.leader, timeoutMs: 60_000 }),
     );
 
-    return rb.step('status', () => gate.clusterStatus({ inv }));
+    const status = await rb.step('status', () => gate.clusterStatus({ inv }));
+    // A deploy that ends with a cluster not healthy is not a success (scripts/up and CI rely on it).
+    if (status.verdict.status !== 'healthy' && patched(Patches.deployFailsUnhealthy)) {
+      throw ApplicationFailure.nonRetryable(
+        `cluster ${inv.cluster} was deployed but is ${status.verdict.status}: ${status.verdict.reasons.join('; ') || 'no reason given'}. ` +
+          `Look with pgha status --cluster FILE, fix what it names, then run pgha deploy again (it is idempotent)`,
+        Failures.DeployUnhealthy,
+        status.verdict,
+      );
+    }
+    return status;
   });
 }

@@ -10,6 +10,7 @@
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { Failures, REFUSAL_TYPES } from '../runbooks/failures';
 
 // ---- search attributes (Keyword; registered by `npm run server`) ----
 // They are NOT encrypted by the payload codec: never put a secret in one.
@@ -17,7 +18,21 @@ export const PgCluster = defineSearchAttributeKey('PgCluster', SearchAttributeTy
 export const PgOperation = defineSearchAttributeKey('PgOperation', SearchAttributeType.KEYWORD);
 export const PgNode = defineSearchAttributeKey('PgNode', SearchAttributeType.KEYWORD);
 export const PgStep = defineSearchAttributeKey('PgStep', SearchAttributeType.KEYWORD);
-export const searchAttributeKeys = [PgCluster, PgOperation, PgNode, PgStep];
+/** How a run ended (upserted when it ends): see RunOutcome. Lets `pgha runs` and the Web UI tell a refusal from a failure. */
+export const PgOutcome = defineSearchAttributeKey('PgOutcome', SearchAttributeType.KEYWORD);
+export const searchAttributeKeys = [PgCluster, PgOperation, PgNode, PgStep, PgOutcome];
+
+/**
+ * How a run ended, as the PgOutcome search attribute: `refused` when a check said no before anything
+ * was changed (a failure type in REFUSAL_TYPES), `failed` for any other failure; the others as the
+ * runbook's final state says.
+ */
+export type RunOutcome = 'succeeded' | 'refused' | 'failed' | 'cancelled' | 'rejected' | 'timed-out';
+
+/** The outcome of a run that ended with a failure of this type (undefined: not an ApplicationFailure). */
+export function failureOutcome(type: string | null | undefined): 'refused' | 'failed' {
+  return type && (REFUSAL_TYPES as readonly string[]).includes(type) ? 'refused' : 'failed';
+}
 
 // ---- progress ----
 export type StepStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -72,6 +87,10 @@ export interface RunbookProgress {
   endedAt?: string;
   /** How the runbook ended, in words. */
   outcome?: string;
+  /** How the runbook ended, as the PgOutcome search attribute (set when it ends). */
+  result?: RunOutcome;
+  /** The failure type it ended with, when it failed (e.g. SwitchoverRefused). */
+  failureType?: string;
 }
 
 export const progress = defineQuery<RunbookProgress>('progress');
@@ -119,15 +138,16 @@ export const lockWorkflowId = (cluster: string) => `pgha-lock-${cluster}`;
 export const sharedOperations: readonly string[] = ['status'];
 
 // ---- how a runbook can end other than by success (ApplicationFailure types) ----
+// (the names themselves live in runbooks/failures.ts; this is the subset a runbook ends with)
 export const FailureType = {
   /** An approval gate was rejected: nothing further was touched. */
-  ApprovalRejected: 'ApprovalRejected',
+  ApprovalRejected: Failures.ApprovalRejected,
   /** Nobody decided an approval gate in time: nothing further was touched. */
-  ApprovalTimedOut: 'ApprovalTimedOut',
+  ApprovalTimedOut: Failures.ApprovalTimedOut,
   /** A pause lasted longer than the runbook's maxPause: nothing further was touched. */
-  PauseTimedOut: 'PauseTimedOut',
+  PauseTimedOut: Failures.PauseTimedOut,
   /** Another pgha operation holds the cluster lock. */
-  ClusterBusy: 'ClusterBusy',
+  ClusterBusy: Failures.ClusterBusy,
 } as const;
 
 /** The workflow id of a runbook: `<operation>-<cluster>`, plus a suffix where an operation repeats. */

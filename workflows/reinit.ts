@@ -14,7 +14,9 @@ import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ClusterSnapshot, RestartResult } from '../activities/maintenance';
 import type { InventoryInput } from '../runbooks/schema';
-import { inventoryOf } from './rolling-restart';
+import { Failures } from '../runbooks/failures';
+import { activityOptions } from './activity-options';
+import { invalidInput, inventoryOf } from './inventory';
 import { runbook } from './steps';
 
 export interface ReinitInput {
@@ -33,33 +35,16 @@ export interface ReinitReport {
   markerRow: string;
 }
 
-const check = proxyActivities<Activities>({
-  startToCloseTimeout: '3m',
-  heartbeatTimeout: '1m',
-  retry: {
-    initialInterval: '2s',
-    maximumAttempts: 3,
-    nonRetryableErrorTypes: ['MaintenanceRefused', 'MaintenanceFailed', 'PatroniAuthRejectedError'],
-  },
-});
+const check = proxyActivities<Activities>(activityOptions.maintenance);
 /** The re-clone: POST + a bounded wait (heartbeats every second); the retry looks before it acts. */
-const long = proxyActivities<Activities>({
-  startToCloseTimeout: '20m',
-  heartbeatTimeout: '30s',
-  retry: {
-    initialInterval: '2s',
-    maximumAttempts: 3,
-    nonRetryableErrorTypes: ['MaintenanceRefused', 'MaintenanceFailed', 'PatroniAuthRejectedError'],
-  },
-});
+const long = proxyActivities<Activities>(activityOptions.longWait);
 
 export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
   const inv = inventoryOf(input);
   const known = inv.nodes.postgres.map((n) => n.hostname);
   if (typeof input.member !== 'string' || !known.includes(input.member)) {
-    throw ApplicationFailure.nonRetryable(
+    invalidInput(
       `member ${JSON.stringify(input.member)} is not in cluster ${inv.cluster}: name one of its replicas (members: ${known.join(', ')})`,
-      'InvalidInput',
     );
   }
   const member = input.member;
@@ -73,7 +58,7 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
         `${member} is the leader: a leader cannot be re-initialised. Switch over first ` +
           `(pgha switchover --cluster FILE --to ${snap.members.find((m) => m.role === 'replica')?.name ?? '<a replica>'}), ` +
           `then pgha reinit --member ${member}`,
-        'MaintenanceRefused',
+        Failures.MaintenanceRefused,
       );
     }
     const before = snap.members.find((m) => m.name === member);

@@ -32,8 +32,10 @@ import type {
 } from '../activities/maintenance';
 import { ConfigKeyError, classifyConfig } from '../runbooks/patroni-config';
 import type { ConfigValue } from '../runbooks/patroni-config';
-import { parseInventory } from '../runbooks/schema';
+import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { activityOptions } from './activity-options';
+import { invalidInput, inventoryOf, refuse } from './inventory';
 import { errorMessage, runbook } from './steps';
 import type { Runbook } from './steps';
 import type { HandoffReport, SwitchoverInput } from './switchover';
@@ -78,45 +80,14 @@ export interface ApplyConfigReport extends ConfigApplyResult {
 }
 
 /** Pre-checks and quick reads/writes: a refusal is final. */
-const check = proxyActivities<Activities>({
-  startToCloseTimeout: '3m',
-  heartbeatTimeout: '1m',
-  retry: {
-    initialInterval: '2s',
-    maximumAttempts: 3,
-    nonRetryableErrorTypes: [
-      'MaintenanceRefused',
-      'MaintenanceFailed',
-      'InvalidConfigKey',
-      'PatroniAuthRejectedError',
-    ],
-  },
-});
+const check = proxyActivities<Activities>(activityOptions.maintenance);
 /**
  * A member's restart: POST + a bounded wait that heartbeats every second. A 30 s heartbeat timeout
  * notices a dead worker quickly; the retry looks at the postmaster start time before acting.
  */
-const restart = proxyActivities<Activities>({
-  startToCloseTimeout: '12m',
-  heartbeatTimeout: '30s',
-  retry: {
-    initialInterval: '2s',
-    maximumAttempts: 3,
-    nonRetryableErrorTypes: ['MaintenanceRefused', 'MaintenanceFailed', 'PatroniAuthRejectedError'],
-  },
-});
+const restart = proxyActivities<Activities>(activityOptions.restart);
 
-export function inventoryOf(input: { inventory: InventoryInput }): Inventory {
-  try {
-    return parseInventory(input.inventory);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInventory');
-  }
-}
-
-function invalid(message: string): never {
-  throw ApplicationFailure.nonRetryable(message, 'InvalidInput');
-}
+const invalid = invalidInput;
 
 function checkLeaderMode(mode: unknown, field: string, allowNone = false): void {
   const ok = ['switchover', 'in-place', ...(allowNone ? ['none'] : [])];
@@ -235,7 +206,7 @@ async function restartMembers(
       } catch (err) {
         throw ApplicationFailure.nonRetryable(
           `switchover before restarting ${leaderSnap.name} failed: ${errorMessage(err)}`,
-          'MaintenanceFailed',
+          Failures.MaintenanceFailed,
         );
       }
     },
@@ -287,7 +258,7 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
   try {
     classifyConfig(input.set); // the names; values of parameters are checked against the live cluster
   } catch (err) {
-    if (err instanceof ConfigKeyError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidConfigKey');
+    if (err instanceof ConfigKeyError) refuse(err.message, Failures.InvalidConfigKey);
     throw err;
   }
   const plan = ['pre-check', 'patch config', 'wait picked up'];

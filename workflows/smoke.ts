@@ -10,14 +10,12 @@
  */
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { activityOptions } from './activity-options';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 import type { Duration } from '@temporalio/common';
 
-const acts = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', maximumAttempts: 5 },
-});
+const acts = proxyActivities<Activities>(activityOptions.quick);
 
 export interface SmokeInput {
   cluster: string;

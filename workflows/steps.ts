@@ -36,6 +36,7 @@ import {
   condition,
   isCancellation,
   log,
+  patched,
   setHandler,
   sleep,
   startChild,
@@ -51,16 +52,27 @@ import {
   PgCluster,
   PgNode,
   PgOperation,
+  PgOutcome,
   PgStep,
   approve,
+  failureOutcome,
   lockWorkflowId,
   pause,
   progress,
   release,
   resume,
 } from './messages';
-import type { ApproveInput, ApproveResult, RunbookProgress, RunbookState, StepProgress } from './messages';
+import type {
+  ApproveInput,
+  ApproveResult,
+  RunOutcome,
+  RunbookProgress,
+  RunbookState,
+  StepProgress,
+} from './messages';
+import { Patches } from './patches';
 import { clusterLock } from './lock';
+import { Failures } from '../runbooks/failures';
 
 /** A step name, or an approval gate: `{ gate: 'before-bootstrap' }`. */
 export type PlanEntry = string | { gate: string };
@@ -103,6 +115,21 @@ export function errorMessage(err: unknown): string {
   let e: unknown = err;
   while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
   return e instanceof Error ? e.message : String(e);
+}
+
+/** The failure type of an ApplicationFailure, also when it arrives wrapped (activity, child). */
+export function failureTypeOf(err: unknown): string | undefined {
+  let e: unknown = err;
+  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
+  return e instanceof ApplicationFailure ? (e.type ?? undefined) : undefined;
+}
+
+/**
+ * Records how the run ended as the PgOutcome search attribute (the Web UI and `pgha runs` show it):
+ * a refusal is told apart from a failure. Runs started before this existed replay without it.
+ */
+export function recordOutcome(outcome: RunOutcome): void {
+  if (patched(Patches.outcomeAttribute)) upsertSearchAttributes([{ key: PgOutcome, value: outcome }]);
 }
 
 export class Runbook {
@@ -267,7 +294,7 @@ export class Runbook {
       ) {
         this.finish('timed-out', err.message);
       } else {
-        this.finish('failed', errorMessage(err));
+        this.finish('failed', errorMessage(err), failureTypeOf(err));
       }
       throw err;
     } finally {
@@ -326,11 +353,19 @@ export class Runbook {
     if (this.state.current === s.name) this.state.current = undefined;
   }
 
-  private finish(state: RunbookState, outcome: string): void {
+  private finish(
+    state: Exclude<RunbookState, 'running' | 'paused' | 'waiting-approval' | 'compensating'>,
+    outcome: string,
+    failureType?: string,
+  ): void {
     this.state.state = state;
     this.state.outcome = outcome;
     this.state.endedAt = now();
     this.state.current = undefined;
+    this.state.failureType = failureType;
+    this.state.result =
+      state === 'completed' ? 'succeeded' : state === 'failed' ? failureOutcome(failureType) : state;
+    recordOutcome(this.state.result);
   }
 
   private validateApprove(input: ApproveInput): void {
@@ -361,7 +396,10 @@ export class Runbook {
     const g = this.waitingGate;
     // Two updates validated in the same workflow task: the second finds the gate already decided.
     if (!g || g.name !== input.gate || g.decision) {
-      throw ApplicationFailure.nonRetryable(`gate ${input.gate} was already decided`, 'GateAlreadyDecided');
+      throw ApplicationFailure.nonRetryable(
+        `gate ${input.gate} was already decided`,
+        Failures.GateAlreadyDecided,
+      );
     }
     const decision = input.decision ?? 'approve';
     g.decision = { decision, approver: input.approver.trim(), reason: input.reason, at: now() };

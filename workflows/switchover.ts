@@ -17,12 +17,16 @@
  * Every end is definite: completed with a report, or failed with what was found (the leader
  * still X and nothing changed, or exactly where the cluster stands).
  */
-import { ApplicationFailure, proxyActivities, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { CutoverResult, HandoffPlan, VerifyResult } from '../activities/switchover';
-import { parseInventory } from '../runbooks/schema';
-import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { Failures } from '../runbooks/failures';
+import type { InventoryInput } from '../runbooks/schema';
+import { activityOptions } from './activity-options';
+import { invalidInput, inventoryOf } from './inventory';
+import { Patches } from './patches';
+import { scheduleProblem } from './schedule';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -67,37 +71,24 @@ export interface HandoffReport {
 }
 
 /** Pre-checks and verification: quick reads; a refusal is final. */
-const check = proxyActivities<Activities>({
-  startToCloseTimeout: '5m',
-  heartbeatTimeout: '1m',
-  retry: { initialInterval: '2s', maximumAttempts: 2, nonRetryableErrorTypes: ['SwitchoverRefused'] },
-});
+const check = proxyActivities<Activities>(activityOptions.precheck);
 /**
  * The hand-off: one activity polling every 10 ms. A short heartbeat timeout so that a killed worker
  * is noticed within seconds; the retried attempt looks before it acts (idempotent).
  */
-const handoff = proxyActivities<Activities>({
-  startToCloseTimeout: '5m',
-  heartbeatTimeout: '10s',
-  retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['SwitchoverFailed'] },
-});
-
-function inventoryOf(input: { inventory: InventoryInput }): Inventory {
-  try {
-    return parseInventory(input.inventory);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInventory');
-  }
-}
+const handoff = proxyActivities<Activities>(activityOptions.handoff);
 
 function scheduledMs(at: string | undefined): number | undefined {
   if (at === undefined) return undefined;
   const t = Date.parse(at);
   if (Number.isNaN(t)) {
-    throw ApplicationFailure.nonRetryable(
-      `scheduledAt ${JSON.stringify(at)} is not a time: use ISO 8601, e.g. 2026-11-26T23:00:00Z`,
-      'InvalidInput',
-    );
+    invalidInput(`scheduledAt ${JSON.stringify(at)} is not a time: use ISO 8601, e.g. 2026-11-26T23:00:00Z`);
+  }
+  // A time in the past would switch over at once; one years ahead would hold the cluster lock for
+  // ever. Compared with workflow time (deterministic); runs started before this check replay without it.
+  if (patched(Patches.scheduledAtBounds)) {
+    const problem = scheduleProblem('scheduledAt', t, Date.now());
+    if (problem) invalidInput(problem);
   }
   return t;
 }
@@ -134,7 +125,7 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
         if (p.leader !== first.leader) {
           throw ApplicationFailure.nonRetryable(
             `the leader changed while waiting (was ${first.leader}, now ${p.leader}); nothing was done: start again`,
-            'SwitchoverRefused',
+            Failures.SwitchoverRefused,
           );
         }
       }
@@ -153,10 +144,7 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
 export async function failover(input: FailoverInput): Promise<HandoffReport> {
   const inv = inventoryOf(input);
   if (typeof input.candidate !== 'string' || input.candidate === '') {
-    throw ApplicationFailure.nonRetryable(
-      'candidate is missing: a failover needs the member to promote (pgha failover --to pgX)',
-      'InvalidInput',
-    );
+    invalidInput('candidate is missing: a failover needs the member to promote (pgha failover --to pgX)');
   }
   return runbook(
     { cluster: inv.cluster, operation: 'failover', plan: ['pre-checks', 'hand-off', 'verify'] },

@@ -6,7 +6,16 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { PgCluster, PgOperation, PgStep, approve, pause, resume } from '../../workflows/messages';
+import {
+  PgCluster,
+  PgOperation,
+  PgOutcome,
+  PgStep,
+  approve,
+  failureOutcome,
+  pause,
+  resume,
+} from '../../workflows/messages';
 import type { RunbookProgress, StepProgress } from '../../workflows/messages';
 import { withClient } from '../connection';
 import { explainBusy, followRunbook, runningOperation } from '../runbook';
@@ -108,13 +117,40 @@ export function progressTable(p: RunbookProgress): string {
   return t.toString();
 }
 
-/** Follows a run live; prints the summary; exit code 0 only when it completed. */
+/** Whether a run that ended like this was refused (a check said no; nothing was changed). */
+export function isRefusal(o: RunbookOutcome): boolean {
+  return o.status === 'FAILED' && failureOutcome(o.errorType) === 'refused';
+}
+
+/**
+ * Follows a run live; prints the summary; exit code 0 only when it completed. A refusal is one line,
+ * printed once (`<id>: refused [<type>]: <why and the fix>`), not the step, the table and the end.
+ */
 export async function watchRun(
   client: Client,
   handle: WorkflowHandle,
   timeoutMs?: number,
 ): Promise<RunbookOutcome> {
-  const o = await followRunbook(client, handle, { onChange: progressPrinter(handle.workflowId), timeoutMs });
+  // Once the runbook says it failed, what the printer would say is held until we know whether it
+  // was a refusal (then dropped) or a failure (then printed as before).
+  const held: string[] = [];
+  let holding = false;
+  const printer = progressPrinter(handle.workflowId, (line) =>
+    holding ? held.push(line) : console.log(line),
+  );
+  const o = await followRunbook(client, handle, {
+    onChange: (s) => {
+      holding ||= s.progress?.state === 'failed' || s.status === 'FAILED';
+      printer(s);
+    },
+    timeoutMs,
+  });
+  if (isRefusal(o)) {
+    console.log(`${handle.workflowId}: refused [${o.errorType}]: ${o.error}`);
+    process.exitCode = 1;
+    return o;
+  }
+  for (const line of held) console.log(line);
   if (o.progress) console.log(progressTable(o.progress));
   if (o.status === 'COMPLETED') {
     console.log(`${handle.workflowId}: completed`);
@@ -141,7 +177,7 @@ export function register(program: Command): void {
         if (!o.all) where.push(`ExecutionStatus = 'Running'`);
         const t = new Table({
           style: { head: [], border: [] },
-          head: ['workflow id', 'cluster', 'operation', 'status', 'step', 'started'],
+          head: ['workflow id', 'cluster', 'operation', 'status', 'outcome', 'step', 'started'],
         });
         let n = 0;
         for await (const wf of client.workflow.list({ query: where.join(' AND ') })) {
@@ -150,6 +186,8 @@ export function register(program: Command): void {
             wf.typedSearchAttributes.get(PgCluster) ?? '',
             wf.typedSearchAttributes.get(PgOperation) ?? '',
             wf.status.name,
+            // succeeded | refused | failed | ... (runs from before PgOutcome existed: empty)
+            wf.typedSearchAttributes.get(PgOutcome) ?? '',
             wf.typedSearchAttributes.get(PgStep) ?? '',
             wf.startTime.toISOString().replace('T', ' ').slice(0, 19),
           ]);

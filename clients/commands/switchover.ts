@@ -6,6 +6,7 @@
 import type { Duration } from '@temporalio/common';
 import type { Command } from 'commander';
 import type { HandoffReport, failover, switchover } from '../../workflows/switchover';
+import { scheduleProblem } from '../../workflows/schedule';
 import { withClient } from '../connection';
 import { inventoryInput } from '../inventory-input';
 import { startRunbook } from '../runbook';
@@ -68,6 +69,14 @@ export function register(program: Command): void {
           console.error(
             `--at ${JSON.stringify(o.at)} is not a time: use ISO 8601, e.g. 2026-11-26T23:00:00Z`,
           );
+          process.exitCode = 2;
+          return;
+        }
+        // Refused here, before anything starts (the workflow checks it again against its own clock).
+        const problem =
+          o.at === undefined ? undefined : scheduleProblem('--at', Date.parse(o.at), Date.now());
+        if (problem) {
+          console.error(problem);
           process.exitCode = 2;
           return;
         }

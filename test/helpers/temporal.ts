@@ -43,7 +43,7 @@ let bundle: ReturnType<typeof bundleWorkflowCode> | undefined;
 export function testBundle(): ReturnType<typeof bundleWorkflowCode> {
   bundle ??= bundleWorkflowCode({
     workflowsPath: require.resolve('./workflows'),
-    failureConverterPath: require.resolve('../../clients/failure-converter'),
+    failureConverterPath: require.resolve('../../converter/failure-converter'),
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
   });
   return bundle;

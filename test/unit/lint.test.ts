@@ -71,3 +71,55 @@ void test('eslint fails on node builtins / activity values imported under workfl
     for (const f of Object.values(files)) rmSync(f, { force: true });
   }
 });
+
+void test('eslint enforces the module boundaries: workers/ never imports clients/, scripts/ never imports test/', async () => {
+  const tag = randomUUID().slice(0, 8);
+  const files = {
+    workerToClient: join(repoRoot, 'workers', `lint-probe-clients-${tag}.ts`),
+    scriptToTest: join(repoRoot, 'scripts', `lint-probe-test-${tag}.ts`),
+    workerClean: join(repoRoot, 'workers', `lint-probe-clean-${tag}.ts`),
+  };
+  writeFileSync(
+    files.workerToClient,
+    "import { describeBusy } from '../clients/runbook';\n\nexport const probe = describeBusy;\n",
+  );
+  writeFileSync(
+    files.scriptToTest,
+    "import { repoRoot } from '../test/helpers/local-common';\n\nexport const probe = repoRoot;\n",
+  );
+  writeFileSync(
+    files.workerClean,
+    "import { pghaDataConverter } from '../converter/codec';\n\nexport const probe = pghaDataConverter;\n",
+  );
+  try {
+    const eslint = join(repoRoot, 'node_modules', '.bin', 'eslint');
+    const out = await run(eslint, ['--format', 'json', ...Object.values(files)], { cwd: repoRoot }).then(
+      (r) => ({ code: 0, stdout: r.stdout }),
+      (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
+    );
+    assert.equal(out.code, 1, 'eslint exits 1 on a boundary crossed');
+    const results = JSON.parse(out.stdout) as EslintResult[];
+    const of = (f: string) => results.find((r) => r.filePath === f)!;
+    const w = of(files.workerToClient).messages;
+    assert.ok(
+      w.some(
+        (m) =>
+          m.ruleId === '@typescript-eslint/no-restricted-imports' &&
+          /workers\/ must not import clients\//.test(m.message),
+      ),
+      JSON.stringify(w),
+    );
+    const s = of(files.scriptToTest).messages;
+    assert.ok(
+      s.some(
+        (m) =>
+          m.ruleId === '@typescript-eslint/no-restricted-imports' &&
+          /scripts\/ must not import test\//.test(m.message),
+      ),
+      JSON.stringify(s),
+    );
+    assert.equal(of(files.workerClean).errorCount, 0, JSON.stringify(of(files.workerClean).messages));
+  } finally {
+    for (const f of Object.values(files)) rmSync(f, { force: true });
+  }
+});

@@ -1,7 +1,8 @@
 /**
  * deployCluster's decisions on a real Temporal dev server with mocked activities: the seed's order
  * (etcd, then PostgreSQL + Patroni, then HAProxy, each checked), an existing leader kept, the
- * approval gate before any PostgreSQL starts, and a bad inventory refused before anything runs.
+ * approval gate before any PostgreSQL starts, a bad inventory refused before anything runs, a final
+ * verdict that is not healthy failing the run, and the PgOutcome each run ends with.
  * (The real thing, on the lab: test/lab/deploy.test.ts.)
  */
 import { after, before, test } from 'node:test';
@@ -14,7 +15,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startRunbook } from '../../clients/runbook';
 import type { InventoryInput } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
-import { approve, progress } from '../../workflows/messages';
+import { Failures } from '../../runbooks/failures';
+import { PgOutcome, approve, progress } from '../../workflows/messages';
 import { repoRoot } from '../helpers/local-common';
 import { deployMocks as mocks } from '../helpers/deploy-mocks';
 import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
@@ -151,8 +153,69 @@ void test('a bad inventory fails the run before any activity, naming the field',
     );
     assert.ok(err instanceof WorkflowFailedError);
     const cause = err.cause as Error & { type?: string };
-    assert.equal(cause.type, 'InvalidInventory');
+    assert.equal(cause.type, Failures.InvalidInventory);
     assert.match(cause.message, /nodes\.etcd/);
   });
   assert.deepEqual(m.calls, []);
+});
+
+void test('a deploy whose final verdict is not healthy FAILS with the status in the failure (and recorded as failed)', async () => {
+  const reasons = [
+    "pg104 is not a member in Patroni's /cluster (Patroni stopped, or not yet joined)",
+    'etcd member etcd3 (http://10.213.50.53:2379) is unhealthy: connect ECONNREFUSED',
+  ];
+  for (const status of ['degraded', 'down'] as const) {
+    const m = mocks({ verdict: { status, reasons } });
+    const taskQueue = uniqueId('deploy');
+    const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+    const cluster = uniqueId('dep');
+    const { err, outcome } = await worker.runUntil(async () => {
+      const h = await startRunbook<typeof deployCluster>(env.client, {
+        workflow: 'deployCluster',
+        args: [{ inventory: labInput(cluster) }],
+        cluster,
+        operation: 'deploy',
+        taskQueue,
+      });
+      const e = await h.result().then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      return { err: e, outcome: (await h.describe()).typedSearchAttributes.get(PgOutcome) };
+    });
+    assert.ok(err instanceof WorkflowFailedError, `${status}: the run failed (got ${String(err)})`);
+    const cause = err.cause as Error & { type?: string };
+    assert.equal(cause.type, Failures.DeployUnhealthy);
+    assert.match(cause.message, new RegExp(`is ${status}`));
+    for (const r of reasons)
+      assert.ok(cause.message.includes(r), `${status}: the reason "${r}" is in the failure`);
+    assert.doesNotMatch(cause.message, /password|secret/i);
+    assert.equal(outcome, 'failed', 'PgOutcome says failed (a deploy that ran is not a refusal)');
+    assert.equal(m.calls.at(-1), 'clusterStatus', 'every step ran; the verdict failed it');
+  }
+});
+
+void test('a healthy deploy is recorded as succeeded; a bad inventory as refused', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const ok = uniqueId('dep');
+  const bad = uniqueId('dep');
+  const badInput = labInput(bad);
+  badInput.nodes.etcd = badInput.nodes.etcd.slice(0, 2);
+  const outcomes = await worker.runUntil(async () => {
+    const run = async (cluster: string, inventory: InventoryInput) => {
+      const h = await startRunbook<typeof deployCluster>(env.client, {
+        workflow: 'deployCluster',
+        args: [{ inventory }],
+        cluster,
+        operation: 'deploy',
+        taskQueue,
+      });
+      await h.result().catch(() => undefined);
+      return (await h.describe()).typedSearchAttributes.get(PgOutcome);
+    };
+    return [await run(ok, labInput(ok)), await run(bad, badInput)];
+  });
+  assert.deepEqual(outcomes, ['succeeded', 'refused']);
 });

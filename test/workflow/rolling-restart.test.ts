@@ -14,6 +14,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ClusterSnapshot, MemberSnapshot, RestartResult } from '../../activities/maintenance';
+import { Failures } from '../../runbooks/failures';
 import type { InventoryInput } from '../../runbooks/schema';
 import { progress } from '../../workflows/messages';
 import type { RunbookProgress } from '../../workflows/messages';
@@ -96,7 +97,7 @@ function mock(opts: {
       calls.push({ activity: 'maintenancePrecheck', args: a });
       if (opts.precheckRefuses) {
         throw ApplicationFailure.create({
-          type: 'MaintenanceRefused',
+          type: Failures.MaintenanceRefused,
           nonRetryable: true,
           message: opts.precheckRefuses,
         });
@@ -292,19 +293,19 @@ void describe('rollingRestart', () => {
   void test('refusals touch nothing: unknown member, bad leader mode, a pre-check that refuses', async () => {
     let m = mock({});
     let r = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')), members: ['pg999'] });
-    assert.equal(r.error?.type, 'InvalidInput');
+    assert.equal(r.error?.type, Failures.InvalidInput);
     assert.match(r.error!.message, /pg999 not in cluster .*\(its members: pg102, pg103, pg104\)/);
     assert.equal(m.calls.length, 0);
 
     m = mock({});
     r = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')), leader: 'sideways' });
-    assert.equal(r.error?.type, 'InvalidInput');
+    assert.equal(r.error?.type, Failures.InvalidInput);
     assert.match(r.error!.message, /leader "sideways" is invalid: use switchover, in-place/);
     assert.equal(m.calls.length, 0);
 
     m = mock({ precheckRefuses: 'etcd has no quorum: 1 of 3 members healthy; nothing was touched' });
     r = await run(m, 'rollingRestart', { inventory: inventory(uniqueId('c')) });
-    assert.equal(r.error?.type, 'MaintenanceRefused');
+    assert.equal(r.error?.type, Failures.MaintenanceRefused);
     assert.match(r.error!.message, /etcd has no quorum/);
     assert.deepEqual(touched(m.calls), []);
   });
@@ -348,7 +349,7 @@ void describe('applyConfig', () => {
         set: { [key]: '1' },
         restart: 'in-place',
       });
-      assert.equal(r.error?.type, 'InvalidConfigKey', key);
+      assert.equal(r.error?.type, Failures.InvalidConfigKey, key);
       assert.match(r.error!.message, why);
       assert.equal(m.calls.length, 0, key);
     }
@@ -463,7 +464,7 @@ void describe('reinitReplica', () => {
   void test('refuses the leader (naming the fix) and an unknown member, touching nothing', async () => {
     let m = mock({ snap: snapshot('pg103') });
     let r = await run(m, 'reinitReplica', { inventory: inventory(uniqueId('c')), member: 'pg103' });
-    assert.equal(r.error?.type, 'MaintenanceRefused');
+    assert.equal(r.error?.type, Failures.MaintenanceRefused);
     assert.match(
       r.error!.message,
       /pg103 is the leader.*pgha switchover --cluster FILE --to pg102.*pgha reinit --member pg103/,
@@ -472,7 +473,7 @@ void describe('reinitReplica', () => {
 
     m = mock({});
     r = await run(m, 'reinitReplica', { inventory: inventory(uniqueId('c')), member: 'pg999' });
-    assert.equal(r.error?.type, 'InvalidInput');
+    assert.equal(r.error?.type, Failures.InvalidInput);
     assert.match(r.error!.message, /"pg999" is not in cluster .*members: pg102, pg103, pg104/);
     assert.equal(m.calls.length, 0);
   });

@@ -1,0 +1,136 @@
+/**
+ * The README's test command (npm test → scripts/test) runs the static checks — tsc --noEmit, eslint .,
+ * prettier --check . — in that order BEFORE any test, and stops at the first that fails without
+ * running a test. Driven with a stand-in `npx` first on PATH that logs its arguments (and fails for
+ * the check named in FAIL_ON), and a stand-in `node` that logs instead of running the suite.
+ * And scripts/up exits non-zero when the cluster does not end healthy (deploy failed or status not
+ * healthy), after printing the status.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/local-common';
+
+function run(args: string[], env: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgha-test-script-'));
+  const log = join(dir, 'log');
+  writeFileSync(log, '');
+  for (const tool of ['npx', 'node']) {
+    const file = join(dir, tool);
+    writeFileSync(
+      file,
+      `#!/usr/bin/env bash\necho "${tool} $*" >> ${log}\n` +
+        (tool === 'npx' ? `[ -n "\${FAIL_ON:-}" ] && [ "$1" = "$FAIL_ON" ] && exit 1\n` : '') +
+        'exit 0\n',
+    );
+    chmodSync(file, 0o755);
+  }
+  const r = spawnSync('bash', [join(repoRoot, 'scripts/test'), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, PGHA_TEST_CHECKS: '', ...env },
+    encoding: 'utf8',
+  });
+  return {
+    code: r.status,
+    stderr: r.stderr,
+    calls: readFileSync(log, 'utf8').trim().split('\n').filter(Boolean),
+  };
+}
+
+void test('npm test: tsc, eslint ., prettier --check . first, then the whole suite', () => {
+  const r = run([], {});
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.calls.slice(0, 3), ['npx tsc --noEmit -p .', 'npx eslint .', 'npx prettier --check .']);
+  assert.equal(r.calls.length, 4);
+  assert.match(r.calls[3]!, /^node --import tsx --test .*test\/unit\/.*test\/workflow\/.*test\/lab\//);
+});
+
+void test('a failing check stops npm test before any test runs, naming it', () => {
+  for (const [failOn, ran] of [
+    ['tsc', 1],
+    ['eslint', 2],
+    ['prettier', 3],
+  ] as const) {
+    const r = run([], { FAIL_ON: failOn });
+    assert.equal(r.code, 1, `${failOn}: exit 1`);
+    assert.equal(
+      r.calls.length,
+      ran,
+      `${failOn}: the checks after it and the tests did not run: ${r.calls.join('; ')}`,
+    );
+    assert.ok(!r.calls.some((c) => c.startsWith('node ')), `${failOn}: no test ran`);
+    assert.match(r.stderr, new RegExp(`npx ${failOn} .*failed`));
+  }
+});
+
+void test('a subset (npm test -- FILE) runs just those tests; PGHA_TEST_CHECKS=1 adds the checks', () => {
+  const file = 'test/unit/test-script.test.ts';
+  const subset = run([file], {});
+  assert.equal(subset.code, 0, subset.stderr);
+  assert.deepEqual(subset.calls, [
+    `node --import tsx --test --test-concurrency=1 --test-reporter=spec ${file}`,
+  ]);
+  const checked = run([file], { PGHA_TEST_CHECKS: '1' });
+  assert.deepEqual(checked.calls.slice(0, 3), [
+    'npx tsc --noEmit -p .',
+    'npx eslint .',
+    'npx prettier --check .',
+  ]);
+});
+
+/** scripts/up with stand-ins for bash (bootstrap), npx (pgha, the server) and node (the worker). */
+function up(deployRc: number, statusRc: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgha-up-script-'));
+  const log = join(dir, 'log');
+  writeFileSync(log, '');
+  const stub = (name: string, body: string) => {
+    writeFileSync(join(dir, name), `#!/bin/sh\necho "${name} $*" >> ${log}\n${body}\n`);
+    chmodSync(join(dir, name), 0o755);
+  };
+  stub('bash', 'exit 0');
+  stub(
+    'npx',
+    [
+      `[ "$1 $2" = "pgha deploy" ] && exit ${deployRc}`,
+      `[ "$1 $2" = "pgha status" ] && { echo "Verdict: STUB"; exit ${statusRc}; }`,
+      'exit 0',
+    ].join('\n'),
+  );
+  // A worker keeps running after it says it is ready (scripts/up checks it is alive).
+  stub('node', 'echo "pgha worker: stand-in"; sleep 3; exit 0');
+  const r = spawnSync('/bin/bash', [join(repoRoot, 'scripts/up')], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      PATH: `${dir}:${process.env.PATH}`,
+      PGHA_STATE_DIR: join(dir, 'state'),
+      PGHA_CODEC_KEY: 'stand-in',
+    },
+    encoding: 'utf8',
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, calls: readFileSync(log, 'utf8') };
+}
+
+void test('scripts/up exits 0 only when the deploy succeeded and the status is healthy; it prints the status either way', () => {
+  const healthy = up(0, 0);
+  assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+  assert.match(healthy.calls, /npx pgha deploy --cluster/);
+  for (const [deployRc, statusRc] of [
+    [1, 1],
+    [0, 1],
+    [0, 2],
+    [1, 0],
+  ] as const) {
+    const r = up(deployRc, statusRc);
+    assert.equal(r.code, 1, `deploy ${deployRc}, status ${statusRc}: exit 1\n${r.stdout}${r.stderr}`);
+    assert.match(
+      r.stdout,
+      /Verdict: STUB/,
+      `the status is printed even after a failed deploy:\n${r.stdout}${r.stderr}`,
+    );
+    assert.match(r.stderr, /the cluster is NOT healthy/);
+  }
+});

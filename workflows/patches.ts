@@ -1,0 +1,13 @@
+/**
+ * The patch ids of changes to released workflows (`patched(id)`): a run started before a change
+ * replays the old way, a new run takes the new one. Each id says what changed; never reuse or rename
+ * one while histories without it may still be running (test/histories/ replays the old ones).
+ */
+export const Patches = {
+  /** Every run upserts PgOutcome (succeeded | refused | failed | ...) when it ends. */
+  outcomeAttribute: 'pg-outcome-search-attribute',
+  /** switchover refuses a scheduledAt in the past (beyond a clock-skew grace) or too far ahead. */
+  scheduledAtBounds: 'switchover-scheduled-at-bounds',
+  /** deployCluster fails with DeployUnhealthy when its final status verdict is not healthy. */
+  deployFailsUnhealthy: 'deploy-fails-when-unhealthy',
+} as const;
