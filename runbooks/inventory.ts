@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isMap, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
-import { resolveSecretRef } from '../activities/secrets';
+import { resolveSecretRef } from './secret-resolve';
 import {
   InventoryError,
   SECRET_NAMES,

@@ -41,7 +41,9 @@ export function findNode(inv: Inventory, role: Role, hostname: string): Node {
   const n = inv.nodes[role].find((x) => x.hostname === hostname);
   if (!n) {
     const known = inv.nodes[role].map((x) => x.hostname).join(', ');
-    throw new Error(`${hostname} is not a ${role} node of cluster ${inv.cluster} (its ${role} nodes: ${known})`);
+    throw new Error(
+      `${hostname} is not a ${role} node of cluster ${inv.cluster} (its ${role} nodes: ${known})`,
+    );
   }
   return n;
 }
