@@ -6,7 +6,7 @@
  * host apart from the CTs. And the one walk that refuses control characters in every string.
  * Pure.
  */
-import { describe, pathToString, show, type InventoryIssue, type PathSeg } from './issues';
+import { describe, isSecretPath, pathToString, show, type InventoryIssue, type PathSeg } from './issues';
 import { cidrMask, intToIp, IPV4, ipInCidr, ipToInt, parseCidr, type Cidr } from './network';
 import { controlCharProblem } from './grammar';
 import type { Role } from './schema';
@@ -352,9 +352,9 @@ function nodeIps(nodes: Record<string, unknown>): [string, string][] {
 /**
  * Every string in the document (values and keys, at any depth) free of control characters: each
  * may be rendered into a config file or a unit, where a newline starts a new directive. A value at
- * one of `secretPaths` is described without being shown. An alias that contains itself is refused.
+ * a secret path (isSecretPath) is described without being shown. An alias that contains itself is refused.
  */
-export function controlCharIssues(raw: unknown, secretPaths: readonly string[]): InventoryIssue[] {
+export function controlCharIssues(raw: unknown): InventoryIssue[] {
   const out: InventoryIssue[] = [];
   const onPath = new Set<object>();
   const walk = (v: unknown, path: PathSeg[]): void => {
@@ -364,7 +364,7 @@ export function controlCharIssues(raw: unknown, secretPaths: readonly string[]):
       if (problem)
         out.push({
           path: at,
-          found: secretPaths.includes(at) ? problem : `${show(v)}, ${problem}`,
+          found: isSecretPath(at) ? problem : `${show(v)}, ${problem}`,
           expected:
             'a single-line value without control characters (it is written into a config file, a unit or a command, where a newline starts a new directive)',
           fix: `remove the control character from ${at || 'the document'}`,
@@ -390,8 +390,8 @@ export function controlCharIssues(raw: unknown, secretPaths: readonly string[]):
         const kp = controlCharProblem(k);
         if (kp)
           out.push({
-            path: pathToString([...path, k]),
-            found: `a key ${show(k)}, ${kp}`,
+            path: isSecretPath(at) ? at : pathToString([...path, k]),
+            found: isSecretPath(at) ? `a key ${kp}` : `a key ${show(k)}, ${kp}`,
             expected: 'keys without control characters',
             fix: `rename the key under ${at || 'the document'}`,
             severity: 'error',

@@ -33,6 +33,17 @@ export function controlCharProblem(s: string): string | undefined {
   return `a value containing ${CONTROL_NAMES[c] ?? `a control character U+${c.toString(16).toUpperCase().padStart(4, '0')}`} at position ${m.index + 1}`;
 }
 
+/**
+ * A string as it may be printed: JSON-escaped, and so are the characters JSON leaves alone (DEL, C1,
+ * the Unicode line/paragraph separators, bidi overrides) — a message never holds a control character.
+ */
+export function quote(s: string): string {
+  return JSON.stringify(s).replace(
+    /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** One path segment: letters, digits and . _ + @ , = - (no whitespace, quotes, ~, shell metacharacters). */
 const PATH_SEGMENT = /^[A-Za-z0-9._+@,=-]+$/;
 

@@ -5,6 +5,7 @@
  * showing a secret or a control character, and "did you mean" for unknown keys. Pure.
  */
 import type { z } from 'zod';
+import { quote } from './grammar';
 
 /** Field help carried on a schema: read back by the error formatter. */
 export interface FieldHelp {
@@ -64,7 +65,7 @@ export function pathToString(path: readonly PathSeg[]): string {
   for (const seg of path) {
     if (typeof seg === 'number') s += `[${seg}]`;
     // A key that is not plain printable ASCII (a newline, a space, a quote) is shown escaped.
-    else if (/[^\x21-\x7e]|["[\]]/.test(seg) || seg === '') s += `[${JSON.stringify(seg)}]`;
+    else if (/[^\x21-\x7e]|["[\]]/.test(seg) || seg === '') s += `[${quote(seg)}]`;
     else s += s === '' ? seg : `.${seg}`;
   }
   return s;
@@ -79,12 +80,17 @@ export function getAt(root: unknown, path: readonly PathSeg[]): unknown {
   return cur;
 }
 
-/**
- * A string as it may be printed: JSON-escaped (a newline shows as \\n, never as a new line) and
- * cut to `max` characters.
- */
+/** {@link quote}, cut to `max` characters. */
 export function show(s: string, max = 60): string {
-  return JSON.stringify(s.length > max ? `${s.slice(0, max - 3)}...` : s);
+  return quote(s.length > max ? `${s.slice(0, max - 3)}...` : s);
+}
+
+/**
+ * Whether a field path holds a secret reference — or, written by mistake, the secret itself: the
+ * secrets mapping and everything under it, and the Proxmox private key. Never shown in a message.
+ */
+export function isSecretPath(path: string): boolean {
+  return /^(secrets|proxmox\.privateKey)($|[.[])/.test(path);
 }
 
 /** What was found, for a message. A secret field's value is never shown, whatever its type. */
@@ -231,14 +237,23 @@ export function zodIssueToIssues(iss: z.core.$ZodIssue, raw: unknown, root: z.Zo
   const path = iss.path as PathSeg[];
   const field = schemaAt(root, raw, path);
   const h = helpOf(field);
-  const secret = h?.secret === true;
-  const value = getAt(raw, path);
   const p = pathToString(path);
+  const secret = h?.secret === true || isSecretPath(p);
+  const value = getAt(raw, path);
   switch (iss.code) {
     case 'unrecognized_keys': {
       const known = knownKeys(root, raw, path);
       return iss.keys.map((key) => {
         const guess = didYouMean(key, known);
+        if (secret)
+          // Under secrets a "key" may be a password pasted on a line of its own: not shown, not in the path.
+          return {
+            path: p,
+            found: `an unknown key of ${key.length} characters (not shown)`,
+            expected: known.length ? `one of: ${known.join(', ')}` : 'no other keys here',
+            fix: guess ? `did you mean "${guess}"? Rename the key` : `remove the unknown key from ${p}`,
+            severity: 'error' as const,
+          };
         return {
           path: pathToString([...path, key]),
           found: `an unknown key ${show(key)}`,

@@ -16,7 +16,7 @@
  * so "has every member picked it up" and "is this already set" need no guessing.
  */
 
-import { controlCharProblem } from './grammar';
+import { controlCharProblem, quote } from './grammar';
 
 export type ConfigValue = string | number | boolean;
 
@@ -136,13 +136,12 @@ export function classifyConfig(set: Record<string, ConfigValue>): ConfigChange[]
     // Control characters first: a value reaches postgresql.conf / the DCS, where a newline would
     // start a directive of its own. Shown escaped, never raw.
     const keyProblem = controlCharProblem(rawKey);
-    if (keyProblem)
-      throw new ConfigKeyError(`${JSON.stringify(rawKey)}: the key is ${keyProblem}; remove it`);
+    if (keyProblem) throw new ConfigKeyError(`${quote(rawKey)}: the key is ${keyProblem}; remove it`);
     if (typeof value === 'string') {
       const valueProblem = controlCharProblem(value);
       if (valueProblem)
         throw new ConfigKeyError(
-          `${rawKey.trim()}=${JSON.stringify(value)}: ${valueProblem}; a parameter value is one line of printable text`,
+          `${rawKey.trim()}=${quote(value)}: ${valueProblem}; a parameter value is one line of printable text`,
         );
     }
     const key = rawKey.trim();

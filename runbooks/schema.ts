@@ -39,6 +39,7 @@ export {
   didYouMean,
   formatIssue,
   InventoryError,
+  isSecretPath,
   pathToString,
   show,
   type FieldHelp,
@@ -495,9 +496,6 @@ export const SECRET_NAMES: readonly SecretName[] = [
   'haproxyStatsPassword',
 ];
 
-/** Fields whose value is a reference to a secret (or, by mistake, the secret): never shown in a message. */
-const SECRET_PATHS: readonly string[] = ['proxmox.privateKey', ...SECRET_NAMES.map((n) => `secrets.${n}`)];
-
 /** A validated inventory with every default filled in (derived paths included). */
 export interface Inventory extends Omit<Parsed, 'postgresql' | 'etcd' | 'patroni'> {
   patroni: Parsed['patroni'] & {
@@ -557,7 +555,11 @@ export function validateInventory(raw: unknown, opts: ValidateOptions = {}): Val
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     issues.push({
       path: '',
-      found: describe(raw),
+      // A scalar document is not shown: a file holding only a password is a likely mistake.
+      found:
+        raw === null || raw === undefined || Array.isArray(raw)
+          ? describe(raw)
+          : `a ${typeof raw} (not shown)`,
       expected: 'a mapping with cluster, subnet, proxmox, nodes, versions, install, secrets',
       fix: 'start from runbooks/clusters/lab.yaml',
       severity: 'error',
@@ -566,7 +568,7 @@ export function validateInventory(raw: unknown, opts: ValidateOptions = {}): Val
   }
   // Control characters first: a field that holds one is reported once, for that (zod's own complaint
   // about the same field would only repeat it less clearly).
-  const control = controlCharIssues(raw, SECRET_PATHS);
+  const control = controlCharIssues(raw);
   issues.push(...control);
   const controlled = new Set(control.map((i) => i.path));
   const parsed = InventoryInputSchema.safeParse(raw);
