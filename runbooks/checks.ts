@@ -280,8 +280,24 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
   if (Array.isArray(pgNet))
     pgNet.forEach((n, i) => {
       const c = parseCidr(n);
-      if (c) nets.push(c);
-      else if (typeof n === 'string')
+      const at = `postgresql.allowedNetworks[${i}]`;
+      if (c) {
+        nets.push(c);
+        if (c.bits < 8)
+          err(
+            at,
+            `${describe(n)}, ${2 ** (32 - c.bits)} addresses`,
+            'a network of the cluster (a prefix of /8 or longer): pg_hba admits every address in it',
+            'list the cluster subnet and the client networks that need PostgreSQL, e.g. 10.213.50.0/24',
+          );
+        else if ((c.base & ~cidrMask(c.bits)) >>> 0 !== 0)
+          err(
+            at,
+            describe(n),
+            'the network address of the network (host bits zero)',
+            `write ${intToIp((c.base & cidrMask(c.bits)) >>> 0)}/${c.bits}`,
+          );
+      } else if (typeof n === 'string')
         err(
           `postgresql.allowedNetworks[${i}]`,
           describe(n),
@@ -320,19 +336,63 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
       'a replication role distinct from the superuser',
       'name the replication user differently, e.g. replicationUser: replicator',
     );
+  // The REST API user has its own password (secrets.restApiPassword): sharing a PostgreSQL role's
+  // name invites sharing its password, and patroni.yml would hold two credentials for one name.
+  const pat0 = (doc.patroni && typeof doc.patroni === 'object' ? doc.patroni : {}) as Record<string, unknown>;
+  const rest = typeof pat0.restApiUsername === 'string' ? pat0.restApiUsername : 'patroni';
+  if (rest === su || rest === repl)
+    err(
+      'patroni.restApiUsername',
+      `${show(rest)}, the same name as postgresql.${rest === su ? 'superuser' : 'replicationUser'}`,
+      'a REST API user distinct from the PostgreSQL superuser and replication user',
+      'name the REST API user differently, e.g. restApiUsername: patroni',
+    );
+
+  // The data directory is PostgreSQL's alone: initdb wants it empty and pg_rewind / a re-clone
+  // replaces it, so it holds neither the home (.pgpass), nor patroni.yml, nor the binaries.
+  const dataDir = typeof pgDoc.dataDir === 'string' ? pgDoc.dataDir : undefined;
+  if (dataDir && dataDir.startsWith('/'))
+    for (const [field, p] of [
+      ['postgresql.home', typeof pgDoc.home === 'string' ? pgDoc.home : '/var/lib/pgsql'],
+      ['postgresql.binDir', pgDoc.binDir],
+      ['patroni.configDir', typeof pat0.configDir === 'string' ? pat0.configDir : '/etc/patroni'],
+    ] as const)
+      if (typeof p === 'string' && (p === dataDir || p.startsWith(`${dataDir}/`)))
+        err(
+          'postgresql.dataDir',
+          `${show(dataDir)}, which ${p === dataDir ? 'is' : 'contains'} ${field} (${show(p)})`,
+          `a data directory of its own, apart from ${field}`,
+          `move the data directory below its own path, e.g. /var/lib/pgsql/<major>/data`,
+        );
 
   // The Proxmox host is not one of the CTs it runs (pgha would ssh into a CT, not the host).
   const prox = (doc.proxmox && typeof doc.proxmox === 'object' ? doc.proxmox : {}) as Record<string, unknown>;
   if (typeof prox.host === 'string') {
-    const same = nodeIps(nodes).find(([, ip]) => ip === prox.host);
+    const same =
+      nodeIps(nodes).find(([, ip]) => ip === prox.host) ??
+      nodeHostnames(nodes).find(([, h]) => h === prox.host);
     if (same)
       err(
         'proxmox.host',
-        `${show(prox.host)}, the address of ${same[0]}`,
+        `${show(prox.host)}, the ${IPV4.test(prox.host) ? 'address' : 'hostname'} of ${same[0]}`,
         'the Proxmox host address, distinct from every CT address',
         `set proxmox.host to the host's own address, or correct ${same[0]}.ip`,
       );
   }
+}
+
+/** `[nodes.<role>[i], hostname]` of every node with a hostname. */
+function nodeHostnames(nodes: Record<string, unknown>): [string, string][] {
+  const out: [string, string][] = [];
+  for (const role of ROLES) {
+    const list = nodes[role];
+    if (!Array.isArray(list)) continue;
+    list.forEach((n: unknown, i) => {
+      const h = n && typeof n === 'object' ? (n as Record<string, unknown>).hostname : undefined;
+      if (typeof h === 'string') out.push([`nodes.${role}[${i}]`, h]);
+    });
+  }
+  return out;
 }
 
 /** `[nodes.<role>[i], ip]` of every node with a well-formed IP. */

@@ -108,6 +108,13 @@ export const SYSTEM_DIRS: readonly string[] = [
 /** Kernel and runtime file systems: nothing pgha keeps can live below them. */
 const VIRTUAL_ROOTS = ['/proc', '/sys', '/dev', '/run'];
 
+/** A directory of binaries may be a system one (/usr/bin), but not / nor under a kernel file system. */
+export function binDirProblem(p: string): string | undefined {
+  if (p === '/') return 'the root directory /';
+  const root = VIRTUAL_ROOTS.find((r) => p === r || p.startsWith(`${r}/`));
+  return root ? `a directory under ${root} (a kernel or runtime file system)` : undefined;
+}
+
 /**
  * What is wrong with an absolute path as written: not absolute, `~`, whitespace, shell
  * metacharacters, `//`, `.` or `..` segments, a trailing slash.
@@ -220,6 +227,10 @@ export const VERSION_SHAPES = {
   patroni: {
     re: /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/,
     expected: 'major.minor.patch, e.g. "3.3.0" (Patroni releases have three parts)',
+  },
+  haproxy: {
+    re: /^[1-9]\.(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2}))?$/,
+    expected: 'major.minor or major.minor.patch, e.g. "2.6.12"',
   },
   etcd: {
     re: /^3\.(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2}))?$/,

@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { crossCheck, controlCharIssues, ROLES } from './checks';
 import {
+  binDirProblem,
   durationProblem,
   encodingProblem,
   pathProblem,
@@ -161,7 +162,7 @@ const absPath = (what: string, example: string, kind: 'dir' | 'bin' = 'dir') => 
   return help(
     grammar(
       z.string(),
-      (v) => pathProblem(v) ?? (kind === 'dir' ? systemDirProblem(v) : undefined),
+      (v) => pathProblem(v) ?? (kind === 'dir' ? systemDirProblem(v) : binDirProblem(v)),
       expected,
       `write an absolute path like ${example} (letters, digits, . _ + @ , = -; no .., //, ~, spaces or trailing /)`,
     ),
@@ -308,12 +309,15 @@ const PortsSchema = z.strictObject({
 });
 
 const PatroniSchema = z.strictObject({
-  scope: help(z.string().regex(/^[A-Za-z0-9_.-]+$/, { message: 'a cluster scope: letters, digits, _ . -' }), {
-    expected: 'a cluster scope: letters, digits, _ . -',
-    example: 'postgres',
-  }).default('postgres'),
+  scope: help(
+    z.string().regex(/^(?!\.+$)[A-Za-z0-9_.-]+$/, { message: 'a cluster scope: letters, digits, _ . -' }),
+    {
+      expected: 'a cluster scope: letters, digits, _ . -',
+      example: 'postgres',
+    },
+  ).default('postgres'),
   namespace: help(
-    z.string().regex(/^\/([A-Za-z0-9_.-]+\/)*$/, { message: 'an etcd key prefix like /patroni/' }),
+    z.string().regex(/^\/((?!\.+\/)[A-Za-z0-9_.-]+\/)*$/, { message: 'an etcd key prefix like /patroni/' }),
     {
       expected: 'an etcd key prefix that starts and ends with / (e.g. /patroni/)',
       example: '/patroni/',
@@ -473,6 +477,8 @@ export const InventoryInputSchema = z.strictObject({
     postgresql: version('postgresql', '18.4'),
     patroni: version('patroni', '3.3.0'),
     etcd: version('etcd', '3.5.13'),
+    /** Optional: the HAProxy the install brings (informational; checked for its shape). */
+    haproxy: version('haproxy', '2.6.12').optional(),
   }),
   install: InstallSchema,
   ports: PortsSchema.prefault({}),
