@@ -162,8 +162,8 @@ export function roleNameProblem(r: string): string | undefined {
   if (r === '') return 'an empty role name';
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(r))
     return 'a role name that is not a plain identifier (letters, digits and _, starting with a letter or _)';
-  if (new TextEncoder().encode(r).length > 63)
-    return `a role name of ${r.length} bytes (PostgreSQL truncates names to 63)`;
+  // ASCII only (above), so characters are bytes.
+  if (r.length > 63) return `a role name of ${r.length} bytes (PostgreSQL truncates names to 63)`;
   if (/^pg_/i.test(r)) return "a role name starting with pg_ (reserved for PostgreSQL's predefined roles)";
   if (RESERVED_ROLES.includes(r.toLowerCase())) return `the reserved role name ${r}`;
   return undefined;

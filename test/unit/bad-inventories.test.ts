@@ -13,7 +13,12 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { checkInventoryFile, formatIssues, type InventoryIssue } from '../../runbooks/inventory';
+import {
+  checkInventoryFile,
+  checkInventoryText,
+  formatIssues,
+  type InventoryIssue,
+} from '../../runbooks/inventory';
 
 const root = join(__dirname, '..', '..');
 const dir = join(root, 'test', 'fixtures', 'bad-inventories');
@@ -194,5 +199,55 @@ void describe('the bad-inventory corpus', () => {
     const ok = await cli(['validate', '--json', '--cluster', 'base.yaml']);
     assert.equal(ok.code, 0, ok.stdout);
     assert.equal((JSON.parse(ok.stdout) as JsonReport).valid, true);
+  });
+});
+
+void describe('near misses stay valid (the checks refuse the defect, not its neighbours)', () => {
+  /** base.yaml with one line replaced. */
+  const variant = async (old: string, next: string) => {
+    const text = await readFile(join(dir, 'base.yaml'), 'utf8');
+    assert.equal(text.split(old).length, 2, `one "${old}" in base.yaml`);
+    return checkInventoryText(text.replace(old, next), join(dir, 'variant.yaml'));
+  };
+  void it('each accepted, with no error', async () => {
+    for (const [old, next] of [
+      ['  encoding: UTF8', '  encoding: utf-8'],
+      ['  encoding: UTF8', '  encoding: LATIN1'],
+      ['  dataDir: /var/lib/pgsql/18/data', '  dataDir: /srv/pgsql/18/data'],
+      ['  dataDir: /var/lib/pgsql/18/data', '  dataDir: /tmp/pgha-render-9pOna0/data-18'],
+      ['  home: /var/lib/pgsql', '  home: /home/postgres'],
+      ['  host: 10.213.50.1', '  host: pve1.example.org'],
+      ['  osUser: postgres', '  osUser: _postgres'],
+      ['  superuser: postgres', '  superuser: Admin_1'],
+      ["  patroni: '3.3.0'", "  patroni: '4.0.7'"],
+      ["  etcd: '3.4'", "  etcd: '3.5.13'"],
+      ["  etcd: '3.4'", "  etcd: '3.4'\n  haproxy: '2.6.12'"],
+      ['  timeoutClient: 30m', '  timeoutClient: 24d'],
+      ['  checkInter: 1s', '  checkInter: 100us'],
+      [
+        "  superuserPassword: 'file:secrets/superuser-password'",
+        "  superuserPassword: 'file:../bad-inventories/secrets/superuser-password'",
+      ],
+      [
+        "  superuserPassword: 'file:secrets/superuser-password'",
+        "  superuserPassword: 'env:PG_SU_PASSWORD_2'",
+      ],
+      [
+        '  allowedNetworks: [10.213.50.0/24]',
+        '  allowedNetworks: [10.213.50.0/25, 10.213.50.0/26, 10.213.50.32/27]',
+      ],
+      ['  allowedNetworks: [10.213.50.0/24]', '  allowedNetworks: [10.0.0.0/8]'],
+      ['  binDir: /usr/bin', '  binDir: /usr/local/bin'],
+      ["    hot_standby: 'on'", '    application_name: "it\'s a name with spaces"'],
+      ['  clusterToken: patroni-cluster-token', '  clusterToken: lab-2026.11_token'],
+    ]) {
+      const r = await variant(old!, next!);
+      assert.deepEqual(
+        r.issues.filter((i) => i.severity === 'error'),
+        [],
+        `${next} is valid`,
+      );
+      assert.ok(r.inventory, next);
+    }
   });
 });
