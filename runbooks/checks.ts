@@ -16,16 +16,49 @@ export const KNOWN_POSTGRES_MAJORS = [13, 14, 15, 16, 17, 18] as const;
 
 export const ROLES: Role[] = ['haproxy', 'postgres', 'etcd'];
 
+type Report = (path: string, found: string, expected: string, fix: string) => void;
+
+/** What every cross-check reads: the raw document, its nodes mapping, the subnet, and how to report. */
+interface Ctx {
+  doc: Record<string, unknown>;
+  nodes: Record<string, unknown>;
+  cidr: Cidr | undefined;
+  err: Report;
+  warn: Report;
+}
+
+/** A section of the raw document as a mapping (empty when missing or of another type). */
+function obj(v: unknown): Record<string, unknown> {
+  return (v && typeof v === 'object' && !Array.isArray(v) ? v : {}) as Record<string, unknown>;
+}
+
+/** Every cross-field check, each problem pushed to `out`. */
 export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
-  const err = (path: string, found: string, expected: string, fix: string) =>
-    out.push({ path, found, expected, fix, severity: 'error' });
-  const warn = (path: string, found: string, expected: string, fix: string) =>
-    out.push({ path, found, expected, fix, severity: 'warning' });
   if (raw === null || typeof raw !== 'object') return;
   const doc = raw as Record<string, unknown>;
+  const c: Ctx = {
+    doc,
+    nodes: obj(doc.nodes),
+    cidr: parseCidr(doc.subnet),
+    err: (path, found, expected, fix) => out.push({ path, found, expected, fix, severity: 'error' }),
+    warn: (path, found, expected, fix) => out.push({ path, found, expected, fix, severity: 'warning' }),
+  };
+  for (const check of [
+    checkSubnet,
+    checkNodes,
+    checkPorts,
+    checkVersionsAndPaths,
+    checkPatroniTimings,
+    checkAllowedNetworks,
+    checkRoles,
+    checkDataDir,
+    checkProxmoxHost,
+  ])
+    check(c);
+}
 
+function checkSubnet({ doc, cidr, err }: Ctx): void {
   // subnet
-  const cidr = parseCidr(doc.subnet);
   if (doc.subnet !== undefined && typeof doc.subnet === 'string') {
     if (!cidr)
       err(
@@ -42,9 +75,10 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
         `write ${intToIp((cidr.base & cidrMask(cidr.bits)) >>> 0)}/${cidr.bits}`,
       );
   }
+}
 
+function checkNodes({ doc, nodes, cidr, err }: Ctx): void {
   // nodes
-  const nodes = (doc.nodes && typeof doc.nodes === 'object' ? doc.nodes : {}) as Record<string, unknown>;
   const seenVmid = new Map<number, string>();
   const seenIp = new Map<string, string>();
   const seenHost = new Map<string, string>();
@@ -132,7 +166,9 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
       'at least 1 HAProxy node (the seed has 2)',
       'add an HAProxy node',
     );
+}
 
+function checkPorts({ doc, err }: Ctx): void {
   // ports: clashes on one node (each node holds one role)
   const ports = (doc.ports && typeof doc.ports === 'object' ? doc.ports : {}) as Record<string, unknown>;
   const portOf = (k: string, d: number) => (typeof ports[k] === 'number' ? (ports[k] as number) : d);
@@ -165,7 +201,9 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
       else seen.set(v, k);
     }
   }
+}
 
+function checkVersionsAndPaths({ doc, nodes, err, warn }: Ctx): void {
   // versions / paths
   const versions = (doc.versions && typeof doc.versions === 'object' ? doc.versions : {}) as Record<
     string,
@@ -256,9 +294,11 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
       'a full release X.Y.Z (the tarball is named by it)',
       'write e.g. versions.etcd: "3.5.13"',
     );
+}
 
+function checkPatroniTimings({ doc, err }: Ctx): void {
   // Patroni timings: Patroni needs loop_wait + 2 * retry_timeout <= ttl
-  const pat = (doc.patroni && typeof doc.patroni === 'object' ? doc.patroni : {}) as Record<string, unknown>;
+  const pat = obj(doc.patroni);
   const num = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
   const ttl = num(pat.ttl, 60);
   const loopWait = num(pat.loopWait, 10);
@@ -270,11 +310,10 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
       'ttl >= loopWait + 2 * retryTimeout (otherwise the leader key can expire during a retry)',
       `raise patroni.ttl to ${loopWait + 2 * retryTimeout} or lower loopWait/retryTimeout`,
     );
+}
 
-  const pgDoc = (doc.postgresql && typeof doc.postgresql === 'object' ? doc.postgresql : {}) as Record<
-    string,
-    unknown
-  >;
+function checkAllowedNetworks({ doc, nodes, cidr, err }: Ctx): void {
+  const pgDoc = obj(doc.postgresql);
   const pgNet = pgDoc.allowedNetworks;
   const nets: Cidr[] = [];
   if (Array.isArray(pgNet))
@@ -324,7 +363,10 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
         `add a network containing ${outside.map(([, ip]) => ip).join(', ')} to postgresql.allowedNetworks (e.g. the cluster subnet)`,
       );
   }
+}
 
+function checkRoles({ doc, err }: Ctx): void {
+  const pgDoc = obj(doc.postgresql);
   // PostgreSQL roles: the superuser and the replication user are two roles (Patroni creates both;
   // one name would give the replication connection superuser rights, or clobber a password).
   const su = typeof pgDoc.superuser === 'string' ? pgDoc.superuser : 'postgres';
@@ -338,8 +380,8 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
     );
   // The REST API user has its own password (secrets.restApiPassword): sharing a PostgreSQL role's
   // name invites sharing its password, and patroni.yml would hold two credentials for one name.
-  const pat0 = (doc.patroni && typeof doc.patroni === 'object' ? doc.patroni : {}) as Record<string, unknown>;
-  const rest = typeof pat0.restApiUsername === 'string' ? pat0.restApiUsername : 'patroni';
+  const pat = obj(doc.patroni);
+  const rest = typeof pat.restApiUsername === 'string' ? pat.restApiUsername : 'patroni';
   if (rest === su || rest === repl)
     err(
       'patroni.restApiUsername',
@@ -347,7 +389,11 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
       'a REST API user distinct from the PostgreSQL superuser and replication user',
       'name the REST API user differently, e.g. restApiUsername: patroni',
     );
+}
 
+function checkDataDir({ doc, err }: Ctx): void {
+  const pgDoc = obj(doc.postgresql);
+  const pat = obj(doc.patroni);
   // The data directory is PostgreSQL's alone: initdb wants it empty and pg_rewind / a re-clone
   // replaces it, so it holds neither the home (.pgpass), nor patroni.yml, nor the binaries.
   const dataDir = typeof pgDoc.dataDir === 'string' ? pgDoc.dataDir : undefined;
@@ -355,7 +401,7 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
     for (const [field, p] of [
       ['postgresql.home', typeof pgDoc.home === 'string' ? pgDoc.home : '/var/lib/pgsql'],
       ['postgresql.binDir', pgDoc.binDir],
-      ['patroni.configDir', typeof pat0.configDir === 'string' ? pat0.configDir : '/etc/patroni'],
+      ['patroni.configDir', typeof pat.configDir === 'string' ? pat.configDir : '/etc/patroni'],
     ] as const)
       if (typeof p === 'string' && (p === dataDir || p.startsWith(`${dataDir}/`)))
         err(
@@ -364,7 +410,9 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
           `a data directory of its own, apart from ${field}`,
           `move the data directory below its own path, e.g. /var/lib/pgsql/<major>/data`,
         );
+}
 
+function checkProxmoxHost({ doc, nodes, err }: Ctx): void {
   // The Proxmox host is not one of the CTs it runs (pgha would ssh into a CT, not the host).
   const prox = (doc.proxmox && typeof doc.proxmox === 'object' ? doc.proxmox : {}) as Record<string, unknown>;
   if (typeof prox.host === 'string') {
