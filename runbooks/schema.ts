@@ -310,9 +310,12 @@ const PortsSchema = z.strictObject({
 
 const PatroniSchema = z.strictObject({
   scope: help(
-    z.string().regex(/^(?!\.+$)[A-Za-z0-9_.-]+$/, { message: 'a cluster scope: letters, digits, _ . -' }),
+    z.string().regex(/^(?!\.+$)[A-Za-z0-9_][A-Za-z0-9_.-]*$/, {
+      message: 'a cluster scope: letters, digits, _ . -, not starting with - or .',
+    }),
     {
-      expected: 'a cluster scope: letters, digits, _ . -',
+      expected:
+        'a cluster scope: letters, digits, _ . -, not starting with - or . (it names etcd keys and is an argument of patronictl)',
       example: 'postgres',
     },
   ).default('postgres'),
