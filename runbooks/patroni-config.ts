@@ -16,6 +16,8 @@
  * so "has every member picked it up" and "is this already set" need no guessing.
  */
 
+import { controlCharProblem, quote } from './grammar';
+
 export type ConfigValue = string | number | boolean;
 
 /** Top-level DCS keys pgha lets an operator change, with their type. */
@@ -131,6 +133,17 @@ export function classifyConfig(set: Record<string, ConfigValue>): ConfigChange[]
     throw new ConfigKeyError('nothing to set: give one or more key=value (e.g. work_mem=8MB)');
   }
   return entries.map(([rawKey, value]) => {
+    // Control characters first: a value reaches postgresql.conf / the DCS, where a newline would
+    // start a directive of its own. Shown escaped, never raw.
+    const keyProblem = controlCharProblem(rawKey);
+    if (keyProblem) throw new ConfigKeyError(`${quote(rawKey)}: the key is ${keyProblem}; remove it`);
+    if (typeof value === 'string') {
+      const valueProblem = controlCharProblem(value);
+      if (valueProblem)
+        throw new ConfigKeyError(
+          `${rawKey.trim()}=${quote(value)}: ${valueProblem}; a parameter value is one line of printable text`,
+        );
+    }
     const key = rawKey.trim();
     if (value === undefined || value === null || String(value).trim() === '') {
       throw new ConfigKeyError(`${key}: empty value; write ${key}=<value>`);

@@ -11,6 +11,10 @@ import {
 } from '../../runbooks/patroni-config';
 import type { PgSettingInfo } from '../../runbooks/patroni-config';
 
+/** A character that would break a line of a message: C0, DEL, C1, U+2028/2029. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
 const info = (o: Partial<PgSettingInfo> & Pick<PgSettingInfo, 'name' | 'vartype'>): PgSettingInfo => ({
   setting: '',
   unit: null,
@@ -132,4 +136,27 @@ void test('DCS values compare as the operator means them', () => {
   assert.ok(dcsValueEquals(true, 'on'));
   assert.ok(!dcsValueEquals(undefined, '10'));
   assert.ok(!dcsValueEquals(10, '11'));
+});
+
+void test('a value or key with a control character is refused, shown escaped (it would be a new line in postgresql.conf)', () => {
+  for (const [key, value, shown] of [
+    [
+      'work_mem',
+      '8MB\nshared_preload_libraries = evil',
+      /work_mem="8MB\\nshared_preload_libraries = evil": a value containing a newline \(LF\)/,
+    ],
+    ['application_name', 'x\ry', /a carriage return \(CR\)/],
+    ['archive_command', 'cp %p /a\u0000b', /NUL/],
+    ['work_mem', '8MB\u2028', /line separator \(U\+2028\)/],
+    ['work_mem', '8MB\u0085', /NEL \(U\+0085\)/],
+    ['work\nmem', '8MB', /"work\\nmem": the key is a value containing a newline/],
+  ] as const) {
+    assert.throws(
+      () => classifyConfig({ [key]: value }),
+      (e: unknown) => e instanceof ConfigKeyError && shown.test(e.message) && !CONTROL.test(e.message),
+      `${JSON.stringify(key)}=${JSON.stringify(value)}`,
+    );
+  }
+  // A tab-free, single-line value with spaces and quotes still passes through unchanged.
+  assert.deepEqual(classifyConfig({ application_name: "it's fine" })[0]!.value, "it's fine");
 });

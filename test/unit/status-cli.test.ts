@@ -101,8 +101,10 @@ void describe('npx pgha status (the CLI) against real etcd and PostgreSQL on loo
       nodes: Record<string, { ip: string }[]>;
       ports: Record<string, number>;
       secrets: Record<string, string>;
+      postgresql: { allowedNetworks: string[] };
     };
     inv.subnet = '127.0.0.0/8';
+    inv.postgresql.allowedNetworks = [inv.subnet]; // pg_hba must admit every node (validated)
     inv.proxmox.host = '127.0.0.1';
     for (const role of ['haproxy', 'postgres', 'etcd']) {
       for (const n of inv.nodes[role] ?? []) n.ip = n.ip.replace(/^10\.213\.50\./, '127.0.0.');
