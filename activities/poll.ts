@@ -29,7 +29,10 @@ const asRecord = (d: unknown): Record<string, unknown> =>
  */
 export function heartbeat(details?: unknown): void {
   const ctx = activityContext();
-  if (!ctx) return;
+  if (ctx) heartbeatOn(ctx, details);
+}
+
+function heartbeatOn(ctx: Context, details: unknown): void {
   const k = kept.get(ctx);
   ctx.heartbeat(k ? { ...asRecord(details), ...k } : details);
 }
@@ -66,7 +69,7 @@ export async function heartbeating<T>(
   if (!ctx) return fn();
   const hb = ctx.info.heartbeatTimeoutMs;
   const every = everyMs ?? (hb ? Math.max(50, Math.min(1000, Math.floor(hb / 4))) : 1000);
-  const timer = setInterval(() => heartbeat({ phase: phase() }), every);
+  const timer = setInterval(() => heartbeatOn(ctx, { phase: phase() }), every);
   try {
     return await fn();
   } finally {
