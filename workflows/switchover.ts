@@ -73,12 +73,13 @@ const check = proxyActivities<Activities>({
   retry: { initialInterval: '2s', maximumAttempts: 2, nonRetryableErrorTypes: ['SwitchoverRefused'] },
 });
 /**
- * The hand-off: one activity polling every 10 ms. A short heartbeat timeout so that a killed worker
- * is noticed within seconds; the retried attempt looks before it acts (idempotent).
+ * The hand-off: one activity polling every 10 ms, heartbeating every second on a ticker. A short
+ * heartbeat timeout so that a killed worker is noticed within seconds; the retried attempt looks
+ * before it acts and never POSTs twice (activities/switchover/handoff.ts).
  */
 const handoff = proxyActivities<Activities>({
   startToCloseTimeout: '5m',
-  heartbeatTimeout: '10s',
+  heartbeatTimeout: '4s',
   retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['SwitchoverFailed'] },
 });
 
