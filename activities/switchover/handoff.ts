@@ -194,7 +194,7 @@ export async function switchoverCutover(
           sessions.close();
         }
       }
-      if (now.leader !== undefined && now.leader !== (old ?? now.leader)) {
+      if (now.leader !== undefined && now.leader !== (old ?? now.leader) && now.leader !== cand) {
         throw failed(
           `the leader is now ${now.leader} (timeline ${now.timeline}), neither ${old} nor the candidate ${cand}: ` +
             `someone else moved it; nothing was requested. Check pgha status`,
@@ -232,137 +232,183 @@ export async function switchoverCutover(
         boundMs: handoffTimeout,
         setPhase,
       };
-      let live = true;
+      const live = { on: true };
       try {
         let resumed: string | undefined;
         if (retried) {
-          // 3a. An earlier attempt may have sent the POST: watch, never POST blindly.
-          setPhase(`watching the hand-off to ${cand} an earlier attempt may have requested`);
-          const t0 = Date.now();
-          const quiet = plan.action === 'switchover' ? (deps.resumeWatchMs ?? 5000) : undefined;
-          const w = await follow(loop, t0, undefined, quiet);
-          if (w.routed) {
-            return {
-              outcome: 'already-done',
-              leader: cand,
-              timings: w.timings,
-              routedOn: sessions.sessions.map((s) => s.node),
-              resumed: `${earlier}; found the hand-off under way, watched it and routed writes to ${cand} ${w.timings.routedMs} ms later; no POST`,
-            };
-          }
-          const seen = await leaderNow(deps, inv);
-          const nothing =
-            !w.oldCut &&
-            !w.primaryOk &&
-            seen.leader === old &&
-            (seen.timeline === undefined || seen.timeline === plan.timeline) &&
-            !seen.scheduled;
-          if (!nothing || prior.posted) {
-            await releaseOld(loop, seen);
-            throw failed(
-              nothing
-                ? `${plan.action} to ${cand} did not happen: ${earlier}, and after watching ${Date.now() - t0} ms the cluster shows ` +
-                    `nothing of it (${seen.describe}, running, no switchover scheduled); Patroni's answer was lost with that attempt. ` +
-                    `Not sent again: see Patroni's log, then start the switchover again`
-                : `${plan.action} to ${cand} did not complete: ${earlier}; watched ${Date.now() - t0} ms (bound ${handoffTimeout} ms). ` +
-                    `Now: ${seen.describe}. HAProxy follows its health checks; check pgha status and Patroni's log before retrying`,
-              { leader: seen.leader ?? null },
-            );
-          }
-          resumed =
-            `${earlier}, but whether its POST went out is unknown; after watching ${Date.now() - t0} ms nothing had happened ` +
-            `(${seen.describe}, running, no switchover scheduled): POSTed now (attempt ${attempt})`;
+          const w = await watchEarlier(loop, {
+            plan,
+            prior,
+            now,
+            earlier,
+            attempt,
+            quietMs: deps.resumeWatchMs,
+          });
+          if (typeof w !== 'string') return w;
+          resumed = w;
         }
-
-        // 3b. The request, once. Patroni answers when it is done (or gives up); the loop does not wait for it.
-        await candSql.inRecovery();
-        if (oldSql && (await oldSql.inRecovery()) !== false) {
-          throw failed(
-            `the leader ${old} does not answer as a writable primary just before the POST; nothing was requested`,
-          );
-        }
-        const signal = cancellationSignal();
-        if (signal?.aborted) throw signal.reason ?? new Error('the hand-off was cancelled before the POST');
-        const t0 = Date.now();
-        keepInHeartbeats({ posted: { at: t0, attempt } });
-        const post: PostState = { promise: Promise.resolve() };
-        post.promise = (
-          plan.action === 'switchover'
-            ? deps.patroni.patroniSwitchover({
-                target: restApi(inv, old!),
-                auth: restApiAuth(inv),
-                leader: old!,
-                candidate: cand,
-                timeoutMs: handoffTimeout,
-              })
-            : deps.patroni.patroniFailover({
-                target: restApi(inv, cand),
-                auth: restApiAuth(inv),
-                candidate: cand,
-                timeoutMs: handoffTimeout,
-              })
-        ).then(
-          (r) => {
-            post.answer = { status: r.status, text: r.text ?? JSON.stringify(r.body) };
-            if (live) keepInHeartbeats({ answer: post.answer });
-          },
-          (err: Error) => {
-            post.error = err.message;
-            // A 401 is final; a request that got no answer may still have reached Patroni: watch a while.
-            post.final = err.name === 'PatroniAuthRejectedError';
-            post.errorAt = Date.now();
-          },
-        );
-        const answered = post.promise.then(() => Date.now() - t0);
-
-        // 4. The fast loop.
-        const f = await follow(loop, t0, post);
-        const timings: CutoverTimings = { postedAt: t0, ...f.timings };
-        // 5. Patroni's answer (bounded: the request has its own deadline; heartbeated like every wait).
-        if (!f.routed || !post.answer) {
-          setPhase(`waiting for Patroni's answer to the POST`);
-          await Promise.race([post.promise, sleep(f.routed ? 30_000 : 5000)]);
-        }
-        if (post.answer || post.error) timings.postAnsweredMs = await answered;
-        if (f.routed) {
-          return {
-            outcome: 'switched',
-            leader: cand,
-            postStatus: post.answer?.status,
-            postText: post.answer?.text ?? post.error,
-            timings,
-            routedOn: sessions.sessions.map((s) => s.node),
-            resumed,
-          };
-        }
-        // 6. Not switched: say exactly where the cluster is, and leave HAProxy to its checks.
-        const seen = await leaderNow(deps, inv);
-        // Whatever happened, the old leader is no longer drained: back under its checks (UP at once
-        // if it still leads, else DOWN until its checks say otherwise).
-        if (f.oldCut) await releaseOld(loop, seen);
-        const patroniSaid = post.answer
-          ? `Patroni answered ${post.answer.status}: ${post.answer.text}`
-          : post.error
-            ? `the request failed: ${post.error}`
-            : 'Patroni had not answered';
-        if (seen.leader === old && old) {
-          throw failed(
-            `${plan.action} to ${cand} did not happen: ${patroniSaid}. The leader is still ${old} (timeline ${seen.timeline}), ` +
-              `writes are routed to it as before; nothing else changed`,
-            { leader: old, timings },
-          );
-        }
-        throw failed(
-          `${plan.action} to ${cand} did not complete (waited ${Date.now() - t0} ms, bound ${handoffTimeout} ms): ${patroniSaid}. Now: ${seen.describe}. ` +
-            `HAProxy follows its health checks; check pgha status and Patroni's log before retrying`,
-          { leader: seen.leader ?? null, timings },
-        );
+        return await postOnce(loop, { plan, attempt, resumed, live });
       } finally {
-        live = false;
+        live.on = false;
         candSql.close();
         oldSql?.close();
         sessions.close();
       }
     },
+  );
+}
+
+/**
+ * 3a. A retried attempt: an earlier one may have sent the POST, so watch, never POST blindly.
+ * Returns the result when the hand-off completed under watch, or — when a bounded watch shows that
+ * nothing happened and no POST is known to have gone out — the note to report with the POST it may
+ * now send. Throws otherwise (a definite failure: nothing is sent again).
+ */
+async function watchEarlier(
+  c: Loop,
+  w: {
+    plan: HandoffPlan;
+    prior: HandoffMemo;
+    now: LeaderNow;
+    earlier: string;
+    attempt: number;
+    quietMs?: number;
+  },
+): Promise<CutoverResult | string> {
+  const { plan, prior, now } = w;
+  c.setPhase(`watching the hand-off to ${c.cand} an earlier attempt may have requested`);
+  const t0 = Date.now();
+  // Found under way: watched to the bound. Nothing seen yet: a bounded look (a failover's POST may
+  // show nothing until the dead leader's key expires: watched to the bound too).
+  const underWay =
+    now.leader !== c.old || (now.timeline ?? plan.timeline) > plan.timeline || now.scheduled === true;
+  const quiet = plan.action === 'switchover' && !underWay ? (w.quietMs ?? 5000) : undefined;
+  const f = await follow(c, t0, undefined, quiet);
+  if (f.routed) {
+    return {
+      outcome: 'already-done',
+      leader: c.cand,
+      timings: f.timings,
+      routedOn: c.sessions.sessions.map((s) => s.node),
+      resumed: `${w.earlier}; found the hand-off under way, watched it and routed writes to ${c.cand} ${f.timings.routedMs} ms later; no POST`,
+    };
+  }
+  const seen = await leaderNow(c.deps, c.inv);
+  const nothing =
+    !f.oldCut &&
+    !f.primaryOk &&
+    seen.leader === c.old &&
+    (seen.timeline === undefined || seen.timeline === plan.timeline) &&
+    !seen.scheduled;
+  if (!nothing || prior.posted) {
+    await releaseOld(c, seen);
+    throw failed(
+      nothing
+        ? `${plan.action} to ${c.cand} did not happen: ${w.earlier}, and after watching ${Date.now() - t0} ms the cluster shows ` +
+            `nothing of it (${seen.describe}, running, no switchover scheduled); Patroni's answer was lost with that attempt. ` +
+            `Not sent again: see Patroni's log, then start the switchover again`
+        : `${plan.action} to ${c.cand} did not complete: ${w.earlier}; watched ${Date.now() - t0} ms (bound ${c.boundMs} ms). ` +
+            `Now: ${seen.describe}. HAProxy follows its health checks; check pgha status and Patroni's log before retrying`,
+      { leader: seen.leader ?? null },
+    );
+  }
+  return (
+    `${w.earlier}, but whether its POST went out is unknown; after watching ${Date.now() - t0} ms nothing had happened ` +
+    `(${seen.describe}, running, no switchover scheduled): POSTed now (attempt ${w.attempt})`
+  );
+}
+
+/**
+ * 3b–6. The request, once, recorded before it goes out; then the fast loop; then Patroni's answer
+ * (bounded) and a definite end: switched, or exactly where the cluster stands.
+ */
+async function postOnce(
+  c: Loop,
+  o: { plan: HandoffPlan; attempt: number; resumed?: string; live: { on: boolean } },
+): Promise<CutoverResult> {
+  const { plan } = o;
+  const { deps, inv, cand, old } = c;
+  await c.candSql.inRecovery();
+  if (c.oldSql && (await c.oldSql.inRecovery()) !== false) {
+    throw failed(
+      `the leader ${old} does not answer as a writable primary just before the POST; nothing was requested`,
+    );
+  }
+  const signal = cancellationSignal();
+  if (signal?.aborted) throw signal.reason ?? new Error('the hand-off was cancelled before the POST');
+  // Patroni answers when it is done (or gives up); the loop does not wait for it.
+  const t0 = Date.now();
+  keepInHeartbeats({ posted: { at: t0, attempt: o.attempt } });
+  const post: PostState = { promise: Promise.resolve() };
+  post.promise = (
+    plan.action === 'switchover'
+      ? deps.patroni.patroniSwitchover({
+          target: restApi(inv, old!),
+          auth: restApiAuth(inv),
+          leader: old!,
+          candidate: cand,
+          timeoutMs: c.boundMs,
+        })
+      : deps.patroni.patroniFailover({
+          target: restApi(inv, cand),
+          auth: restApiAuth(inv),
+          candidate: cand,
+          timeoutMs: c.boundMs,
+        })
+  ).then(
+    (r) => {
+      post.answer = { status: r.status, text: r.text ?? JSON.stringify(r.body) };
+      if (o.live.on) keepInHeartbeats({ answer: post.answer });
+    },
+    (err: Error) => {
+      post.error = err.message;
+      // A 401 is final; a request that got no answer may still have reached Patroni: watch a while.
+      post.final = err.name === 'PatroniAuthRejectedError';
+      post.errorAt = Date.now();
+    },
+  );
+  const answered = post.promise.then(() => Date.now() - t0);
+
+  // 4. The fast loop.
+  const f = await follow(c, t0, post);
+  const timings: CutoverTimings = { postedAt: t0, ...f.timings };
+  // 5. Patroni's answer (bounded: the request has its own deadline; heartbeated like every wait).
+  if (!f.routed || !post.answer) {
+    c.setPhase(`waiting for Patroni's answer to the POST`);
+    await Promise.race([post.promise, sleep(f.routed ? 30_000 : 5000)]);
+  }
+  if (post.answer || post.error) timings.postAnsweredMs = await answered;
+  if (f.routed) {
+    return {
+      outcome: 'switched',
+      leader: cand,
+      postStatus: post.answer?.status,
+      postText: post.answer?.text ?? post.error,
+      timings,
+      routedOn: c.sessions.sessions.map((s) => s.node),
+      resumed: o.resumed,
+    };
+  }
+  // 6. Not switched: say exactly where the cluster is, and leave HAProxy to its checks.
+  const seen = await leaderNow(deps, inv);
+  // Whatever happened, the old leader is no longer drained: back under its checks (UP at once
+  // if it still leads, else DOWN until its checks say otherwise).
+  if (f.oldCut) await releaseOld(c, seen);
+  const patroniSaid = post.answer
+    ? `Patroni answered ${post.answer.status}: ${post.answer.text}`
+    : post.error
+      ? `the request failed: ${post.error}`
+      : 'Patroni had not answered';
+  if (seen.leader === old && old) {
+    throw failed(
+      `${plan.action} to ${cand} did not happen: ${patroniSaid}. The leader is still ${old} (timeline ${seen.timeline}), ` +
+        `writes are routed to it as before; nothing else changed`,
+      { leader: old, timings },
+    );
+  }
+  throw failed(
+    `${plan.action} to ${cand} did not complete (waited ${Date.now() - t0} ms, bound ${c.boundMs} ms): ${patroniSaid}. Now: ${seen.describe}. ` +
+      `HAProxy follows its health checks; check pgha status and Patroni's log before retrying`,
+    { leader: seen.leader ?? null, timings },
   );
 }
