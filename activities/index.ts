@@ -39,7 +39,7 @@ export function createActivities(deps: ActivityDeps) {
     ...postgres,
     ...createNodeActivities({ shellFor: (section) => proxmox.get(section) }),
     ...createGateActivities({ patroni, postgres, statusFor }),
-    ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor }),
+    ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
   };
 }

@@ -14,9 +14,67 @@ export function activityContext(): Context | undefined {
   }
 }
 
-/** Heartbeat if running inside an activity; a no-op elsewhere. */
+const kept = new WeakMap<Context, Record<string, unknown>>();
+
+const asRecord = (d: unknown): Record<string, unknown> =>
+  d === undefined
+    ? {}
+    : typeof d === 'object' && d !== null && !Array.isArray(d)
+      ? (d as Record<string, unknown>)
+      : { progress: d };
+
+/**
+ * Heartbeat if running inside an activity; a no-op elsewhere. Carries what `keepInHeartbeats`
+ * recorded for this attempt (kept keys win over `details`' own): progress never drops it.
+ */
 export function heartbeat(details?: unknown): void {
-  activityContext()?.heartbeat(details);
+  const ctx = activityContext();
+  if (ctx) heartbeatOn(ctx, details);
+}
+
+function heartbeatOn(ctx: Context, details: unknown): void {
+  const k = kept.get(ctx);
+  ctx.heartbeat(k ? { ...asRecord(details), ...k } : details);
+}
+
+/**
+ * Records `details` in this attempt's heartbeats for good: sent at once (merged with what was kept
+ * before) and carried by every later heartbeat of the attempt, whoever sends it (pollUntil, a
+ * `heartbeating` ticker). What an attempt must tell its retry (e.g. "I may have sent the POST")
+ * goes here, never in a plain heartbeat that the next progress report overwrites.
+ */
+export function keepInHeartbeats(details: Record<string, unknown>): void {
+  const ctx = activityContext();
+  if (!ctx) return;
+  kept.set(ctx, { ...kept.get(ctx), ...details });
+  ctx.heartbeat({ ...kept.get(ctx) });
+}
+
+/** The heartbeat details the previous attempt of this activity left (undefined outside one, or on a first attempt). */
+export function priorHeartbeat<T>(): T | undefined {
+  return activityContext()?.info.heartbeatDetails as T | undefined;
+}
+
+/**
+ * Runs `fn` while heartbeating `{ phase: phase() }` every `everyMs` (default a quarter of the
+ * activity's heartbeat timeout, at most 1 s): no wait inside `fn` — a request, a connect, an answer
+ * awaited — can outlast the heartbeat timeout unheartbeated. Outside an activity it only runs `fn`.
+ */
+export async function heartbeating<T>(
+  phase: () => string,
+  fn: () => Promise<T>,
+  everyMs?: number,
+): Promise<T> {
+  const ctx = activityContext();
+  if (!ctx) return fn();
+  const hb = ctx.info.heartbeatTimeoutMs;
+  const every = everyMs ?? (hb ? Math.max(50, Math.min(1000, Math.floor(hb / 4))) : 1000);
+  const timer = setInterval(() => heartbeatOn(ctx, { phase: phase() }), every);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** The activity's cancellation signal, or undefined outside an activity. */

@@ -73,8 +73,9 @@ export interface HandoffReport {
 /** Pre-checks and verification: quick reads; a refusal is final. */
 const check = proxyActivities<Activities>(activityOptions.precheck);
 /**
- * The hand-off: one activity polling every 10 ms. A short heartbeat timeout so that a killed worker
- * is noticed within seconds; the retried attempt looks before it acts (idempotent).
+ * The hand-off: one activity polling every 10 ms, heartbeating every second on a ticker. A short
+ * heartbeat timeout so that a killed worker is noticed within seconds; the retried attempt looks
+ * before it acts and never POSTs twice (activities/switchover/handoff.ts).
  */
 const handoff = proxyActivities<Activities>(activityOptions.handoff);
 

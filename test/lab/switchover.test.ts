@@ -6,8 +6,9 @@
  *    from the new one, rows written before still there, writes through both HAProxy land on the new leader;
  *  - clear refusals: the candidate is the leader, unknown, lagging for real (WAL replay paused on it
  *    while the leader writes), tagged nofailover (patroni.yml + reload) — nothing changes;
- *  - a worker SIGKILLed between the switchover request and its verification: a new worker finishes,
- *    the retried hand-off finds the switchover done (timeline +1, not +2) and reports it;
+ *  - a worker SIGKILLed between the switchover request and its verification: a spare worker finishes,
+ *    the retried hand-off finds the switchover done or under way (timeline +1, not +2), Patroni's
+ *    log shows exactly one POST /switchover, and it reports it;
  *  - failover after `pgha lab fault stop-ct <leader>`; the CT is started again and rejoins as a replica.
  * The cluster is deployed first (deployCluster: idempotent, fast on a deployed cluster).
  */
@@ -60,6 +61,24 @@ function startWorker(name: string): Proc {
 const ready = (w: Proc) => workerReady(w);
 const count = (activity: string) => activityCalls(countDir, activity);
 
+/** POST /switchover requests Patroni logged (patroni/api.py: "received switchover request ...") on every member since `since` (epoch s). */
+function switchoverRequests(since: string): number {
+  let n = 0;
+  for (const m of inv.nodes.postgres) {
+    const log = inCt(m.vmid, [
+      'journalctl',
+      '-u',
+      'patroni',
+      '--since',
+      `@${since}`,
+      '-o',
+      'cat',
+      '--no-pager',
+    ]);
+    n += log.split('\n').filter((l) => /received switchover request/.test(l)).length;
+  }
+  return n;
+}
 const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
 const vmid = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.vmid;
 const nameOf = (addr: string) => inv.nodes.postgres.find((n) => n.ip === addr)?.hostname ?? addr;
@@ -285,7 +304,7 @@ void test(
 );
 
 void test(
-  'a worker SIGKILLed between the switchover request and its verification: resumed to a correct report',
+  'a worker SIGKILLed between the switchover request and its verification: resumed, exactly one POST reached Patroni',
   { skip, timeout: 300_000 },
   async () => {
     const from = await healthy();
@@ -293,6 +312,11 @@ void test(
     const id = await writeRow();
     const cutBefore = count('switchoverCutover');
     const verifyBefore = count('switchoverVerify');
+    // The worker that takes over is already polling: the retry starts as soon as the heartbeat
+    // timeout notices the dead one (seconds), while the hand-off may still be under way.
+    const spare = startWorker('worker-2');
+    await ready(spare);
+    const since = inCt(vmid(from), ['date', '+%s']).trim();
     const h = await start('switchover', {});
     // The request is out: the old leader stops being primary. Kill the worker mid-hand-off.
     await waitFor('the old leader demoting', 60_000, async () => {
@@ -307,12 +331,16 @@ void test(
     });
     assert.equal(count('switchoverVerify'), verifyBefore, 'killed before the verification');
     await worker.kill();
-    worker = startWorker('worker-2');
-    await ready(worker);
     const r = (await h.result()) as HandoffReport;
-    assert.equal(r.outcome, 'already-done', 'the retried hand-off found it done');
+    assert.equal(
+      r.outcome,
+      'already-done',
+      'the retried hand-off found it done (or under way) and did not POST',
+    );
     assert.equal(count('switchoverCutover') - cutBefore, 2, 'the hand-off ran once more after the kill');
+    assert.equal(switchoverRequests(since), 1, 'Patroni received exactly one POST /switchover');
     await checkSwitched(r, from, tl, id); // timeline +1, not +2: one switchover
+    worker = spare;
   },
 );
 

@@ -1,10 +1,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import {
+  adminForced,
   createHaproxyActivities,
+  openRuntimeSessions,
   parseShowStat,
   socatArgv,
+  type HaproxyNode,
   type HaproxyRuntimeRunner,
+  type RuntimeStream,
 } from '../../activities/haproxy';
 import { freePort } from '../helpers/local-common';
 import { startLocalHaproxy, socatRunner, type LocalHaproxy } from '../helpers/local-haproxy';
@@ -272,6 +278,52 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
       }),
       /timed out after 700 ms waiting for primary\/pg102 UP on haproxy haproxy1.*status DOWN, check L7STS/,
     );
+  });
+
+  /** socat on the local admin socket as the stream the sessions run over (on Proxmox: proxmox.ts execStream). */
+  const socatStream = async (node: HaproxyNode): Promise<RuntimeStream> => {
+    const [cmd, ...args] = socatArgv(node);
+    const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const s = new EventEmitter() as EventEmitter & RuntimeStream;
+    child.stdout.on('data', (d: Buffer) => s.emit('data', d));
+    child.on('close', () => s.emit('close'));
+    return Object.assign(s, {
+      stderr: child.stderr,
+      write: (x: string) => child.stdin.write(x),
+      end: (x?: string) => child.stdin.end(x),
+    });
+  };
+
+  void it('a prompt-mode runtime session: one command after another on one connection; admin states read back', async () => {
+    const rs = await openRuntimeSessions([hap.node], socatStream);
+    try {
+      const [s] = rs.sessions;
+      assert.equal(s!.node, hap.node.name);
+      assert.deepEqual(adminForced(await s!.command('show servers state slow')), []);
+      assert.equal(await s!.command('set server slow/pg102 state drain'), '');
+      assert.deepEqual(adminForced(await s!.command('show servers state slow')), [
+        'slow/pg102 (admin state 8)',
+      ]);
+      assert.equal(await s!.command('set server slow/pg102 state ready'), '');
+      assert.deepEqual(adminForced(await s!.command('show servers state slow')), []);
+      assert.match(await s!.command('set server slow/nosuch state ready'), /No such server/);
+      await assert.rejects(s!.command('show stat; shutdown frontend x'), /separator/);
+    } finally {
+      rs.close();
+    }
+  });
+
+  void it('opening sessions is all or nothing: a node that does not answer closes the ones opened', async () => {
+    let closed = 0;
+    await assert.rejects(
+      openRuntimeSessions(
+        [hap.node, { name: 'haproxy9', socket: '/nonexistent/admin.sock' }],
+        socatStream,
+        () => closed++,
+      ),
+      /haproxy haproxy9: runtime session closed/,
+    );
+    assert.equal(closed, 1);
   });
 
   void it('a node whose socket does not answer is an error from the runner', async () => {

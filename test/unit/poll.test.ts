@@ -1,7 +1,13 @@
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { heartbeat, pollUntil, PollTimeoutError } from '../../activities/poll';
+import {
+  heartbeat,
+  heartbeating,
+  keepInHeartbeats,
+  pollUntil,
+  PollTimeoutError,
+} from '../../activities/poll';
 import { resolveSecretRef, SecretRefError } from '../../activities/secrets';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -102,6 +108,79 @@ void describe('secret references', () => {
     } finally {
       delete process.env.PGHA_TEST_SECRET_X;
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+void describe('kept heartbeat details and heartbeating waits', () => {
+  void it('what an attempt keeps is sent at once and carried by every later heartbeat, whoever sends it', async () => {
+    const env = new MockActivityEnvironment();
+    const beats: Record<string, unknown>[] = [];
+    env.on('heartbeat', (d: Record<string, unknown>) => beats.push(d));
+    await env.run(async () => {
+      heartbeat({ phase: 'before' });
+      keepInHeartbeats({ intent: { to: 'pg103' } });
+      heartbeat({ phase: 'after', intent: 'overwritten?' });
+      heartbeat('a bare value');
+      keepInHeartbeats({ posted: { at: 1 } });
+      let n = 0;
+      await pollUntil({ what: 'two checks', timeoutMs: 5000, intervalMs: 1 }, async () => {
+        n++;
+        return { done: n === 2, value: n, describe: `n=${n}` };
+      });
+    });
+    assert.deepEqual(beats[0], { phase: 'before' });
+    assert.deepEqual(beats[1], { intent: { to: 'pg103' } });
+    assert.deepEqual(
+      beats[2],
+      { phase: 'after', intent: { to: 'pg103' } },
+      'a kept key is never overwritten',
+    );
+    assert.deepEqual(beats[3], { progress: 'a bare value', intent: { to: 'pg103' } });
+    assert.deepEqual(beats[4], { intent: { to: 'pg103' }, posted: { at: 1 } });
+    for (const b of beats.slice(5)) {
+      assert.deepEqual(b.intent, { to: 'pg103' });
+      assert.deepEqual(b.posted, { at: 1 });
+      assert.equal(b.what, 'two checks');
+    }
+    assert.equal(beats.length, 7);
+  });
+
+  void it('a wait inside heartbeating() heartbeats its phase on a ticker until it ends', async () => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    try {
+      const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 4000 });
+      const beats: unknown[] = [];
+      env.on('heartbeat', (d: unknown) => beats.push(d));
+      let phase = 'connecting';
+      let release!: () => void;
+      const wait = new Promise<void>((r) => (release = r));
+      let started = false;
+      const done = env.run(() =>
+        heartbeating(
+          () => phase,
+          () => {
+            started = true;
+            return wait;
+          },
+        ),
+      );
+      while (!started) await new Promise((r) => setImmediate(r));
+      mock.timers.tick(3000); // a quarter of the heartbeat timeout: one beat a second
+      phase = 'waiting for the answer';
+      mock.timers.tick(2000);
+      release();
+      await done;
+      mock.timers.tick(5000); // the ticker stopped with the wait
+      assert.deepEqual(beats, [
+        { phase: 'connecting' },
+        { phase: 'connecting' },
+        { phase: 'connecting' },
+        { phase: 'waiting for the answer' },
+        { phase: 'waiting for the answer' },
+      ]);
+    } finally {
+      mock.timers.reset();
     }
   });
 });

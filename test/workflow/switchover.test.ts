@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startRunbook } from '../../clients/runbook';
@@ -22,7 +23,7 @@ import { PatroniUnreachableError } from '../../activities/patroni';
 import type { PatroniActivities } from '../../activities/patroni';
 import type { PgConn, PostgresActivities } from '../../activities/postgres';
 import { createSwitchoverActivities } from '../../activities/switchover';
-import type { RuntimeSessions } from '../../activities/switchover';
+import type { CutoverResult, RuntimeSessions } from '../../activities/switchover';
 import type { InventoryInput } from '../../runbooks/schema';
 import type { failover, HandoffReport, switchover } from '../../workflows/switchover';
 import { errorMessage } from '../../workflows/steps';
@@ -64,6 +65,19 @@ interface Member {
   nofailover?: boolean;
 }
 
+/** Where in the hand-off a worker dies (see FakeCluster.deaths). */
+type DeathPhase = 'before-post' | 'post-sent' | 'old-stopping' | 'promoting' | 'routed';
+
+/** The hand-off attempt (Temporal's attempt number) calling into the fake, if a hand-off calls. */
+function cutoverAttempt(): Context | undefined {
+  try {
+    const ctx = Context.current();
+    return ctx.info.activityType === 'switchoverCutover' ? ctx : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The cluster as Patroni, PostgreSQL, etcd and HAProxy would show it. */
 class FakeCluster {
   members: Record<string, Member> = {
@@ -75,7 +89,7 @@ class FakeCluster {
   paused = false;
   etcdHealthy = 3;
   /** What Patroni does with a POST: hand over, refuse (412), or stall (old leader stops, nobody takes over). */
-  behaviour: 'ok' | 'refuse' | 'stall' = 'ok';
+  behaviour: 'ok' | 'refuse' | 'stall' | 'ignore' = 'ok';
   posts: string[] = [];
   commands: string[] = [];
   /** Fail the first `health up` command (as a worker dying mid-hand-off would leave it). */
@@ -83,6 +97,41 @@ class FakeCluster {
   private failedUp = false;
   /** HAProxy admin state per `<node> <backend>/<server>` (0 ready, 8 drain, 1 maint). */
   admin: Record<string, number> = {};
+  /** HAProxy operational state forced by pgha per `<node> <backend>/<server>` (up/down). */
+  health: Record<string, string> = {};
+  /** ms after the POST: the old leader's PostgreSQL stops, the candidate takes the key, leaves recovery, the old one streams again. */
+  timing = { oldDown: 30, key: 150, writable: 300, rejoin: 500 };
+  /** When Patroni answers the POST (ms after it; it answers when the switchover is done). */
+  answerMs = 600;
+  /** The hand-off's bound (deps.handoffTimeoutMs). */
+  handoffTimeoutMs = 3000;
+  /**
+   * A worker dying mid-hand-off, per attempt: at that phase the attempt's heartbeats stop reaching
+   * the server and none of its calls returns again (until the worker shuts down) — as when the
+   * worker process is killed. Temporal then times the attempt out (heartbeat timeout) and retries.
+   */
+  deaths: Partial<Record<number, DeathPhase>> = {};
+  private dead = new Set<number>();
+  /** The attempts of the hand-off that ran, and what the ones that finished returned. */
+  cutAttempts: number[] = [];
+  cutResults: CutoverResult[] = [];
+
+  /** The calling hand-off attempt dies now if `phase` is its death. */
+  private maybeDie(phase: DeathPhase): void {
+    const ctx = cutoverAttempt();
+    if (!ctx || this.deaths[ctx.info.attempt] !== phase) return;
+    this.dead.add(ctx.info.attempt);
+    // Its heartbeats no longer reach the server (the worker is gone).
+    (ctx as unknown as { heartbeatFn: () => void }).heartbeatFn = () => undefined;
+  }
+  /** A dead attempt's call never returns (rejects only when the worker shuts down and cancels it). */
+  private async gate(): Promise<void> {
+    const ctx = cutoverAttempt();
+    if (!ctx || !this.dead.has(ctx.info.attempt)) return;
+    await new Promise((_, reject) =>
+      ctx.cancellationSignal.addEventListener('abort', () => reject(new Error('the worker is gone'))),
+    );
+  }
 
   leader(): string | undefined {
     return Object.keys(this.members).find((n) => this.members[n]!.role === 'leader');
@@ -91,21 +140,23 @@ class FakeCluster {
   handOff(to: string) {
     const old = this.leader();
     const at = (ms: number, fn: () => void) => setTimeout(fn, ms);
-    if (old) at(30, () => (this.members[old]!.up = false)); // fast shutdown
+    const t = this.timing;
+    // fast shutdown: PostgreSQL stops (no SQL, /primary 503), Patroni still holds the key
+    if (old) at(t.oldDown, () => Object.assign(this.members[old]!, { up: false, writable: false }));
     if (this.behaviour === 'stall') {
       if (old) at(60, () => (this.members[old]!.role = 'replica'));
       return;
     }
-    at(150, () => {
+    at(t.key, () => {
       if (old) this.members[old]!.role = 'replica';
       this.members[to]!.role = 'leader'; // takes the key: /primary 200, still in recovery
     });
-    at(300, () => {
+    at(t.writable, () => {
       this.members[to]!.writable = true;
       this.timeline++;
     });
     if (old)
-      at(500, () => {
+      at(t.rejoin, () => {
         this.members[old] = { role: 'replica', up: true, writable: false, lag: 0 };
       });
   }
@@ -117,6 +168,7 @@ class FakeCluster {
     };
     const fake = {
       patroniGetCluster: async (a: { target: { url: string } }) => {
+        await this.gate();
         const me = member(a.target.url);
         if (!this.members[me]!.up && this.members[me]!.role !== 'leader') unreachable(me, a.target.url);
         return {
@@ -137,6 +189,7 @@ class FakeCluster {
         };
       },
       patroniGetPrimary: async (a: { target: { url: string } }) => {
+        await this.gate();
         const me = member(a.target.url);
         const m = this.members[me]!;
         if (!m.up && m.role !== 'leader') unreachable(me, a.target.url);
@@ -154,6 +207,7 @@ class FakeCluster {
         body: { maximum_lag_on_failover: MiB },
       }),
       patroniSwitchover: async (a: { leader: string; candidate?: string }) => {
+        await this.gate();
         this.posts.push(`switchover ${a.leader} -> ${a.candidate}`);
         if (this.behaviour === 'refuse')
           return {
@@ -163,8 +217,10 @@ class FakeCluster {
             body: null,
             text: 'candidate name does not match',
           };
-        this.handOff(a.candidate!);
-        await new Promise((r) => setTimeout(r, 600));
+        if (this.behaviour !== 'ignore') this.handOff(a.candidate!);
+        this.maybeDie('post-sent');
+        await new Promise((r) => setTimeout(r, this.answerMs));
+        await this.gate();
         return this.behaviour === 'ok'
           ? {
               member: a.leader,
@@ -209,6 +265,7 @@ class FakeCluster {
           }));
       },
       pgTimeline: async (c: PgConn) => {
+        await this.gate();
         if (!m(c).up) throw new Error(`PostgreSQL ${c.host} did not accept a connection`);
         return { timeline: this.timeline, checkpointTimeline: this.timeline };
       },
@@ -261,62 +318,91 @@ class FakeCluster {
     } as unknown as HaproxyActivities;
   }
 
-  sessions = async (): Promise<RuntimeSessions> => ({
-    sessions: ['haproxy1', 'haproxy2'].map((node) => ({
-      node,
-      command: async (cmd: string) => {
-        if (
-          this.failFirstUp &&
-          !this.failedUp &&
-          / health up$/.test(cmd) &&
-          cmd.includes('postgres_primary')
-        ) {
-          this.failedUp = true;
-          throw new Error(`haproxy ${node}: runtime session closed`);
-        }
-        // Routing a member that is still in recovery would send writes to a replica.
-        const target = cmd.match(/postgres_primary\/(\w+) health up/)?.[1];
-        if (target && !this.members[target]!.writable) this.commands.push(`MISROUTED ${cmd}`);
-        // Admin states (drain/maint), as `show servers state` reports them (srv_admin_state, 7th field).
-        const st = cmd.match(/^set server (\w+)\/(\w+) state (ready|drain|maint)$/);
-        if (st) this.admin[`${node} ${st[1]}/${st[2]}`] = st[3] === 'ready' ? 0 : st[3] === 'drain' ? 8 : 1;
-        const show = cmd.match(/^show servers state (\w+)$/)?.[1];
-        if (show) {
-          const rows = Object.keys(this.members).map(
-            (name, i) =>
-              `4 ${show} ${i + 1} ${name} ${IPS[name]} 2 ${this.admin[`${node} ${show}/${name}`] ?? 0} 1 1`,
-          );
-          return [
-            '1',
-            '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight',
-            ...rows,
-          ].join('\n');
-        }
-        this.commands.push(`${node}: ${cmd}`);
-        return '';
-      },
+  sessions = async (): Promise<RuntimeSessions> => {
+    this.maybeDie('before-post');
+    await this.gate();
+    return {
+      sessions: ['haproxy1', 'haproxy2'].map((node) => ({
+        node,
+        command: async (cmd: string) => {
+          await this.gate();
+          if (
+            this.failFirstUp &&
+            !this.failedUp &&
+            / health up$/.test(cmd) &&
+            cmd.includes('postgres_primary')
+          ) {
+            this.failedUp = true;
+            throw new Error(`haproxy ${node}: runtime session closed`);
+          }
+          // Routing a member that is still in recovery would send writes to a replica.
+          const target = cmd.match(/postgres_primary\/(\w+) health up/)?.[1];
+          if (target && !this.members[target]!.writable) this.commands.push(`MISROUTED ${cmd}`);
+          // Admin states (drain/maint), as `show servers state` reports them (srv_admin_state, 7th field).
+          const st = cmd.match(/^set server (\w+)\/(\w+) state (ready|drain|maint)$/);
+          if (st) this.admin[`${node} ${st[1]}/${st[2]}`] = st[3] === 'ready' ? 0 : st[3] === 'drain' ? 8 : 1;
+          const show = cmd.match(/^show servers state (\w+)$/)?.[1];
+          if (show) {
+            const rows = Object.keys(this.members).map(
+              (name, i) =>
+                `4 ${show} ${i + 1} ${name} ${IPS[name]} 2 ${this.admin[`${node} ${show}/${name}`] ?? 0} 1 1`,
+            );
+            return [
+              '1',
+              '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight',
+              ...rows,
+            ].join('\n');
+          }
+          const hl = cmd.match(/^set server (\w+)\/(\w+) health (up|down)$/);
+          if (hl) this.health[`${node} ${hl[1]}/${hl[2]}`] = hl[3]!;
+          this.commands.push(`${node}: ${cmd}`);
+          if (hl && hl[1] === 'postgres_primary' && hl[3] === 'up') this.maybeDie('routed');
+          return '';
+        },
+        close() {},
+      })),
       close() {},
-    })),
-    close() {},
-  });
+    };
+  };
 
   activities() {
-    return createSwitchoverActivities({
+    const a = createSwitchoverActivities({
       patroni: this.patroni(),
       postgres: this.postgres(),
       etcd: this.etcd(),
       haproxyFor: async () => this.haproxy(),
       openRuntimeSessions: this.sessions,
-      handoffTimeoutMs: 3000,
+      handoffTimeoutMs: this.handoffTimeoutMs,
+      resumeWatchMs: 1500,
       recoveryProbe: (c) => ({
         inRecovery: async () => {
-          const x = this.members[nameOf(c.host) ?? '']!;
+          await this.gate();
+          const name = nameOf(c.host) ?? '';
+          const x = this.members[name]!;
+          if (this.posts.length > 0 && name === this.leaderAtPost && x.up) this.maybeDie('old-stopping');
+          if (name === this.candidateAtPost && x.role === 'leader' && !x.writable) this.maybeDie('promoting');
+          await this.gate();
           if (!x.up && !(x.role === 'leader' && x.writable)) return null;
           return !(x.role === 'leader' && x.writable);
         },
         close() {},
       }),
     });
+    return {
+      ...a,
+      switchoverCutover: async (args: Parameters<typeof a.switchoverCutover>[0]) => {
+        this.cutAttempts.push(Context.current().info.attempt);
+        const r = await a.switchoverCutover(args);
+        this.cutResults.push(r);
+        return r;
+      },
+    };
+  }
+  private get leaderAtPost(): string | undefined {
+    return this.posts[0]?.match(/^switchover (\w+) ->/)?.[1];
+  }
+  private get candidateAtPost(): string | undefined {
+    return this.posts[0]?.match(/-> (\w+)$/)?.[1];
   }
 }
 
@@ -483,6 +569,116 @@ void test('a hand-off retried after it failed mid-way finds the switchover done:
   assert.equal(r.timelineAfter, 2);
   assert.deepEqual(fake.posts, ['switchover pg102 -> pg103']);
   assert.ok(fake.commands.includes('haproxy2: set server postgres_primary/pg103 health up'));
+});
+
+/** The end state every worker-death test wants: `to` leads, every HAProxy routes writes to it and not to `from`. */
+function assertRoutedTo(fake: FakeCluster, to: string, from: string) {
+  assert.equal(fake.leader(), to);
+  for (const h of ['haproxy1', 'haproxy2']) {
+    assert.equal(fake.health[`${h} postgres_primary/${to}`], 'up', `${h} routes writes to ${to}`);
+    assert.equal(
+      fake.health[`${h} postgres_primary/${from}`],
+      'down',
+      `${h} does not route writes to ${from}`,
+    );
+  }
+  assert.ok(!fake.commands.some((c) => c.startsWith('MISROUTED')), fake.commands.join('\n'));
+}
+
+/**
+ * A hand-off slower than a retry after a worker death (heartbeat timeout 4 s, the SDK's heartbeat
+ * throttling up to 0.8 of it, the retry interval), so the retried attempt finds it under way.
+ */
+const slow = (fake: FakeCluster, t: FakeCluster['timing']) => {
+  fake.timing = t;
+  fake.answerMs = t.writable + 100;
+  fake.handoffTimeoutMs = 40_000;
+};
+
+void test('worker dead before the POST (intent recorded): the retry watches, sees nothing happened, POSTs once and says so', async () => {
+  const fake = new FakeCluster();
+  fake.deaths = { 1: 'before-post' };
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+  assert.deepEqual(fake.cutAttempts, [1, 2]);
+  assert.equal(r.outcome, 'switched');
+  assert.match(
+    fake.cutResults[0]!.resumed ?? '',
+    /attempt 1 recorded its intent to switchover .* whether its POST went out is unknown; after watching \d+ ms nothing had happened \(pg102 leads on timeline 1, running, no switchover scheduled\): POSTed now \(attempt 2\)/,
+  );
+  assertRoutedTo(fake, 'pg103', 'pg102');
+});
+
+for (const [phase, timing] of [
+  ['post-sent', { oldDown: 30, key: 14_000, writable: 15_000, rejoin: 15_500 }],
+  ['old-stopping', { oldDown: 30, key: 14_000, writable: 15_000, rejoin: 15_500 }],
+  ['promoting', { oldDown: 30, key: 1000, writable: 15_000, rejoin: 15_500 }],
+] as const) {
+  void test(`worker dead ${phase === 'post-sent' ? 'right after the POST was sent' : phase === 'old-stopping' ? 'while the old leader stops' : 'while the candidate promotes'}: the retry watches the hand-off under way, routes it, no second POST`, async () => {
+    const fake = new FakeCluster();
+    slow(fake, timing);
+    fake.deaths = { 1: phase };
+    const r = await run(fake, 'switchover', { candidate: 'pg103' });
+    assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+    assert.deepEqual(fake.cutAttempts, [1, 2]);
+    assert.equal(r.outcome, 'already-done');
+    assert.match(
+      fake.cutResults[0]!.resumed ?? '',
+      /attempt 1 recorded its intent to switchover .*; found the hand-off under way, watched it and routed writes to pg103 \d+ ms later; no POST$/,
+    );
+    assert.equal(r.timelineAfter, 2, 'one switchover: timeline +1');
+    assertRoutedTo(fake, 'pg103', 'pg102');
+  });
+}
+
+void test('worker dead after routing: the retry finds it done, routes again, no second POST', async () => {
+  const fake = new FakeCluster();
+  fake.deaths = { 1: 'routed' };
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+  assert.deepEqual(fake.cutAttempts, [1, 2]);
+  assert.equal(r.outcome, 'already-done');
+  assert.match(fake.cutResults[0]!.resumed ?? '', /pg103 already led on timeline 2: routed, no POST/);
+  assertRoutedTo(fake, 'pg103', 'pg102');
+});
+
+void test('two workers dead in a row (after the POST, then while watching): the third attempt still knows, watches, no second POST', async () => {
+  const fake = new FakeCluster();
+  slow(fake, { oldDown: 30, key: 12_000, writable: 28_000, rejoin: 28_500 });
+  fake.deaths = { 1: 'old-stopping', 2: 'promoting' };
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+  assert.deepEqual(fake.cutAttempts, [1, 2, 3]);
+  assert.equal(r.outcome, 'already-done');
+  assert.match(fake.cutResults[0]!.resumed ?? '', /attempt 1 recorded its intent/);
+  assertRoutedTo(fake, 'pg103', 'pg102');
+});
+
+void test('Patroni answers late (11 s after the POST): the wait is heartbeated, one attempt, one POST', async () => {
+  const fake = new FakeCluster();
+  fake.answerMs = 11_000;
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.deepEqual(fake.cutAttempts, [1], 'the hand-off was never timed out');
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103']);
+  assert.equal(r.outcome, 'switched');
+  assert.equal(r.patroni?.status, 200);
+  assertRoutedTo(fake, 'pg103', 'pg102');
+});
+
+void test('an earlier attempt sent the POST and nothing happened (its answer lost): not sent again, a definite failure', async () => {
+  const fake = new FakeCluster();
+  fake.behaviour = 'ignore';
+  fake.deaths = { 1: 'post-sent' };
+  await assert.rejects(run(fake, 'switchover', { candidate: 'pg103' }), (err: unknown) => {
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.match(
+      errorMessage(err.cause),
+      /switchover to pg103 did not happen: attempt 1 recorded its intent .* and sent the POST at .*the cluster shows nothing of it \(pg102 leads on timeline 1, running, no switchover scheduled\).*Not sent again/,
+    );
+    return true;
+  });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+  assert.equal(fake.leader(), 'pg102');
 });
 
 void test('failover when the leader is gone: POST /failover to the candidate, routed, old leader not waited for', async () => {

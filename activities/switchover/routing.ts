@@ -1,0 +1,82 @@
+/**
+ * Routing writes through every HAProxy with its runtime API: the sessions the hand-off keeps open,
+ * one command on all of them at once, and "writes to this leader" as one idempotent step.
+ * `set server ... health` only forces the operational state: the health checks keep running and
+ * stay in charge afterwards.
+ */
+import type { Inventory } from '../../runbooks/schema';
+import { memberNames } from '../../runbooks/topology';
+import { openRuntimeSessions, socatArgv } from '../haproxy';
+import type { HaproxyNode, RuntimeSessions } from '../haproxy';
+import { ProxmoxHost } from '../proxmox';
+import type { ProxmoxInventorySection } from '../proxmox';
+import { HAPROXY_ADMIN_SOCKET, HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND } from '../render';
+import { primary200 } from './cluster';
+import type { SwitchoverDeps } from './types';
+
+/** The inventory's HAProxy nodes as the runtime API addresses them. */
+export const haproxyNodes = (inv: Inventory): HaproxyNode[] =>
+  inv.nodes.haproxy.map((n) => ({ name: n.hostname, vmid: n.vmid, socket: HAPROXY_ADMIN_SOCKET }));
+
+/**
+ * A `prompt`-mode runtime session per HAProxy node, over proxmox.ts execStream (the deps' shared
+ * transport, or a connection of their own that closes with them).
+ */
+export async function sessionsFor(deps: SwitchoverDeps, inv: Inventory): Promise<RuntimeSessions> {
+  if (deps.openRuntimeSessions) return deps.openRuntimeSessions(inv);
+  const section = inv.proxmox as ProxmoxInventorySection;
+  const host = deps.proxmoxFor ? await deps.proxmoxFor(section) : await ProxmoxHost.fromInventory(section);
+  const own = !deps.proxmoxFor;
+  try {
+    return await openRuntimeSessions(
+      haproxyNodes(inv),
+      (node) => host.execStream(node.vmid!, socatArgv(node)),
+      own ? () => setTimeout(() => host.close(), 200).unref() : undefined,
+    );
+  } catch (err) {
+    if (own) host.close();
+    throw err;
+  }
+}
+
+/** One command on every session; any answer but '' is an error naming the node. */
+export async function all(s: RuntimeSessions, cmd: string): Promise<void> {
+  const answers = await Promise.all(s.sessions.map(async (x) => [x.node, await x.command(cmd)] as const));
+  const bad = answers.filter(([, a]) => a !== '');
+  if (bad.length) throw new Error(`haproxy: ${cmd}: ${bad.map(([n, a]) => `${n}: ${a}`).join('; ')}`);
+}
+
+/** The old leader out of the write backend at once: drained, forced down, its sessions cut. */
+export async function cutOldLeader(s: RuntimeSessions, old: string): Promise<void> {
+  // Drained, not just marked down: while Patroni still holds its key the old leader's /primary
+  // can answer 200 again and its check (rise 1) would put it back UP — HAProxy would then send
+  // connections to a stopped PostgreSQL and retry them for seconds. A drained server takes no
+  // new connection whatever its checks say; the checks keep running (verify restores `ready`).
+  await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${old} state drain`);
+  await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${old} health down`);
+  await all(s, `shutdown sessions server ${HAPROXY_WRITE_BACKEND}/${old}`);
+}
+
+/** The candidate into the write backend (ready: an earlier run may have drained it), out of the read one. */
+export async function admitLeader(s: RuntimeSessions, leader: string, afterUp?: () => void): Promise<void> {
+  await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${leader} state ready`);
+  await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${leader} health up`);
+  afterUp?.();
+  await all(s, `set server ${HAPROXY_READ_BACKEND}/${leader} health down`);
+}
+
+/** Routes writes to `leader` on every HAProxy (the others down first); idempotent. */
+export async function route(
+  deps: SwitchoverDeps,
+  inv: Inventory,
+  s: RuntimeSessions,
+  leader: string,
+  old?: string,
+): Promise<string[]> {
+  for (const n of memberNames(inv)) {
+    if (n !== leader && (n === old || !(await primary200(deps, inv, n))))
+      await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${n} health down`);
+  }
+  await admitLeader(s, leader);
+  return s.sessions.map((x) => x.node);
+}
