@@ -7,11 +7,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { utils } from 'ssh2';
 import { ProxmoxError, ProxmoxHost, resolveProxmoxConfig } from '../../activities/proxmox';
+import { DEFAULT_INVENTORY, readLabInventory } from '../../lab/inventory';
 import { labNotUpReason, labProxmoxSection } from '../../lab/testing';
 
 // Outside CI these skip when the lab is down; CI brings the lab up (lab.test.ts fails if it is not).
 const skip = process.env.CI ? false : labNotUpReason();
-const CT = 103;
+const LAB = process.env.PGHA_LAB_INVENTORY ?? DEFAULT_INVENTORY;
+/** The second PostgreSQL CT of the lab inventory (lab.yaml: 103 pg103). */
+const { vmid: CT, hostname: CT_NAME } = readLabInventory(LAB).nodes.filter((n) => n.role === 'postgres')[1]!;
 
 function isKind(kind: string) {
   return (err: unknown) => {
@@ -25,13 +28,13 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
   let host: ProxmoxHost;
 
   before(async () => {
-    host = await ProxmoxHost.fromInventory(labProxmoxSection());
+    host = await ProxmoxHost.fromInventory(labProxmoxSection(LAB));
   });
   after(() => host?.close());
 
-  void it('runs a command in the CT (pct exec 103 -- hostname)', async () => {
+  void it(`runs a command in the CT (pct exec ${CT} -- hostname)`, async () => {
     const r = await host.exec(CT, ['hostname']);
-    assert.deepEqual(r, { code: 0, signal: undefined, stdout: 'pg103\n', stderr: '' });
+    assert.deepEqual(r, { code: 0, signal: undefined, stdout: `${CT_NAME}\n`, stderr: '' });
   });
 
   void it('passes exit codes and stderr through', async () => {
@@ -149,7 +152,7 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
   void it('reports status and config as Proxmox does', async () => {
     assert.equal(await host.status(CT), 'running');
     const cfg = await host.config(CT);
-    assert.equal(cfg.hostname, 'pg103');
+    assert.equal(cfg.hostname, CT_NAME);
     assert.match(cfg.net0 ?? '', /(^|,)ip=10\.213\.50\.22\/24(,|$)/);
     assert.deepEqual(await host.start(CT), { changed: false }, 'start of a running CT is a no-op');
   });
@@ -168,7 +171,7 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
     const t0 = Date.now();
     await assert.rejects(host.exec(CT, ['sleep', '31.5'], { timeoutMs: 1000 }), isKind('Timeout'));
     assert.ok(Date.now() - t0 < 5_000, `took ${Date.now() - t0} ms`);
-    assert.equal((await host.exec(CT, ['hostname'])).stdout, 'pg103\n');
+    assert.equal((await host.exec(CT, ['hostname'])).stdout, `${CT_NAME}\n`);
     // the command we gave up on does not linger in the CT (bounded there by timeout + 5 s)
     const deadline = Date.now() + 20_000;
     const lingering = async () =>
@@ -200,13 +203,13 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
     const client = await (host as unknown as { conn: Promise<{ destroy(): void }> }).conn;
     client.destroy();
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal((await host.exec(CT, ['hostname'])).stdout, 'pg103\n');
+    assert.equal((await host.exec(CT, ['hostname'])).stdout, `${CT_NAME}\n`);
   });
 });
 
 void describe('ProxmoxHost refuses what it cannot trust', { skip }, () => {
   void it('a host key that does not match the pinned fingerprint', async () => {
-    const cfg = await resolveProxmoxConfig(labProxmoxSection());
+    const cfg = await resolveProxmoxConfig(labProxmoxSection(LAB));
     const wrong = `SHA256:${createHash('sha256').update('not the key').digest('base64').replace(/=+$/, '')}`;
     const host = new ProxmoxHost({ ...cfg, hostKeyFingerprint: wrong });
     try {
@@ -222,14 +225,14 @@ void describe('ProxmoxHost refuses what it cannot trust', { skip }, () => {
   });
 
   void it('a fingerprint that is not SHA256:... (no accept-any)', async () => {
-    const cfg = await resolveProxmoxConfig(labProxmoxSection());
+    const cfg = await resolveProxmoxConfig(labProxmoxSection(LAB));
     for (const fp of ['', '*', 'any', 'MD5:aa:bb']) {
       assert.throws(() => new ProxmoxHost({ ...cfg, hostKeyFingerprint: fp }), isKind('BadConfig'));
     }
   });
 
   void it('a key the host does not know', async () => {
-    const cfg = await resolveProxmoxConfig(labProxmoxSection());
+    const cfg = await resolveProxmoxConfig(labProxmoxSection(LAB));
     const stranger = utils.generateKeyPairSync('ed25519');
     const host = new ProxmoxHost({ ...cfg, privateKey: stranger.private });
     try {
@@ -240,7 +243,7 @@ void describe('ProxmoxHost refuses what it cannot trust', { skip }, () => {
   });
 
   void it('secret references that do not resolve name the reference, not a value', async () => {
-    const section = { ...labProxmoxSection(), privateKey: 'env:PGHA_TEST_NO_SUCH_VARIABLE' };
+    const section = { ...labProxmoxSection(LAB), privateKey: 'env:PGHA_TEST_NO_SUCH_VARIABLE' };
     await assert.rejects(ProxmoxHost.fromInventory(section), /env:PGHA_TEST_NO_SUCH_VARIABLE/);
   });
 });
