@@ -229,7 +229,8 @@ export function renderHaproxyStateDown(inv: Inventory): RenderedFile {
       .split('\n'),
     '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port',
     ...haproxyServers(inv).map((s) => {
-      const beId = s.backend === HAPROXY_WRITE_BACKEND ? 3 : 5; // listen stats 1, frontends 2 and 4
+      // be_id as HAProxy 2.6 numbers these backends (seen in its dump); not compared for a global file
+      const beId = s.backend === HAPROXY_WRITE_BACKEND ? 4 : 6;
       return `${beId} ${s.backend} ${s.id} ${s.name} ${s.addr} 0 0 1 1 0 1 0 0 6 0 0 0 - ${s.port} - 0 ${s.checkPort} - - 0`;
     }),
   ];
