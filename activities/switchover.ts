@@ -681,6 +681,11 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
           `the leader ${old} does not answer as a writable primary just before the POST; nothing was requested`,
         );
       }
+      // The candidate takes no write before pgha admits it: its own check (rise 1) would mark it UP
+      // the moment its /primary answers 200, 100-300 ms before its PostgreSQL leaves recovery, and
+      // writes would reach a read-only server (2 in a benchmark run, to the first server of the
+      // backend). Drained, it takes no new connection whatever its checks say; admitted below.
+      await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} state drain`);
       // 3. The request. Patroni answers when it is done (or gives up); the loop does not wait for it.
       const t0 = Date.now();
       timings.postedAt = t0;
@@ -786,6 +791,11 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       const seen = await leaderNow(inv);
       // Whatever happened, the old leader is no longer drained: back under its checks (UP at once
       // if it still leads, else DOWN until its checks say otherwise).
+      // The candidate, drained before the POST, is back under its checks (DOWN at once unless it leads).
+      await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} state ready`).catch(() => undefined);
+      if (seen.leader !== cand) {
+        await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} health down`).catch(() => undefined);
+      }
       if (oldCut && old) {
         const health = seen.leader === old ? 'up' : 'down';
         await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} state ready`).catch(() => undefined);
