@@ -1,10 +1,14 @@
 /**
- * `npm run bench:switchover` — the write gap of a Patroni switchover behind HAProxy, three ways, in
- * one run on a deployed lab cluster (PGHA_LAB_INVENTORY, default runbooks/clusters/lab.yaml):
+ * `npm run bench:switchover` — the write gap of a Patroni switchover behind HAProxy, four ways, in
+ * one run on a deployed lab cluster (PGHA_LAB_INVENTORY, default runbooks/clusters/lab.yaml). It
+ * rewrites haproxy.cfg and drops a table: it refuses, before anything, an inventory that is not a
+ * lab's (subnet 10.213.50.0/24, the lab's Proxmox stand-in; lab/inventory.ts checks it).
  *
  *   seed   the seed's haproxy.cfg (GET /patroni checks, inter 3s fall 3 rise 3) + plain POST /switchover;
  *          first 30 s with no switchover, counting writes (and new connections) that reach a replica;
  *   naive  the seed's file with checks on GET /primary, inter 1s fall 2 rise 1; plain POST /switchover;
+ *   pghacfg pgha's rendered HAProxy files (haproxy.cfg, its unit, the server-state file) + a plain
+ *          POST /switchover and no orchestration: what the config alone gives;
  *   pgha   pgha's rendered haproxy.cfg + the switchover runbook's activities (pre-check, the hand-off
  *          that routes HAProxy the instant the candidate accepts writes, verification) — the same
  *          code the workflow runs, called in-process.
@@ -16,8 +20,11 @@
  * answers 200 → first commit on the new leader, and the routing lag (the candidate's first
  * pg_is_in_recovery() = false, polled directly every 10 ms → first commit acknowledged through
  * HAProxy). After each series every acknowledged id is looked up on the final leader.
+ * Writes that reach a replica are counted the same way for every config and in every window: the
+ * writer runs from the moment the config is installed (HAProxy stopped, the files pushed, started:
+ * its first seconds included) to the end of its last switchover.
  * BENCH_N switchovers per config (default 5, at least 5), targets rotating over the replicas.
- * pgha's haproxy.cfg is restored at the end, whatever happened. Every wait is bounded.
+ * pgha's HAProxy files are restored at the end, whatever happened. Every wait is bounded.
  */
 import { Client } from 'pg';
 import { Agent, request } from 'undici';
@@ -29,21 +36,24 @@ import type { PatroniClusterJson } from '../activities/patroni';
 import { createPostgresActivities } from '../activities/postgres';
 import { createProxmoxFactory } from '../activities/proxmox';
 import type { ProxmoxHost } from '../activities/proxmox';
-import { HAPROXY_CFG_PATH, renderHaproxyCfg, renderSeedHaproxy } from '../activities/render';
+import { HAPROXY_CFG_PATH, renderNodeFiles, renderSeedHaproxy } from '../activities/render';
+import type { RenderedFile } from '../activities/render';
 import { createSwitchoverActivities } from '../activities/switchover';
+import { readLabInventory } from '../lab/inventory';
 import { loadInventory, resolveClusterSecrets } from '../runbooks/inventory';
 import type { Inventory } from '../runbooks/schema';
+import { findNode, memberByIp, memberNames, restApi, restApiAuth } from '../runbooks/topology';
 
 const root = join(__dirname, '..');
 const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
 const N = Math.max(5, Number(process.env.BENCH_N ?? 5));
 const RATE = Math.max(200, Number(process.env.BENCH_RATE ?? 250));
 const STEADY_MS = 30_000;
-/** BENCH_ONLY=pgha (comma-separated) runs only those series (for investigating; the summary needs all three). */
-const ONLY = (process.env.BENCH_ONLY ?? 'seed,naive,pgha').split(',');
+const CONFIGS = ['seed', 'naive', 'pghacfg', 'pgha'] as const;
+type Config = (typeof CONFIGS)[number];
+/** BENCH_ONLY=pgha (comma-separated) runs only those series (for investigating; the summary needs all four). */
+const ONLY = (process.env.BENCH_ONLY ?? CONFIGS.join(',')).split(',');
 const DEBUG = process.env.BENCH_DEBUG === '1';
-
-type Config = 'seed' | 'naive' | 'pgha';
 
 interface Attempt {
   id: number;
@@ -139,7 +149,9 @@ class Writer {
           const c = this.client;
           this.client = undefined;
           void c?.end().catch(() => undefined);
-          next = Date.now(); // reconnect at once
+          // reconnect at once; while HAProxy is stopped (refused) every 5 ms, not in a busy loop
+          if ((err as { code?: string }).code === 'ECONNREFUSED') await sleep(5);
+          next = Date.now();
           continue;
         }
         next += interval;
@@ -173,6 +185,15 @@ interface Sample {
 }
 
 async function main() {
+  // Before anything (no secret read, no connection): only a lab inventory.
+  try {
+    readLabInventory(INVENTORY);
+  } catch (err) {
+    throw new Error(
+      `bench:switchover rewrites haproxy.cfg and drops tables, so it only runs against a lab inventory ` +
+        `(PGHA_LAB_INVENTORY): ${(err as Error).message}`,
+    );
+  }
   const inv: Inventory = await loadInventory(INVENTORY);
   const secrets = await resolveClusterSecrets(inv);
   const proxmox = createProxmoxFactory();
@@ -183,13 +204,11 @@ async function main() {
   const haproxy = createHaproxyActivities({ runner: runnerFromCtExec(host) });
   const sw = createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor: async () => haproxy });
   const agent = new Agent({ connect: { timeout: 500 }, headersTimeout: 500, bodyTimeout: 500 });
-  const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
-  const nameOf = (addr: string | undefined) =>
-    inv.nodes.postgres.find((n) => n.ip === addr)?.hostname ?? addr;
-  const api = (name: string) => `http://${ip(name)}:${inv.ports.patroniRestApi}`;
+  const ip = (name: string) => findNode(inv, 'postgres', name).ip;
+  const nameOf = (addr: string | undefined) => memberByIp(inv, addr) ?? addr;
+  const api = (name: string) => restApi(inv, name).url;
   const user = inv.postgresql.superuser;
   const password = secrets.superuserPassword;
-  const authRef = { username: inv.patroni.restApiUsername, passwordRef: inv.secrets.restApiPassword };
   const hp = inv.nodes.haproxy[0]!;
 
   const sqlOn = async <T>(addr: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> => {
@@ -213,7 +232,7 @@ async function main() {
     for (const n of inv.nodes.postgres) {
       try {
         const r = await patroni.patroniGetCluster({
-          target: { member: n.hostname, url: api(n.hostname) },
+          target: restApi(inv, n.hostname),
           timeoutMs: 2000,
         });
         if (r.body) return r.body;
@@ -248,18 +267,35 @@ async function main() {
       500,
     );
 
-  const configs: Record<Config, string> = {
-    seed: renderSeedHaproxy(inv).content,
-    naive: renderSeedHaproxy(inv)
-      .content.replace('option httpchk GET /patroni', 'option httpchk GET /primary')
-      .replace(/inter 3s fall 3 rise 3/g, 'inter 1s fall 2 rise 1'),
-    pgha: renderHaproxyCfg(inv, secrets).content,
+  // Every config runs under pgha's HAProxy deployment (its unit, its all-DOWN server-state file);
+  // seed and naive swap in their own haproxy.cfg, which does not load the state file.
+  const pghaFiles = (h: Inventory['nodes']['haproxy'][number]) => renderNodeFiles(inv, 'haproxy', h, secrets);
+  const seedCfg = renderSeedHaproxy(inv);
+  const cfgOf = (c: Config, h: Inventory['nodes']['haproxy'][number]): RenderedFile[] => {
+    if (c === 'pgha' || c === 'pghacfg') return pghaFiles(h);
+    const content =
+      c === 'seed'
+        ? seedCfg.content
+        : seedCfg.content
+            .replace('option httpchk GET /patroni', 'option httpchk GET /primary')
+            .replace(/inter 3s fall 3 rise 3/g, 'inter 1s fall 2 rise 1');
+    return [...pghaFiles(h).filter((f) => f.path !== HAPROXY_CFG_PATH), { ...seedCfg, content }];
   };
+  /** When the current config was started on the HAProxy nodes: misroutes count from here. */
+  let installedAt = 0;
   const install = async (c: Config) => {
     for (const h of inv.nodes.haproxy) {
-      await host.push(h.vmid, HAPROXY_CFG_PATH, configs[c], { mode: c === 'pgha' ? 0o600 : 0o644 });
-      await host.execChecked(h.vmid, ['systemctl', 'restart', 'haproxy'], { timeoutMs: 30_000 });
+      let unitChanged = false;
+      for (const f of cfgOf(c, h)) {
+        const r = await host.push(h.vmid, f.path, f.content, { mode: f.mode });
+        if (r.changed && f.path.endsWith('.service')) unitChanged = true;
+      }
+      if (unitChanged) await host.execChecked(h.vmid, ['systemctl', 'daemon-reload'], { timeoutMs: 30_000 });
+      await host.execChecked(h.vmid, ['systemctl', 'stop', 'haproxy'], { timeoutMs: 30_000 });
     }
+    installedAt = Date.now();
+    for (const h of inv.nodes.haproxy)
+      await host.execChecked(h.vmid, ['systemctl', 'start', 'haproxy'], { timeoutMs: 30_000 });
     const l = await settled(60_000);
     // Writes through HAProxy reach the leader (the seed config may need a few tries: round robin).
     await bounded(`a write through ${hp.hostname} with the ${c} config`, 30_000, async () =>
@@ -277,7 +313,7 @@ async function main() {
   };
   const samples: Sample[] = [];
   let lost = 0;
-  const misrouted: Record<Config, number> = { seed: 0, naive: 0, pgha: 0 };
+  const misrouted: Record<Config, number> = { seed: 0, naive: 0, pghacfg: 0, pgha: 0 };
   let idBase = 1;
 
   // Fresh table on the leader.
@@ -344,10 +380,15 @@ async function main() {
   };
 
   const series = async (config: Config) => {
-    let leader = await install(config);
+    // The writer runs while the config is installed: HAProxy's first seconds count like any other.
     const writer = new Writer({ host: hp.ip, port: inv.ports.haproxyWrite, user, password }, idBase);
     writer.start();
+    let leader = await install(config);
     await sleep(2000);
+    const atStart = writer.attempts.filter((a) => a.start >= installedAt && a.replica).length;
+    say(
+      `${config}: installed, leader ${leader}; ${atStart} write attempts reached a replica in HAProxy's first ${Date.now() - installedAt} ms`,
+    );
     if (config === 'seed') {
       // 30 s of steady state: the writer, and a new connection every 100 ms (a client pool's way).
       const t0 = Date.now();
@@ -366,14 +407,14 @@ async function main() {
       }
       const steady = writer.attempts.filter((a) => a.start >= t0 && a.start < t0 + STEADY_MS);
       const steadyReplica = steady.filter((a) => a.replica).length;
-      misrouted.seed += steadyReplica + newToReplica;
+      misrouted.seed += newToReplica; // the writer's own are counted with the whole series
       say(
         `seed, no switchover, ${STEADY_MS / 1000} s: writer ${steady.filter((a) => a.ok).length} commits, ${steady.filter((a) => !a.ok).length} failed, ` +
           `${steadyReplica} reached a replica; new connections: ${newToReplica} of ${newConns} reached a replica (read-only transaction)`,
       );
     }
     for (let i = 1; i <= N; i++) {
-      const names = inv.nodes.postgres.map((n) => n.hostname);
+      const names = memberNames(inv);
       const to = names[(names.indexOf(leader) + 1) % names.length]!;
       const from = leader;
       const watch = watchCandidate(to);
@@ -388,8 +429,8 @@ async function main() {
       } else {
         postAt = Date.now();
         const r = await patroni.patroniSwitchover({
-          target: { member: from, url: api(from) },
-          auth: authRef,
+          target: restApi(inv, from),
+          auth: restApiAuth(inv),
           leader: from,
           candidate: to,
           timeoutMs: 60_000,
@@ -434,7 +475,6 @@ async function main() {
         routingLagMs:
           firstNew && watch.seen.writable !== undefined ? firstNew.end - watch.seen.writable : null,
       };
-      misrouted[config] += s.toReplica;
       if (DEBUG) {
         const w0 = watch.seen.writable ?? postAt;
         for (const a of writer.attempts
@@ -453,6 +493,8 @@ async function main() {
       await sleep(1000);
     }
     await writer.stop();
+    // Every write attempt of the series that reached a replica, from HAProxy's start to the end.
+    misrouted[config] += writer.attempts.filter((a) => a.start >= installedAt && a.replica).length;
     idBase = writer.attempts.length ? writer.attempts[writer.attempts.length - 1]!.id + 1 : idBase;
     const acked = writer.attempts.filter((a) => a.ok).map((a) => a.id);
     const found = await sqlOn(ip(leader), inv.ports.postgresql, async (c) =>
@@ -473,15 +515,15 @@ async function main() {
 
   let failure: unknown;
   try {
-    for (const c of ['seed', 'naive', 'pgha'] as Config[]) if (ONLY.includes(c)) await series(c);
+    for (const c of CONFIGS) if (ONLY.includes(c)) await series(c);
   } catch (err) {
     failure = err;
   } finally {
     try {
       await install('pgha');
-      say('restored pgha haproxy.cfg on every HAProxy node');
+      say("restored pgha's HAProxy files on every HAProxy node");
     } catch (err) {
-      say(`RESTORING pgha haproxy.cfg FAILED: ${(err as Error).message}`);
+      say(`RESTORING pgha's HAProxy files FAILED: ${(err as Error).message}`);
     }
     proxmox.closeAll();
     await agent.close();
@@ -495,7 +537,7 @@ async function main() {
     '| config | median gap ms | gaps ms | failed attempts | reached a replica | median POST→last old | median → /primary 200 | median → first new | median routing lag ms |',
   );
   console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const c of ['seed', 'naive', 'pgha'] as Config[]) {
+  for (const c of CONFIGS) {
     const s = by(c);
     console.log(
       `| ${c} | ${median(s.map((x) => x.gapMs))} | ${s.map((x) => x.gapMs).join(' ')} | ${s.reduce((a, x) => a + x.failed, 0)} | ${misrouted[c]} | ` +
@@ -505,7 +547,8 @@ async function main() {
   console.log(
     `switchover_gap_ms median_pgha=${median(by('pgha').map((x) => x.gapMs))} median_naive=${median(by('naive').map((x) => x.gapMs))} ` +
       `median_seed=${median(by('seed').map((x) => x.gapMs))} routing_lag_pgha=${median(num(by('pgha').map((x) => x.routingLagMs)))} ` +
-      `misrouted_pgha=${misrouted.pgha} misrouted_seed=${misrouted.seed} lost=${lost}`,
+      `misrouted_pgha=${misrouted.pgha} misrouted_seed=${misrouted.seed} lost=${lost} ` +
+      `median_pghacfg=${median(by('pghacfg').map((x) => x.gapMs))} misrouted_pghacfg=${misrouted.pghacfg}`,
   );
 }
 

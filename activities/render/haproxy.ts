@@ -13,7 +13,14 @@
  * - the stats page needs a generated password (the seed: admin:admin, with `stats admin` on);
  * - the runtime API socket at /run/haproxy/admin.sock, mode 600, level admin: pgha drives it as
  *   root with `pct exec <vmid> -- socat stdio unix-connect:/run/haproxy/admin.sock`;
- * - the file holds a password: mode 0600.
+ * - the file holds a password: mode 0600;
+ * - no write reaches a replica right after HAProxy (re)starts or reloads: HAProxy 2.6 starts every
+ *   server UP (health = rise: "up, but will fall down at first failure") until its first check
+ *   fails, so `balance first` sent new connections to the first server in the list — a replica when
+ *   the leader is not first — for up to `inter` (11 write attempts in one benchmark run). Every
+ *   server's initial state is loaded from {@link HAPROXY_STATE_FILE} (`server-state-file` +
+ *   `load-server-state-from-file global`; `init-state` exists only from HAProxy 3.1), which the
+ *   unit writes before every start and every reload (see {@link renderHaproxyUnit}).
  *
  * {@link renderSeedHaproxy} reproduces the seed's own file faithfully (for the lab test and the
  * switchover benchmark that show the defects).
@@ -31,6 +38,10 @@ export const SEED_HAPROXY_ADMIN_SOCKET = '/var/lib/haproxy/admin.sock';
 export const HAPROXY_WRITE_BACKEND = 'postgres_primary';
 export const HAPROXY_READ_BACKEND = 'postgres_replicas';
 export const SEED_HAPROXY_BACKEND = 'postgresql_backend';
+/** Where HAProxy reads every server's initial state at start and reload (`server-state-file`). */
+export const HAPROXY_STATE_FILE = '/var/lib/haproxy/server-state';
+/** Every server DOWN (rendered): what {@link HAPROXY_STATE_FILE} holds before a fresh start. */
+export const HAPROXY_STATE_DOWN_PATH = '/etc/haproxy/server-state.down';
 
 /**
  * One HAProxy config word: bare when safe, else single-quoted (no expansion inside), else
@@ -58,12 +69,16 @@ function globalAndDefaults(inv: Inventory): string[] {
     `${G}group haproxy`,
     `${G}daemon`,
     `${G}maxconn ${h.maxconn * 2 + 100}`,
+    `${G}# Every server's state at start/reload, written by the unit first: all DOWN on a start, the`,
+    `${G}# running process's states on a reload; never "UP until the first check fails"`,
+    `${G}server-state-file ${HAPROXY_STATE_FILE}`,
     '',
     'defaults',
     `${G}log global`,
     `${G}mode tcp`,
     `${G}option tcplog`,
     `${G}option dontlognull`,
+    `${G}load-server-state-from-file global`,
     `${G}# A connection that cannot reach its server is sent to another healthy one`,
     `${G}option redispatch`,
     `${G}retries 2`,
@@ -182,7 +197,73 @@ ${inv.nodes.postgres.map((n) => `    server ${n.hostname} ${n.ip}:${p.postgresql
   return { path: HAPROXY_CFG_PATH, content, mode: 0o644, owner: 'root', group: 'root' };
 }
 
-/** Debian's unit (master-worker mode, reload by USR2), with its runtime directory for the socket. */
+/** The servers of the rendered config, in its order: backend, server, address, port, check port. */
+function haproxyServers(inv: Inventory) {
+  return [HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND].flatMap((backend) =>
+    inv.nodes.postgres.map((n, i) => ({
+      backend,
+      id: i + 1,
+      name: n.hostname,
+      addr: n.ip,
+      port: inv.ports.postgresql,
+      checkPort: inv.ports.patroniRestApi,
+    })),
+  );
+}
+
+/**
+ * A server-state file (format 1, as `show servers state` prints it) with every server of
+ * {@link renderHaproxyCfg} STOPPED (op state 0, check health 0) and its checks configured and
+ * enabled (check state 6), so after a start only a passing check brings a server UP: the leader's
+ * /primary, a replica's /replica. HAProxy matches lines by backend and server name; ids are not
+ * compared for the global file. The first line must be the version alone.
+ */
+export function renderHaproxyStateDown(inv: Inventory): RenderedFile {
+  const lines = [
+    '1',
+    ...header(
+      inv.cluster,
+      'HAProxy server states for a fresh start: every server DOWN until its own health check passes',
+    )
+      .trimEnd()
+      .split('\n'),
+    '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port',
+    ...haproxyServers(inv).map((s) => {
+      // be_id as HAProxy 2.6 numbers these backends (seen in its dump); not compared for a global file
+      const beId = s.backend === HAPROXY_WRITE_BACKEND ? 4 : 6;
+      return `${beId} ${s.backend} ${s.id} ${s.name} ${s.addr} 0 0 1 1 0 1 0 0 6 0 0 0 - ${s.port} - 0 ${s.checkPort} - - 0`;
+    }),
+  ];
+  return {
+    path: HAPROXY_STATE_DOWN_PATH,
+    content: `${lines.join('\n')}\n`,
+    mode: 0o644,
+    owner: 'root',
+    group: 'root',
+  };
+}
+
+/**
+ * The shell text of the unit's ExecReload step that writes {@link HAPROXY_STATE_FILE} before the
+ * reload signal: the running process's `show servers state` (the leader stays UP, replicas DOWN,
+ * drains kept), followed by the all-DOWN lines (HAProxy keeps the first line of a backend/server
+ * and drops later duplicates, so a server the running process does not know starts DOWN). If the
+ * running process does not answer with a state dump, the all-DOWN file alone.
+ */
+function reloadStateScript(): string {
+  const tmp = `${HAPROXY_STATE_FILE}.new`;
+  return (
+    `echo "show servers state" | socat -t 5 stdio unix-connect:${HAPROXY_ADMIN_SOCKET},shut-none > ${tmp}` +
+    ` && head -n 1 ${tmp} | grep -qx 1 && tail -n +2 ${HAPROXY_STATE_DOWN_PATH} >> ${tmp}` +
+    ` || cp ${HAPROXY_STATE_DOWN_PATH} ${tmp}; mv -f ${tmp} ${HAPROXY_STATE_FILE}`
+  );
+}
+
+/**
+ * Debian's unit (master-worker mode, reload by USR2), with its runtime directory for the socket,
+ * and the server-state file written before every start (all DOWN: after a boot, a crash, a
+ * `systemctl restart`) and every reload (the running states) — for every (re)start, whoever asks.
+ */
 export function renderHaproxyUnit(inv: Inventory): RenderedFile {
   const content = `${header(inv.cluster, 'HAProxy systemd unit')}[Unit]
 Description=HAProxy load balancer (PostgreSQL cluster ${inv.cluster})
@@ -192,9 +273,13 @@ Wants=network-online.target
 
 [Service]
 Environment="CONFIG=${HAPROXY_CFG_PATH}" "PIDFILE=/run/haproxy.pid"
+# Every server starts DOWN (${HAPROXY_STATE_FILE}, loaded by haproxy.cfg): only its check brings it UP
+ExecStartPre=/bin/cp ${HAPROXY_STATE_DOWN_PATH} ${HAPROXY_STATE_FILE}
 ExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q
 ExecStart=/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE -S /run/haproxy-master.sock
 ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -c -q
+# The new process starts from the running one's server states (new servers DOWN)
+ExecReload=/bin/sh -c '${reloadStateScript()}'
 ExecReload=/bin/kill -USR2 $MAINPID
 KillMode=mixed
 Restart=always

@@ -5,7 +5,7 @@
 import type { ClusterSecrets, Inventory, Node, Role } from '../../runbooks/schema';
 import { renderEtcdConf, renderEtcdUnit } from './etcd';
 import type { RenderedFile } from './files';
-import { renderHaproxyCfg, renderHaproxyUnit } from './haproxy';
+import { renderHaproxyCfg, renderHaproxyStateDown, renderHaproxyUnit } from './haproxy';
 import { renderPatroniUnit, renderPatroniYml, renderPgpass } from './patroni';
 
 export * from './etcd';
@@ -27,7 +27,7 @@ export function renderNodeFiles(
     case 'postgres':
       return [renderPatroniYml(inv, node, secrets), renderPgpass(inv, secrets), renderPatroniUnit(inv)];
     case 'haproxy':
-      return [renderHaproxyCfg(inv, secrets), renderHaproxyUnit(inv)];
+      return [renderHaproxyCfg(inv, secrets), renderHaproxyStateDown(inv), renderHaproxyUnit(inv)];
   }
 }
 

@@ -117,14 +117,20 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
   return { timings, routed: false, oldCut, primaryOk };
 }
 
-/** After a hand-off that did not complete: the old leader no longer drained, back under its checks. */
-async function releaseOld(c: Loop, seen: LeaderNow): Promise<void> {
-  if (!c.old) return;
-  const health = seen.leader === c.old ? 'up' : 'down';
-  await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${c.old} state ready`).catch(() => undefined);
-  await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${c.old} health ${health}`).catch(
-    () => undefined,
-  );
+/**
+ * After a hand-off that did not complete: nobody left drained. The old leader (cut, or not) and the
+ * candidate (drained before the POST) go back under their checks: UP at once for whichever leads
+ * now, DOWN until its checks say otherwise for the other.
+ */
+async function release(c: Loop, seen: LeaderNow): Promise<void> {
+  for (const name of [c.old, c.cand]) {
+    if (!name) continue;
+    const health = seen.leader === name ? 'up' : 'down';
+    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} state ready`).catch(() => undefined);
+    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} health ${health}`).catch(
+      () => undefined,
+    );
+  }
 }
 
 const when = (ms: number) => new Date(ms).toISOString();
@@ -301,7 +307,7 @@ async function watchEarlier(
     (seen.timeline === undefined || seen.timeline === plan.timeline) &&
     !seen.scheduled;
   if (!nothing || prior.posted) {
-    await releaseOld(c, seen);
+    await release(c, seen);
     throw failed(
       nothing
         ? `${plan.action} to ${c.cand} did not happen: ${w.earlier}, and after watching ${Date.now() - t0} ms the cluster shows ` +
@@ -336,6 +342,11 @@ async function postOnce(
   }
   const signal = cancellationSignal();
   if (signal?.aborted) throw signal.reason ?? new Error('the hand-off was cancelled before the POST');
+  // The candidate takes no write before pgha admits it: its own check (rise 1) would mark it UP the
+  // moment its /primary answers 200, 100-300 ms before its PostgreSQL leaves recovery, and writes
+  // would reach a read-only server (2 in a benchmark run, to the first server of the backend).
+  // Drained, it takes no new connection whatever its checks say; admitLeader lets it in.
+  await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} state drain`);
   // Patroni answers when it is done (or gives up); the loop does not wait for it.
   const t0 = Date.now();
   keepInHeartbeats({ posted: { at: t0, attempt: o.attempt } });
@@ -391,9 +402,8 @@ async function postOnce(
   }
   // 6. Not switched: say exactly where the cluster is, and leave HAProxy to its checks.
   const seen = await leaderNow(deps, inv);
-  // Whatever happened, the old leader is no longer drained: back under its checks (UP at once
-  // if it still leads, else DOWN until its checks say otherwise).
-  if (f.oldCut) await releaseOld(c, seen);
+  // Whatever happened, nobody stays drained: back under their checks.
+  await release(c, seen);
   const patroniSaid = post.answer
     ? `Patroni answered ${post.answer.status}: ${post.answer.text}`
     : post.error

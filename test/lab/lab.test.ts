@@ -1,9 +1,10 @@
 /**
  * The lab's acceptance checks, through the same doors a user has: OpenSSH's client against the
  * Proxmox stand-in (host key pinned in a known_hosts file, key-only), `pct` with Proxmox's syntax,
- * and `npx pgha lab ...`. Faults are injected into CT 101 (haproxy2) and undone before the test
- * ends. Skips only when the lab is not up. (Tear-down is checked by hand: `pgha lab down` would take
- * the lab from the tests that follow.)
+ * and `npx pgha lab ...`, on the lab of PGHA_LAB_INVENTORY (default runbooks/clusters/lab.yaml): CT
+ * ids, names and addresses come from it. Faults are injected into the second HAProxy CT (haproxy2,
+ * 101 in lab.yaml) and undone before the test ends. Skips only when the lab is not up. (Tear-down
+ * is checked by hand: `pgha lab down` would take the lab from the tests that follow.)
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { readLabInventory } from '../../lab/inventory';
+import { DEFAULT_INVENTORY, readLabInventory } from '../../lab/inventory';
 import { labNotUpReason } from '../../lab/testing';
 import { CLIENT_KEY, FINGERPRINT_FILE, HOST_KEY } from '../../lab/sshd';
 
@@ -27,7 +28,14 @@ void it(
   },
 );
 const repo = join(__dirname, '..', '..');
-const FAULT_CT = 101;
+const LAB = process.env.PGHA_LAB_INVENTORY ?? DEFAULT_INVENTORY;
+const lab = readLabInventory(LAB);
+const byRole = (role: string) => lab.nodes.filter((n) => n.role === role);
+/** The CTs the checks use (lab.yaml: 100 haproxy1, 101 haproxy2, 103 pg103, 104 pg104, 110/111 etcd2/3). */
+const [hp1, hp2] = byRole('haproxy');
+const [, pgA, pgB] = byRole('postgres');
+const [, etcdB, etcdC] = byRole('etcd');
+const FAULT_CT = hp2!.vmid;
 
 interface Out {
   code: number;
@@ -46,7 +54,7 @@ let tmp = '';
 
 /** `ssh root@10.213.50.1 <remote command>` with the lab key, the host key pinned, no fallbacks. */
 function ssh(remote: string, input?: string): Out {
-  const { host, port } = readLabInventory().proxmox;
+  const { host, port } = readLabInventory(LAB).proxmox;
   return sh(
     'ssh',
     [
@@ -71,8 +79,10 @@ function ssh(remote: string, input?: string): Out {
   );
 }
 
+/** `npx pgha <args>`; `lab` commands get this lab's inventory. */
 function pgha(...args: string[]): Out {
-  return sh('npx', ['pgha', ...args], undefined, 300_000);
+  const argv = args[0] === 'lab' ? ['lab', '--inventory', LAB, ...args.slice(1)] : args;
+  return sh('npx', ['pgha', ...argv], undefined, 300_000);
 }
 
 /** Is a TCP port on `ip` answered (open or refused) from inside a CT, or does it go unanswered? */
@@ -87,7 +97,7 @@ void describe('the lab, as a user meets it', { skip }, () => {
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'pgha-lab-test-'));
     knownHosts = join(tmp, 'known_hosts');
-    const { host, port } = readLabInventory().proxmox;
+    const { host, port } = readLabInventory(LAB).proxmox;
     writeFileSync(knownHosts, `[${host}]:${port} ${readFileSync(`${HOST_KEY}.pub`, 'utf8')}`);
   });
   after(() => {
@@ -103,24 +113,27 @@ void describe('the lab, as a user meets it', { skip }, () => {
     assert.equal(ssh('true').code, 0);
   });
 
-  void it('ssh … pct exec 103 -- hostname prints pg103', () => {
-    const r = ssh('pct exec 103 -- hostname');
-    assert.deepEqual([r.code, r.stdout, r.stderr], [0, 'pg103\n', '']);
+  void it(`ssh … pct exec ${pgA!.vmid} -- hostname prints ${pgA!.hostname}`, () => {
+    const r = ssh(`pct exec ${pgA!.vmid} -- hostname`);
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, `${pgA!.hostname}\n`, '']);
   });
 
   void it('pct exec passes stdin, stdout, stderr and the exit status through', () => {
-    const r = ssh(`pct exec 104 -- sh -c 'cat; echo to-stderr >&2; exit 7'`, 'from stdin\n');
+    const r = ssh(`pct exec ${pgB!.vmid} -- sh -c 'cat; echo to-stderr >&2; exit 7'`, 'from stdin\n');
     assert.deepEqual([r.code, r.stdout, r.stderr], [7, 'from stdin\n', 'to-stderr\n']);
   });
 
-  void it('pct config 103 | grep ip= shows 10.213.50.22', () => {
-    const r = ssh('pct config 103 | grep ip=');
+  void it(`pct config ${pgA!.vmid} | grep ip= shows ${pgA!.ip}`, () => {
+    const r = ssh(`pct config ${pgA!.vmid} | grep ip=`);
     assert.equal(r.code, 0);
     assert.match(
       r.stdout,
-      /^net0: name=eth0,bridge=pglab0,hwaddr=BC:24:11:[0-9A-F:]{8},ip=10\.213\.50\.22\/24,type=veth$/m,
+      new RegExp(
+        `^net0: name=eth0,bridge=pglab0,hwaddr=BC:24:11:[0-9A-F:]{8},ip=${pgA!.ip.replace(/\./g, '\\.')}/24,type=veth$`,
+        'm',
+      ),
     );
-    assert.match(ssh('pct config 111').stdout, /^hostname: etcd3$/m);
+    assert.match(ssh(`pct config ${etcdC!.vmid}`).stdout, new RegExp(`^hostname: ${etcdC!.hostname}$`, 'm'));
   });
 
   void it('pct push writes a file with the requested mode and owner; pct pull reads it back', () => {
@@ -128,14 +141,17 @@ void describe('the lab, as a user meets it', { skip }, () => {
     const back = `/tmp/pgha-pull-${process.pid}`;
     try {
       assert.equal(ssh(`printf 'x=1\\n' > ${src}`).code, 0);
-      const r = ssh(`pct push 103 ${src} /tmp/pushed.conf --perms 0640 --user root --group daemon`);
+      const r = ssh(`pct push ${pgA!.vmid} ${src} /tmp/pushed.conf --perms 0640 --user root --group daemon`);
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(ssh(`pct exec 103 -- stat -c '%a %U %G' /tmp/pushed.conf`).stdout, '640 root daemon\n');
-      assert.equal(ssh(`pct pull 103 /tmp/pushed.conf ${back} --perms 0600`).code, 0);
+      assert.equal(
+        ssh(`pct exec ${pgA!.vmid} -- stat -c '%a %U %G' /tmp/pushed.conf`).stdout,
+        '640 root daemon\n',
+      );
+      assert.equal(ssh(`pct pull ${pgA!.vmid} /tmp/pushed.conf ${back} --perms 0600`).code, 0);
       assert.equal(readFileSync(back, 'utf8'), 'x=1\n');
       assert.equal(sh('stat', ['-c', '%a', back]).stdout, '600\n');
     } finally {
-      ssh(`rm -f ${src} ${back}; pct exec 103 -- rm -f /tmp/pushed.conf`);
+      ssh(`rm -f ${src} ${back}; pct exec ${pgA!.vmid} -- rm -f /tmp/pushed.conf`);
     }
   });
 
@@ -146,13 +162,13 @@ void describe('the lab, as a user meets it', { skip }, () => {
     assert.equal(ssh('pct status 999').code, 255);
   });
 
-  void it('pct list and pct status show the 8 CTs running', () => {
+  void it(`pct list and pct status show the ${lab.nodes.length} CTs running`, () => {
     const r = ssh('pct list');
     assert.equal(r.code, 0);
     const rows = r.stdout.trim().split('\n');
     assert.match(rows[0]!, /^VMID\s+Status\s+Lock\s+Name/);
-    const inv = readLabInventory();
-    // Other lab inventories may have CTs on the same host: this inventory's 8 are listed, running.
+    const inv = readLabInventory(LAB);
+    // Other lab inventories may have CTs on the same host: this inventory's are listed, running.
     const mine = new Set(inv.nodes.map((n) => String(n.vmid)));
     assert.deepEqual(
       rows
@@ -161,13 +177,13 @@ void describe('the lab, as a user meets it', { skip }, () => {
         .filter((r) => mine.has(r[0]!)),
       inv.nodes.map((n) => [String(n.vmid), 'running', n.hostname]),
     );
-    assert.equal(ssh('pct status 110').stdout, 'status: running\n');
+    assert.equal(ssh(`pct status ${etcdB!.vmid}`).stdout, 'status: running\n');
   });
 
   void it('pgha lab status: one line per CT with IP, state and systemd state, and the ssh endpoint', () => {
     const r = pgha('lab', 'status');
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const inv = readLabInventory();
+    const inv = readLabInventory(LAB);
     for (const n of inv.nodes) {
       assert.match(
         r.stdout,
@@ -178,12 +194,17 @@ void describe('the lab, as a user meets it', { skip }, () => {
       );
     }
     assert.ok(r.stdout.includes(readFileSync(FINGERPRINT_FILE, 'utf8').trim()));
-    assert.match(r.stdout, /ssh -p 2222 -i \/var\/lib\/pgha-lab\/ssh\/id_ed25519 root@10\.213\.50\.1/);
+    assert.ok(
+      r.stdout.includes(
+        `ssh -p ${lab.proxmox.port} -i /var/lib/pgha-lab/ssh/id_ed25519 root@${lab.proxmox.host}`,
+      ),
+      r.stdout,
+    );
   });
 
   void it('every CT has its own machine-id and hostname, and the offline packages read-only', () => {
     const ids = new Set<string>();
-    for (const n of readLabInventory().nodes) {
+    for (const n of readLabInventory(LAB).nodes) {
       const r = ssh(
         `pct exec ${n.vmid} -- sh -c 'cat /etc/machine-id; hostname; test -f /opt/pgha-offline/MANIFEST.json && ! touch /opt/pgha-offline/x 2>/dev/null && echo ro'`,
       );
@@ -193,36 +214,37 @@ void describe('the lab, as a user meets it', { skip }, () => {
       assert.equal(hostname, n.hostname);
       assert.equal(ro, 'ro', `CT ${n.vmid}: /opt/pgha-offline missing or writable`);
     }
-    assert.equal(ids.size, readLabInventory().nodes.length);
+    assert.equal(ids.size, readLabInventory(LAB).nodes.length);
   });
 
   void it('the CTs reach each other and the host on 10.213.50.0/24, and have no route elsewhere', () => {
-    assert.ok(reachable(100, '10.213.50.53'));
-    assert.ok(reachable(100, '10.213.50.1'));
-    const r = ssh('pct exec 100 -- ip -4 route');
-    assert.equal(r.stdout.trim(), '10.213.50.0/24 dev eth0 proto kernel scope link src 10.213.50.11');
+    assert.ok(reachable(hp1!.vmid, etcdC!.ip));
+    assert.ok(reachable(hp1!.vmid, lab.proxmox.host));
+    const r = ssh(`pct exec ${hp1!.vmid} -- ip -4 route`);
+    assert.equal(r.stdout.trim(), `${lab.subnet} dev eth0 proto kernel scope link src ${hp1!.ip}`);
   });
 
   void it('lab up on a running lab changes nothing', () => {
-    const pid = () => sh('lxc-info', ['-n', '103', '-P', '/var/lib/pgha-lab/lxc', '-p', '-H']).stdout.trim();
+    const pid = () =>
+      sh('lxc-info', ['-n', String(pgA!.vmid), '-P', '/var/lib/pgha-lab/lxc', '-p', '-H']).stdout.trim();
     const before = pid();
     const r = pgha('lab', 'up');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^lab up in [\d.]+ s: 8 CTs running/);
+    assert.match(r.stdout, new RegExp(`^lab up in [\\d.]+ s: ${lab.nodes.length} CTs running`));
     assert.equal(r.stdout.trim().split('\n').length, 1, `up did something: ${r.stdout}`);
-    assert.equal(pid(), before, 'CT 103 was restarted');
+    assert.equal(pid(), before, `CT ${pgA!.vmid} was restarted`);
   });
 
   void it('fault partition/heal cuts a CT off the bridge and back', () => {
     try {
-      assert.ok(reachable(100, '10.213.50.12'));
+      assert.ok(reachable(hp1!.vmid, hp2!.ip));
       assert.equal(pgha('lab', 'fault', 'partition', String(FAULT_CT)).code, 0);
-      assert.equal(reachable(100, '10.213.50.12'), false, 'still reachable while partitioned');
-      assert.match(pgha('lab', 'status').stdout, /^101\s.*\spartitioned$/m);
+      assert.equal(reachable(hp1!.vmid, hp2!.ip), false, 'still reachable while partitioned');
+      assert.match(pgha('lab', 'status').stdout, new RegExp(`^${FAULT_CT}\\s.*\\spartitioned$`, 'm'));
     } finally {
       assert.equal(pgha('lab', 'fault', 'heal', String(FAULT_CT)).code, 0);
     }
-    assert.ok(reachable(100, '10.213.50.12'), 'not reachable after heal');
+    assert.ok(reachable(hp1!.vmid, hp2!.ip), 'not reachable after heal');
   });
 
   void it('fault kill kills a service inside a CT', () => {
@@ -251,7 +273,7 @@ void describe('the lab, as a user meets it', { skip }, () => {
       assert.equal(ssh(`pct status ${FAULT_CT}`).stdout, 'status: stopped\n');
       const r = ssh(`pct exec ${FAULT_CT} -- true`);
       assert.equal(r.code, 255);
-      assert.match(r.stderr, /CT 101 not running/);
+      assert.match(r.stderr, new RegExp(`CT ${FAULT_CT} not running`));
       // push and pull work on a stopped CT, as on Proxmox
       const src = `/tmp/pgha-stopped-push-${process.pid}`;
       ssh(`printf 'while stopped\\n' > ${src}`);

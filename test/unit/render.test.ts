@@ -20,7 +20,12 @@ import { quote } from '../../activities/command';
 import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
 import {
   HAPROXY_ADMIN_SOCKET,
+  HAPROXY_STATE_DOWN_PATH,
+  HAPROXY_STATE_FILE,
   onlineInstallRecipes,
+  renderHaproxyStateDown,
+  renderHaproxyUnit,
+  renderNodeFiles,
   renderCluster,
   renderInstallScript,
   renderEtcdConf,
@@ -151,6 +156,82 @@ void describe("the seed's defects are fixed in what is rendered", () => {
     assert.match(cfg, /stats auth admin:admin/);
     assert.match(cfg, /stats socket \/var\/lib\/haproxy\/admin\.sock mode 660 level admin/);
     assert.doesNotMatch(cfg, /\/primary|\/replica|5433/);
+  });
+
+  void it('HAProxy: every server starts DOWN from a state file, never "UP until the first check fails"', async () => {
+    for (const name of clusters) {
+      const inv = await inventory(name);
+      const cfg = renderHaproxyCfg(inv, FAKE).content;
+      const global = /^global\n((?: {4}.*\n)+)/m.exec(cfg)![1]!;
+      const defaults = /^defaults\n((?: {4}.*\n)+)/m.exec(cfg)![1]!;
+      assert.match(global, new RegExp(`^ {4}server-state-file ${HAPROXY_STATE_FILE}$`, 'm'));
+      assert.match(defaults, /^ {4}load-server-state-from-file global$/m);
+
+      // One line per server of the config, each STOPPED with its checks configured and enabled.
+      const servers = [...cfg.matchAll(/^backend (\S+)\n((?: {4}.*\n)+)/gm)].flatMap(([, be, body]) =>
+        [...body!.matchAll(/^ {4}server (\S+) ([\d.]+):(\d+) check port (\d+)$/gm)].map((m) => ({
+          key: `${be} ${m[1]}`,
+          addr: m[2],
+          port: m[3],
+          checkPort: m[4],
+        })),
+      );
+      assert.equal(servers.length, 2 * inv.nodes.postgres.length);
+      const down = renderHaproxyStateDown(inv);
+      assert.equal(down.path, HAPROXY_STATE_DOWN_PATH);
+      const lines = down.content.split('\n');
+      assert.equal(lines[0], '1', 'the first line is the format version alone');
+      const rows = lines.slice(1).filter((l) => l !== '' && !l.startsWith('#'));
+      assert.deepEqual(
+        rows.map((l) =>
+          l
+            .split(' ')
+            .slice(1, 4)
+            .filter((_, i) => i !== 1)
+            .join(' '),
+        ),
+        servers.map((s) => s.key),
+      );
+      for (const [i, row] of rows.entries()) {
+        const f = row.split(' ');
+        assert.equal(f.length, 25, row);
+        assert.equal(f[4], servers[i]!.addr);
+        assert.equal(f[5], '0', `${servers[i]!.key}: srv_op_state STOPPED`);
+        assert.equal(f[6], '0', `${servers[i]!.key}: no admin state (not maint, not drain)`);
+        assert.equal(f[12], '0', `${servers[i]!.key}: check health 0`);
+        assert.equal(f[13], '6', `${servers[i]!.key}: checks configured and enabled`);
+        assert.equal(f[18], servers[i]!.port);
+        assert.equal(f[21], servers[i]!.checkPort);
+      }
+      assert.ok(
+        renderNodeFiles(inv, 'haproxy', inv.nodes.haproxy[0]!, FAKE).some(
+          (f) => f.path === HAPROXY_STATE_DOWN_PATH && f.content === down.content,
+        ),
+        'the deploy step pushes the all-DOWN state file',
+      );
+    }
+  });
+
+  void it('HAProxy unit: the state file is written before every start and before every reload signal', async () => {
+    const unit = renderHaproxyUnit(await inventory('lab')).content;
+    const exec = unit.split('\n').filter((l) => /^Exec(StartPre|Start|Reload)=/.test(l));
+    const at = (re: RegExp) => exec.findIndex((l) => re.test(l));
+    const startCopy = at(
+      new RegExp(`^ExecStartPre=/bin/cp ${HAPROXY_STATE_DOWN_PATH} ${HAPROXY_STATE_FILE}$`),
+    );
+    assert.ok(startCopy >= 0 && startCopy < at(/^ExecStart=/), 'all DOWN before every start');
+    const dump = at(/^ExecReload=\/bin\/sh -c '.*show servers state/);
+    assert.ok(
+      dump >= 0 && dump < at(/^ExecReload=\/bin\/kill -USR2/),
+      'states dumped before the reload signal',
+    );
+    const script = /^ExecReload=\/bin\/sh -c '(.*)'$/.exec(exec[dump]!)![1]!;
+    // ends by moving a complete file into place (never a half-written state file); falls back to all DOWN
+    assert.match(script, new RegExp(`; mv -f ${HAPROXY_STATE_FILE}\\.new ${HAPROXY_STATE_FILE}$`));
+    assert.match(script, new RegExp(`\\|\\| cp ${HAPROXY_STATE_DOWN_PATH} `));
+    assert.doesNotMatch(script, /[$%']/, 'nothing systemd would expand or that ends the quoting');
+    const r = await execFileP('sh', ['-n', '-c', script]);
+    assert.equal(r.stderr, '');
   });
 
   void it('PostgreSQL: scram-sha-256 everywhere, pg_hba limited to the subnet and local, never 0.0.0.0/0 or md5', async () => {
