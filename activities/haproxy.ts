@@ -116,7 +116,7 @@ export interface RuntimeSessions {
   close(): void;
 }
 
-/** The byte stream a session runs over: `pct exec <vmid> -- socat ...` kept open (proxmox.ts execStream). */
+/** The byte stream a session runs over: `pct exec <vmid> -- socat ...` kept open (proxmox openSession). */
 export interface RuntimeStream {
   on(event: 'data', fn: (d: Buffer) => void): unknown;
   on(event: 'close', fn: () => void): unknown;

@@ -50,7 +50,7 @@ export const activityOptions = {
   },
   handoff: {
     startToCloseTimeout: '5m',
-    heartbeatTimeout: '10s',
+    heartbeatTimeout: '4s',
     retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: [Failures.SwitchoverFailed] },
   },
   maintenance: {

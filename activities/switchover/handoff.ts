@@ -20,6 +20,7 @@
  *    changed nothing and the run fails saying so; if it only recorded the intent (the POST may not
  *    have gone out), it POSTs and says so in the result.
  */
+import { Failures } from '../../runbooks/failures';
 import type { Inventory } from '../../runbooks/schema';
 import { restApi, restApiAuth } from '../../runbooks/topology';
 import { activityContext, cancellationSignal, heartbeating, keepInHeartbeats, priorHeartbeat } from '../poll';
@@ -374,7 +375,7 @@ async function postOnce(
     (err: Error) => {
       post.error = err.message;
       // A 401 is final; a request that got no answer may still have reached Patroni: watch a while.
-      post.final = err.name === 'PatroniAuthRejectedError';
+      post.final = err.name === Failures.PatroniAuthRejectedError;
       post.errorAt = Date.now();
     },
   );

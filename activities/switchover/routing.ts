@@ -7,9 +7,9 @@
 import type { Inventory } from '../../runbooks/schema';
 import { memberNames } from '../../runbooks/topology';
 import { openRuntimeSessions, socatArgv } from '../haproxy';
-import type { HaproxyNode, RuntimeSessions } from '../haproxy';
+import type { HaproxyNode, RuntimeSessions, RuntimeStream } from '../haproxy';
 import { ProxmoxHost } from '../proxmox';
-import type { ProxmoxInventorySection } from '../proxmox';
+import type { PctSession, ProxmoxInventorySection } from '../proxmox';
 import { HAPROXY_ADMIN_SOCKET, HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND } from '../render';
 import { primary200 } from './cluster';
 import type { SwitchoverDeps } from './types';
@@ -19,7 +19,7 @@ export const haproxyNodes = (inv: Inventory): HaproxyNode[] =>
   inv.nodes.haproxy.map((n) => ({ name: n.hostname, vmid: n.vmid, socket: HAPROXY_ADMIN_SOCKET }));
 
 /**
- * A `prompt`-mode runtime session per HAProxy node, over proxmox.ts execStream (the deps' shared
+ * A `prompt`-mode runtime session per HAProxy node, over proxmox openSession (the deps' shared
  * transport, or a connection of their own that closes with them).
  */
 export async function sessionsFor(deps: SwitchoverDeps, inv: Inventory): Promise<RuntimeSessions> {
@@ -30,13 +30,26 @@ export async function sessionsFor(deps: SwitchoverDeps, inv: Inventory): Promise
   try {
     return await openRuntimeSessions(
       haproxyNodes(inv),
-      (node) => host.execStream(node.vmid!, socatArgv(node)),
+      (node) => host.openSession(node.vmid!, socatArgv(node)).then(runtimeStream),
       own ? () => setTimeout(() => host.close(), 200).unref() : undefined,
     );
   } catch (err) {
     if (own) host.close();
     throw err;
   }
+}
+
+/** A pct session as the byte stream a runtime session runs over; ending it also kills what is left in the CT. */
+function runtimeStream(s: PctSession): RuntimeStream {
+  return {
+    on: (event: 'data' | 'close', fn: (d: Buffer) => void) => s.stream.on(event, fn),
+    stderr: s.stderr,
+    write: (x: string) => s.stream.write(x),
+    end: (x?: string) => {
+      s.stream.end(x);
+      s.close().catch(() => undefined);
+    },
+  };
 }
 
 /** One command on every session; any answer but '' is an error naming the node. */

@@ -20,7 +20,7 @@ export interface SwitchoverDeps {
   haproxyFor(inv: Inventory): Promise<HaproxyActivities>;
   /**
    * Interactive runtime sessions for the critical path. Default: `prompt`-mode sessions over
-   * proxmox.ts execStream (`pct exec <vmid> -- socat ...`), one per HAProxy node.
+   * proxmox openSession (`pct exec <vmid> -- socat ...`), one per HAProxy node.
    */
   openRuntimeSessions?: (inv: Inventory) => Promise<RuntimeSessions>;
   /** The Proxmox transport the default sessions use. Default: a connection of their own, closed with them. */

@@ -280,7 +280,7 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
     );
   });
 
-  /** socat on the local admin socket as the stream the sessions run over (on Proxmox: proxmox.ts execStream). */
+  /** socat on the local admin socket as the stream the sessions run over (on Proxmox: proxmox openSession). */
   const socatStream = async (node: HaproxyNode): Promise<RuntimeStream> => {
     const [cmd, ...args] = socatArgv(node);
     const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
