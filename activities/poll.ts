@@ -14,9 +14,104 @@ export function activityContext(): Context | undefined {
   }
 }
 
-/** Heartbeat if running inside an activity; a no-op elsewhere. */
+/**
+ * Intents this attempt carries in every heartbeat (keyed by the attempt's Context): what it is
+ * about to do that must not be done twice (a POST /restart). Seeded from the previous attempt's
+ * last heartbeat details, so a retry — and its own retries — still see what an attempt that timed
+ * out had started; later heartbeats add to them and never drop them.
+ */
+const carried = new WeakMap<Context, Record<string, unknown>>();
+
+function intentsOf(ctx: Context): Record<string, unknown> {
+  let intents = carried.get(ctx);
+  if (!intents) {
+    const prev: unknown = ctx.info.heartbeatDetails;
+    const old =
+      prev && typeof prev === 'object' && 'intents' in prev
+        ? (prev as { intents: unknown }).intents
+        : undefined;
+    intents =
+      old && typeof old === 'object' && !Array.isArray(old) ? { ...(old as Record<string, unknown>) } : {};
+    carried.set(ctx, intents);
+  }
+  return intents;
+}
+
+/**
+ * Heartbeat if running inside an activity; a no-op elsewhere. Once an intent was recorded (by this
+ * attempt or an earlier one), every heartbeat carries `intents` beside its own details.
+ */
 export function heartbeat(details?: unknown): void {
-  activityContext()?.heartbeat(details);
+  const ctx = activityContext();
+  if (!ctx) return;
+  const intents = intentsOf(ctx);
+  if (Object.keys(intents).length === 0) {
+    ctx.heartbeat(details);
+    return;
+  }
+  const own =
+    details === undefined
+      ? {}
+      : typeof details === 'object' && details !== null && !Array.isArray(details)
+        ? details
+        : { details };
+  ctx.heartbeat({ ...own, intents: { ...intents } });
+}
+
+/**
+ * Records, before acting, that this activity is about to do something it must never do twice (e.g.
+ * `restart:pg103` → the postmaster start time it saw), and heartbeats it at once. Every later
+ * heartbeat of this attempt and of its retries carries it (see `priorIntent`). A no-op outside an
+ * activity (the CLI has no retry to protect).
+ */
+export function recordIntent(key: string, value: unknown, details?: unknown): void {
+  const ctx = activityContext();
+  if (!ctx) return;
+  intentsOf(ctx)[key] = value;
+  heartbeat(details ?? { intent: key });
+}
+
+/**
+ * Drops an intent once it is known the act did not happen (the POST was refused before it was
+ * sent), and heartbeats the rest, so a retry acts again instead of waiting for nothing.
+ */
+export function clearIntent(key: string, details?: unknown): void {
+  const ctx = activityContext();
+  if (!ctx) return;
+  const intents = intentsOf(ctx);
+  if (!(key in intents)) return;
+  delete intents[key];
+  ctx.heartbeat({ ...(details && typeof details === 'object' ? details : {}), intents: { ...intents } });
+}
+
+/** An intent recorded under `key` by this attempt or an earlier attempt of this activity, if any. */
+export function priorIntent<T = unknown>(key: string): T | undefined {
+  const ctx = activityContext();
+  return ctx ? (intentsOf(ctx)[key] as T | undefined) : undefined;
+}
+
+/**
+ * How often a long wait heartbeats: a fraction of the shortest heartbeat timeout the workflows give
+ * a long activity (30 s), so a dead worker is noticed in time and a live one is never timed out.
+ */
+export const BEAT_EVERY_MS = 5000;
+
+/**
+ * Awaits `work`, heartbeating `details` every `everyMs` while it is pending (a POST that takes
+ * minutes, a slow probe). Nothing extra when it settles sooner; a plain await outside an activity.
+ */
+export async function keepBeating<T>(
+  work: Promise<T>,
+  details: unknown,
+  everyMs = BEAT_EVERY_MS,
+): Promise<T> {
+  if (!activityContext()) return work;
+  const timer = setInterval(() => heartbeat(details), everyMs);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** The activity's cancellation signal, or undefined outside an activity. */
@@ -75,7 +170,8 @@ export async function pollUntil<T>(
   let last = 'no observation yet';
   for (;;) {
     attempt++;
-    const r = await probe();
+    // A probe may hang up to its own timeout (an unanswering REST API): heartbeat through it.
+    const r = await keepBeating(probe(), { what: opts.what, attempt, last });
     last = r.describe;
     heartbeat({ what: opts.what, attempt, last });
     if (r.done) return r.value;
@@ -86,6 +182,10 @@ export async function pollUntil<T>(
         r.value,
       );
     }
-    await delay(Math.min(opts.intervalMs, left), signal);
+    // A long interval is slept in slices, each followed by a heartbeat.
+    for (let sleep = Math.min(opts.intervalMs, left); sleep > 0; sleep -= BEAT_EVERY_MS) {
+      await delay(Math.min(sleep, BEAT_EVERY_MS), signal);
+      if (sleep > BEAT_EVERY_MS) heartbeat({ what: opts.what, attempt, last });
+    }
   }
 }
