@@ -43,7 +43,10 @@ function intentsOf(ctx: Context): Record<string, unknown> {
  */
 export function heartbeat(details?: unknown): void {
   const ctx = activityContext();
-  if (!ctx) return;
+  if (ctx) heartbeatOn(ctx, details);
+}
+
+function heartbeatOn(ctx: Context, details: unknown): void {
   const intents = intentsOf(ctx);
   if (Object.keys(intents).length === 0) {
     ctx.heartbeat(details);
@@ -105,8 +108,10 @@ export async function keepBeating<T>(
   details: unknown,
   everyMs = BEAT_EVERY_MS,
 ): Promise<T> {
-  if (!activityContext()) return work;
-  const timer = setInterval(() => heartbeat(details), everyMs);
+  const ctx = activityContext();
+  if (!ctx) return work;
+  // The context is taken now: a timer callback need not run inside the activity's async context.
+  const timer = setInterval(() => heartbeatOn(ctx, details), everyMs);
   try {
     return await work;
   } finally {
