@@ -71,6 +71,27 @@ async function postRestart(
   }
 }
 
+/**
+ * Patroni's answer to the POST: fine (200, "already in progress", or none — a timeout), or
+ * 'nothing pending' (it refused because the pending flag cleared under us); anything else fails.
+ */
+async function refusedAnswer(
+  deps: MaintenanceDeps,
+  args: RestartArgs,
+  answer: PatroniAnswer | undefined,
+): Promise<'fine' | 'nothing pending'> {
+  const text = answer ? (answer.text ?? JSON.stringify(answer.body)) : '';
+  if (!answer || answer.status === 200 || /already in progress/.test(text)) return 'fine';
+  if (/restart conditions are not satisfied/.test(text)) {
+    // Checked just before: the pending flag or role changed under us.
+    const again = await patroniOf(deps, args.inv, args.member);
+    if (args.onlyIfPending && again && !again.pending_restart) return 'nothing pending';
+  }
+  fail(
+    `POST /restart on ${args.member} answered ${answer.status}: ${text}; see its Patroni log (journalctl -u patroni)`,
+  );
+}
+
 export async function restartMember(deps: MaintenanceDeps, args: RestartArgs): Promise<RestartResult> {
   const { inv, member } = args;
   knownMember(inv, member);
@@ -132,17 +153,8 @@ export async function restartMember(deps: MaintenanceDeps, args: RestartArgs): P
     { member, phase: 'POST /restart' },
   );
   const answer = await postRestart(deps, args, timeoutMs);
-  const text = answer ? (answer.text ?? JSON.stringify(answer.body)) : '';
-  if (answer && answer.status !== 200 && !/already in progress/.test(text)) {
-    if (/restart conditions are not satisfied/.test(text)) {
-      // Checked just before: the pending flag or role changed under us.
-      const again = await patroniOf(deps, inv, member);
-      if (args.onlyIfPending && again && !again.pending_restart)
-        return result('skipped', now, undefined, 'no pending restart');
-    }
-    fail(
-      `POST /restart on ${member} answered ${answer.status}: ${text}; see its Patroni log (journalctl -u patroni)`,
-    );
+  if ((await refusedAnswer(deps, args, answer)) === 'nothing pending') {
+    return result('skipped', now, undefined, 'no pending restart');
   }
   const back = await wait(now, backWhat(args.role));
   return result('restarted', back.after, back.lagBytes);
