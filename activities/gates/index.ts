@@ -5,6 +5,7 @@
  * `(deps, args)`; this factory only binds the deps.
  */
 import type { Inventory } from '../../runbooks/schema';
+import { keepBeating } from '../poll';
 import { statusInputFromInventory } from '../status';
 import type { GateDeps } from './common';
 import { findLeader, waitPrimary } from './leader';
@@ -15,7 +16,11 @@ export type { GateDeps };
 
 /** The whole cluster's status (what `pgha status` prints), as a runbook's result. */
 async function clusterStatus(deps: GateDeps, args: { inv: Inventory }) {
-  return (await deps.statusFor(args.inv)).collectClusterStatus(statusInputFromInventory(args.inv));
+  // Every call has its own deadline, but together they may outlast a short heartbeat timeout.
+  const status = await deps.statusFor(args.inv);
+  return keepBeating(status.collectClusterStatus(statusInputFromInventory(args.inv)), {
+    what: 'cluster status',
+  });
 }
 
 export function createGateActivities(deps: GateDeps) {

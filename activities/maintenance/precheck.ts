@@ -7,7 +7,7 @@ import type { Inventory } from '../../runbooks/schema';
 import { etcdEndpoints, isMember, memberNames } from '../../runbooks/topology';
 import { clusterLeader, normaliseRole } from '../patroni';
 import type { PatroniClusterJson, PatroniNodeStatus } from '../patroni';
-import { heartbeat } from '../poll';
+import { heartbeat, keepBeating } from '../poll';
 import type { PgReplicationRow } from '../postgres';
 import { clusterOf, fmtLag, knownMember, patroniOf, refuse, replicationOf } from './common';
 import type { ClusterSnapshot, MaintenanceDeps, MemberSnapshot } from './types';
@@ -126,10 +126,12 @@ function problemOf(
   return out;
 }
 
-export async function maintenancePrecheck(
-  deps: MaintenanceDeps,
-  args: PrecheckArgs,
-): Promise<ClusterSnapshot> {
+/** The pre-check, heartbeating throughout (a member that does not answer costs a GET's deadline). */
+export function maintenancePrecheck(deps: MaintenanceDeps, args: PrecheckArgs): Promise<ClusterSnapshot> {
+  return keepBeating(precheck(deps, args), { what: 'pre-check' });
+}
+
+async function precheck(deps: MaintenanceDeps, args: PrecheckArgs): Promise<ClusterSnapshot> {
   const { inv } = args;
   const maxLag = args.maxLagBytes ?? inv.patroni.maximumLagOnFailover;
   const tolerate = new Set(args.allowUnhealthy ?? []);
