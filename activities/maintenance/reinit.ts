@@ -71,7 +71,9 @@ export async function reinitMember(deps: MaintenanceDeps, args: ReinitArgs): Pro
   const restartedSince = st !== null && args.postmasterBefore !== null && now !== args.postmasterBefore;
   let action: RestartResult['action'] = 'restarted';
   if (posted) {
+    // This attempt does not POST: as for any re-clone found under way, 'already-restarted'.
     heartbeat({ member, phase: 'watching the re-clone an earlier attempt POSTed', since: posted.at });
+    action = 'already-restarted';
   } else if (inProgress || restartedSince) {
     action = 'already-restarted';
   } else {

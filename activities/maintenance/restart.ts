@@ -124,7 +124,8 @@ export async function restartMember(deps: MaintenanceDeps, args: RestartArgs): P
       posted.postmasterBefore,
       `${backWhat(args.role)} (restart POSTed at ${posted.at})`,
     );
-    return result('restarted', back.after, back.lagBytes);
+    // This attempt did not POST: as for any restart found under way, 'already-restarted'.
+    return result('already-restarted', back.after, back.lagBytes);
   }
   const st = await patroniOf(deps, inv, member);
   if (!st) throw new Error(`${member}: Patroni REST API does not answer; not restarting blind`);

@@ -443,7 +443,7 @@ void test('a retried restart whose first attempt timed out during the POST watch
     f.acts.restartMember({ inv, member: 'pg103', role: 'replica', leader: 'pg102', postmasterBefore: seen }),
   );
   assert.equal(posts, 1, 'exactly one POST /restart over both attempts');
-  assert.equal(r.action, 'restarted');
+  assert.equal(r.action, 'already-restarted', 'the retry watched the restart, it did not POST');
   assert.equal(r.postmasterAfter, '2026-11-26 09:10:00+00:00');
   assert.ok(a2.beats.length > 0);
   for (const b of a2.beats)
@@ -505,6 +505,6 @@ void test('a retried reinit whose first attempt POSTed watches the re-clone, nev
     f.acts.reinitMember({ inv, member: 'pg104', leader: 'pg102', postmasterBefore: seen }),
   );
   assert.deepEqual(f.calls, ['POST /reinitialize pg104'], 'exactly one POST /reinitialize');
-  assert.equal(r.action, 'restarted');
+  assert.equal(r.action, 'already-restarted', 'the retry watched the re-clone, it did not POST');
   assert.equal(r.postmasterAfter, '2026-11-26 09:20:00+00:00');
 });
