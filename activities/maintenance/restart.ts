@@ -92,21 +92,10 @@ async function refusedAnswer(
   );
 }
 
-export async function restartMember(deps: MaintenanceDeps, args: RestartArgs): Promise<RestartResult> {
-  const { inv, member } = args;
-  knownMember(inv, member);
-  const started = Date.now();
-  const maxLag = args.maxLagBytes ?? inv.patroni.maximumLagOnFailover;
-  const timeoutMs = args.waitTimeoutMs ?? 300_000;
-  const wait = (before: string | null, what: string) =>
-    waitBack(deps, { ...args, before, maxLagBytes: maxLag, timeoutMs, what });
-  const result = (
-    action: RestartResult['action'],
-    after: string | null,
-    lag?: number | null,
-    reason?: string,
-  ) => ({
-    member,
+/** The report of a restart, with the time it took since `started`. */
+function resultOf(args: RestartArgs, started: number) {
+  return (action: RestartResult['action'], after: string | null, lag?: number | null, reason?: string) => ({
+    member: args.member,
     role: args.role,
     action,
     reason,
@@ -115,6 +104,17 @@ export async function restartMember(deps: MaintenanceDeps, args: RestartArgs): P
     lagBytes: lag,
     tookMs: Date.now() - started,
   });
+}
+
+export async function restartMember(deps: MaintenanceDeps, args: RestartArgs): Promise<RestartResult> {
+  const { inv, member } = args;
+  knownMember(inv, member);
+  const started = Date.now();
+  const maxLag = args.maxLagBytes ?? inv.patroni.maximumLagOnFailover;
+  const timeoutMs = args.waitTimeoutMs ?? 300_000;
+  const wait = (before: string | null, what: string) =>
+    waitBack(deps, { ...args, before, maxLagBytes: maxLag, timeoutMs, what });
+  const result = resultOf(args, started);
 
   const posted = priorIntent<PostIntent>(restartIntentKey(member));
   if (posted) {
