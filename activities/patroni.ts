@@ -18,6 +18,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { cancellationSignal, pollUntil } from './poll';
 import { resolveSecretRef } from './secrets';
+import type { PatroniAuth, PatroniTarget } from '../runbooks/topology';
 
 export interface PatroniDeps {
   /** Shared dispatcher. Default: an Agent with 2 s connect, 5 s headers/body timeouts. */
@@ -28,17 +29,9 @@ export interface PatroniDeps {
   writeTimeoutMs?: number;
 }
 
-/** One Patroni member's REST API: `url` is its base, e.g. http://10.213.50.21:8008 */
-export interface PatroniTarget {
-  member: string;
-  url: string;
-}
-
-export interface PatroniAuth {
-  username: string;
-  /** `env:NAME` or `file:PATH` holding the REST API password. */
-  passwordRef: string;
-}
+// Where a member's REST API is and its credentials are defined once, in runbooks/topology.ts
+// (restApi, restApiAuth); re-exported here for the modules that imported them from this one.
+export type { PatroniAuth, PatroniTarget };
 
 export interface PatroniAnswer<T = unknown> {
   member: string;

@@ -14,18 +14,32 @@ export function activityContext(): Context | undefined {
   }
 }
 
-const kept = new WeakMap<Context, Record<string, unknown>>();
+/**
+ * Intents this attempt carries in every heartbeat (keyed by the attempt's Context): what it is
+ * about to do that must not be done twice (a POST /restart). Seeded from the previous attempt's
+ * last heartbeat details, so a retry — and its own retries — still see what an attempt that timed
+ * out had started; later heartbeats add to them and never drop them.
+ */
+const carried = new WeakMap<Context, Record<string, unknown>>();
 
-const asRecord = (d: unknown): Record<string, unknown> =>
-  d === undefined
-    ? {}
-    : typeof d === 'object' && d !== null && !Array.isArray(d)
-      ? (d as Record<string, unknown>)
-      : { progress: d };
+function intentsOf(ctx: Context): Record<string, unknown> {
+  let intents = carried.get(ctx);
+  if (!intents) {
+    const prev: unknown = ctx.info.heartbeatDetails;
+    const old =
+      prev && typeof prev === 'object' && 'intents' in prev
+        ? (prev as { intents: unknown }).intents
+        : undefined;
+    intents =
+      old && typeof old === 'object' && !Array.isArray(old) ? { ...(old as Record<string, unknown>) } : {};
+    carried.set(ctx, intents);
+  }
+  return intents;
+}
 
 /**
- * Heartbeat if running inside an activity; a no-op elsewhere. Carries what `keepInHeartbeats`
- * recorded for this attempt (kept keys win over `details`' own): progress never drops it.
+ * Heartbeat if running inside an activity; a no-op elsewhere. Once an intent was recorded (by this
+ * attempt or an earlier one), every heartbeat carries `intents` beside its own details.
  */
 export function heartbeat(details?: unknown): void {
   const ctx = activityContext();
@@ -33,43 +47,82 @@ export function heartbeat(details?: unknown): void {
 }
 
 function heartbeatOn(ctx: Context, details: unknown): void {
-  const k = kept.get(ctx);
-  ctx.heartbeat(k ? { ...asRecord(details), ...k } : details);
+  const intents = intentsOf(ctx);
+  if (Object.keys(intents).length === 0) {
+    ctx.heartbeat(details);
+    return;
+  }
+  const own =
+    details === undefined
+      ? {}
+      : typeof details === 'object' && details !== null && !Array.isArray(details)
+        ? details
+        : { details };
+  ctx.heartbeat({ ...own, intents: { ...intents } });
 }
 
 /**
- * Records `details` in this attempt's heartbeats for good: sent at once (merged with what was kept
- * before) and carried by every later heartbeat of the attempt, whoever sends it (pollUntil, a
- * `heartbeating` ticker). What an attempt must tell its retry (e.g. "I may have sent the POST")
- * goes here, never in a plain heartbeat that the next progress report overwrites.
+ * Records, before acting, that this activity is about to do something it must never do twice (e.g.
+ * `restart:pg103` → the postmaster start time it saw), and heartbeats it at once. Every later
+ * heartbeat of this attempt and of its retries carries it (see `priorIntent`). A no-op outside an
+ * activity (the CLI has no retry to protect).
  */
-export function keepInHeartbeats(details: Record<string, unknown>): void {
+export function recordIntent(key: string, value: unknown, details?: unknown): void {
   const ctx = activityContext();
   if (!ctx) return;
-  kept.set(ctx, { ...kept.get(ctx), ...details });
-  ctx.heartbeat({ ...kept.get(ctx) });
-}
-
-/** The heartbeat details the previous attempt of this activity left (undefined outside one, or on a first attempt). */
-export function priorHeartbeat<T>(): T | undefined {
-  return activityContext()?.info.heartbeatDetails as T | undefined;
+  intentsOf(ctx)[key] = value;
+  heartbeat(details ?? { intent: key });
 }
 
 /**
- * Runs `fn` while heartbeating `{ phase: phase() }` every `everyMs` (default a quarter of the
- * activity's heartbeat timeout, at most 1 s): no wait inside `fn` — a request, a connect, an answer
- * awaited — can outlast the heartbeat timeout unheartbeated. Outside an activity it only runs `fn`.
+ * Drops an intent once it is known the act did not happen (the POST was refused before it was
+ * sent), and heartbeats the rest, so a retry acts again instead of waiting for nothing.
  */
-export async function heartbeating<T>(
-  phase: () => string,
-  fn: () => Promise<T>,
-  everyMs?: number,
-): Promise<T> {
+export function clearIntent(key: string, details?: unknown): void {
+  const ctx = activityContext();
+  if (!ctx) return;
+  const intents = intentsOf(ctx);
+  if (!(key in intents)) return;
+  delete intents[key];
+  ctx.heartbeat({ ...(details && typeof details === 'object' ? details : {}), intents: { ...intents } });
+}
+
+/** An intent recorded under `key` by this attempt or an earlier attempt of this activity, if any. */
+export function priorIntent<T = unknown>(key: string): T | undefined {
+  const ctx = activityContext();
+  return ctx ? (intentsOf(ctx)[key] as T | undefined) : undefined;
+}
+
+/**
+ * Records several keys at once as intents (what the switchover hand-off must tell its retry: its
+ * intent to POST, then `posted`, then Patroni's answer), heartbeated at once and carried like any
+ * intent by every later heartbeat of this attempt and its retries.
+ */
+export function keepInHeartbeats(values: Record<string, unknown>): void {
+  const ctx = activityContext();
+  if (!ctx) return;
+  Object.assign(intentsOf(ctx), values);
+  ctx.heartbeat({ intents: { ...intentsOf(ctx) } });
+}
+
+/** Every intent carried into this attempt or recorded by it (empty outside an activity). */
+export function carriedIntents<T extends object>(): Partial<T> {
+  const ctx = activityContext();
+  return ctx ? ({ ...intentsOf(ctx) } as Partial<T>) : {};
+}
+
+/**
+ * How often a long wait heartbeats: a fraction of the shortest heartbeat timeout the workflows give
+ * a long activity (30 s), so a dead worker is noticed in time and a live one is never timed out.
+ */
+export const BEAT_EVERY_MS = 5000;
+
+/** Runs `fn` while a ticker heartbeats `details()` every `everyMs` (a plain call outside an activity). */
+async function ticking<T>(details: () => unknown, everyMs: number, fn: () => Promise<T>): Promise<T> {
   const ctx = activityContext();
   if (!ctx) return fn();
-  const hb = ctx.info.heartbeatTimeoutMs;
-  const every = everyMs ?? (hb ? Math.max(50, Math.min(1000, Math.floor(hb / 4))) : 1000);
-  const timer = setInterval(() => heartbeatOn(ctx, { phase: phase() }), every);
+  // The context is taken now: a timer callback need not run inside the activity's async context.
+  const timer = setInterval(() => heartbeatOn(ctx, details()), everyMs);
   try {
     return await fn();
   } finally {
@@ -77,7 +130,29 @@ export async function heartbeating<T>(
   }
 }
 
-/** The activity's cancellation signal, or undefined outside an activity. */
+/**
+ * Awaits `work`, heartbeating `details` every `everyMs` while it is pending (a POST that takes
+ * minutes, a slow probe). Nothing extra when it settles sooner; a plain await outside an activity.
+ */
+export function keepBeating<T>(work: Promise<T>, details: unknown, everyMs = BEAT_EVERY_MS): Promise<T> {
+  return ticking(
+    () => details,
+    everyMs,
+    () => work,
+  );
+}
+
+/**
+ * Runs `fn` while heartbeating `{ phase: phase() }` every `everyMs` (default a quarter of the
+ * activity's heartbeat timeout, at most 1 s): no wait inside `fn` — a request, a connect, an answer
+ * awaited — can outlast a short heartbeat timeout unheartbeated (the switchover hand-off's is 4 s).
+ */
+export function heartbeating<T>(phase: () => string, fn: () => Promise<T>, everyMs?: number): Promise<T> {
+  const hb = activityContext()?.info.heartbeatTimeoutMs;
+  const every = everyMs ?? (hb ? Math.max(50, Math.min(1000, Math.floor(hb / 4))) : 1000);
+  return ticking(() => ({ phase: phase() }), every, fn);
+}
+
 export function cancellationSignal(): AbortSignal | undefined {
   return activityContext()?.cancellationSignal;
 }
@@ -133,7 +208,8 @@ export async function pollUntil<T>(
   let last = 'no observation yet';
   for (;;) {
     attempt++;
-    const r = await probe();
+    // A probe may hang up to its own timeout (an unanswering REST API): heartbeat through it.
+    const r = await keepBeating(probe(), { what: opts.what, attempt, last });
     last = r.describe;
     heartbeat({ what: opts.what, attempt, last });
     if (r.done) return r.value;
@@ -144,6 +220,10 @@ export async function pollUntil<T>(
         r.value,
       );
     }
-    await delay(Math.min(opts.intervalMs, left), signal);
+    // A long interval is slept in slices, each followed by a heartbeat.
+    for (let sleep = Math.min(opts.intervalMs, left); sleep > 0; sleep -= BEAT_EVERY_MS) {
+      await delay(Math.min(sleep, BEAT_EVERY_MS), signal);
+      if (sleep > BEAT_EVERY_MS) heartbeat({ what: opts.what, attempt, last });
+    }
   }
 }

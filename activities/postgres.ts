@@ -12,6 +12,7 @@ import type { PgSettingInfo } from '../runbooks/patroni-config';
 import { Client, type ClientConfig } from 'pg';
 import { pollUntil } from './poll';
 import { resolveSecretRef } from './secrets';
+import type { PgConn } from '../runbooks/topology';
 
 export interface PostgresDeps {
   /** Default 3000 ms. */
@@ -22,18 +23,9 @@ export interface PostgresDeps {
   newClient?: (cfg: ClientConfig) => Client;
 }
 
-export interface PgConn {
-  host: string;
-  /** Default 5432. */
-  port?: number;
-  /** Default `postgres`. */
-  database?: string;
-  user: string;
-  /** `env:NAME` or `file:PATH` holding the user's password. */
-  passwordRef: string;
-  connectTimeoutMs?: number;
-  statementTimeoutMs?: number;
-}
+// A member's SQL connection is defined once, in runbooks/topology.ts (sqlConn, sqlConnTo);
+// re-exported here for the modules that imported it from this one.
+export type { PgConn };
 
 export interface PgIdentity {
   /** inet_server_addr(): the address the server answered on (which member, even through HAProxy). */

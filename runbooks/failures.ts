@@ -36,6 +36,10 @@ export const Failures = {
   InventoryError: 'InventoryError',
   InvalidConfigKey: 'InvalidConfigKey',
   NodeCommandError: 'NodeCommandError',
+  // The smoke runbook's marker checks (activities/smoke.ts):
+  SmokeMarkerMissing: 'SmokeMarkerMissing',
+  SmokeMarkerMismatch: 'SmokeMarkerMismatch',
+  SmokeMarkerSignature: 'SmokeMarkerSignature',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];

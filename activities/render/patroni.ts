@@ -13,6 +13,9 @@
  * - Patroni's own pgpass file is not the postgres user's ~/.pgpass (Patroni rewrites that file);
  * - bootstrap.users is dropped: the superuser and the replication user come from
  *   postgresql.authentication (Patroni creates both), and bootstrap.users is gone in Patroni 4.
+ * - DCS failsafe mode (`failsafe_mode: true`, Patroni >= 3.0.0): with etcd's quorum lost, the
+ *   leader keeps its role while it reaches every member's REST API, instead of demoting after
+ *   ttl/2 and taking writes down until etcd returns (runbooks/README.md, "DCS failsafe mode").
  */
 import { Document } from 'yaml';
 import type { ClusterSecrets, Inventory, Node } from '../../runbooks/schema';
@@ -72,6 +75,24 @@ export function localParameters(): Record<string, string | number | boolean> {
   };
 }
 
+/** The first Patroni version with DCS failsafe mode (`failsafe_mode`, Patroni 3.0.0). */
+export const FAILSAFE_MIN_PATRONI = [3, 0, 0] as const;
+
+/**
+ * Whether this inventory's Patroni supports DCS failsafe mode: versions.patroni >= 3.0.0. An older
+ * Patroni would ignore the key, so it is rendered only where it works; a version string this cannot
+ * read (the schema checks its shape) gets none.
+ */
+export function supportsFailsafe(patroniVersion: string): boolean {
+  const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(patroniVersion);
+  if (!m) return false;
+  const [major, minor, patch] = [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)];
+  const [wantMajor, wantMinor, wantPatch] = FAILSAFE_MIN_PATRONI;
+  if (major !== wantMajor) return major > wantMajor;
+  if (minor !== wantMinor) return minor > wantMinor;
+  return patch >= wantPatch;
+}
+
 /** Cluster-wide parameters: the inventory's, with scram-sha-256 enforced. */
 export function dcsParameters(inv: Inventory): Record<string, string | number | boolean> {
   const params: Record<string, string | number | boolean> = {};
@@ -103,6 +124,8 @@ export function renderPatroniYml(inv: Inventory, node: Node, secrets: ClusterSec
         loop_wait: p.loopWait,
         retry_timeout: p.retryTimeout,
         maximum_lag_on_failover: p.maximumLagOnFailover,
+        // Etcd quorum loss must not take writes down: the leader stays while every member answers it.
+        ...(supportsFailsafe(inv.versions.patroni) ? { failsafe_mode: true } : {}),
         postgresql: {
           use_pg_rewind: p.useRewind,
           use_slots: p.useSlots,

@@ -23,7 +23,7 @@
 import { Failures } from '../../runbooks/failures';
 import type { Inventory } from '../../runbooks/schema';
 import { restApi, restApiAuth } from '../../runbooks/topology';
-import { activityContext, cancellationSignal, heartbeating, keepInHeartbeats, priorHeartbeat } from '../poll';
+import { activityContext, cancellationSignal, carriedIntents, heartbeating, keepInHeartbeats } from '../poll';
 import type { RuntimeSessions } from '../haproxy';
 import { openRecoveryProbe } from '../postgres';
 import type { RecoveryProbe } from '../postgres';
@@ -161,13 +161,10 @@ export async function switchoverCutover(
 
   // 0. First of all (the attempt's first heartbeat goes out at once; later ones are throttled):
   //    what earlier attempts recorded, carried forward, or this attempt's intent to POST.
-  const prior = priorHeartbeat<HandoffMemo>() ?? {};
-  const memo: HandoffMemo = {
+  const prior = carriedIntents<HandoffMemo>();
+  keepInHeartbeats({
     intent: prior.intent ?? { action: plan.action, from: old, to: cand, at: Date.now(), attempt },
-    ...(prior.posted ? { posted: prior.posted } : {}),
-    ...(prior.answer ? { answer: prior.answer } : {}),
-  };
-  keepInHeartbeats({ ...memo });
+  });
   const retried = prior.intent !== undefined || attempt > 1;
   let phase = 'looking at the cluster';
   const setPhase = (p: string) => (phase = p);

@@ -1,9 +1,11 @@
 /**
- * activities/maintenance.ts decisions over a fake cluster (Patroni REST, SQL, etcd answered from an
+ * activities/maintenance/ decisions over a fake cluster (Patroni REST, SQL, etcd answered from an
  * in-memory model): look before acting (a member restarted since the pre-check is not restarted
  * again; nothing pending → no POST), a replica counts as back only with a walsender newer than its
  * new postmaster, the plan's role is checked, pre-check refusals, config compared before a PATCH,
- * lowering a hot-standby parameter orders the leader first, reinit refuses the leader.
+ * lowering a hot-standby parameter orders the leader first, reinit refuses the leader; a POST's
+ * intent rides in the heartbeat details across a retry (exactly one POST), and a hanging POST
+ * heartbeats.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +13,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { BEAT_EVERY_MS } from '../../activities/poll';
 import { createMaintenanceActivities } from '../../activities/maintenance';
-import type { MaintenanceDeps } from '../../activities/maintenance';
+import type { MaintenanceDeps, RestartResult } from '../../activities/maintenance';
 import type { PgConn, PgReplicationRow, PgSettingRow } from '../../activities/postgres';
 import { parseInventory } from '../../runbooks/schema';
 import type { Inventory } from '../../runbooks/schema';
@@ -169,6 +174,7 @@ function fake(
   } as unknown as MaintenanceDeps;
   return {
     acts: createMaintenanceActivities(deps),
+    deps,
     members,
     calls,
     replicationAsked: () => replicationAsked,
@@ -359,4 +365,146 @@ void test('reinitMember refuses the leader, naming the fix', async () => {
     /pg102 is the leader: .*switch over first/,
   );
   assert.deepEqual(f.calls, []);
+});
+
+// ---- never POST twice: the intent rides in the heartbeat details across a retry ----
+
+interface Beat {
+  phase?: string;
+  intents?: Record<string, { postmasterBefore: string | null; at: string }>;
+}
+
+/** Rejects once the attempt is cancelled (already, or later). */
+function untilCancelled(signal: AbortSignal, reject: (e: Error) => void): void {
+  if (signal.aborted) reject(new Error('cancelled'));
+  else signal.addEventListener('abort', () => reject(new Error('cancelled')));
+}
+
+/** Runs `fn` as one activity attempt; `prior` is the last heartbeat of the attempt before it. */
+function attempt(prior: unknown) {
+  const env = new MockActivityEnvironment(
+    prior === undefined ? { attempt: 1 } : { attempt: 2, heartbeatDetails: prior },
+  );
+  const beats: Beat[] = [];
+  env.on('heartbeat', (d: Beat) => beats.push(d));
+  return { env, beats };
+}
+
+void test('a retried restart whose first attempt timed out during the POST watches it, never POSTs again', async () => {
+  const f = fake();
+  const seen = before(f, 'pg103');
+  const deps = f.deps;
+  const realPost = deps.patroni.patroniRestart;
+  // Attempt 1: the POST reaches Patroni, which is slow to restart; the worker stops answering and
+  // the server times the attempt out (here: cancels it) before any answer.
+  let posts = 0;
+  deps.patroni.patroniRestart = (() => {
+    posts++;
+    const signal = Context.current().cancellationSignal;
+    return new Promise((_, reject) => untilCancelled(signal, reject));
+  }) as typeof realPost;
+  const a1 = attempt(undefined);
+  a1.env.on('heartbeat', (d: Beat) => {
+    if (d.intents?.['restart:pg103']) a1.env.cancel();
+  });
+  await assert.rejects(
+    a1.env.run(() =>
+      f.acts.restartMember({
+        inv,
+        member: 'pg103',
+        role: 'replica',
+        leader: 'pg102',
+        postmasterBefore: seen,
+      }),
+    ),
+  );
+  assert.equal(posts, 1);
+  const last = a1.beats.at(-1)!;
+  assert.deepEqual(
+    last.intents?.['restart:pg103']?.postmasterBefore,
+    seen,
+    'the intent was heartbeated before the POST',
+  );
+
+  // Attempt 2: Patroni still runs the old postmaster (the restart not begun yet): the old check
+  // (start time unchanged → POST) would restart it a second time.
+  deps.patroni.patroniRestart = (async (a: Parameters<typeof realPost>[0]) => {
+    posts++;
+    return realPost(a);
+  }) as typeof realPost;
+  let looks = 0;
+  const realGet = deps.patroni.patroniGetPatroni;
+  deps.patroni.patroniGetPatroni = (async (a: Parameters<typeof realGet>[0]) => {
+    if (a.target.member === 'pg103' && ++looks === 2) f.members.pg103!.start = '2026-11-26 09:10:00+00:00';
+    return realGet(a);
+  }) as typeof realGet;
+  const a2 = attempt(last);
+  const r: RestartResult = await a2.env.run(() =>
+    f.acts.restartMember({ inv, member: 'pg103', role: 'replica', leader: 'pg102', postmasterBefore: seen }),
+  );
+  assert.equal(posts, 1, 'exactly one POST /restart over both attempts');
+  assert.equal(r.action, 'already-restarted', 'the retry watched the restart, it did not POST');
+  assert.equal(r.postmasterAfter, '2026-11-26 09:10:00+00:00');
+  assert.ok(a2.beats.length > 0);
+  for (const b of a2.beats)
+    assert.ok(b.intents?.['restart:pg103'], `every later heartbeat carries the intent: ${JSON.stringify(b)}`);
+});
+
+void test('a POST /restart that hangs heartbeats through it, each beat carrying the intent', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const f = fake();
+  const realPost = f.deps.patroni.patroniRestart;
+  let answer!: () => void;
+  f.deps.patroni.patroniRestart = ((a: Parameters<typeof realPost>[0]) =>
+    new Promise((resolve) => (answer = () => resolve(realPost(a))))) as typeof realPost;
+  const a = attempt(undefined);
+  const p = a.env.run(() =>
+    f.acts.restartMember({
+      inv,
+      member: 'pg104',
+      role: 'replica',
+      leader: 'pg102',
+      postmasterBefore: before(f, 'pg104'),
+    }),
+  );
+  while (!answer) await new Promise((r) => setImmediate(r));
+  const atPost = a.beats.length;
+  t.mock.timers.tick(BEAT_EVERY_MS * 3);
+  const during = a.beats.slice(atPost);
+  assert.equal(during.length, 3, 'one heartbeat per interval while the POST is unanswered');
+  for (const b of during) {
+    assert.equal(b.phase, 'POST /restart');
+    assert.ok(b.intents?.['restart:pg104']);
+  }
+  answer();
+  const r = (await p) as RestartResult;
+  assert.equal(r.action, 'restarted');
+});
+
+void test('a retried reinit whose first attempt POSTed watches the re-clone, never POSTs again', async () => {
+  const f = fake();
+  const seen = before(f, 'pg104');
+  const a1 = attempt(undefined);
+  a1.env.on('heartbeat', (d: Beat) => {
+    if (d.intents?.['reinit:pg104']) a1.env.cancel();
+  });
+  const realReinit = f.deps.patroni.patroniReinitialize;
+  f.deps.patroni.patroniReinitialize = ((a: Parameters<typeof realReinit>[0]) => {
+    const signal = Context.current().cancellationSignal;
+    void realReinit(a); // recorded in f.calls: Patroni got it
+    return new Promise((_, reject) => untilCancelled(signal, reject));
+  }) as typeof realReinit;
+  await assert.rejects(
+    a1.env.run(() => f.acts.reinitMember({ inv, member: 'pg104', leader: 'pg102', postmasterBefore: seen })),
+  );
+  f.deps.patroni.patroniReinitialize = realReinit;
+  // The re-clone has not visibly begun yet (same postmaster, running): only the intent says it was asked.
+  setTimeout(() => (f.members.pg104!.start = '2026-11-26 09:20:00+00:00'), 300);
+  const a2 = attempt(a1.beats.at(-1));
+  const r: RestartResult = await a2.env.run(() =>
+    f.acts.reinitMember({ inv, member: 'pg104', leader: 'pg102', postmasterBefore: seen }),
+  );
+  assert.deepEqual(f.calls, ['POST /reinitialize pg104'], 'exactly one POST /reinitialize');
+  assert.equal(r.action, 'already-restarted', 'the retry watched the re-clone, it did not POST');
+  assert.equal(r.postmasterAfter, '2026-11-26 09:20:00+00:00');
 });

@@ -2,11 +2,17 @@ import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import {
+  BEAT_EVERY_MS,
+  clearIntent,
+  carriedIntents,
   heartbeat,
   heartbeating,
+  keepBeating,
   keepInHeartbeats,
   pollUntil,
   PollTimeoutError,
+  priorIntent,
+  recordIntent,
 } from '../../activities/poll';
 import { resolveSecretRef, SecretRefError } from '../../activities/secrets';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -79,6 +85,98 @@ void describe('bounded polls: heartbeats inside an activity, plain functions out
   });
 });
 
+void describe('intents in heartbeat details: recorded before acting, carried by every later beat and retry', () => {
+  void it('an intent rides in every later heartbeat, and a retry seeded with the last beat sees and keeps it', async () => {
+    const env1 = new MockActivityEnvironment({ attempt: 1 });
+    const beats1: unknown[] = [];
+    env1.on('heartbeat', (d: unknown) => beats1.push(d));
+    await env1.run(async () => {
+      assert.equal(priorIntent('restart:pg103'), undefined);
+      recordIntent('restart:pg103', { postmasterBefore: 't0' }, { phase: 'POST' });
+      heartbeat({ what: 'waiting', attempt: 1 });
+      heartbeat('plain');
+    });
+    assert.deepEqual(beats1, [
+      { phase: 'POST', intents: { 'restart:pg103': { postmasterBefore: 't0' } } },
+      { what: 'waiting', attempt: 1, intents: { 'restart:pg103': { postmasterBefore: 't0' } } },
+      { details: 'plain', intents: { 'restart:pg103': { postmasterBefore: 't0' } } },
+    ]);
+    // The retry: the server hands it the last heartbeat details of the attempt that timed out.
+    const env2 = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: beats1.at(-1) });
+    const beats2: unknown[] = [];
+    env2.on('heartbeat', (d: unknown) => beats2.push(d));
+    await env2.run(async () => {
+      assert.deepEqual(priorIntent('restart:pg103'), { postmasterBefore: 't0' });
+      await pollUntil({ what: 'back', timeoutMs: 5000, intervalMs: 10 }, async () => ({
+        done: true,
+        value: 1,
+        describe: 'back',
+      }));
+      recordIntent('reinit:pg104', 1);
+    });
+    assert.deepEqual(beats2, [
+      { what: 'back', attempt: 1, last: 'back', intents: { 'restart:pg103': { postmasterBefore: 't0' } } },
+      { intent: 'reinit:pg104', intents: { 'restart:pg103': { postmasterBefore: 't0' }, 'reinit:pg104': 1 } },
+    ]);
+  });
+
+  void it('clearIntent drops one intent (the act did not happen) and says so in a heartbeat', async () => {
+    const env = new MockActivityEnvironment({ attempt: 1 });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    await env.run(async () => {
+      recordIntent('restart:pg103', 1);
+      clearIntent('restart:pg103', { phase: 'refused' });
+      assert.equal(priorIntent('restart:pg103'), undefined);
+    });
+    assert.deepEqual(beats.at(-1), { phase: 'refused', intents: {} });
+  });
+
+  void it('outside an activity intents are no-ops (the CLI has no retry)', () => {
+    recordIntent('x', 1);
+    assert.equal(priorIntent('x'), undefined);
+  });
+
+  void it('keepBeating heartbeats once per interval while the work is pending, and stops after', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    let finish!: (v: number) => void;
+    const p = env.run(() => keepBeating(new Promise<number>((r) => (finish = r)), { phase: 'POST' }));
+    while (!finish) await new Promise((r) => setImmediate(r));
+    t.mock.timers.tick(BEAT_EVERY_MS * 4);
+    assert.deepEqual(beats, Array(4).fill({ phase: 'POST' }));
+    finish(7);
+    assert.equal(await p, 7);
+    t.mock.timers.tick(BEAT_EVERY_MS * 4);
+    assert.equal(beats.length, 4, 'no heartbeat after the work settled');
+  });
+
+  void it('a poll whose probe hangs heartbeats through it', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const env = new MockActivityEnvironment();
+    const beats: { what?: string; attempt?: number }[] = [];
+    env.on('heartbeat', (d: { what?: string }) => beats.push(d));
+    let answer!: () => void;
+    const p = env.run(() =>
+      pollUntil(
+        { what: 'slow member', timeoutMs: 600_000, intervalMs: 10 },
+        () =>
+          new Promise<{ done: boolean; value: number; describe: string }>(
+            (r) => (answer = () => r({ done: true, value: 1, describe: 'answered' })),
+          ),
+      ),
+    );
+    while (!answer) await new Promise((r) => setImmediate(r));
+    t.mock.timers.tick(BEAT_EVERY_MS * 2);
+    assert.equal(beats.length, 2, 'two beats while the probe hangs');
+    assert.ok(beats.every((b) => b.what === 'slow member' && b.attempt === 1));
+    answer();
+    await p;
+  });
+});
+
 void describe('secret references', () => {
   void it('resolves env: and file: (trailing newline dropped); errors name the ref, never a value', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgha-secret-'));
@@ -130,20 +228,33 @@ void describe('kept heartbeat details and heartbeating waits', () => {
       });
     });
     assert.deepEqual(beats[0], { phase: 'before' });
-    assert.deepEqual(beats[1], { intent: { to: 'pg103' } });
+    assert.deepEqual(beats[1], { intents: { intent: { to: 'pg103' } } });
     assert.deepEqual(
       beats[2],
-      { phase: 'after', intent: { to: 'pg103' } },
-      'a kept key is never overwritten',
+      { phase: 'after', intent: 'overwritten?', intents: { intent: { to: 'pg103' } } },
+      'a kept value rides beside the progress details and is never overwritten by them',
     );
-    assert.deepEqual(beats[3], { progress: 'a bare value', intent: { to: 'pg103' } });
-    assert.deepEqual(beats[4], { intent: { to: 'pg103' }, posted: { at: 1 } });
+    assert.deepEqual(beats[3], { details: 'a bare value', intents: { intent: { to: 'pg103' } } });
+    assert.deepEqual(beats[4], { intents: { intent: { to: 'pg103' }, posted: { at: 1 } } });
     for (const b of beats.slice(5)) {
-      assert.deepEqual(b.intent, { to: 'pg103' });
-      assert.deepEqual(b.posted, { at: 1 });
+      assert.deepEqual(b.intents, { intent: { to: 'pg103' }, posted: { at: 1 } });
       assert.equal(b.what, 'two checks');
     }
     assert.equal(beats.length, 7);
+  });
+
+  void it('a retried attempt starts from what the timed-out one kept (carriedIntents)', async () => {
+    const first = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    first.on('heartbeat', (d: unknown) => beats.push(d));
+    await first.run(async () => {
+      keepInHeartbeats({ intent: { to: 'pg103' } });
+      keepInHeartbeats({ posted: { at: 7 } });
+      heartbeat({ phase: 'waiting' });
+    });
+    const retry = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: beats.at(-1) });
+    const seen = await retry.run(async () => carriedIntents<{ intent: unknown; posted: unknown }>());
+    assert.deepEqual(seen, { intent: { to: 'pg103' }, posted: { at: 7 } });
   });
 
   void it('a wait inside heartbeating() heartbeats its phase on a ticker until it ends', async () => {

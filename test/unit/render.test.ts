@@ -34,6 +34,7 @@ import {
   renderPgHba,
   renderPgpass,
   renderSeedHaproxy,
+  supportsFailsafe,
   type RenderedFile,
 } from '../../activities/render';
 
@@ -307,6 +308,23 @@ void describe("the seed's defects are fixed in what is rendered", () => {
     assert.doesNotMatch(f.content, /env:PGHA_SEED/);
   });
 
+  void it('DCS failsafe mode is rendered for Patroni >= 3.0.0 and only there', async () => {
+    const inv = await inventory('lab');
+    const dcsOf = (patroni: string) => {
+      const v = { ...inv, versions: { ...inv.versions, patroni } };
+      const y = parseYaml(renderPatroniYml(v, v.nodes.postgres[0]!, FAKE).content) as PatroniYml;
+      return y.bootstrap.dcs;
+    };
+    // The lab's (and the seed's) 3.3.0, the first release with it, and Patroni 4.
+    for (const v of ['3.3.0', '3.0.0', '3.0', '4.0.7', '10.0.0'])
+      assert.equal(dcsOf(v).failsafe_mode, true, v);
+    // Before 3.0.0 Patroni has no failsafe mode: no key (it would be ignored, and promise nothing).
+    for (const v of ['2.1.7', '2.1', '1.6.5']) assert.equal('failsafe_mode' in dcsOf(v), false, v);
+    assert.equal(supportsFailsafe('3.0.0'), true);
+    assert.equal(supportsFailsafe('2.99.99'), false);
+    assert.equal(supportsFailsafe('not a version'), false);
+  });
+
   void it('the lab Patroni config uses the lab bin_dir/data_dir and a Patroni in a virtualenv', async () => {
     const inv = await inventory('lab');
     const y = parseYaml(renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE).content) as PatroniYml;
@@ -439,6 +457,7 @@ interface PatroniYml {
       loop_wait: number;
       retry_timeout: number;
       maximum_lag_on_failover: number;
+      failsafe_mode?: boolean;
       postgresql: { use_pg_rewind: boolean; use_slots: boolean; parameters: Record<string, unknown> };
     };
     initdb: unknown[];

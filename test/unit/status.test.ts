@@ -16,6 +16,7 @@ import {
 } from '../../activities/status';
 import { checkTargets, exitCodeOf, formatStatusReport } from '../../clients/commands/status';
 import { loadInventory } from '../../runbooks/inventory';
+import type { Inventory } from '../../runbooks/schema';
 import { startLocalEtcd, type LocalEtcdCluster } from '../helpers/local-etcd';
 import { startLocalHaproxy, socatRunner, type LocalHaproxy } from '../helpers/local-haproxy';
 import { docPrimaryV3, FakePatroni } from '../helpers/local-patroni';
@@ -271,7 +272,7 @@ void describe('status verdict and report (fixed status objects)', () => {
       patroni: { scope: 'postgres', namespace: '/patroni/', maximumLagOnFailover: 1048576 },
       postgresql: { superuser: 'postgres' },
       secrets: { superuserPassword: 'file:/var/lib/pgha-lab/secrets/superuser-password' },
-    };
+    } as unknown as Inventory; // only the fields the status input (and runbooks/topology) reads
     const input = statusInputFromInventory(inv);
     assert.deepEqual(input.etcd.members, [{ name: 'etcd1', url: 'http://10.213.50.51:2379' }]);
     assert.deepEqual(input.patroni.members, [
