@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Client } from 'pg';
 import { LXC_PATH } from '../../lab/paths';
 import type { Inventory } from '../../runbooks/schema';
+import { sleep } from './local-common';
 
 /** argv inside CT `vmid` (stdin optional); its stdout, or a thrown error with the exit status. */
 export function inCt(
@@ -45,5 +46,83 @@ export async function sqlAs<T>(
     return await fn(c);
   } finally {
     await c.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Commits rows with increasing ids through HAProxy's write port on one kept connection,
+ * reconnecting after an error; remembers when each commit was acknowledged.
+ */
+export class LabWriter {
+  readonly acked: { id: number; at: number }[] = [];
+  errors = 0;
+  private stopped = false;
+  private loop?: Promise<void>;
+  constructor(
+    private readonly inv: Inventory,
+    readonly table: string,
+    private readonly host: string,
+  ) {}
+  /** The ids acknowledged so far. */
+  get ackedIds(): number[] {
+    return this.acked.map((a) => a.id);
+  }
+  async start(): Promise<this> {
+    await sqlAs(this.inv, this.host, this.inv.ports.haproxyWrite, (c) =>
+      c.query(
+        `create table if not exists ${this.table} (id bigint primary key, at timestamptz default now())`,
+      ),
+    );
+    this.loop = this.run();
+    return this;
+  }
+  private async run(): Promise<void> {
+    let id = 0;
+    let c: Client | undefined;
+    while (!this.stopped) {
+      try {
+        if (!c) {
+          c = new Client({
+            host: this.host,
+            port: this.inv.ports.haproxyWrite,
+            user: this.inv.postgresql.superuser,
+            password: secret(this.inv.secrets.superuserPassword),
+            database: 'postgres',
+            connectionTimeoutMillis: 2000,
+            query_timeout: 3000,
+          });
+          c.on('error', () => undefined);
+          await c.connect();
+        }
+        id++;
+        await c.query(`insert into ${this.table}(id) values ($1)`, [id]);
+        this.acked.push({ id, at: Date.now() });
+        await sleep(20);
+      } catch {
+        this.errors++;
+        await c?.end().catch(() => undefined);
+        c = undefined;
+        await sleep(50);
+      }
+    }
+    await c?.end().catch(() => undefined);
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+  /** Acknowledged commits in [from, to). */
+  count(from: number, to: number): number {
+    return this.acked.filter((a) => a.at >= from && a.at < to).length;
+  }
+  /** The longest time without an acknowledged commit in [from, to). */
+  longestGap(from: number, to: number): number {
+    let prev = from;
+    let gap = 0;
+    for (const a of this.acked.filter((x) => x.at >= from && x.at < to)) {
+      gap = Math.max(gap, a.at - prev);
+      prev = a.at;
+    }
+    return Math.max(gap, to - prev);
   }
 }

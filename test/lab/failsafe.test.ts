@@ -18,10 +18,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inventoryInput } from '../../clients/inventory-input';
 import { startRunbook } from '../../clients/runbook';
@@ -29,7 +28,7 @@ import type { Inventory } from '../../runbooks/schema';
 import { etcdEndpoints, restApi, sqlConn } from '../../runbooks/topology';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { applyConfig } from '../../workflows/rolling-restart';
-import { sqlAs } from '../helpers/lab-direct';
+import { sqlAs, LabWriter } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
@@ -46,8 +45,6 @@ let inv: Inventory;
 let input: Awaited<ReturnType<typeof inventoryInput>>['input'];
 let taskQueue: string;
 const workers: Proc[] = [];
-
-const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
 
 /**
  * `pgha lab ...` without blocking the event loop: the writer and the /primary poller must keep
@@ -124,76 +121,6 @@ async function etcdHealthy(): Promise<boolean> {
     }),
   );
   return each.every(Boolean);
-}
-
-/** Commits rows with increasing ids through HAProxy's write port; remembers when each was acknowledged. */
-class Writer {
-  readonly acked: { id: number; at: number }[] = [];
-  errors = 0;
-  private stopped = false;
-  private loop?: Promise<void>;
-  constructor(
-    readonly table: string,
-    private readonly host: string,
-  ) {}
-  async start(): Promise<this> {
-    await sqlAs(inv, this.host, inv.ports.haproxyWrite, (c) =>
-      c.query(
-        `create table if not exists ${this.table} (id bigint primary key, at timestamptz default now())`,
-      ),
-    );
-    this.loop = this.run();
-    return this;
-  }
-  private async run(): Promise<void> {
-    let id = 0;
-    let c: Client | undefined;
-    while (!this.stopped) {
-      try {
-        if (!c) {
-          c = new Client({
-            host: this.host,
-            port: inv.ports.haproxyWrite,
-            user: inv.postgresql.superuser,
-            password: secret(inv.secrets.superuserPassword),
-            database: 'postgres',
-            connectionTimeoutMillis: 2000,
-            query_timeout: 3000,
-          });
-          c.on('error', () => undefined);
-          await c.connect();
-        }
-        id++;
-        await c.query(`insert into ${this.table}(id) values ($1)`, [id]);
-        this.acked.push({ id, at: Date.now() });
-        await sleep(20);
-      } catch {
-        this.errors++;
-        await c?.end().catch(() => undefined);
-        c = undefined;
-        await sleep(50);
-      }
-    }
-    await c?.end().catch(() => undefined);
-  }
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-  /** Acknowledged commits in [from, to). */
-  count(from: number, to: number): number {
-    return this.acked.filter((a) => a.at >= from && a.at < to).length;
-  }
-  /** The longest time without an acknowledged commit in [from, to). */
-  longestGap(from: number, to: number): number {
-    let prev = from;
-    let gap = 0;
-    for (const a of this.acked.filter((x) => x.at >= from && x.at < to)) {
-      gap = Math.max(gap, a.at - prev);
-      prev = a.at;
-    }
-    return Math.max(gap, to - prev);
-  }
 }
 
 /** The leader's GET /primary (HAProxy's write check), polled every 250 ms. */
@@ -281,7 +208,11 @@ void test(
       return r.code === 200 && inv.nodes.postgres.every((n) => n.hostname in (r.body as object));
     });
 
-    const writer = await new Writer(`failsafe_writes_${Date.now()}`, inv.nodes.haproxy[0]!.ip).start();
+    const writer = await new LabWriter(
+      inv,
+      `failsafe_writes_${Date.now()}`,
+      inv.nodes.haproxy[0]!.ip,
+    ).start();
     const check = new PrimaryCheck(leader.name).start();
     const t0 = Date.now();
     await sleep(15_000);

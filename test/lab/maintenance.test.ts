@@ -18,11 +18,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -34,7 +34,7 @@ import { progress } from '../../workflows/messages';
 import type { reinitReplica } from '../../workflows/reinit';
 import type { applyConfig, rollingRestart } from '../../workflows/rolling-restart';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs } from '../helpers/lab-direct';
+import { inCt, sqlAs, LabWriter } from '../helpers/lab-direct';
 import { LXC_PATH } from '../../lab/paths';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
@@ -55,7 +55,6 @@ const workers: Proc[] = [];
 
 // ---- helpers: the cluster asked directly, not through pgha ----
 
-const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
 const pg = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!;
 
 const sql = <T>(host: string, port: number, fn: (c: Client) => Promise<T>) => sqlAs(inv, host, port, fn);
@@ -187,61 +186,6 @@ function assertRestartedOnce(
   }
 }
 
-/** Commits rows with increasing ids through HAProxy, reconnecting at once after an error. */
-class Writer {
-  readonly acked: number[] = [];
-  errors = 0;
-  private stopped = false;
-  private loop?: Promise<void>;
-  constructor(
-    readonly table: string,
-    private readonly host: string,
-  ) {}
-  async start(): Promise<this> {
-    await sql(this.host, inv.ports.haproxyWrite, (c) =>
-      c.query(
-        `create table if not exists ${this.table} (id bigint primary key, at timestamptz default now())`,
-      ),
-    );
-    this.loop = (async () => {
-      let id = 0;
-      let c: Client | undefined;
-      while (!this.stopped) {
-        try {
-          if (!c) {
-            c = new Client({
-              host: this.host,
-              port: inv.ports.haproxyWrite,
-              user: inv.postgresql.superuser,
-              password: secret(inv.secrets.superuserPassword),
-              database: 'postgres',
-              connectionTimeoutMillis: 2000,
-              query_timeout: 3000,
-            });
-            c.on('error', () => undefined);
-            await c.connect();
-          }
-          id++;
-          await c.query(`insert into ${this.table}(id) values ($1)`, [id]);
-          this.acked.push(id);
-          await sleep(20);
-        } catch {
-          this.errors++;
-          await c?.end().catch(() => undefined);
-          c = undefined;
-          await sleep(50);
-        }
-      }
-      await c?.end().catch(() => undefined);
-    })();
-    return this;
-  }
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
-
 // ---- the worker process and the CLI ----
 
 function startWorker(name: string): Proc {
@@ -332,7 +276,7 @@ void test(
     const victim = replicas[1]!; // the second replica: killed while Patroni restarts it
     const startedBefore = await startTimesNow();
     const times = new StartTimes().start();
-    const writer = await new Writer(`rr_writes_${Date.now()}`, inv.nodes.haproxy[0]!.ip).start();
+    const writer = await new LabWriter(inv, `rr_writes_${Date.now()}`, inv.nodes.haproxy[0]!.ip).start();
     await sleep(1000);
 
     const handle = await startRunbook<typeof rollingRestart>(env.client, {
@@ -393,7 +337,7 @@ void test(
       (
         await c.query<{ id: string }>(
           `select a.id from unnest($1::bigint[]) a(id) left join ${writer.table} t using (id) where t.id is null`,
-          [writer.acked],
+          [writer.ackedIds],
         )
       ).rows.map((r) => r.id),
     );
