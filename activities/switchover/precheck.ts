@@ -13,6 +13,19 @@ import { etcdQuorum, getCluster, memberSql, primary200 } from './cluster';
 import { fmtBytes, refuse } from './common';
 import type { HandoffAction, HandoffPlan, SwitchoverDeps } from './types';
 
+type Replication = Awaited<ReturnType<PostgresActivities['pgReplication']>>;
+
+/** One look at the live cluster: who leads, how each member streams and lags, the lag limit. */
+interface ClusterView {
+  names: string[];
+  leaderName?: string;
+  leaderHealthy: boolean;
+  repl?: Replication;
+  leaderTimeline?: number;
+  maxLag: number;
+  members: HandoffPlan['members'];
+}
+
 /**
  * The pre-checks of a switchover (or a failover) against the live cluster. Returns the plan;
  * refuses with a SwitchoverRefused failure naming what was found and the fix.
@@ -34,6 +47,25 @@ export async function switchoverPrecheck(
     );
   }
   await etcdQuorum(deps, inv);
+  const view = await observe(deps, inv);
+  checkLeader(inv, action, view, args);
+  const candidate = chooseCandidate(view, action, args.candidate);
+  const cm = view.members.find((m) => m.name === candidate)!;
+  return {
+    action,
+    leader: view.leaderHealthy ? view.leaderName : undefined,
+    candidate,
+    timeline: view.leaderTimeline ?? cm.timeline ?? 0,
+    chosen: args.candidate === undefined,
+    maxLagBytes: view.maxLag,
+    members: view.members,
+    forced: action === 'failover' && view.leaderHealthy ? true : undefined,
+  };
+}
+
+/** GET /cluster, the leader's own pg_stat_replication and timeline, each replica's own timeline. */
+async function observe(deps: SwitchoverDeps, inv: Inventory): Promise<ClusterView> {
+  const names = memberNames(inv);
   const got = await getCluster(deps, inv);
   if (!got) {
     throw refuse(
@@ -57,7 +89,7 @@ export async function switchoverPrecheck(
   const leaderHealthy = leaderName ? await primary200(deps, inv, leaderName) : false;
 
   // The leader's own view: exact replay lag per replica and who streams.
-  let repl: Awaited<ReturnType<PostgresActivities['pgReplication']>> | undefined;
+  let repl: Replication | undefined;
   let leaderTimeline: number | undefined;
   if (leaderName && leaderHealthy) {
     try {
@@ -116,7 +148,16 @@ export async function switchoverPrecheck(
         noFailover: false,
       });
   }
+  return { names, leaderName, leaderHealthy, repl, leaderTimeline, maxLag, members };
+}
 
+/** A switchover needs a healthy leader; a failover refuses one unless forced. */
+function checkLeader(
+  inv: Inventory,
+  action: HandoffAction,
+  { leaderName, leaderHealthy }: ClusterView,
+  args: { candidate?: string; force?: boolean },
+): void {
   if (action === 'switchover') {
     if (!leaderName || !leaderHealthy) {
       throw refuse(
@@ -132,82 +173,67 @@ export async function switchoverPrecheck(
         `use pgha switchover --to ${args.candidate ?? '<replica>'}, or failover --force if you really mean it`,
     );
   }
+}
 
-  /** Why `name` cannot take over, or undefined when it can. */
-  const unfit = (name: string): string | undefined => {
-    const m = members.find((x) => x.name === name)!;
-    if (name === leaderName) return `${name} is the leader already`;
-    if (m.role === 'absent') return `${name} is not in the cluster (${m.state})`;
-    if (m.noFailover) return `${name} is tagged nofailover`;
-    const row = repl?.find((r) => r.applicationName === name);
-    if (leaderHealthy) {
-      if (!row || row.state !== 'streaming')
-        return `${name} is not streaming from the leader ${leaderName} (${row ? `state ${row.state}` : `no walsender for it; Patroni says ${m.state}`})`;
-      if (leaderTimeline !== undefined && m.timeline !== undefined && m.timeline !== leaderTimeline)
-        return `${name} is on timeline ${m.timeline}, the leader on ${leaderTimeline}`;
-      if (m.lagBytes === null) return `${name}'s lag is unknown`;
-      if (m.lagBytes > maxLag) return `${name} lags ${fmtBytes(m.lagBytes)}`;
-    } else if (m.state !== 'running' && m.state !== 'streaming') {
-      return `${name} is ${m.state}, not running`;
-    }
-    return undefined;
-  };
-  const fit = names.filter((n) => unfit(n) === undefined);
-  const best = [...fit].sort((a, b) => {
-    const la = members.find((m) => m.name === a)?.lagBytes ?? Number.MAX_SAFE_INTEGER;
-    const lb = members.find((m) => m.name === b)?.lagBytes ?? Number.MAX_SAFE_INTEGER;
-    return la - lb;
-  });
-  const alternatives = () =>
-    best.length
-      ? `choose ${best.map((n) => `${n} (lag ${fmtBytes(members.find((m) => m.name === n)?.lagBytes)})`).join(' or ')}`
-      : 'no other member qualifies either: check pgha status';
-
-  let candidate = args.candidate;
-  if (candidate === undefined) {
-    if (action === 'failover') throw refuse('a failover needs a candidate: --to <replica>');
-    candidate = best[0];
-    if (!candidate) {
-      const why = names
-        .filter((n) => n !== leaderName)
-        .map((n) => unfit(n))
-        .join('; ');
-      throw refuse(`no replica can take over: ${why}; fix that first (pgha status)`);
-    }
-  } else {
-    const m = members.find((x) => x.name === candidate)!;
-    const why = unfit(candidate);
-    if (why !== undefined) {
-      const others = () => {
-        const o = best.filter((n) => n !== candidate);
-        return o.length
-          ? `choose ${o.map((n) => `${n} (lag ${fmtBytes(members.find((x) => x.name === n)?.lagBytes)})`).join(' or ')}`
-          : alternatives();
-      };
-      if (candidate === leaderName)
-        throw refuse(`candidate ${candidate} is the leader already: nothing to switch over; ${others()}`);
-      if (leaderHealthy && m.lagBytes !== null && m.lagBytes > maxLag && !m.noFailover)
-        throw refuse(
-          `candidate ${candidate} lags ${fmtBytes(m.lagBytes)} behind the leader (limit ${fmtBytes(maxLag)} from ` +
-            `maximum_lag_on_failover); wait, or ${others()}`,
-        );
-      if (m.noFailover)
-        throw refuse(
-          `candidate ${candidate} is tagged nofailover (patroni.yml tags): Patroni never promotes it; ` +
-            `remove the tag (and reload Patroni), or ${others()}`,
-        );
-      throw refuse(`candidate ${candidate} cannot take over: ${why}; ${others()}`);
-    }
+/** Why `name` cannot take over, or undefined when it can. */
+function unfit(view: ClusterView, name: string): string | undefined {
+  const { members, leaderName, leaderHealthy, repl, leaderTimeline, maxLag } = view;
+  const m = members.find((x) => x.name === name)!;
+  if (name === leaderName) return `${name} is the leader already`;
+  if (m.role === 'absent') return `${name} is not in the cluster (${m.state})`;
+  if (m.noFailover) return `${name} is tagged nofailover`;
+  const row = repl?.find((r) => r.applicationName === name);
+  if (leaderHealthy) {
+    if (!row || row.state !== 'streaming')
+      return `${name} is not streaming from the leader ${leaderName} (${row ? `state ${row.state}` : `no walsender for it; Patroni says ${m.state}`})`;
+    if (leaderTimeline !== undefined && m.timeline !== undefined && m.timeline !== leaderTimeline)
+      return `${name} is on timeline ${m.timeline}, the leader on ${leaderTimeline}`;
+    if (m.lagBytes === null) return `${name}'s lag is unknown`;
+    if (m.lagBytes > maxLag) return `${name} lags ${fmtBytes(m.lagBytes)}`;
+  } else if (m.state !== 'running' && m.state !== 'streaming') {
+    return `${name} is ${m.state}, not running`;
   }
-  const cm = members.find((m) => m.name === candidate)!;
-  return {
-    action,
-    leader: leaderHealthy ? leaderName : undefined,
-    candidate,
-    timeline: leaderTimeline ?? cm.timeline ?? 0,
-    chosen: args.candidate === undefined,
-    maxLagBytes: maxLag,
-    members,
-    forced: action === 'failover' && leaderHealthy ? true : undefined,
-  };
+  return undefined;
+}
+
+/** The candidate asked for, checked; or the fit replica with the least lag. Refuses with the alternatives. */
+function chooseCandidate(view: ClusterView, action: HandoffAction, requested: string | undefined): string {
+  const { names, members, leaderName, leaderHealthy, maxLag } = view;
+  const lagOf = (n: string) => members.find((m) => m.name === n)?.lagBytes;
+  const best = names
+    .filter((n) => unfit(view, n) === undefined)
+    .sort((a, b) => (lagOf(a) ?? Number.MAX_SAFE_INTEGER) - (lagOf(b) ?? Number.MAX_SAFE_INTEGER));
+  const choose = (ns: string[]) => `choose ${ns.map((n) => `${n} (lag ${fmtBytes(lagOf(n))})`).join(' or ')}`;
+
+  if (requested === undefined) {
+    if (action === 'failover') throw refuse('a failover needs a candidate: --to <replica>');
+    if (best[0]) return best[0];
+    const why = names
+      .filter((n) => n !== leaderName)
+      .map((n) => unfit(view, n))
+      .join('; ');
+    throw refuse(`no replica can take over: ${why}; fix that first (pgha status)`);
+  }
+  const why = unfit(view, requested);
+  if (why === undefined) return requested;
+  const m = members.find((x) => x.name === requested)!;
+  const o = best.filter((n) => n !== requested);
+  const others = o.length
+    ? choose(o)
+    : best.length
+      ? choose(best)
+      : 'no other member qualifies either: check pgha status';
+  if (requested === leaderName)
+    throw refuse(`candidate ${requested} is the leader already: nothing to switch over; ${others}`);
+  if (leaderHealthy && m.lagBytes !== null && m.lagBytes > maxLag && !m.noFailover)
+    throw refuse(
+      `candidate ${requested} lags ${fmtBytes(m.lagBytes)} behind the leader (limit ${fmtBytes(maxLag)} from ` +
+        `maximum_lag_on_failover); wait, or ${others}`,
+    );
+  if (m.noFailover)
+    throw refuse(
+      `candidate ${requested} is tagged nofailover (patroni.yml tags): Patroni never promotes it; ` +
+        `remove the tag (and reload Patroni), or ${others}`,
+    );
+  throw refuse(`candidate ${requested} cannot take over: ${why}; ${others}`);
 }
