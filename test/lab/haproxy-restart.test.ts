@@ -119,8 +119,13 @@ void describe('HAProxy after a restart or a reload (pgha files)', { skip }, () =
         candidate: last,
         timeoutMs: 60_000,
       });
-      assert.equal(r.status, 200, `POST /switchover ${leader} → ${last}: ${r.status} ${r.text ?? ''}`);
-      await waitFor(`${last} leading`, 60_000, async () => (await leaderNow()) === last);
+      // 503 "Switchover status unknown": Patroni stopped waiting for the outcome (a slow promotion
+      // on a loaded machine), not a refusal; whether it happened is what the wait below checks.
+      assert.ok(
+        r.status === 200 || (r.status === 503 && /unknown/i.test(r.text ?? '')),
+        `POST /switchover ${leader} → ${last}: ${r.status} ${r.text ?? ''}`,
+      );
+      await waitFor(`${last} leading`, 90_000, async () => (await leaderNow()) === last);
       leader = await healthy();
     }
     assert.equal(leader, last, 'the leader is the last server of the write backend');
