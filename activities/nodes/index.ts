@@ -20,8 +20,6 @@ import { SERVICE } from './types';
 import type { NodeDeps } from './types';
 
 export * from './types';
-/** @deprecated import findNode from runbooks/topology (kept while other modules move over). */
-export { findNode } from '../../runbooks/topology';
 export { preflightNode, installEtcd, installPostgres, startPatroni, installHaproxy };
 
 /** When each service of the node last started (systemd's monotonic clock): proof that nothing restarted. */
