@@ -880,7 +880,15 @@ function patroniWheelDir(version: string): string | undefined {
 async function patroniVenv(version: string, wheels: string): Promise<string> {
   const venv = join(root, '.tools', `patroni-${version}`);
   const bin = join(venv, 'bin', 'patroni');
-  if (existsSync(bin)) return bin;
+  // A venv runs only from where it was made (its scripts name their interpreter by absolute path):
+  // one copied or left by a removed checkout is rebuilt.
+  const runs =
+    existsSync(bin) &&
+    (await execFileP(bin, ['--version'], { timeout: 30_000 }).then(
+      () => true,
+      () => false,
+    ));
+  if (runs) return bin;
   // --clear: a venv left half-made by an interrupted run is rebuilt.
   // Debian's python3 (3.11, as in the CTs): readable by the unprivileged user Patroni runs as.
   await execFileP('/usr/bin/python3', ['-m', 'venv', '--clear', venv], { timeout: 120_000 });
