@@ -324,3 +324,120 @@ export class EtcdUnavailableError extends Error {
 }
 
 export type EtcdActivities = ReturnType<typeof createEtcdActivities>;
+
+/** A member's id as etcd's API takes it (decimal uint64) from the hex form etcdctl and pgha show. */
+export function decimalId(hex: string): string {
+  if (!/^[0-9a-f]{1,16}$/.test(hex))
+    throw new TypeError(`etcd member id ${JSON.stringify(hex)}: expected hex`);
+  return BigInt(`0x${hex}`).toString(10);
+}
+
+export interface EtcdAlarm {
+  memberId: string;
+  alarm: string;
+}
+
+/**
+ * The etcd operations the etcd runbooks need beyond looking (move-leader, compaction, defragment,
+ * alarms, member add/remove, deleting Patroni's keys). Not registered as activities of their own:
+ * only activities/etcd-ops/ calls them, after its pre-checks. Each call goes to one named endpoint
+ * (or the first that answers) with its own deadline, no retries: the caller looks again and decides.
+ */
+export function createEtcdAdmin(deps: EtcdDeps = {}) {
+  const defaultTimeout = deps.callTimeoutMs ?? 2000;
+  const newClient = deps.newClient ?? ((o: IOptions) => new Etcd3(o));
+
+  async function on<T>(endpoint: string, timeoutMs: number, fn: (c: Etcd3) => Promise<T>): Promise<T> {
+    validateEndpoints([endpoint]);
+    const client = newClient({
+      hosts: [endpoint],
+      dialTimeout: Math.min(timeoutMs, 5000),
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+      faultHandling: { host: () => noop, global: noop },
+    });
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  }
+
+  async function onAny<T>(
+    endpoints: string[],
+    timeoutMs: number,
+    what: string,
+    fn: (c: Etcd3) => Promise<T>,
+  ): Promise<T> {
+    const failures: string[] = [];
+    for (const endpoint of validateEndpoints(endpoints)) {
+      try {
+        return await on(endpoint, timeoutMs, fn);
+      } catch (err) {
+        failures.push(`${endpoint}: ${errText(err)}`);
+      }
+    }
+    throw new EtcdUnavailableError(`no etcd member answered ${what}: ${failures.join('; ')}`);
+  }
+
+  return {
+    /** `etcdctl move-leader <target>`, sent to the current leader's endpoint (etcd requires it). */
+    async moveLeader(args: { leaderEndpoint: string; targetId: string; timeoutMs?: number }): Promise<void> {
+      await on(args.leaderEndpoint, args.timeoutMs ?? 10_000, (c) =>
+        c.maintenance.moveLeader({ targetID: decimalId(args.targetId) }),
+      );
+    },
+    /** The store's current revision (from a quorum read's header). */
+    async revision(args: { endpoints: string[]; timeoutMs?: number }): Promise<string> {
+      return onAny(args.endpoints, args.timeoutMs ?? defaultTimeout, 'a revision read', async (c) => {
+        const r = await c.kv.range({ key: Buffer.from('\0'), limit: 1, count_only: true });
+        return r.header.revision;
+      });
+    },
+    /** `etcdctl compaction --physical <rev>`: history before `revision` dropped cluster-wide. */
+    async compact(args: { endpoints: string[]; revision: string; timeoutMs?: number }): Promise<void> {
+      await onAny(args.endpoints, args.timeoutMs ?? 60_000, `compaction at ${args.revision}`, (c) =>
+        c.kv.compact({ revision: args.revision, physical: true }),
+      );
+    },
+    /** `etcdctl defrag` of one member (it blocks that member while it runs). */
+    async defragment(args: { endpoint: string; timeoutMs?: number }): Promise<void> {
+      await on(args.endpoint, args.timeoutMs ?? 120_000, (c) => c.maintenance.defragment());
+    },
+    /** `etcdctl alarm list`. */
+    async alarms(args: { endpoints: string[]; timeoutMs?: number }): Promise<EtcdAlarm[]> {
+      return onAny(args.endpoints, args.timeoutMs ?? defaultTimeout, 'alarm list', async (c) => {
+        const r = await c.maintenance.alarm({ action: 'Get', memberID: 0, alarm: 'None' });
+        return (r.alarms ?? []).map((a) => ({
+          memberId: hexId(a.memberID) ?? a.memberID,
+          alarm: String(a.alarm),
+        }));
+      });
+    },
+    /** `etcdctl member remove <id>`. */
+    async memberRemove(args: { endpoints: string[]; id: string; timeoutMs?: number }): Promise<void> {
+      await onAny(args.endpoints, args.timeoutMs ?? 10_000, `member remove ${args.id}`, (c) =>
+        c.cluster.memberRemove({ ID: decimalId(args.id) }),
+      );
+    },
+    /** `etcdctl member add --peer-urls=<url>`: the new member's id (hex). */
+    async memberAdd(args: { endpoints: string[]; peerUrl: string; timeoutMs?: number }): Promise<string> {
+      return onAny(args.endpoints, args.timeoutMs ?? 10_000, `member add ${args.peerUrl}`, async (c) => {
+        const r = await c.cluster.memberAdd({ peerURLs: [args.peerUrl] });
+        return hexId(r.member.ID) ?? r.member.ID;
+      });
+    },
+    /**
+     * Deletes every key under Patroni's `/<namespace>/<scope>/` (and nothing else): the number of
+     * keys deleted. The prefix is built by patroniPrefix, never taken from the caller.
+     */
+    async deletePatroniKeys(args: EtcdPatroniArgs): Promise<number> {
+      const prefix = patroniPrefix(args.namespace, args.scope);
+      return onAny(args.endpoints, args.timeoutMs ?? 10_000, `delete --prefix ${prefix}`, async (c) => {
+        const r = await c.delete().prefix(prefix).exec();
+        return Number(r.deleted);
+      });
+    },
+  };
+}
+
+export type EtcdAdmin = ReturnType<typeof createEtcdAdmin>;

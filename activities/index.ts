@@ -14,6 +14,8 @@ import { createGateActivities } from './gates';
 import { createSwitchoverActivities } from './switchover';
 import { createMaintenanceActivities } from './maintenance';
 import { createProxmoxFactory } from './proxmox';
+import { createEtcdOpsActivities } from './etcd-ops';
+import { createEtcdAdmin } from './etcd';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -41,6 +43,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createGateActivities({ patroni, postgres, statusFor }),
     ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
+    ...createEtcdOpsActivities({ etcd, admin: createEtcdAdmin(), patroni, hostFor: (s) => proxmox.get(s) }),
   };
 }
 

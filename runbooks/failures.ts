@@ -40,6 +40,9 @@ export const Failures = {
   SmokeMarkerMissing: 'SmokeMarkerMissing',
   SmokeMarkerMismatch: 'SmokeMarkerMismatch',
   SmokeMarkerSignature: 'SmokeMarkerSignature',
+  // The etcd runbooks (activities/etcd-ops/): a pre-check said no / the operation did not end as asked.
+  EtcdRefused: 'EtcdRefused',
+  EtcdFailed: 'EtcdFailed',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];
@@ -52,4 +55,5 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.InventoryError,
   Failures.InvalidConfigKey,
   Failures.InvalidInventory,
+  Failures.EtcdRefused,
 ];

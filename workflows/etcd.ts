@@ -1,0 +1,241 @@
+/**
+ * The etcd runbooks — what the seed does to etcd by hand (`systemctl restart etcd` on each CT,
+ * `etcdctl endpoint health`, watching /var/lib/etcd, and as its only recovery tool deleting
+ * `/patroni/`), as durable runbooks:
+ *
+ *   etcdRestart: pre-check (every member healthy, one leader, member list = inventory) → each
+ *   follower in turn: restart, wait until healthy and caught up (raft index) with a leader → the
+ *   leader last: leadership moved (move-leader) to the most caught-up follower, then the same.
+ *   Never below quorum: each restart first checks that the others alone are a majority.
+ *
+ *   etcdMaintain: pre-check → health, DB sizes against the quota, alarms → compaction to the current
+ *   revision → defragmentation one member at a time, the leader last → sizes after. Schedulable: a
+ *   Temporal Schedule may start it with the same input (it takes the cluster lock like any runbook).
+ *
+ *   etcdSnapshot: health → `etcdctl snapshot save` on a healthy follower (or the member asked for),
+ *   verified with `snapshot status`, copied to the Proxmox host's directory, hash-checked, retention.
+ *
+ *   patroniDcsClean: check (no Patroni runs; the keys under /<namespace>/<scope>/) → approval gate
+ *   → delete exactly those keys (checked again) → none left.
+ */
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { ActivityOptions } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { Activities } from '../activities';
+import type {
+  DcsCleanCheck,
+  DcsCleanResult,
+  EtcdClusterState,
+  EtcdCompactResult,
+  EtcdDefragResult,
+  EtcdHealthReport,
+  EtcdRestartResult,
+  EtcdSnapshotResult,
+} from '../activities/etcd-ops';
+import { Failures } from '../runbooks/failures';
+import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { invalidInput, inventoryOf, refuse } from './inventory';
+import { runbook } from './steps';
+
+const final = [Failures.EtcdRefused, Failures.EtcdFailed];
+
+/** Looks and quick acts (pre-check, health, compaction): a refusal is final. */
+const check = proxyActivities<Activities>({
+  startToCloseTimeout: '3m',
+  heartbeatTimeout: '1m',
+  retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
+} satisfies ActivityOptions);
+/**
+ * One member's restart or defragmentation, or a snapshot: an act + a bounded wait that heartbeats.
+ * A 30 s heartbeat timeout notices a dead worker quickly; the retry looks before it acts.
+ */
+const member = proxyActivities<Activities>({
+  startToCloseTimeout: '15m',
+  heartbeatTimeout: '30s',
+  retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
+} satisfies ActivityOptions);
+
+function etcdNames(inv: Inventory): string[] {
+  return inv.nodes.etcd.map((n) => n.hostname);
+}
+
+function checkEtcdMembers(inv: Inventory, members: string[] | undefined): void {
+  if (members === undefined) return;
+  if (!Array.isArray(members) || members.length === 0)
+    invalidInput('members is empty: name one or more etcd members, or leave it out for all');
+  const unknown = members.filter((m) => !etcdNames(inv).includes(m));
+  if (unknown.length) {
+    invalidInput(
+      `members ${unknown.join(', ')} not etcd members of cluster ${inv.cluster} (its etcd members: ${etcdNames(inv).join(', ')})`,
+    );
+  }
+}
+
+/** Followers in inventory order, then the leader: the order of every rolling etcd operation. */
+function leaderLast(state: EtcdClusterState, wanted: (name: string) => boolean) {
+  const followers = state.members.filter((m) => m.name !== state.leader && wanted(m.name));
+  const leader = state.members.find((m) => m.name === state.leader && wanted(m.name));
+  return { followers, leader };
+}
+
+// ---- etcd restart ----
+
+export interface EtcdRestartInput {
+  inventory: InventoryInput;
+  /** Only these etcd members (default: all). */
+  members?: string[];
+}
+
+export interface EtcdRestartReport {
+  leaderBefore: string;
+  leaderAfter: string;
+  /** In the order they were restarted: followers first, the leader last. */
+  members: EtcdRestartResult[];
+}
+
+export async function etcdRestart(input: EtcdRestartInput): Promise<EtcdRestartReport> {
+  const inv = inventoryOf(input);
+  checkEtcdMembers(inv, input.members);
+  const wanted = (n: string) => !input.members || input.members.includes(n);
+  return runbook({ cluster: inv.cluster, operation: 'etcd-restart', plan: ['pre-check'] }, async (rb) => {
+    const state = await rb.step('pre-check', () => check.etcdPrecheck({ inv }));
+    const { followers, leader } = leaderLast(state, wanted);
+    const results: EtcdRestartResult[] = [];
+    for (const m of followers) {
+      results.push(
+        await rb.step(
+          `restart ${m.name}`,
+          () => member.etcdRestartMember({ inv, member: m.name, invocationBefore: m.invocation }),
+          { node: m.name },
+        ),
+      );
+    }
+    if (leader) {
+      results.push(
+        await rb.step(
+          `restart ${leader.name} (leader, after move-leader)`,
+          () => member.etcdRestartMember({ inv, member: leader.name, invocationBefore: leader.invocation }),
+          { node: leader.name },
+        ),
+      );
+    }
+    const last = results[results.length - 1];
+    return { leaderBefore: state.leader!, leaderAfter: last?.leaderAfter ?? state.leader!, members: results };
+  });
+}
+
+// ---- etcd maintain ----
+
+export interface EtcdMaintainInput {
+  inventory: InventoryInput;
+  /** Compact and defragment (default true); false reports health, sizes and alarms only. */
+  defrag?: boolean;
+}
+
+export interface EtcdMaintainReport {
+  before: EtcdHealthReport;
+  compaction?: EtcdCompactResult;
+  /** Followers first, the leader last. */
+  defrag: EtcdDefragResult[];
+  after: EtcdHealthReport;
+}
+
+export async function etcdMaintain(input: EtcdMaintainInput): Promise<EtcdMaintainReport> {
+  const inv = inventoryOf(input);
+  const defrag = input.defrag ?? true;
+  if (typeof defrag !== 'boolean') invalidInput(`defrag ${JSON.stringify(defrag)}: true or false`);
+  const plan = ['health', ...(defrag ? ['pre-check', 'compact'] : []), 'health after'];
+  return runbook({ cluster: inv.cluster, operation: 'etcd-maintain', plan }, async (rb) => {
+    const before = await rb.step('health', () => check.etcdHealthReport({ inv }));
+    const report: EtcdMaintainReport = { before, defrag: [], after: before };
+    if (defrag) {
+      const state = await rb.step('pre-check', () => check.etcdPrecheck({ inv, allowAlarms: true }));
+      report.compaction = await rb.step('compact', () => check.etcdCompact({ inv }));
+      const { followers, leader } = leaderLast(state, () => true);
+      for (const m of [...followers, ...(leader ? [leader] : [])]) {
+        report.defrag.push(
+          await rb.step(
+            `defrag ${m.name}${m === leader ? ' (leader)' : ''}`,
+            () => member.etcdDefragMember({ inv, member: m.name }),
+            { node: m.name },
+          ),
+        );
+      }
+    }
+    report.after = await rb.step('health after', () => check.etcdHealthReport({ inv }));
+    return report;
+  });
+}
+
+// ---- etcd snapshot ----
+
+export interface EtcdSnapshotInput {
+  inventory: InventoryInput;
+  /** The member to take it on (default: a healthy follower, so the leader is spared the load). */
+  member?: string;
+  /** How many of the cluster's snapshots to keep (default 7). */
+  keep?: number;
+  /** The directory on the Proxmox host (default /var/lib/pgha/etcd-snapshots/<cluster>). */
+  dir?: string;
+}
+
+/** `etcd-<cluster>-20261129T110500Z.db` for a time (the run's start: the same name on every retry). */
+export function snapshotName(cluster: string, at: Date): string {
+  return `etcd-${cluster}-${at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}.db`;
+}
+
+export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
+  const inv = inventoryOf(input);
+  if (input.member !== undefined) checkEtcdMembers(inv, [input.member]);
+  if (input.keep !== undefined && (!Number.isInteger(input.keep) || input.keep < 1)) {
+    invalidInput(`keep ${JSON.stringify(input.keep)}: give a whole number ≥ 1 (how many snapshots to keep)`);
+  }
+  const plan = ['health', 'snapshot'];
+  return runbook({ cluster: inv.cluster, operation: 'etcd-snapshot', plan }, async (rb) => {
+    const health = await rb.step('health', () => check.etcdHealthReport({ inv }));
+    const on =
+      input.member ??
+      health.members.find((m) => m.healthy && !m.isLeader)?.member ??
+      health.members.find((m) => m.healthy)?.member;
+    if (!on) {
+      refuse(
+        `no healthy etcd member to take a snapshot on (${health.warnings.join('; ')}); nothing was done`,
+        Failures.EtcdRefused,
+      );
+    }
+    const name = snapshotName(inv.cluster, workflowInfo().startTime);
+    return rb.step(
+      'snapshot',
+      () => member.etcdSnapshotSave({ inv, member: on, name, keep: input.keep, dir: input.dir }),
+      { node: on },
+    );
+  });
+}
+
+// ---- the scoped clean of Patroni's keys ----
+
+export interface PatroniDcsCleanInput {
+  inventory: InventoryInput;
+  /** How long to wait for `pgha approve <id> --gate before-delete` (default 1h). */
+  approvalTimeout?: Duration;
+}
+
+export interface PatroniDcsCleanReport {
+  check: DcsCleanCheck;
+  approvedBy: string;
+  result: DcsCleanResult;
+}
+
+export async function patroniDcsClean(input: PatroniDcsCleanInput): Promise<PatroniDcsCleanReport> {
+  const inv = inventoryOf(input);
+  const plan = ['check', { gate: 'before-delete' }, 'delete'];
+  return runbook({ cluster: inv.cluster, operation: 'etcd-clean-dcs', plan }, async (rb) => {
+    const seen = await rb.step('check', () => check.dcsCleanCheck({ inv }));
+    const decision = await rb.approval('before-delete', { timeout: input.approvalTimeout ?? '1h' });
+    const result = await rb.step('delete', () => check.dcsCleanDelete({ inv }));
+    return { check: seen, approvedBy: decision.approver, result };
+  });
+}
