@@ -1,0 +1,228 @@
+/**
+ * The etcd runbooks from the command line, with live step progress like `pgha deploy`:
+ *
+ *   pgha etcd restart   --cluster FILE [--member etcd2 ...]
+ *   pgha etcd maintain  --cluster FILE [--report-only]
+ *   pgha etcd snapshot  --cluster FILE [--member etcd2] [--keep 7] [--dir /var/lib/pgha/etcd-snapshots/<cluster>]
+ *   pgha etcd clean-dcs --cluster FILE [--approval-timeout 1h]   (then: pgha approve <id> --gate before-delete --by NAME)
+ *
+ * This file only parses and starts; the runbooks are workflows/etcd.ts. An unknown member is refused
+ * here before anything starts (exit status 2).
+ */
+import type { Client } from '@temporalio/client';
+import type { Duration } from '@temporalio/common';
+import type { Command } from 'commander';
+import type { EtcdHealthReport, EtcdSnapshotResult } from '../../activities/etcd-ops';
+import type { Inventory } from '../../runbooks/schema';
+import type {
+  EtcdMaintainReport,
+  EtcdRestartReport,
+  PatroniDcsCleanReport,
+  etcdMaintain,
+  etcdRestart,
+  etcdSnapshot,
+  patroniDcsClean,
+} from '../../workflows/etcd';
+import { withClient } from '../connection';
+import { inventoryInput } from '../inventory-input';
+import { startRunbook } from '../runbook';
+import { watchRun } from './runs';
+
+class UsageError extends Error {}
+
+function checkEtcdMembers(inv: Inventory, members: string[]): void {
+  const known = inv.nodes.etcd.map((n) => n.hostname);
+  const unknown = members.filter((m) => !known.includes(m));
+  if (unknown.length) {
+    throw new UsageError(
+      `--member ${unknown.join(', ')}: not an etcd member of cluster ${inv.cluster} (its etcd members: ${known.join(', ')})`,
+    );
+  }
+}
+
+const mib = (n: number | undefined) => (n === undefined ? '?' : `${(n / 1024 / 1024).toFixed(2)} MiB`);
+
+export function describeEtcdRestart(r: EtcdRestartReport): string {
+  const lines = [
+    `etcd leader ${r.leaderBefore}${r.leaderAfter !== r.leaderBefore ? ` → ${r.leaderAfter}` : ''}`,
+  ];
+  for (const m of r.members) {
+    lines.push(
+      `  ${m.member.padEnd(8)} ${m.action === 'restarted' ? 'restarted' : 'found restarted already (resumed run)'}` +
+        `${m.leaderMovedTo ? `, leadership moved to ${m.leaderMovedTo} first` : ''}` +
+        `, raft index ${m.raftIndex ?? '?'} (leader ${m.leaderRaftIndex ?? '?'}) (${(m.tookMs / 1000).toFixed(1)} s)`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function describeEtcdHealth(h: EtcdHealthReport): string {
+  const lines = [
+    `etcd: ${h.healthy}/${h.total} healthy, leader ${h.leader ?? 'none'}, quota ${mib(h.quotaBytes)}`,
+  ];
+  for (const m of h.members) {
+    lines.push(
+      `  ${m.member.padEnd(8)} ${m.healthy ? 'healthy  ' : 'UNHEALTHY'} ${m.isLeader ? 'leader  ' : 'follower'} db ${mib(m.dbSizeBytes)}` +
+        ` (in use ${mib(m.dbSizeInUseBytes)}, ${m.quotaShare === undefined ? '?' : (m.quotaShare * 100).toFixed(2)}% of quota)`,
+    );
+  }
+  for (const w of h.warnings) lines.push(`  warning: ${w}`);
+  if (h.alarms.length === 0) lines.push('  alarms: none');
+  return lines.join('\n');
+}
+
+export function describeEtcdMaintain(r: EtcdMaintainReport): string {
+  const lines = [describeEtcdHealth(r.before)];
+  if (r.compaction) {
+    lines.push(`compacted at revision ${r.compaction.revision}${r.compaction.compacted ? '' : ' (already)'}`);
+  }
+  for (const d of r.defrag) {
+    lines.push(
+      `defragmented ${d.member}${d.wasLeader ? ' (leader)' : ''}: ${mib(d.sizeBefore)} → ${mib(d.sizeAfter)} (${(d.tookMs / 1000).toFixed(1)} s)`,
+    );
+  }
+  lines.push('after:', describeEtcdHealth(r.after));
+  return lines.join('\n');
+}
+
+export function describeEtcdSnapshot(r: EtcdSnapshotResult): string {
+  return [
+    `snapshot of ${r.member}: ${r.path}${r.created ? '' : ' (found in place: a resumed run)'}`,
+    `  sha256 ${r.sha256}, revision ${r.revision ?? '?'}, ${r.totalKeys ?? '?'} keys, ${mib(r.sizeBytes)}`,
+    `  kept ${r.kept.length}: ${r.kept.join(', ')}`,
+    ...(r.removed.length ? [`  removed (retention): ${r.removed.join(', ')}`] : []),
+  ].join('\n');
+}
+
+async function follow<T>(
+  client: Client,
+  handle: Awaited<ReturnType<typeof startRunbook>>,
+  wait: boolean,
+  describe: (r: T) => string,
+) {
+  console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
+  if (!wait) return;
+  const o = await watchRun(client, handle);
+  if (o.status === 'COMPLETED') console.log(describe((await handle.result()) as T));
+}
+
+async function guarded(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`pgha: ${err.message}`);
+    process.exitCode = 2;
+  }
+}
+
+export function register(program: Command): void {
+  const etcd = program
+    .command('etcd')
+    .description("the cluster's etcd: restart, maintain, snapshot, clean-dcs");
+  etcd
+    .command('restart')
+    .description(
+      'rolling restart of etcd: one member at a time, never below quorum, the leader last after move-leader',
+    )
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .option('--member <name...>', 'only these etcd members (default: all)')
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action((o: { cluster: string; member?: string[]; wait: boolean }) =>
+      guarded(() =>
+        withClient(async (client) => {
+          const { input, inventory } = await inventoryInput(o.cluster);
+          if (o.member) checkEtcdMembers(inventory, o.member);
+          const handle = await startRunbook<typeof etcdRestart>(client, {
+            workflow: 'etcdRestart',
+            args: [{ inventory: input, members: o.member }],
+            cluster: inventory.cluster,
+            operation: 'etcd-restart',
+          });
+          await follow(client, handle, o.wait, describeEtcdRestart);
+        }),
+      ),
+    );
+  etcd
+    .command('maintain')
+    .description(
+      'health, DB size against the quota, alarms; compaction, then defragmentation one member at a time (leader last)',
+    )
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .option('--report-only', 'health, sizes and alarms only: no compaction, no defragmentation')
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action((o: { cluster: string; reportOnly?: boolean; wait: boolean }) =>
+      guarded(() =>
+        withClient(async (client) => {
+          const { input, inventory } = await inventoryInput(o.cluster);
+          const handle = await startRunbook<typeof etcdMaintain>(client, {
+            workflow: 'etcdMaintain',
+            args: [{ inventory: input, defrag: !o.reportOnly }],
+            cluster: inventory.cluster,
+            operation: 'etcd-maintain',
+          });
+          await follow(client, handle, o.wait, describeEtcdMaintain);
+        }),
+      ),
+    );
+  etcd
+    .command('snapshot')
+    .description(
+      "etcdctl snapshot save on a member, verified, stored in the Proxmox host's directory, with a retention",
+    )
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .option('--member <name>', 'the member to take it on (default: a healthy follower)')
+    .option('--keep <n>', 'how many snapshots of this cluster to keep', '7')
+    .option('--dir <path>', 'directory on the Proxmox host (default /var/lib/pgha/etcd-snapshots/<cluster>)')
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action((o: { cluster: string; member?: string; keep: string; dir?: string; wait: boolean }) =>
+      guarded(async () => {
+        const keep = Number(o.keep);
+        if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${o.keep}: a whole number ≥ 1`);
+        await withClient(async (client) => {
+          const { input, inventory } = await inventoryInput(o.cluster);
+          if (o.member) checkEtcdMembers(inventory, [o.member]);
+          const handle = await startRunbook<typeof etcdSnapshot>(client, {
+            workflow: 'etcdSnapshot',
+            args: [{ inventory: input, member: o.member, keep, dir: o.dir }],
+            cluster: inventory.cluster,
+            operation: 'etcd-snapshot',
+          });
+          await follow(client, handle, o.wait, describeEtcdSnapshot);
+        });
+      }),
+    );
+  etcd
+    .command('clean-dcs')
+    .description(
+      "delete this cluster's Patroni keys (/<namespace>/<scope>/ only) after an approval; refused while any Patroni runs",
+    )
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .option(
+      '--approval-timeout <duration>',
+      'how long to wait for `pgha approve ... --gate before-delete`',
+      '1h',
+    )
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action((o: { cluster: string; approvalTimeout: string; wait: boolean }) =>
+      guarded(() =>
+        withClient(async (client) => {
+          const { input, inventory } = await inventoryInput(o.cluster);
+          const handle = await startRunbook<typeof patroniDcsClean>(client, {
+            workflow: 'patroniDcsClean',
+            args: [{ inventory: input, approvalTimeout: o.approvalTimeout as Duration }],
+            cluster: inventory.cluster,
+            operation: 'etcd-clean-dcs',
+          });
+          console.log(`approve with: pgha approve ${handle.workflowId} --gate before-delete --by NAME`);
+          await follow(
+            client,
+            handle,
+            o.wait,
+            (r: PatroniDcsCleanReport) =>
+              `deleted ${r.result.deleted} key(s) under ${r.result.prefix} (approved by ${r.approvedBy}); ${r.result.left} left`,
+          );
+        }),
+      ),
+    );
+}
