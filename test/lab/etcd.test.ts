@@ -1,0 +1,429 @@
+/**
+ * The etcd runbooks end to end on the lab (PGHA_LAB_INVENTORY, default runbooks/clusters/lab.yaml),
+ * with a real worker process, checked from outside pgha (etcd's own API, Patroni's REST API, SQL,
+ * systemd in the CTs through lxc-attach):
+ *  1. etcdRestart while a writer commits through HAProxy and Patroni switches over in the middle
+ *     (POST /switchover straight to Patroni, as an operator's patronictl would): every member's
+ *     etcd.service restarted once, followers first, the leader last after its leadership moved;
+ *     a quorum read sampled every 100 ms never fails; Patroni's leader key is never missing outside
+ *     the switchover's own hand-off; no acknowledged write lost; the new leader with both replicas
+ *     streaming and one timeline more;
+ *  2. etcdMaintain after deliberate churn (one key rewritten with 64 KiB values, then deleted): every
+ *     member's DB shrinks (sizes printed), Patroni's keys are still there;
+ *  3. etcdSnapshot: the file in the Proxmox host's directory with the hash the report gives, a
+ *     revision and keys from `snapshot status`; the retention keeps the newest `keep`;
+ *  4. patroniDcsClean while Patroni runs: refused, no key deleted.
+ * The cluster is deployed first if needed (deployCluster is idempotent and quick on a deployed one).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { inventoryInput } from '../../clients/inventory-input';
+import { startRunbook } from '../../clients/runbook';
+import { Failures } from '../../runbooks/failures';
+import type { Inventory } from '../../runbooks/schema';
+import type { deployCluster } from '../../workflows/deploy-cluster';
+import type { etcdMaintain, etcdRestart, etcdSnapshot, patroniDcsClean } from '../../workflows/etcd';
+import { errorMessage } from '../../workflows/steps';
+import { inCt, sqlAs, LabWriter } from '../helpers/lab-direct';
+import { startWorkerProc, workerReady } from '../helpers/worker-procs';
+import { labNotUpReason } from '../../lab/testing';
+import type { Proc } from '../helpers/local-common';
+import { repoRoot, sleep, waitFor } from '../helpers/local-common';
+import { startTestServer, uniqueId } from '../helpers/temporal';
+
+const skip = labNotUpReason();
+const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
+
+let env: TestWorkflowEnvironment;
+let inv: Inventory;
+let input: Awaited<ReturnType<typeof inventoryInput>>['input'];
+let taskQueue: string;
+let worker: Proc;
+
+const pg = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!;
+const endpoints = () => inv.nodes.etcd.map((n) => `http://${n.ip}:${inv.ports.etcdClient}`);
+const leaderKey = () => `${inv.patroni.namespace.replace(/\/?$/, '/')}${inv.patroni.scope}/leader`;
+const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
+
+/** One client per endpoint, no retries: a call either answers within its deadline or fails. */
+function etcdAt(endpoint: string, deadlineMs = 1000): Etcd3 {
+  return new Etcd3({
+    hosts: [endpoint],
+    dialTimeout: deadlineMs,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + deadlineMs }),
+  });
+}
+
+interface PatroniStatus {
+  role: string;
+  state: string;
+  timeline?: number;
+}
+async function patroni(member: string): Promise<PatroniStatus | null> {
+  try {
+    const r = await fetch(`http://${pg(member).ip}:${inv.ports.patroniRestApi}/patroni`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    return (await r.json()) as PatroniStatus;
+  } catch {
+    return null;
+  }
+}
+async function leaderNow(): Promise<{ name: string; timeline: number }> {
+  for (const n of inv.nodes.postgres) {
+    const s = await patroni(n.hostname);
+    if (s && (s.role === 'master' || s.role === 'primary') && s.state === 'running')
+      return { name: n.hostname, timeline: s.timeline ?? 0 };
+  }
+  throw new Error('no running primary');
+}
+async function streamingReplicas(leader: string): Promise<string[]> {
+  return sqlAs(inv, pg(leader).ip, inv.ports.postgresql, async (c) =>
+    (
+      await c.query<{ n: string }>(
+        `select application_name as n from pg_stat_replication where state = 'streaming' order by 1`,
+      )
+    ).rows.map((r) => r.n),
+  );
+}
+async function healthy(): Promise<string> {
+  let leader = '';
+  await waitFor('a leader and both replicas streaming', 180_000, async () => {
+    try {
+      leader = (await leaderNow()).name;
+      return (await streamingReplicas(leader)).length === inv.nodes.postgres.length - 1;
+    } catch {
+      return false;
+    }
+  });
+  return leader;
+}
+
+/** etcd.service's InvocationID in each etcd CT, read straight through LXC. */
+function invocations(): Record<string, string> {
+  return Object.fromEntries(
+    inv.nodes.etcd.map((n) => [
+      n.hostname,
+      inCt(n.vmid, ['systemctl', 'show', '--property=InvocationID', '--value', 'etcd']).trim(),
+    ]),
+  );
+}
+
+/**
+ * Every 100 ms: a quorum (linearizable) read of Patroni's leader key, tried on each endpoint in
+ * turn until one answers. A sample fails when none does (no quorum); an answer without the key is
+ * recorded with its time.
+ */
+class QuorumSampler {
+  samples = 0;
+  failed: { at: number; why: string }[] = [];
+  noLeaderKey: number[] = [];
+  private stopped = false;
+  private loop?: Promise<void>;
+  private readonly clients = endpoints().map((e) => etcdAt(e, 500));
+  start(): this {
+    this.loop = (async () => {
+      while (!this.stopped) {
+        const t = Date.now();
+        let ok = false;
+        let why = '';
+        for (const c of this.clients) {
+          try {
+            const v = await c.get(leaderKey()).serializable(false).string();
+            ok = true;
+            if (!v) this.noLeaderKey.push(t);
+            break;
+          } catch (err) {
+            why += `${(err as Error).message.slice(0, 80)}; `;
+          }
+        }
+        this.samples++;
+        if (!ok) this.failed.push({ at: t, why });
+        await sleep(Math.max(0, 100 - (Date.now() - t)));
+      }
+    })();
+    return this;
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    for (const c of this.clients) c.close();
+  }
+}
+
+async function failure(p: Promise<unknown>): Promise<{ type?: string; message: string }> {
+  const err = await p.then(
+    () => assert.fail('the run should have failed'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof WorkflowFailedError, String(err));
+  let cause: unknown = err.cause;
+  while (cause instanceof Error && !(cause instanceof ApplicationFailure) && cause.cause) cause = cause.cause;
+  return {
+    type: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined,
+    message: errorMessage(cause),
+  };
+}
+
+before(async () => {
+  if (skip) return;
+  execFileSync(
+    process.execPath,
+    ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), 'secrets', 'init', '--cluster', LAB],
+    { cwd: repoRoot, timeout: 60_000 },
+  );
+  ({ input, inventory: inv } = await inventoryInput(LAB));
+  env = await startTestServer();
+  taskQueue = uniqueId('etcd');
+  worker = startWorkerProc({
+    name: 'worker',
+    address: env.address,
+    taskQueue,
+    countDir: mkdtempSync(join(tmpdir(), 'pgha-count-')),
+  });
+  await workerReady(worker);
+  const d = await startRunbook<typeof deployCluster>(env.client, {
+    workflow: 'deployCluster',
+    args: [{ inventory: input }],
+    cluster: inv.cluster,
+    operation: 'deploy',
+    suffix: uniqueId('ensure'),
+    taskQueue,
+  });
+  const status = await d.result();
+  assert.ok(status.verdict.status !== 'down', JSON.stringify(status.verdict));
+  await healthy();
+});
+
+after(async () => {
+  await worker?.stop();
+  await env?.teardown();
+});
+
+void test(
+  'etcd restart with a writer through HAProxy and a switchover in the middle: quorum never lost, leader key kept, 0 writes lost',
+  { skip, timeout: 420_000 },
+  async () => {
+    const leader = await healthy();
+    const { timeline: tlBefore } = await leaderNow();
+    const candidate = inv.nodes.postgres.map((n) => n.hostname).find((h) => h !== leader)!;
+    const before = invocations();
+    const sampler = new QuorumSampler().start();
+    const writer = await new LabWriter(inv, `etcd_restart_${Date.now()}`, inv.nodes.haproxy[0]!.ip).start();
+    await sleep(1000);
+
+    const handle = await startRunbook<typeof etcdRestart>(env.client, {
+      workflow: 'etcdRestart',
+      args: [{ inventory: input }],
+      cluster: inv.cluster,
+      operation: 'etcd-restart',
+      suffix: uniqueId('all'),
+      taskQueue,
+    });
+    // The switchover starts the moment the first etcd member's restart is under way (its
+    // InvocationID changed), straight through Patroni's REST API.
+    const first = inv.nodes.etcd.map((n) => n.hostname);
+    await waitFor('an etcd member restarted', 60_000, async () => {
+      const now = invocations();
+      return first.some((n) => now[n] !== before[n]);
+    });
+    const swStart = Date.now();
+    const auth = Buffer.from(
+      `${inv.patroni.restApiUsername}:${secret(inv.secrets.restApiPassword)}`,
+    ).toString('base64');
+    const sw = await fetch(`http://${pg(leader).ip}:${inv.ports.patroniRestApi}/switchover`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ leader, candidate }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const swText = await sw.text();
+    assert.equal(sw.status, 200, swText);
+    await waitFor(`${candidate} the running primary`, 60_000, async () => {
+      const s = await patroni(candidate);
+      return s !== null && (s.role === 'master' || s.role === 'primary') && s.state === 'running';
+    });
+    const swEnd = Date.now();
+    const report = await handle.result();
+    await sleep(1500);
+    await writer.stop();
+    await sampler.stop();
+
+    // Order: followers first, the leader last, its leadership moved away first.
+    const etcdLeader = report.leaderBefore;
+    assert.deepEqual(
+      report.members.map((m) => m.member),
+      [...inv.nodes.etcd.map((n) => n.hostname).filter((n) => n !== etcdLeader), etcdLeader],
+    );
+    const last = report.members[report.members.length - 1]!;
+    assert.ok(last.leaderMovedTo && last.leaderMovedTo !== etcdLeader, JSON.stringify(last));
+    for (const m of report.members) {
+      assert.equal(m.action, 'restarted');
+      assert.ok(BigInt(m.raftIndex!) >= BigInt(m.leaderRaftIndex!), JSON.stringify(m));
+    }
+    // Each etcd.service restarted exactly once (a new InvocationID, the one the report names).
+    const afterInv = invocations();
+    for (const m of report.members) {
+      assert.notEqual(afterInv[m.member], before[m.member], `${m.member} restarted`);
+      assert.equal(afterInv[m.member], m.invocationAfter, `${m.member} restarted once`);
+    }
+    // Quorum: every 100 ms sample answered.
+    console.log(
+      `quorum samples: ${sampler.samples}, failed: ${sampler.failed.length}, leader key missing in ${sampler.noLeaderKey.length}` +
+        ` (switchover ${swEnd - swStart} ms); writes acknowledged ${writer.acked.length}, errors ${writer.errors}`,
+    );
+    assert.ok(sampler.samples > 30, `sampled ${sampler.samples} times`);
+    assert.deepEqual(sampler.failed, [], 'a quorum read failed');
+    // Patroni's leader key: missing only inside the switchover's own hand-off.
+    const outside = sampler.noLeaderKey.filter((t) => t < swStart || t > swEnd + 1000);
+    assert.deepEqual(outside, [], 'the leader key was missing outside the switchover');
+    // etcd afterwards: every member healthy and one leader, seen by etcd itself.
+    const statuses = await Promise.all(
+      endpoints().map(async (e) => {
+        const c = etcdAt(e, 2000);
+        try {
+          return await c.maintenance.status();
+        } finally {
+          c.close();
+        }
+      }),
+    );
+    assert.equal(new Set(statuses.map((s) => s.leader)).size, 1);
+    // PostgreSQL afterwards: the candidate leads, one timeline more, both replicas streaming.
+    const newLeader = await healthy();
+    assert.equal(newLeader, candidate);
+    assert.equal((await leaderNow()).timeline, tlBefore + 1);
+    // No acknowledged write lost: every id the writer saw committed is on the new leader.
+    const ids = await sqlAs(inv, pg(newLeader).ip, inv.ports.postgresql, async (c) =>
+      (await c.query<{ id: string }>(`select id from ${writer.table}`)).rows.map((r) => Number(r.id)),
+    );
+    const have = new Set(ids);
+    const lost = writer.ackedIds.filter((id) => !have.has(id));
+    assert.ok(writer.acked.length > 50, `only ${writer.acked.length} writes`);
+    assert.deepEqual(lost, [], `${lost.length} acknowledged writes lost`);
+  },
+);
+
+void test(
+  'etcd maintain after churn: compaction and defragmentation shrink every member',
+  { skip, timeout: 300_000 },
+  async () => {
+    // Churn: one key rewritten 300 times with 64 KiB values, then deleted (not Patroni's keys).
+    const c = new Etcd3({ hosts: endpoints() });
+    const key = `/pgha-test-churn/${inv.cluster}`;
+    try {
+      const value = 'x'.repeat(64 * 1024);
+      for (let i = 0; i < 300; i++) await c.put(key).value(`${i}${value}`);
+      await c.delete().key(key);
+    } finally {
+      c.close();
+    }
+    const handle = await startRunbook<typeof etcdMaintain>(env.client, {
+      workflow: 'etcdMaintain',
+      args: [{ inventory: input }],
+      cluster: inv.cluster,
+      operation: 'etcd-maintain',
+      suffix: uniqueId('m'),
+      taskQueue,
+    });
+    const r = await handle.result();
+    for (const d of r.defrag) {
+      console.log(`${d.member}${d.wasLeader ? ' (leader)' : ''}: ${d.sizeBefore} B → ${d.sizeAfter} B`);
+    }
+    assert.equal(r.defrag.length, inv.nodes.etcd.length);
+    assert.ok(r.defrag[r.defrag.length - 1]!.wasLeader, 'the leader last');
+    for (const d of r.defrag) {
+      assert.ok(d.sizeBefore! > 10 * 1024 * 1024, `${d.member} grew with the churn (${d.sizeBefore} B)`);
+      assert.ok(d.sizeAfter! < d.sizeBefore! / 4, `${d.member} shrank (${d.sizeBefore} → ${d.sizeAfter} B)`);
+    }
+    // Checked directly: every member's DB is small now, and Patroni's leader key is still there.
+    for (const e of endpoints()) {
+      const ec = etcdAt(e, 2000);
+      try {
+        const s = await ec.maintenance.status();
+        assert.ok(Number(s.dbSize) < 5 * 1024 * 1024, `${e} db ${s.dbSize} B`);
+        assert.ok(await ec.get(leaderKey()).string(), `${e}: Patroni's leader key`);
+      } finally {
+        ec.close();
+      }
+    }
+    assert.equal(r.after.healthy, inv.nodes.etcd.length);
+    assert.deepEqual(r.after.alarms, []);
+  },
+);
+
+void test(
+  'etcd snapshot: verified in the host directory, retention keeps the newest',
+  { skip, timeout: 300_000 },
+  async () => {
+    const dir = `/var/lib/pgha/etcd-snapshots/${inv.cluster}-test`;
+    const results = [];
+    for (let i = 0; i < 3; i++) {
+      const h = await startRunbook<typeof etcdSnapshot>(env.client, {
+        workflow: 'etcdSnapshot',
+        args: [{ inventory: input, keep: 2, dir }],
+        cluster: inv.cluster,
+        operation: 'etcd-snapshot',
+        suffix: uniqueId('s'),
+        taskQueue,
+      });
+      results.push(await h.result());
+      await sleep(1100); // names carry the run's start second
+    }
+    const lastR = results[2]!;
+    // The lab's Proxmox host is this machine: the file is read here, not through pgha.
+    assert.ok(existsSync(lastR.path), lastR.path);
+    assert.equal(createHash('sha256').update(readFileSync(lastR.path)).digest('hex'), lastR.sha256);
+    assert.ok((lastR.revision ?? 0) > 0 && (lastR.totalKeys ?? 0) > 0, JSON.stringify(lastR));
+    const etcdLeaderName = lastR.member;
+    assert.ok(inv.nodes.etcd.some((n) => n.hostname === etcdLeaderName));
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.db'))
+      .sort();
+    assert.deepEqual(
+      files,
+      results
+        .slice(1)
+        .map((r) => r.path.split('/').pop())
+        .sort(),
+    );
+    assert.ok(!existsSync(results[0]!.path), 'the oldest was removed by the retention');
+  },
+);
+
+void test(
+  'etcd clean-dcs is refused while Patroni runs, and nothing is deleted',
+  { skip, timeout: 120_000 },
+  async () => {
+    const c = new Etcd3({ hosts: endpoints() });
+    const prefix = `${inv.patroni.namespace.replace(/\/?$/, '/')}${inv.patroni.scope}/`;
+    try {
+      const before = await c.getAll().prefix(prefix).keys();
+      const h = await startRunbook<typeof patroniDcsClean>(env.client, {
+        workflow: 'patroniDcsClean',
+        args: [{ inventory: input }],
+        cluster: inv.cluster,
+        operation: 'etcd-clean-dcs',
+        suffix: uniqueId('c'),
+        taskQueue,
+      });
+      const f = await failure(h.result());
+      assert.equal(f.type, Failures.EtcdRefused);
+      assert.match(f.message, /Patroni runs .* nothing was deleted/);
+      const after = await c.getAll().prefix(prefix).keys();
+      assert.ok(before.length > 0);
+      assert.deepEqual(after.sort(), before.sort());
+    } finally {
+      c.close();
+    }
+  },
+);
