@@ -1,0 +1,373 @@
+/**
+ * The etcd runbooks' decisions on a real Temporal dev server with mocked activities (the real thing
+ * on the lab: test/lab/etcd.test.ts): followers first and the leader last, each with the
+ * InvocationID the pre-check saw; only the members asked for; a refusal or a failed member stops the
+ * run before the leader; maintain compacts once, then defragments the leader last (or only reports);
+ * a snapshot is taken on a follower under a name from the run's start; the DCS clean deletes only
+ * after its approval gate, and a rejection deletes nothing.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { EtcdClusterState, EtcdHealthReport, EtcdMemberState } from '../../activities/etcd-ops';
+import { Failures } from '../../runbooks/failures';
+import type { InventoryInput } from '../../runbooks/schema';
+import { approve, progress } from '../../workflows/messages';
+import type { RunbookProgress } from '../../workflows/messages';
+import type { EtcdMaintainReport, EtcdRestartReport } from '../../workflows/etcd';
+import { errorMessage } from '../../workflows/steps';
+import { repoRoot, waitFor } from '../helpers/local-common';
+import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+
+let env: TestWorkflowEnvironment;
+before(async () => {
+  env = await startTestServer();
+});
+after(async () => {
+  await env?.teardown();
+});
+
+const inventory = (cluster: string): InventoryInput => {
+  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  const secrets = Object.fromEntries(
+    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_ETCD_TEST_SECRET']),
+  );
+  return { ...raw, cluster, secrets } as InventoryInput;
+};
+
+const memberState = (name: string, leader: string): EtcdMemberState => ({
+  name,
+  vmid: 100,
+  endpoint: `http://10.213.50.5${name.slice(-1)}:2379`,
+  id: `a${name.slice(-1)}`,
+  healthy: true,
+  isLeader: name === leader,
+  raftIndex: '100',
+  dbSizeBytes: 1000,
+  alarms: [],
+  invocation: `inv-${name}`,
+});
+const state = (leader: string): EtcdClusterState => ({
+  members: ['etcd1', 'etcd2', 'etcd3'].map((n) => memberState(n, leader)),
+  leader,
+  healthyCount: 3,
+});
+const health = (leader: string): EtcdHealthReport => ({
+  leader,
+  healthy: 3,
+  total: 3,
+  quotaBytes: 2 ** 31,
+  members: ['etcd1', 'etcd2', 'etcd3'].map((n) => ({
+    member: n,
+    healthy: true,
+    isLeader: n === leader,
+    dbSizeBytes: 1000,
+    alarms: [],
+  })),
+  alarms: [],
+  warnings: [],
+});
+
+type Call = { activity: string; args: Record<string, unknown> };
+const refused = (message: string) =>
+  ApplicationFailure.create({ type: Failures.EtcdRefused, nonRetryable: true, message });
+
+function mock(opts: {
+  leader?: string;
+  precheckRefuses?: string;
+  failRestartOf?: string;
+  patroniRuns?: boolean;
+}) {
+  const calls: Call[] = [];
+  const leader = opts.leader ?? 'etcd2';
+  const rec = (activity: string, args: unknown) =>
+    calls.push({ activity, args: args as Record<string, unknown> });
+  const activities = {
+    etcdPrecheck: async (a: unknown) => {
+      rec('etcdPrecheck', a);
+      if (opts.precheckRefuses) throw refused(opts.precheckRefuses);
+      return state(leader);
+    },
+    etcdRestartMember: async (a: { member: string; invocationBefore: string | null }) => {
+      rec('etcdRestartMember', a);
+      if (a.member === opts.failRestartOf) {
+        throw ApplicationFailure.create({
+          type: Failures.EtcdFailed,
+          nonRetryable: true,
+          message: `${a.member} did not come back`,
+        });
+      }
+      return {
+        member: a.member,
+        action: 'restarted',
+        leaderMovedTo: a.member === leader ? 'etcd1' : undefined,
+        invocationBefore: a.invocationBefore,
+        invocationAfter: `new-${a.member}`,
+        raftIndex: '120',
+        leaderRaftIndex: '120',
+        leaderAfter: a.member === leader ? 'etcd1' : leader,
+        tookMs: 5,
+      };
+    },
+    etcdHealthReport: async (a: unknown) => {
+      rec('etcdHealthReport', a);
+      return health(leader);
+    },
+    etcdCompact: async (a: unknown) => {
+      rec('etcdCompact', a);
+      return { revision: '77', compacted: true };
+    },
+    etcdDefragMember: async (a: { member: string }) => {
+      rec('etcdDefragMember', a);
+      return { member: a.member, wasLeader: a.member === leader, sizeBefore: 1000, sizeAfter: 10, tookMs: 1 };
+    },
+    etcdSnapshotSave: async (a: { member: string; name: string }) => {
+      rec('etcdSnapshotSave', a);
+      return {
+        member: a.member,
+        path: `/x/${a.name}`,
+        sha256: 'ab',
+        created: true,
+        removed: [],
+        kept: [a.name],
+      };
+    },
+    dcsCleanCheck: async (a: unknown) => {
+      rec('dcsCleanCheck', a);
+      if (opts.patroniRuns) throw refused('Patroni runs on pg102: nothing was deleted');
+      return { prefix: '/patroni/postgres/', keys: ['/patroni/postgres/leader'], members: [] };
+    },
+    dcsCleanDelete: async (a: unknown) => {
+      rec('dcsCleanDelete', a);
+      return { prefix: '/patroni/postgres/', deleted: 1, left: 0 };
+    },
+  };
+  return { calls, activities };
+}
+
+const named = (calls: Call[], activity: string) =>
+  calls.filter((c) => c.activity === activity).map((c) => c.args.member);
+
+async function run<T>(
+  m: ReturnType<typeof mock>,
+  workflow: string,
+  input: Record<string, unknown>,
+  during?: (h: WorkflowHandle) => Promise<void>,
+): Promise<{ result?: T; error?: { message: string; type?: string }; progress?: RunbookProgress }> {
+  const taskQueue = uniqueId('etcd');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  return worker.runUntil(async () => {
+    const handle = await env.client.workflow.start(workflow, {
+      taskQueue,
+      workflowId: uniqueId(workflow),
+      args: [input],
+    });
+    const final = () => handle.query(progress).catch(() => undefined);
+    try {
+      if (during) await during(handle);
+      const result = (await handle.result()) as T;
+      return { result, progress: await final() };
+    } catch (err) {
+      assert.ok(err instanceof WorkflowFailedError, String(err));
+      let cause: unknown = err.cause;
+      while (cause instanceof Error && !(cause instanceof ApplicationFailure) && cause.cause)
+        cause = cause.cause;
+      return {
+        error: {
+          message: errorMessage(cause),
+          type: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined,
+        },
+        progress: await final(),
+      };
+    }
+  });
+}
+
+void describe('etcdRestart', () => {
+  void test('followers in inventory order, the leader last; each with the InvocationID the pre-check saw', async () => {
+    const m = mock({ leader: 'etcd1' });
+    const { result, progress: p } = await run<EtcdRestartReport>(m, 'etcdRestart', {
+      inventory: inventory(uniqueId('c')),
+    });
+    assert.ok(result);
+    assert.deepEqual(named(m.calls, 'etcdRestartMember'), ['etcd2', 'etcd3', 'etcd1']);
+    for (const c of m.calls.filter((x) => x.activity === 'etcdRestartMember')) {
+      assert.equal(c.args.invocationBefore, `inv-${String(c.args.member)}`);
+    }
+    assert.equal(result.leaderBefore, 'etcd1');
+    assert.deepEqual(
+      p!.steps.map((s) => [s.name, s.node ?? null, s.status]),
+      [
+        ['pre-check', null, 'completed'],
+        ['restart etcd2', 'etcd2', 'completed'],
+        ['restart etcd3', 'etcd3', 'completed'],
+        ['restart etcd1 (leader, after move-leader)', 'etcd1', 'completed'],
+      ],
+    );
+  });
+
+  void test('only the members asked for, the leader still last', async () => {
+    const m = mock({ leader: 'etcd3' });
+    const { result } = await run<EtcdRestartReport>(m, 'etcdRestart', {
+      inventory: inventory(uniqueId('c')),
+      members: ['etcd3', 'etcd1'],
+    });
+    assert.ok(result);
+    assert.deepEqual(named(m.calls, 'etcdRestartMember'), ['etcd1', 'etcd3']);
+  });
+
+  void test('an unknown member is refused before anything runs, naming the members', async () => {
+    const m = mock({});
+    const { error } = await run(m, 'etcdRestart', {
+      inventory: inventory(uniqueId('c')),
+      members: ['etcd9'],
+    });
+    assert.equal(error?.type, Failures.InvalidInput);
+    assert.match(
+      error!.message,
+      /etcd9 not etcd members of cluster .* \(its etcd members: etcd1, etcd2, etcd3\)/,
+    );
+    assert.deepEqual(m.calls, []);
+  });
+
+  void test('a refusing pre-check restarts nothing', async () => {
+    const m = mock({ precheckRefuses: 'etcd of cluster x is not healthy: etcd3: unavailable' });
+    const { error } = await run(m, 'etcdRestart', { inventory: inventory(uniqueId('c')) });
+    assert.equal(error?.type, Failures.EtcdRefused);
+    assert.deepEqual(named(m.calls, 'etcdRestartMember'), []);
+  });
+
+  void test('a member that does not come back stops the run before the leader', async () => {
+    const m = mock({ leader: 'etcd3', failRestartOf: 'etcd1' });
+    const { error, progress: p } = await run(m, 'etcdRestart', { inventory: inventory(uniqueId('c')) });
+    assert.equal(error?.type, Failures.EtcdFailed);
+    assert.deepEqual(named(m.calls, 'etcdRestartMember'), ['etcd1']);
+    assert.equal(p!.steps.find((s) => s.name === 'restart etcd1')?.status, 'failed');
+  });
+});
+
+void describe('etcdMaintain', () => {
+  void test('health, pre-check, one compaction, defragmentation one at a time with the leader last, health after', async () => {
+    const m = mock({ leader: 'etcd2' });
+    const { result } = await run<EtcdMaintainReport>(m, 'etcdMaintain', {
+      inventory: inventory(uniqueId('c')),
+    });
+    assert.ok(result);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      [
+        'etcdHealthReport',
+        'etcdPrecheck',
+        'etcdCompact',
+        'etcdDefragMember',
+        'etcdDefragMember',
+        'etcdDefragMember',
+        'etcdHealthReport',
+      ],
+    );
+    assert.deepEqual(named(m.calls, 'etcdDefragMember'), ['etcd1', 'etcd3', 'etcd2']);
+    assert.equal(m.calls.find((c) => c.activity === 'etcdPrecheck')!.args.allowAlarms, true);
+    assert.equal(result.compaction?.revision, '77');
+  });
+
+  void test('defrag: false only reports', async () => {
+    const m = mock({});
+    const { result } = await run<EtcdMaintainReport>(m, 'etcdMaintain', {
+      inventory: inventory(uniqueId('c')),
+      defrag: false,
+    });
+    assert.ok(result);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['etcdHealthReport', 'etcdHealthReport'],
+    );
+    assert.deepEqual(result.defrag, []);
+  });
+});
+
+void describe('etcdSnapshot', () => {
+  void test('on a healthy follower, named after the run start', async () => {
+    const m = mock({ leader: 'etcd1' });
+    const { result } = await run<{ member: string }>(m, 'etcdSnapshot', {
+      inventory: inventory('snapc'),
+      keep: 3,
+    });
+    assert.ok(result);
+    const c = m.calls.find((x) => x.activity === 'etcdSnapshotSave')!;
+    assert.equal(c.args.member, 'etcd2');
+    assert.equal(c.args.keep, 3);
+    assert.match(String(c.args.name), /^etcd-snapc-\d{8}T\d{6}Z\.db$/);
+  });
+
+  void test('keep 0 is refused before anything runs', async () => {
+    const m = mock({});
+    const { error } = await run(m, 'etcdSnapshot', { inventory: inventory(uniqueId('c')), keep: 0 });
+    assert.equal(error?.type, Failures.InvalidInput);
+    assert.match(error!.message, /^keep 0/);
+    assert.deepEqual(m.calls, []);
+  });
+});
+
+void describe('patroniDcsClean', () => {
+  const gateWaiting = (h: WorkflowHandle) =>
+    waitFor('the before-delete gate waiting', 20_000, async () =>
+      (await h.query(progress)).steps.some((s) => s.name === 'before-delete' && s.status === 'waiting'),
+    );
+
+  void test('deletes only after the approval', async () => {
+    const m = mock({});
+    const { result } = await run<{ approvedBy: string }>(
+      m,
+      'patroniDcsClean',
+      { inventory: inventory(uniqueId('c')) },
+      async (h) => {
+        await gateWaiting(h);
+        assert.deepEqual(
+          m.calls.map((c) => c.activity),
+          ['dcsCleanCheck'],
+          'nothing deleted before the approval',
+        );
+        await h.executeUpdate(approve, { args: [{ gate: 'before-delete', approver: 'alice' }] });
+      },
+    );
+    assert.equal(result?.approvedBy, 'alice');
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['dcsCleanCheck', 'dcsCleanDelete'],
+    );
+  });
+
+  void test('a rejection deletes nothing', async () => {
+    const m = mock({});
+    const { error } = await run(m, 'patroniDcsClean', { inventory: inventory(uniqueId('c')) }, async (h) => {
+      await gateWaiting(h);
+      await h.executeUpdate(approve, {
+        args: [{ gate: 'before-delete', approver: 'bob', decision: 'reject' }],
+      });
+    });
+    assert.equal(error?.type, Failures.ApprovalRejected);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['dcsCleanCheck'],
+    );
+  });
+
+  void test('refused while Patroni runs: no gate, nothing deleted', async () => {
+    const m = mock({ patroniRuns: true });
+    const { error } = await run(m, 'patroniDcsClean', { inventory: inventory(uniqueId('c')) });
+    assert.equal(error?.type, Failures.EtcdRefused);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['dcsCleanCheck'],
+    );
+  });
+});
