@@ -40,6 +40,10 @@ export const Failures = {
   SmokeMarkerMissing: 'SmokeMarkerMissing',
   SmokeMarkerMismatch: 'SmokeMarkerMismatch',
   SmokeMarkerSignature: 'SmokeMarkerSignature',
+  /** The Patroni upgrade's pre-check said no (nothing was changed). */
+  PatroniUpgradeRefused: 'PatroniUpgradeRefused',
+  /** A member's Patroni switch did not end as asked (it was rolled back; the run says what to do). */
+  PatroniUpgradeFailed: 'PatroniUpgradeFailed',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];
@@ -52,4 +56,5 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.InventoryError,
   Failures.InvalidConfigKey,
   Failures.InvalidInventory,
+  Failures.PatroniUpgradeRefused,
 ];
