@@ -179,6 +179,8 @@ void test(
       await Promise.all(names().map(async (n) => [n, (await patroniJson(n))?.patroni?.version])),
     );
     const since = inCt(vmid(leader), ['date', '+%s']).trim();
+    // A fresh table: the writer's ids start at 1 (a table left by an earlier run would refuse them).
+    await one(ip(leader), 'drop table if exists pgha_upat_test');
     const writer = await new LabWriter(inv, 'pgha_upat_test', inv.nodes.haproxy[0]!.ip).start();
 
     const t0 = Date.now();

@@ -21,6 +21,8 @@ import type { CtShell } from '../../activities/nodes';
 import { createPatroniUpgradeActivities, planSteps, switchIntentKey } from '../../activities/upgrade-patroni';
 import type { PatroniUpgradeDeps, SwitchResult, UpgradeMember } from '../../activities/upgrade-patroni';
 import type { PatroniActivities } from '../../activities/patroni';
+import { warnings } from '../../activities/status/judge';
+import type { PatroniMemberStatus } from '../../activities/status/types';
 import { Failures } from '../../runbooks/failures';
 import {
   compareVersions,
@@ -318,4 +320,21 @@ void test('the plan: replicas first, the leader last, what each step does', () =
   assert.deepEqual(planSteps(inv, '4.1.5', [m('pg103', 'replica', '4.1.5')]), [
     'nothing to do: every member already runs Patroni 4.1.5',
   ]);
+});
+
+void test('pgha status warns (verdict unchanged) when a member runs Patroni 3.3 with PostgreSQL 18', () => {
+  const member = (name: string, patroniVersion: string, serverVersion: number) =>
+    ({ name, patroniVersion, serverVersion }) as PatroniMemberStatus;
+  const status = {
+    patroni: {
+      members: [
+        member('pg102', '3.3.0', 180004),
+        member('pg103', '4.1.5', 180004),
+        member('pg104', '3.3.0', 170006),
+      ],
+    },
+  } as Parameters<typeof warnings>[0];
+  const w = warnings(status);
+  assert.equal(w.length, 1);
+  assert.match(w[0]!, /^pg102: Patroni 3\.3\.0 does not support PostgreSQL 18 .*pgha upgrade patroni/);
 });
