@@ -16,6 +16,7 @@ import { createMaintenanceActivities } from './maintenance';
 import { createProxmoxFactory } from './proxmox';
 import { createEtcdOpsActivities } from './etcd-ops';
 import { createEtcdAdmin } from './etcd';
+import { createPatroniUpgradeActivities } from './upgrade-patroni';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -44,6 +45,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
     ...createEtcdOpsActivities({ etcd, admin: createEtcdAdmin(), patroni, hostFor: (s) => proxmox.get(s) }),
+    ...createPatroniUpgradeActivities({ patroni, postgres, etcd, shellFor: (s) => proxmox.get(s) }),
   };
 }
 

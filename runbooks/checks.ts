@@ -10,6 +10,7 @@ import { describe, isSecretPath, pathToString, show, type InventoryIssue, type P
 import { cidrMask, intToIp, IPV4, ipInCidr, ipToInt, parseCidr, type Cidr } from './network';
 import { controlCharProblem } from './grammar';
 import type { Role } from './schema';
+import { PATRONI_MIN_FOR_POSTGRES, patroniSupportWarning } from './patroni-versions';
 
 /** PostgreSQL majors pgha knows how to configure (their paths, parameters and Patroni support). */
 export const KNOWN_POSTGRES_MAJORS = [13, 14, 15, 16, 17, 18] as const;
@@ -219,6 +220,16 @@ function checkVersionsAndPaths({ doc, nodes, err, warn }: Ctx): void {
         `"${versions.postgresql as string}" (major ${major})`,
         `a PostgreSQL major pgha knows: ${KNOWN_POSTGRES_MAJORS.join(', ')}`,
         `use one of these majors, e.g. versions.postgresql: "18.1"`,
+      );
+    // Patroni that does not support this PostgreSQL major (3.3.x with 18): a warning naming the fix.
+    const unsupported =
+      typeof versions.patroni === 'string' ? patroniSupportWarning(versions.patroni, major) : undefined;
+    if (unsupported)
+      warn(
+        'versions.patroni',
+        `"${versions.patroni as string}" with PostgreSQL ${major}`,
+        `Patroni ${PATRONI_MIN_FOR_POSTGRES[major]} or later for PostgreSQL ${major}`,
+        unsupported,
       );
     const pg = (doc.postgresql && typeof doc.postgresql === 'object' ? doc.postgresql : {}) as Record<
       string,

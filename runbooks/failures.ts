@@ -43,6 +43,10 @@ export const Failures = {
   // The etcd runbooks (activities/etcd-ops/): a pre-check said no / the operation did not end as asked.
   EtcdRefused: 'EtcdRefused',
   EtcdFailed: 'EtcdFailed',
+  /** The Patroni upgrade's pre-check said no (nothing was changed). */
+  PatroniUpgradeRefused: 'PatroniUpgradeRefused',
+  /** A member's Patroni switch did not end as asked (it was rolled back; the run says what to do). */
+  PatroniUpgradeFailed: 'PatroniUpgradeFailed',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];
@@ -56,4 +60,5 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.InvalidConfigKey,
   Failures.InvalidInventory,
   Failures.EtcdRefused,
+  Failures.PatroniUpgradeRefused,
 ];

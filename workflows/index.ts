@@ -6,3 +6,4 @@ export { switchover, failover } from './switchover';
 export { rollingRestart, applyConfig } from './rolling-restart';
 export { reinitReplica } from './reinit';
 export { etcdRestart, etcdMaintain, etcdSnapshot, patroniDcsClean } from './etcd';
+export { upgradePatroni } from './upgrade-patroni';

@@ -1,6 +1,7 @@
 /** What the gates share: the deps they are given and GET /patroni of a member. */
 import type { Inventory } from '../../runbooks/schema';
 import { restApi } from '../../runbooks/topology';
+import { normaliseRole } from '../patroni';
 import type { PatroniActivities, PatroniNodeStatus } from '../patroni';
 import type { PostgresActivities } from '../postgres';
 import type { StatusActivities } from '../status';
@@ -12,8 +13,8 @@ export interface GateDeps {
   statusFor(inv: Inventory): Promise<StatusActivities>;
 }
 
-export const roleOf = (s: PatroniNodeStatus | null | undefined) =>
-  s?.role === 'master' ? 'primary' : s?.role;
+/** The member's role, `master` (Patroni < 4) and `primary` as one. */
+export const roleOf = (s: PatroniNodeStatus | null | undefined) => normaliseRole(s?.role);
 
 /** GET /patroni of a member, or null when it does not answer (yet). */
 export async function patroniOf(

@@ -153,6 +153,7 @@ function memberStatus(
     pendingRestart: Boolean(o.status?.pending_restart ?? v?.pendingRestart),
     noFailover: v?.noFailover ?? o.status?.tags?.nofailover === true,
     patroniVersion: o.status?.patroni?.version ?? null,
+    serverVersion: o.status?.server_version ?? null,
     systemId: o.status?.database_system_identifier ?? null,
   };
   if (pgRepl && v && !isLeaderName(v.role)) {

@@ -4,6 +4,7 @@
  * "all members healthy, one leader, all replicas streaming on the leader's timeline"; else healthy.
  * One function per part of the cluster; each adds its reasons to `down` or `degraded`.
  */
+import { patroniSupportWarning, pgMajorOf } from '../../runbooks/patroni-versions';
 import type { ClusterStatus, PatroniMemberStatus } from './types';
 
 type Status = Omit<ClusterStatus, 'verdict'>;
@@ -172,6 +173,20 @@ function judgeHaproxy(s: Status, r: Reasons): void {
   }
 }
 
+/**
+ * Warnings that do not change the verdict: a member whose Patroni does not support the PostgreSQL
+ * major it runs (3.3.x with 18), naming `pgha upgrade patroni`.
+ */
+export function warnings(s: Status): string[] {
+  const out: string[] = [];
+  for (const m of s.patroni.members) {
+    const major = pgMajorOf(m.serverVersion);
+    const w = m.patroniVersion && major ? patroniSupportWarning(m.patroniVersion, major) : undefined;
+    if (w) out.push(`${m.name}: ${w}`);
+  }
+  return out;
+}
+
 export function judge(s: Status): ClusterStatus['verdict'] {
   const r: Reasons = { down: [], degraded: [] };
   judgeEtcd(s, r);
@@ -180,5 +195,7 @@ export function judge(s: Status): ClusterStatus['verdict'] {
   judgeSql(s, r);
   judgeHaproxy(s, r);
   const reasons = [...r.down, ...r.degraded];
-  return { status: r.down.length > 0 ? 'down' : r.degraded.length > 0 ? 'degraded' : 'healthy', reasons };
+  const status = r.down.length > 0 ? 'down' : r.degraded.length > 0 ? 'degraded' : 'healthy';
+  const warned = warnings(s);
+  return warned.length ? { status, reasons, warnings: warned } : { status, reasons };
 }

@@ -56,6 +56,8 @@ export interface PatroniMemberStatus {
   pendingRestart: boolean;
   noFailover: boolean;
   patroniVersion: string | null;
+  /** GET /patroni server_version (180004), null when not reported. */
+  serverVersion?: number | null;
   /** database_system_identifier from the member's own GET /patroni. */
   systemId: string | null;
   /** PostgreSQL asked directly, when credentials were given. */
@@ -107,7 +109,8 @@ export interface ClusterStatus {
   haproxy:
     | { asked: false; reason: string }
     | { asked: true; nodes: HaproxyNodeStatus[]; writeBackend?: string; readBackend?: string };
-  verdict: { status: Verdict; reasons: string[] };
+  /** warnings: facts that do not change the verdict (a Patroni that does not support this PostgreSQL). */
+  verdict: { status: Verdict; reasons: string[]; warnings?: string[] };
 }
 
 export interface StatusDeps {

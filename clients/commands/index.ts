@@ -11,6 +11,7 @@ import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
 import { register as registerValidate } from './validate';
 import { register as registerEtcd } from './etcd';
+import * as upgradePatroni from './upgrade-patroni';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
@@ -27,4 +28,5 @@ export function registerCommands(program: Command): void {
   switchover.register(program);
   maintenance.register(program);
   registerEtcd(program);
+  upgradePatroni.register(program);
 }

@@ -136,6 +136,7 @@ export function formatStatusReport(s: ClusterStatus): string {
 
   out.push(`Verdict: ${s.verdict.status.toUpperCase()}`);
   for (const r of s.verdict.reasons) out.push(`  - ${r}`);
+  for (const w of s.verdict.warnings ?? []) out.push(`  warning: ${w}`);
   return out.join('\n');
 }
 

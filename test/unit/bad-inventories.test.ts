@@ -114,7 +114,11 @@ void describe('the bad-inventory corpus', () => {
       assert.ok(classes.has(c), `a case of class ${c}`);
     // The base passes: each case differs from it by its one defect.
     const base = await checkInventoryFile(join(dir, 'base.yaml'));
-    assert.deepEqual(base.issues, []);
+    // (Its one warning: Patroni 3.3.0, as the seed, does not support PostgreSQL 18.)
+    assert.deepEqual(
+      base.issues.map((i) => `${i.severity} ${i.path}`),
+      ['warning versions.patroni'],
+    );
     assert.ok(base.inventory);
   });
 

@@ -90,7 +90,13 @@ void describe('the shipped inventories', () => {
     assert.equal(inv.etcd.binDir, '/usr/bin');
     for (const ref of Object.values(inv.secrets))
       assert.match(ref, /^file:\/var\/lib\/pgha-lab\/secrets\/[a-z-]+$/);
-    assert.deepEqual(validateInventory(await labDoc(), {}).issues, [], 'no warnings either');
+    // One warning only: Patroni 3.3.0 (the seed's) does not support PostgreSQL 18 — the fix is named.
+    const issues = validateInventory(await labDoc(), {}).issues;
+    assert.deepEqual(
+      issues.map((i) => `${i.severity} ${i.path}`),
+      ['warning versions.patroni'],
+    );
+    assert.match(issues[0]!.fix, /pgha upgrade patroni/);
   });
 
   void it('pve-seed.yaml: the seed exactly (ports, versions, timings, paths, parameters, online install)', async () => {
@@ -146,11 +152,12 @@ void describe('the shipped inventories', () => {
     assert.equal(inv.etcd.binDir, '/usr/local/bin');
     assert.equal(inv.patroni.executable, '/usr/local/bin/patroni');
     assert.equal(inv.etcd.clusterToken, 'patroni-cluster-token');
-    // The seed's max_wal_senders 3 is kept, with a warning (not an error).
+    // The seed's max_wal_senders 3 is kept, with a warning (not an error); so is its Patroni 3.3.0,
+    // which does not support PostgreSQL 18.
     const r = validateInventory(parseYaml(await readFile(seedFile, 'utf8')), {});
     assert.deepEqual(
       r.issues.map((i) => `${i.severity} ${i.path}`),
-      ['warning postgresql.parameters.max_wal_senders'],
+      ['warning versions.patroni', 'warning postgresql.parameters.max_wal_senders'],
     );
   });
 
@@ -410,6 +417,7 @@ void describe('each mistake names the field path and the fix', () => {
       'patroni.loop_wait',
       'ports.etcdPeer',
       'secrets.superuserPassword',
+      'versions.patroni', // the warning: Patroni 3.3.0 with PostgreSQL 18
     ]);
     for (const i of r.issues) assert.match(r.where(i.path) ?? '', /^line \d+, column \d+$/, i.path);
   });
@@ -479,7 +487,12 @@ void describe('the CLI (real processes, temporary files, no network)', () => {
       assert.equal(json.code, 1);
       const parsed = JSON.parse(json.stdout) as { valid: boolean; issues: { path: string }[] };
       assert.equal(parsed.valid, false);
-      assert.equal(parsed.issues.length, 3);
+      // The 3 errors, and the warning about Patroni 3.3.0 with PostgreSQL 18.
+      assert.deepEqual(
+        parsed.issues.map((i) => i.path).filter((p) => p === 'versions.patroni'),
+        ['versions.patroni'],
+      );
+      assert.equal(parsed.issues.length, 4);
       const missing = await cli(['validate', '--cluster', join(dir, 'nope.yaml')]);
       assert.equal(missing.code, 1);
       assert.match(missing.stderr, /cannot be read \(ENOENT\)/);
