@@ -10,6 +10,8 @@ import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
 import { register as registerValidate } from './validate';
+import * as history from './history';
+import * as operatorOption from './operator';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
@@ -25,4 +27,7 @@ export function registerCommands(program: Command): void {
   deploy.register(program);
   switchover.register(program);
   maintenance.register(program);
+  history.register(program);
+  // last: gives every command above `--by` (who is acting)
+  operatorOption.register(program);
 }
