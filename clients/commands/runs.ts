@@ -128,12 +128,11 @@ export async function activityRetries(
     if (started && (started.attempt ?? 1) > 1) {
       const s = scheduled.get(String(started.scheduledEventId ?? ''));
       if (!s) continue;
-      const step = p.steps.find(
-        (st) =>
-          st.startedAt &&
-          Date.parse(st.startedAt) <= s.at + 1000 &&
-          (!st.endedAt || s.at <= Date.parse(st.endedAt) + 1000),
-      );
+      // The step in flight when it was scheduled: the last one started by then (a step's start is
+      // the workflow task's time, which the scheduling event follows).
+      const step = p.steps
+        .filter((st) => st.startedAt && Date.parse(st.startedAt) <= s.at)
+        .sort((a, b) => Date.parse(b.startedAt!) - Date.parse(a.startedAt!))[0];
       if (!step) continue;
       out.set(step.name, [...(out.get(step.name) ?? []), `${s.type} ×${started.attempt}`]);
     }
