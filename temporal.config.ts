@@ -14,7 +14,18 @@ export const projectRoot = __dirname;
 export const taskQueue = process.env.PGHA_TASK_QUEUE ?? 'pgha';
 
 /** pgha's custom search attributes (all Keyword); registered by `npm run server`. */
-export const searchAttributeNames = ['PgCluster', 'PgOperation', 'PgNode', 'PgStep', 'PgOutcome'] as const;
+export const searchAttributeNames = [
+  'PgCluster',
+  'PgOperation',
+  'PgNode',
+  'PgStep',
+  'PgOutcome',
+  'PgOperator',
+] as const;
+/** Their types, in the dev server's words (`--search-attribute Name=Type`); the rest are Keyword. */
+export const searchAttributeTypes: Partial<Record<(typeof searchAttributeNames)[number], 'KeywordList'>> = {
+  PgOperator: 'KeywordList',
+};
 
 /** The Temporal CLI (dev server + Web UI) built from its Go module by scripts/bootstrap. */
 export const temporalVersion = 'v1.5.1';

@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { PayloadCodec } from '@temporalio/common';
 import { temporalConnectConfig } from '../temporal.config';
 import { createCodec, pghaDataConverter } from './codec';
+import { clientIdentity } from './operator';
 
 export interface ConnectOptions {
   /** Default: the configured key (PGHA_CODEC_KEY or .pgha/codec.key). */
@@ -27,7 +28,13 @@ export async function connectClient(opts: ConnectOptions = {}): Promise<Client> 
         `Start the dev server with \`npm run server\`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE`,
     );
   }
-  return new Client({ connection, namespace: cfg.namespace, dataConverter: pghaDataConverter(codec) });
+  // The identity names the operator: the history says who started, signalled, approved or cancelled.
+  return new Client({
+    connection,
+    namespace: cfg.namespace,
+    dataConverter: pghaDataConverter(codec),
+    identity: clientIdentity(),
+  });
 }
 
 /** Runs `fn` with a client and always closes the connection. */

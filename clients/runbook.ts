@@ -1,8 +1,9 @@
 /**
  * Starting and following runbooks from a client (the CLI, tests, schedules):
  * - startRunbook: deterministic workflow id `<operation>-<cluster>[-<suffix>]` with conflict policy
- *   FAIL, PgCluster/PgOperation set at start, and a refusal — naming the running operation — when
- *   another pgha operation is running on the cluster;
+ *   FAIL, PgCluster/PgOperation/PgOperator set at start, a static summary and details the Web UI
+ *   shows (cluster, operation, arguments, inventory digest, who), and a refusal — naming the running
+ *   operation — when another pgha operation is running on the cluster;
  * - runningOperation: what holds a cluster (the lock workflow's parent, else visibility);
  * - followRunbook: live progress (the `progress` query + the activity in flight) until the run ends.
  *
@@ -16,6 +17,7 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Workflow } from '@temporalio/common';
 import { decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow';
@@ -25,6 +27,7 @@ import {
   FailureType,
   PgCluster,
   PgOperation,
+  PgOperator,
   PgStep,
   lockWorkflowId,
   progress,
@@ -32,6 +35,7 @@ import {
   sharedOperations,
 } from '../workflows/messages';
 import type { RunbookProgress } from '../workflows/messages';
+import { operator as currentOperator } from './operator';
 
 export interface RunningOperation {
   workflowId: string;
@@ -120,6 +124,67 @@ export interface StartRunbookOptions<W extends Workflow> {
   exclusive?: boolean;
   /** Default: the configured task queue (`pgha`). */
   taskQueue?: string;
+  /** Who starts it (PgOperator, the summary): default `--by`, PGHA_OPERATOR or the OS user. */
+  operator?: string;
+}
+
+/** A short, stable digest of an inventory input: the same file gives the same digest. */
+export function inventoryDigest(inventory: unknown): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return `sha256:${createHash('sha256')
+    .update(JSON.stringify(canonical(inventory)))
+    .digest('hex')
+    .slice(0, 16)}`;
+}
+
+/**
+ * The run's static summary (one line) and details (markdown) as the Web UI shows them. They go
+ * through the payload codec (a key holder reads them through the codec server). Arguments are shown
+ * with the inventory replaced by its digest (it holds secrets only as references anyway).
+ */
+export function runbookMetadata(
+  opts: { cluster: string; operation: string; workflowId: string; args: readonly unknown[] },
+  who: string,
+): { staticSummary: string; staticDetails: string } {
+  const shown = opts.args.map((a) => {
+    if (!a || typeof a !== 'object' || !('inventory' in a)) return a;
+    const { inventory, ...rest } = a as Record<string, unknown>;
+    return { ...rest, inventory: inventoryDigest(inventory) };
+  });
+  const digest = opts.args
+    .map((a) =>
+      a && typeof a === 'object' && 'inventory' in a
+        ? inventoryDigest((a as Record<string, unknown>).inventory)
+        : undefined,
+    )
+    .find(Boolean);
+  let argsText = JSON.stringify(shown.length === 1 ? shown[0] : shown, null, 2) ?? '';
+  if (argsText.length > 2000) argsText = `${argsText.slice(0, 2000)}\n…`;
+  return {
+    staticSummary: `pgha ${opts.operation} on cluster ${opts.cluster}, started by ${who}`,
+    staticDetails: [
+      `**cluster** ${opts.cluster}  `,
+      `**operation** ${opts.operation}  `,
+      `**started by** ${who}  `,
+      `**workflow** ${opts.workflowId}  `,
+      ...(digest ? [`**inventory** ${digest}  `] : []),
+      '',
+      '**arguments**',
+      '',
+      '```json',
+      argsText,
+      '```',
+    ].join('\n'),
+  };
 }
 
 export async function startRunbook<W extends Workflow>(
@@ -127,6 +192,7 @@ export async function startRunbook<W extends Workflow>(
   opts: StartRunbookOptions<W>,
 ): Promise<WorkflowHandleWithFirstExecutionRunId<W>> {
   const workflowId = runbookWorkflowId(opts.operation, opts.cluster, opts.suffix);
+  const who = opts.operator ?? currentOperator();
   if (opts.exclusive ?? true) {
     const running = await runningOperation(client, opts.cluster);
     if (running) throw new ClusterBusyError(opts.cluster, running);
@@ -140,7 +206,9 @@ export async function startRunbook<W extends Workflow>(
       typedSearchAttributes: [
         { key: PgCluster, value: opts.cluster },
         { key: PgOperation, value: opts.operation },
+        { key: PgOperator, value: [who] },
       ],
+      ...runbookMetadata({ ...opts, workflowId, args: opts.args }, who),
     } as Parameters<Client['workflow']['start']>[1]);
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -161,17 +229,35 @@ export interface PendingActivity {
 export interface RunbookSnapshot {
   status: string;
   progress?: RunbookProgress;
+  /** No worker answered the progress query in time: `progress` is the last one seen (if any). */
+  stale?: boolean;
   pending: PendingActivity[];
 }
 
-/** One look at a run: status, progress query (when a worker answers) and pending activities. */
-export async function snapshot(client: Client, handle: WorkflowHandle): Promise<RunbookSnapshot> {
+/**
+ * How long a progress query may take. Right after a worker dies the server first tries the dead
+ * worker's sticky queue (about 10 s); watching does not wait for it: it shows what it saw last.
+ */
+export const queryTimeoutMs = 2500;
+
+/**
+ * One look at a run: status, progress query (when a worker answers within queryTimeoutMs) and
+ * pending activities. `previous` is kept (marked stale) when no worker answers.
+ */
+export async function snapshot(
+  client: Client,
+  handle: WorkflowHandle,
+  previous?: RunbookProgress,
+): Promise<RunbookSnapshot> {
   const desc = await handle.describe();
   let prog: RunbookProgress | undefined;
+  let stale = false;
   try {
-    prog = await handle.query(progress);
+    prog = await client.withDeadline(Date.now() + queryTimeoutMs, () => handle.query(progress));
   } catch {
-    prog = undefined; // no worker yet, or the first workflow task has not run
+    // no worker yet, a worker restarting, or the first workflow task has not run
+    prog = previous;
+    stale = true;
   }
   const converter = client.options.loadedDataConverter;
   const pending: PendingActivity[] = [];
@@ -186,7 +272,7 @@ export async function snapshot(client: Client, handle: WorkflowHandle): Promise<
       lastFailure: failure?.message,
     });
   }
-  return { status: desc.status.name, progress: prog, pending };
+  return { status: desc.status.name, progress: prog, stale: stale || undefined, pending };
 }
 
 export interface FollowOptions {
@@ -215,8 +301,10 @@ export async function followRunbook<T = unknown>(
   const deadline = Date.now() + (opts.timeoutMs ?? 6 * 3600_000);
   let last = '';
   let snap: RunbookSnapshot;
+  let prev: RunbookProgress | undefined;
   for (;;) {
-    snap = await snapshot(client, handle);
+    snap = await snapshot(client, handle, prev);
+    prev = snap.progress;
     const key = JSON.stringify(snap);
     if (key !== last) opts.onChange(snap);
     last = key;

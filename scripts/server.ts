@@ -17,7 +17,13 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { devServer, searchAttributeNames, stateDir, temporalBinary } from '../temporal.config';
+import {
+  devServer,
+  searchAttributeNames,
+  searchAttributeTypes,
+  stateDir,
+  temporalBinary,
+} from '../temporal.config';
 
 // Ports may be moved (tests, a second instance) with PGHA_SERVER_PORT / PGHA_UI_PORT; clients then need
 // TEMPORAL_ADDRESS=127.0.0.1:<port>.
@@ -44,7 +50,8 @@ function serverArgs(codecEndpoint?: string): string[] {
     '--log-level',
     'warn',
   ];
-  for (const name of searchAttributeNames) args.push('--search-attribute', `${name}=Keyword`);
+  for (const name of searchAttributeNames)
+    args.push('--search-attribute', `${name}=${searchAttributeTypes[name] ?? 'Keyword'}`);
   if (codecEndpoint) args.push('--ui-codec-endpoint', codecEndpoint);
   return args;
 }
@@ -89,7 +96,12 @@ async function ready(): Promise<boolean> {
       await conn.operatorService.addSearchAttributes({
         namespace: 'default',
         searchAttributes: Object.fromEntries(
-          missing.map((n) => [n, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
+          missing.map((n) => [
+            n,
+            searchAttributeTypes[n] === 'KeywordList'
+              ? temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST
+              : temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+          ]),
         ),
       });
       console.log(`registered search attributes: ${missing.join(', ')}`);

@@ -13,7 +13,14 @@
  *   longWait     a re-clone (POST /reinitialize + a bounded wait that heartbeats every second)
  *
  * Pure data (no I/O): imported by workflows, so it runs in the workflow sandbox.
+ *
+ * `summarized<Activities>('nodeStep')` is the same proxy with a summary first on every call, so the
+ * Web UI's timeline says what and where (`installHaproxy haproxy1 (CT 100)`) instead of a bare type:
+ *
+ *   const node = summarized<Activities>('nodeStep');
+ *   await node.installEtcd(at(inv, hostname), { inv, hostname });
  */
+import { proxyActivities } from '@temporalio/workflow';
 import type { ActivityOptions } from '@temporalio/workflow';
 import { Failures } from '../runbooks/failures';
 
@@ -75,3 +82,44 @@ export const activityOptions = {
 } satisfies Record<string, ActivityOptions>;
 
 export type ActivityProfile = keyof typeof activityOptions;
+
+/** An activity proxy whose functions take a summary (what and where) before their arguments. */
+export type Summarized<A> = {
+  [K in keyof A]: A[K] extends (...args: infer P) => infer R
+    ? (where: string, ...args: P) => Promise<Awaited<R>>
+    : never;
+};
+
+/** The summary an activity is scheduled with: its type, then where (`installEtcd etcd1 (CT 109)`). */
+export function activitySummary(activityType: string, where: string): string {
+  return where ? `${activityType} ${where}` : activityType;
+}
+
+/**
+ * The activities of one profile, each called with a summary first (user metadata: it goes through
+ * the payload codec like every payload, and changes no command, so a released workflow replays).
+ */
+export function summarized<A>(profile: ActivityProfile): Summarized<A> {
+  const plain = proxyActivities(activityOptions[profile]);
+  return new Proxy({} as Summarized<A>, {
+    get(_, name) {
+      if (typeof name !== 'string') throw new TypeError(`activity names are strings, got ${String(name)}`);
+      return (where: string, ...args: unknown[]) =>
+        plain[name]!.executeWithOptions(
+          { summary: activitySummary(name, where) } as ActivityOptions,
+          args as [],
+        );
+    },
+  });
+}
+
+/** A node as the timeline names it: `pg102 (CT 102)`; several: `pg102, pg103 (CT 102, 103)`. */
+export function at(
+  inv: { nodes: Record<string, readonly { hostname: string; vmid: number }[]> },
+  ...hostnames: string[]
+): string {
+  const all = Object.values(inv.nodes).flat();
+  const vmids = hostnames.map((h) => all.find((n) => n.hostname === h)?.vmid);
+  const known = vmids.filter((v): v is number => v !== undefined);
+  return known.length ? `${hostnames.join(', ')} (CT ${known.join(', ')})` : hostnames.join(', ');
+}

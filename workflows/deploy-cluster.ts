@@ -8,12 +8,12 @@
  * "etcd first, then Patroni, then HAProxy; check each" — as the seed says. Every step is idempotent:
  * run again on a deployed cluster, it changes nothing and restarts nothing.
  */
-import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { Failures } from '../runbooks/failures';
 import type { InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { at, summarized } from './activity-options';
 import { inventoryOf, refuse } from './inventory';
 import { Patches } from './patches';
 import { runbook } from './steps';
@@ -29,10 +29,10 @@ export interface DeployInput {
   approvalTimeout?: Duration;
 }
 
-/** Quick calls: each is one look-then-act on one node. */
-const node = proxyActivities<Activities>(activityOptions.nodeStep);
+/** Quick calls: each is one look-then-act on one node (each call names it: the timeline's summary). */
+const node = summarized<Activities>('nodeStep');
 /** Gates: bounded polls that heartbeat; they fail with what they saw, so retrying them is pointless. */
-const gate = proxyActivities<Activities>(activityOptions.gate);
+const gate = summarized<Activities>('gate');
 
 export async function deployCluster(input: DeployInput) {
   const inv = inventoryOf(input);
@@ -45,18 +45,23 @@ export async function deployCluster(input: DeployInput) {
   return runbook({ cluster: inv.cluster, operation: 'deploy', plan }, async (rb) => {
     const each = <T>(role: 'etcd' | 'postgres' | 'haproxy', fn: (hostname: string) => Promise<T>) =>
       Promise.all(inv.nodes[role].map((n) => fn(n.hostname)));
+    const all = (role: 'etcd' | 'postgres' | 'haproxy') => at(inv, ...inv.nodes[role].map((n) => n.hostname));
 
     await rb.step('preflight', () =>
       Promise.all(
         (['etcd', 'postgres', 'haproxy'] as const).map((role) =>
-          each(role, (hostname) => node.preflightNode({ inv, role, hostname })),
+          each(role, (hostname) =>
+            node.preflightNode(`${role} ${at(inv, hostname)}`, { inv, role, hostname }),
+          ),
         ),
       ),
     );
 
-    await rb.step('etcd', () => each('etcd', (hostname) => node.installEtcd({ inv, hostname })));
+    await rb.step('etcd', () =>
+      each('etcd', (hostname) => node.installEtcd(at(inv, hostname), { inv, hostname })),
+    );
     await rb.step('etcd healthy', () =>
-      gate.etcdWaitHealthy({
+      gate.etcdWaitHealthy(all('etcd'), {
         endpoints: inv.nodes.etcd.map((n) => `http://${n.ip}:${inv.ports.etcdClient}`),
         expected: inv.nodes.etcd.length,
         waitTimeoutMs: 180_000,
@@ -64,27 +69,27 @@ export async function deployCluster(input: DeployInput) {
     );
 
     await rb.step('postgres install', () =>
-      each('postgres', (hostname) => node.installPostgres({ inv, hostname })),
+      each('postgres', (hostname) => node.installPostgres(at(inv, hostname), { inv, hostname })),
     );
     if (input.approvalTimeout) await rb.approval('before-bootstrap', { timeout: input.approvalTimeout });
 
     // A leader that already exists (a resumed or repeated deploy) is kept; otherwise the first node bootstraps.
     const leader = await rb.step('bootstrap leader', async () => {
-      const existing = await gate.findLeader({ inv });
+      const existing = await gate.findLeader(`cluster ${inv.cluster}: ${all('postgres')}`, { inv });
       const name = existing ?? first.hostname;
-      await node.startPatroni({ inv, hostname: name });
-      return gate.waitPrimary({ inv, hostname: name, timeoutMs: 300_000 });
+      await node.startPatroni(`${at(inv, name)} (leader)`, { inv, hostname: name });
+      return gate.waitPrimary(at(inv, name), { inv, hostname: name, timeoutMs: 300_000 });
     });
 
     await rb.step('replicas join', () =>
       Promise.all(
         inv.nodes.postgres
           .filter((n) => n.hostname !== leader.leader)
-          .map((n) => node.startPatroni({ inv, hostname: n.hostname })),
+          .map((n) => node.startPatroni(`${at(inv, n.hostname)} (replica)`, { inv, hostname: n.hostname })),
       ),
     );
     await rb.step('replication', () =>
-      gate.waitReplication({
+      gate.waitReplication(`leader ${at(inv, leader.leader)} → every replica`, {
         inv,
         leader: leader.leader,
         maxLagBytes: inv.patroni.maximumLagOnFailover,
@@ -92,12 +97,18 @@ export async function deployCluster(input: DeployInput) {
       }),
     );
 
-    await rb.step('haproxy', () => each('haproxy', (hostname) => node.installHaproxy({ inv, hostname })));
+    await rb.step('haproxy', () =>
+      each('haproxy', (hostname) => node.installHaproxy(at(inv, hostname), { inv, hostname })),
+    );
     await rb.step('end-to-end', () =>
-      gate.checkThroughHaproxy({ inv, leader: leader.leader, timeoutMs: 60_000 }),
+      gate.checkThroughHaproxy(`${all('haproxy')} → leader ${leader.leader}`, {
+        inv,
+        leader: leader.leader,
+        timeoutMs: 60_000,
+      }),
     );
 
-    const status = await rb.step('status', () => gate.clusterStatus({ inv }));
+    const status = await rb.step('status', () => gate.clusterStatus(`cluster ${inv.cluster}`, { inv }));
     // A deploy that ends with a cluster not healthy is not a success (scripts/up and CI rely on it).
     if (status.verdict.status !== 'healthy' && patched(Patches.deployFailsUnhealthy)) {
       throw ApplicationFailure.nonRetryable(

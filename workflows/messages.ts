@@ -20,7 +20,13 @@ export const PgNode = defineSearchAttributeKey('PgNode', SearchAttributeType.KEY
 export const PgStep = defineSearchAttributeKey('PgStep', SearchAttributeType.KEYWORD);
 /** How a run ended (upserted when it ends): see RunOutcome. Lets `pgha runs` and the Web UI tell a refusal from a failure. */
 export const PgOutcome = defineSearchAttributeKey('PgOutcome', SearchAttributeType.KEYWORD);
-export const searchAttributeKeys = [PgCluster, PgOperation, PgNode, PgStep, PgOutcome];
+/**
+ * Who acted on the run (KeywordList): the operator who started it (set at start), then everyone who
+ * approved, rejected, paused, resumed or cancelled it, in order, without repeats. `PgOperator = 'alice'`
+ * finds every run alice touched.
+ */
+export const PgOperator = defineSearchAttributeKey('PgOperator', SearchAttributeType.KEYWORD_LIST);
+export const searchAttributeKeys = [PgCluster, PgOperation, PgNode, PgStep, PgOutcome, PgOperator];
 
 /**
  * How a run ended, as the PgOutcome search attribute: `refused` when a check said no before anything
@@ -119,6 +125,15 @@ export interface PauseInput {
 }
 export const pause = defineSignal<[PauseInput?]>('pause');
 export const resume = defineSignal<[PauseInput?]>('resume');
+
+// ---- who acted ----
+/** An operator's action that carries no input of its own (cancel): sent just before it, for the record. */
+export interface OperatorAction {
+  by: string;
+  action: 'cancel';
+  reason?: string;
+}
+export const operatorAction = defineSignal<[OperatorAction]>('operatorAction');
 
 // ---- cluster lock ----
 export const release = defineSignal('release');

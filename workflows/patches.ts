@@ -10,4 +10,6 @@ export const Patches = {
   scheduledAtBounds: 'switchover-scheduled-at-bounds',
   /** deployCluster fails with DeployUnhealthy when its final status verdict is not healthy. */
   deployFailsUnhealthy: 'deploy-fails-when-unhealthy',
+  /** Approvers, pausers, resumers and cancellers are added to the PgOperator search attribute. */
+  operatorAttribute: 'pg-operator-search-attribute',
 } as const;

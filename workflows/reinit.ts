@@ -10,12 +10,12 @@
  * Resumable: the reinitialize step looks at the member's postmaster start time and state before
  * acting, so a resumed run never re-clones twice.
  */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ClusterSnapshot, RestartResult } from '../activities/maintenance';
 import type { InventoryInput } from '../runbooks/schema';
 import { Failures } from '../runbooks/failures';
-import { activityOptions } from './activity-options';
+import { at, summarized } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
 import { runbook } from './steps';
 
@@ -35,9 +35,9 @@ export interface ReinitReport {
   markerRow: string;
 }
 
-const check = proxyActivities<Activities>(activityOptions.maintenance);
+const check = summarized<Activities>('maintenance');
 /** The re-clone: POST + a bounded wait (heartbeats every second); the retry looks before it acts. */
-const long = proxyActivities<Activities>(activityOptions.longWait);
+const long = summarized<Activities>('longWait');
 
 export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
   const inv = inventoryOf(input);
@@ -51,7 +51,11 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
   const plan = ['pre-check', 'marker row', 'reinitialize', 'marker row on the replica'];
   return runbook({ cluster: inv.cluster, operation: 'reinit', plan }, async (rb) => {
     const snap: ClusterSnapshot = await rb.step('pre-check', () =>
-      check.maintenancePrecheck({ inv, allowUnhealthy: [member], maxLagBytes: input.maxLagBytes }),
+      check.maintenancePrecheck(`cluster ${inv.cluster} (${member} may be broken)`, {
+        inv,
+        allowUnhealthy: [member],
+        maxLagBytes: input.maxLagBytes,
+      }),
     );
     if (snap.leader === member) {
       throw ApplicationFailure.nonRetryable(
@@ -63,12 +67,16 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
     }
     const before = snap.members.find((m) => m.name === member);
     const marker = await rb.step('marker row', () =>
-      check.writeMarker({ inv, leader: snap.leader, note: `before reinit of ${member}` }),
+      check.writeMarker(`on leader ${at(inv, snap.leader)}`, {
+        inv,
+        leader: snap.leader,
+        note: `before reinit of ${member}`,
+      }),
     );
     const reinit = await rb.step(
       'reinitialize',
       () =>
-        long.reinitMember({
+        long.reinitMember(`POST /reinitialize ${at(inv, member)} from leader ${snap.leader}`, {
           inv,
           member,
           leader: snap.leader,
@@ -77,9 +85,13 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
         }),
       { node: member },
     );
-    await rb.step('marker row on the replica', () => check.waitRow({ inv, member, id: marker.id }), {
-      node: member,
-    });
+    await rb.step(
+      'marker row on the replica',
+      () => check.waitRow(`marker row on ${at(inv, member)}`, { inv, member, id: marker.id }),
+      {
+        node: member,
+      },
+    );
     return { member, leader: snap.leader, reinit, markerRow: marker.id };
   });
 }

@@ -16,13 +16,7 @@
  * postmaster_start_time before acting, so a run resumed after a worker crash never restarts a
  * member twice.
  */
-import {
-  ApplicationFailure,
-  ParentClosePolicy,
-  executeChild,
-  proxyActivities,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, ParentClosePolicy, executeChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type {
   ClusterSnapshot,
@@ -34,7 +28,7 @@ import { ConfigKeyError, classifyConfig } from '../runbooks/patroni-config';
 import type { ConfigValue } from '../runbooks/patroni-config';
 import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { at, summarized } from './activity-options';
 import { invalidInput, inventoryOf, refuse } from './inventory';
 import { errorMessage, runbook } from './steps';
 import type { Runbook } from './steps';
@@ -80,12 +74,12 @@ export interface ApplyConfigReport extends ConfigApplyResult {
 }
 
 /** Pre-checks and quick reads/writes: a refusal is final. */
-const check = proxyActivities<Activities>(activityOptions.maintenance);
+const check = summarized<Activities>('maintenance');
 /**
  * A member's restart: POST + a bounded wait that heartbeats every second. A 30 s heartbeat timeout
  * notices a dead worker quickly; the retry looks at the postmaster start time before acting.
  */
-const restart = proxyActivities<Activities>(activityOptions.restart);
+const restart = summarized<Activities>('restart');
 
 const invalid = invalidInput;
 
@@ -140,7 +134,7 @@ async function restartMembers(
         await rb.step(
           `restart ${r.name}`,
           () =>
-            restart.restartMember({
+            restart.restartMember(`POST /restart ${at(inv, r.name)} (replica)`, {
               inv,
               member: r.name,
               role: 'replica',
@@ -160,7 +154,7 @@ async function restartMembers(
       await rb.step(
         `restart ${leaderSnap.name} (leader, in place)`,
         () =>
-          restart.restartMember({
+          restart.restartMember(`POST /restart ${at(inv, leaderSnap.name)} (leader, in place)`, {
             inv,
             member: leaderSnap.name,
             role: 'leader',
@@ -200,6 +194,7 @@ async function restartMembers(
         const args: SwitchoverInput = { inventory: opts.inventory, lock: false };
         return await executeChild<(a: typeof args) => Promise<HandoffReport>>('switchover', {
           workflowId: `${workflowInfo().workflowId}-switchover`,
+          staticSummary: `switchover from ${leaderSnap.name} before its restart (child of ${workflowInfo().workflowId})`,
           args: [args],
           parentClosePolicy: ParentClosePolicy.TERMINATE,
         });
@@ -218,7 +213,7 @@ async function restartMembers(
     await rb.step(
       `restart ${leaderSnap.name} (old leader, as a replica)`,
       () =>
-        restart.restartMember({
+        restart.restartMember(`POST /restart ${at(inv, leaderSnap.name)} (old leader, now a replica)`, {
           inv,
           member: leaderSnap.name,
           role: 'replica',
@@ -240,7 +235,7 @@ export async function rollingRestart(input: RollingRestartInput): Promise<Restar
   checkMembers(inv, input.members);
   return runbook({ cluster: inv.cluster, operation: 'restart', plan: ['pre-check'] }, async (rb) => {
     const snap = await rb.step('pre-check', () =>
-      check.maintenancePrecheck({ inv, maxLagBytes: input.maxLagBytes }),
+      check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv, maxLagBytes: input.maxLagBytes }),
     );
     return restartMembers(rb, inv, snap, {
       inventory: input.inventory,
@@ -262,24 +257,35 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
     throw err;
   }
   const plan = ['pre-check', 'patch config', 'wait picked up'];
+  const keys = Object.keys(input.set).join(', ');
   return runbook({ cluster: inv.cluster, operation: 'config', plan }, async (rb) => {
-    const snap = await rb.step('pre-check', () => check.maintenancePrecheck({ inv }));
+    const snap = await rb.step('pre-check', () =>
+      check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv }),
+    );
     const applied = await rb.step(
       'patch config',
-      () => check.configApply({ inv, set: input.set, leader: snap.leader, restart: input.restart }),
+      () =>
+        check.configApply(`PATCH /config on ${at(inv, snap.leader)}: ${keys}`, {
+          inv,
+          set: input.set,
+          leader: snap.leader,
+          restart: input.restart,
+        }),
       {
         node: snap.leader,
       },
     );
     const states: ConfigMemberState[] = await rb.step('wait picked up', () =>
-      restart.configWaitApplied({ inv, set: input.set }),
+      restart.configWaitApplied(`every member picks up ${keys}`, { inv, set: input.set }),
     );
     const pendingRestart = states.filter((s) => s.pendingRestart).map((s) => s.member);
     const report: ApplyConfigReport = { ...applied, pendingRestart, restarted: [] };
     if (input.restart === 'none' || pendingRestart.length === 0) return report;
 
     // Fresh look (pending flags, start times) after the change, then the rolling restart of those members.
-    const again = await rb.step('pre-check before restart', () => check.maintenancePrecheck({ inv }));
+    const again = await rb.step('pre-check before restart', () =>
+      check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv }),
+    );
     report.restart = await restartMembers(rb, inv, again, {
       inventory: input.inventory,
       leader: input.restart,
@@ -288,7 +294,9 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
     });
     report.restarted = report.restart.members.filter((m) => m.action !== 'skipped').map((m) => m.member);
     // Post-check: every member now RUNS the new values (no restart left pending for them).
-    await rb.step('verify', () => restart.configWaitApplied({ inv, set: input.set, running: true }));
+    await rb.step('verify', () =>
+      restart.configWaitApplied(`every member runs ${keys}`, { inv, set: input.set, running: true }),
+    );
     return report;
   });
 }

@@ -8,14 +8,14 @@
  *   3. verify      it reads the marker back and checks the signature with the secret resolved again
  *   4. cleanup     it removes the marker (also the write step's compensation when the run is cancelled)
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { activityOptions } from './activity-options';
+import { summarized } from './activity-options';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 import type { Duration } from '@temporalio/common';
 
-const acts = proxyActivities<Activities>(activityOptions.quick);
+const acts = summarized<Activities>('quick');
 
 export interface SmokeInput {
   cluster: string;
@@ -41,19 +41,25 @@ export async function smoke(input: SmokeInput): Promise<SmokeResult> {
   if (input.approvalTimeout) plan.splice(2, 0, { gate: 'before-verify' });
 
   return runbook({ cluster, operation: 'smoke', plan }, async (rb) => {
-    const worker = await rb.step('preflight', () => acts.smokePreflight({ cluster }));
+    const worker = await rb.step('preflight', () => acts.smokePreflight(`cluster ${cluster}`, { cluster }));
 
-    const marker = await rb.step('write', () => acts.smokeWriteMarker({ cluster, runId, note, secretRef }), {
-      compensate: () => acts.smokeRemoveMarker({ cluster, runId }),
-    });
+    const marker = await rb.step(
+      'write',
+      () => acts.smokeWriteMarker(`marker of run ${runId}`, { cluster, runId, note, secretRef }),
+      {
+        compensate: () => acts.smokeRemoveMarker(`undo: marker of run ${runId}`, { cluster, runId }),
+      },
+    );
 
     const approval = input.approvalTimeout
       ? await rb.approval('before-verify', { timeout: input.approvalTimeout })
       : undefined;
 
-    await rb.step('verify', () => acts.smokeVerifyMarker({ cluster, runId, note, secretRef }));
+    await rb.step('verify', () =>
+      acts.smokeVerifyMarker(`marker of run ${runId}`, { cluster, runId, note, secretRef }),
+    );
 
-    await rb.step('cleanup', () => acts.smokeRemoveMarker({ cluster, runId }));
+    await rb.step('cleanup', () => acts.smokeRemoveMarker(`marker of run ${runId}`, { cluster, runId }));
 
     return {
       worker: worker.worker,

@@ -24,7 +24,10 @@
  *   7 days, ends the runbook with PauseTimedOut);
  * - cancellation: the step in flight is cancelled, then the compensations registered by the steps
  *   that started run in reverse order inside a non-cancellable scope; the run ends Cancelled;
- * - handlers finished before the workflow returns.
+ * - handlers finished before the workflow returns;
+ * - a readable run in the Web UI: the current details (`setCurrentDetails`) say where the runbook
+ *   is, timers and waits carry summaries, and everyone who approves, rejects, pauses, resumes or
+ *   cancels is added to the PgOperator search attribute (the starter is set there at start).
  */
 import {
   ActivityFailure,
@@ -37,6 +40,7 @@ import {
   isCancellation,
   log,
   patched,
+  setCurrentDetails,
   setHandler,
   sleep,
   startChild,
@@ -52,11 +56,13 @@ import {
   PgCluster,
   PgNode,
   PgOperation,
+  PgOperator,
   PgOutcome,
   PgStep,
   approve,
   failureOutcome,
   lockWorkflowId,
+  operatorAction,
   pause,
   progress,
   release,
@@ -165,11 +171,60 @@ export class Runbook {
     setHandler(pause, (p) => {
       this.pauseRequest = { by: p?.by, reason: p?.reason, at: now() };
       this.state.paused = this.pauseRequest;
+      this.noteOperator(p?.by);
+      this.showDetails();
     });
-    setHandler(resume, () => {
+    setHandler(resume, (p) => {
       this.pauseRequest = undefined;
       this.state.paused = undefined;
+      this.noteOperator(p?.by);
+      this.showDetails();
     });
+    setHandler(operatorAction, (a) => this.noteOperator(a?.by));
+  }
+
+  /**
+   * What the Web UI shows as the run's current details (markdown): cluster, operation, the step in
+   * flight and where, how far along, and what the operator can do now.
+   */
+  currentDetails(): string {
+    const p = this.state;
+    const done = p.steps.filter((s) => s.status === 'completed' || s.status === 'approved').length;
+    const lines = [
+      `**${p.operation}** on cluster **${p.cluster}**: ${p.state}${p.outcome ? ` — ${p.outcome}` : ''}`,
+    ];
+    const cur = p.steps.find((s) => s.name === p.current);
+    if (cur) {
+      lines.push(
+        `${cur.kind === 'gate' ? 'gate' : 'step'} **${cur.name}**${cur.node ? ` on ${cur.node}` : ''}` +
+          `${cur.attempt > 1 ? ` (attempt ${cur.attempt})` : ''}, ${done}/${p.steps.length} done`,
+      );
+      if (cur.kind === 'gate' && cur.status === 'waiting') {
+        lines.push(
+          `waiting until ${cur.deadline ?? '?'}: \`pgha approve ${p.workflowId} --gate ${cur.name} --by NAME\``,
+        );
+      }
+    } else if (p.state === 'running') {
+      lines.push(`${done}/${p.steps.length} steps done`);
+    }
+    if (p.paused)
+      lines.push(
+        `pause requested by ${p.paused.by ?? 'someone'}${p.paused.reason ? `: ${p.paused.reason}` : ''}`,
+      );
+    return lines.join('\n\n');
+  }
+
+  private showDetails(): void {
+    setCurrentDetails(this.currentDetails());
+  }
+
+  /** Adds who acted to PgOperator (runs from before it existed replay without). */
+  private noteOperator(by: string | undefined): void {
+    const name = typeof by === 'string' ? by.trim() : '';
+    if (!name || !patched(Patches.operatorAttribute)) return;
+    const have = workflowInfo().typedSearchAttributes.get(PgOperator) ?? [];
+    if (have.includes(name)) return;
+    upsertSearchAttributes([{ key: PgOperator, value: [...have, name] }]);
   }
 
   /** A snapshot of where the runbook is (what the `progress` query returns). */
@@ -208,7 +263,9 @@ export class Runbook {
       }
       log.warn(`step ${name} failed (attempt ${s.attempt}/${attempts}), retrying`, { error: s.error });
       try {
-        await sleep(opts.retryDelay ?? '10s');
+        await sleep(opts.retryDelay ?? '10s', {
+          summary: `retry step ${name} (attempt ${s.attempt + 1}/${attempts})`,
+        });
       } catch (err) {
         s.status = 'cancelled';
         this.leave(s);
@@ -234,9 +291,12 @@ export class Runbook {
     this.enter(g);
     this.state.state = 'waiting-approval';
     this.waitingGate = g;
+    this.showDetails();
     let decided: boolean;
     try {
-      decided = await condition(() => g.decision !== undefined, timeoutMs);
+      decided = await condition(() => g.decision !== undefined, timeoutMs, {
+        summary: `gate ${gate}: waiting for pgha approve until ${g.deadline}`,
+      });
     } catch (err) {
       if (isCancellation(err)) g.status = 'cancelled';
       throw err;
@@ -313,7 +373,9 @@ export class Runbook {
     this.state.state = 'paused';
     const { by, reason } = this.pauseRequest;
     log.info('runbook paused', { by, reason });
-    if (!(await condition(() => this.pauseRequest === undefined, this.maxPause))) {
+    this.showDetails();
+    const summary = `paused by ${by ?? 'someone'}: waiting for pgha resume`;
+    if (!(await condition(() => this.pauseRequest === undefined, this.maxPause, { summary }))) {
       throw ApplicationFailure.create({
         type: FailureType.PauseTimedOut,
         nonRetryable: true,
@@ -346,6 +408,7 @@ export class Runbook {
       { key: PgStep, value: s.name },
       { key: PgNode, value: s.node ?? null },
     ]);
+    this.showDetails();
   }
 
   private leave(s: StepProgress): void {
@@ -366,6 +429,7 @@ export class Runbook {
     this.state.result =
       state === 'completed' ? 'succeeded' : state === 'failed' ? failureOutcome(failureType) : state;
     recordOutcome(this.state.result);
+    this.showDetails();
   }
 
   private validateApprove(input: ApproveInput): void {
@@ -403,6 +467,7 @@ export class Runbook {
     }
     const decision = input.decision ?? 'approve';
     g.decision = { decision, approver: input.approver.trim(), reason: input.reason, at: now() };
+    this.noteOperator(g.decision.approver);
     log.info(`approval gate ${g.name}: ${decision} by ${g.decision.approver}`, { reason: input.reason });
     return { gate: g.name, decision, approver: g.decision.approver, at: g.decision.at };
   }

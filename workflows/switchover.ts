@@ -17,13 +17,13 @@
  * Every end is definite: completed with a report, or failed with what was found (the leader
  * still X and nothing changed, or exactly where the cluster stands).
  */
-import { ApplicationFailure, patched, proxyActivities, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, patched, sleep } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { CutoverResult, HandoffPlan, VerifyResult } from '../activities/switchover';
 import { Failures } from '../runbooks/failures';
 import type { InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { at as onNode, summarized } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
 import { Patches } from './patches';
 import { scheduleProblem } from './schedule';
@@ -71,13 +71,13 @@ export interface HandoffReport {
 }
 
 /** Pre-checks and verification: quick reads; a refusal is final. */
-const check = proxyActivities<Activities>(activityOptions.precheck);
+const check = summarized<Activities>('precheck');
 /**
  * The hand-off: one activity polling every 10 ms, heartbeating every second on a ticker. A short
  * heartbeat timeout so that a killed worker is noticed within seconds; the retried attempt looks
  * before it acts and never POSTs twice (activities/switchover/handoff.ts).
  */
-const handoff = proxyActivities<Activities>(activityOptions.handoff);
+const handoff = summarized<Activities>('handoff');
 
 function scheduledMs(at: string | undefined): number | undefined {
   if (at === undefined) return undefined;
@@ -106,13 +106,16 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
   return runbook(
     { cluster: inv.cluster, operation: 'switchover', plan, lock: input.lock ?? true },
     async (rb) => {
-      let p: HandoffPlan = await rb.step('pre-checks', () =>
-        check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
-      );
+      const precheck = (what: string) =>
+        check.switchoverPrecheck(
+          `${what}: cluster ${inv.cluster}${input.candidate ? `, candidate ${onNode(inv, input.candidate)}` : ''}`,
+          { inv, action: 'switchover', candidate: input.candidate },
+        );
+      let p: HandoffPlan = await rb.step('pre-checks', () => precheck('switchover pre-checks'));
       if (at !== undefined) {
         await rb.step('wait until scheduled', async () => {
           const left = at - Date.now();
-          if (left > 0) await sleep(left);
+          if (left > 0) await sleep(left, { summary: `switchover scheduled at ${input.scheduledAt} (--at)` });
           return input.scheduledAt;
         });
       }
@@ -120,9 +123,7 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
       if (at !== undefined || input.approvalTimeout) {
         const first = p;
         // Time passed: the cluster is asked again. An explicit candidate stays; a chosen one may change.
-        p = await rb.step('re-check', () =>
-          check.switchoverPrecheck({ inv, action: 'switchover', candidate: input.candidate }),
-        );
+        p = await rb.step('re-check', () => precheck('switchover re-check'));
         if (p.leader !== first.leader) {
           throw ApplicationFailure.nonRetryable(
             `the leader changed while waiting (was ${first.leader}, now ${p.leader}); nothing was done: start again`,
@@ -131,12 +132,18 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
         }
       }
       const plan2 = p;
-      const cut = await rb.step('hand-off', () => handoff.switchoverCutover({ inv, plan: plan2 }), {
-        node: plan2.candidate,
-      });
-      const verify = await rb.step('verify', () => check.switchoverVerify({ inv, plan: plan2 }), {
-        node: plan2.candidate,
-      });
+      const cut = await rb.step(
+        'hand-off',
+        () => handoff.switchoverCutover(postSummary(plan2), { inv, plan: plan2 }),
+        {
+          node: plan2.candidate,
+        },
+      );
+      const verify = await rb.step(
+        'verify',
+        () => check.switchoverVerify(verifySummary(plan2), { inv, plan: plan2 }),
+        { node: plan2.candidate },
+      );
       return report(plan2, cut, verify);
     },
   );
@@ -151,20 +158,37 @@ export async function failover(input: FailoverInput): Promise<HandoffReport> {
     { cluster: inv.cluster, operation: 'failover', plan: ['pre-checks', 'hand-off', 'verify'] },
     async (rb) => {
       const p = await rb.step('pre-checks', () =>
-        check.switchoverPrecheck({ inv, action: 'failover', candidate: input.candidate, force: input.force }),
+        check.switchoverPrecheck(
+          `failover pre-checks: cluster ${inv.cluster}, candidate ${onNode(inv, input.candidate)}${input.force ? ' (forced)' : ''}`,
+          { inv, action: 'failover', candidate: input.candidate, force: input.force },
+        ),
       );
-      const cut = await rb.step('hand-off', () => handoff.switchoverCutover({ inv, plan: p }), {
-        node: p.candidate,
-      });
+      const cut = await rb.step(
+        'hand-off',
+        () => handoff.switchoverCutover(postSummary(p), { inv, plan: p }),
+        {
+          node: p.candidate,
+        },
+      );
       // A forced failover away from a live leader waits for it to rejoin; a dead one is not waited for.
       const verify = await rb.step(
         'verify',
-        () => check.switchoverVerify({ inv, plan: p, rejoinTimeoutMs: p.leader ? 120_000 : 0 }),
+        () =>
+          check.switchoverVerify(verifySummary(p), { inv, plan: p, rejoinTimeoutMs: p.leader ? 120_000 : 0 }),
         { node: p.candidate },
       );
       return report(p, cut, verify);
     },
   );
+}
+
+/** `POST /switchover pg102 → pg103`: the timeline's summary of the hand-off. */
+function postSummary(p: HandoffPlan): string {
+  return `POST /${p.action} ${p.leader ?? '(no leader)'} → ${p.candidate}`;
+}
+
+function verifySummary(p: HandoffPlan): string {
+  return `${p.candidate} leads on timeline ${p.timeline + 1}${p.leader ? `, ${p.leader} rejoins` : ''}, writes through HAProxy`;
 }
 
 function report(p: HandoffPlan, cut: CutoverResult, verify: VerifyResult): HandoffReport {

@@ -12,6 +12,8 @@ import { register as registerStatus } from './status';
 import { register as registerValidate } from './validate';
 import { register as registerEtcd } from './etcd';
 import * as upgradePatroni from './upgrade-patroni';
+import * as history from './history';
+import * as operatorOption from './operator';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
@@ -29,4 +31,7 @@ export function registerCommands(program: Command): void {
   maintenance.register(program);
   registerEtcd(program);
   upgradePatroni.register(program);
+  history.register(program);
+  // last: gives every command above `--by` (who is acting)
+  operatorOption.register(program);
 }

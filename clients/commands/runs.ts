@@ -6,16 +6,22 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
+import { stringify } from 'yaml';
 import {
   PgCluster,
   PgOperation,
+  PgOperator,
   PgOutcome,
   PgStep,
   approve,
   failureOutcome,
+  operatorAction,
   pause,
   resume,
 } from '../../workflows/messages';
+import type { HandoffReport } from '../../workflows/switchover';
+import { operator } from '../operator';
+import { describeReport } from './switchover';
 import type { RunbookProgress, StepProgress } from '../../workflows/messages';
 import { withClient } from '../connection';
 import { explainBusy, followRunbook, runningOperation } from '../runbook';
@@ -66,6 +72,12 @@ export function progressPrinter(workflowId: string, out: (line: string) => void 
       lastState = 'no-progress';
       return;
     }
+    if (snap.stale && snap.status === 'RUNNING' && lastState !== 'stale') {
+      out(
+        `          ${workflowId}: no worker answers right now (restarting?); showing the last progress seen`,
+      );
+      lastState = 'stale';
+    }
     for (const s of p.steps) {
       const key = stepLine(s);
       if (seen.get(s.name) === key || s.status === 'pending') continue;
@@ -92,7 +104,60 @@ export function progressPrinter(workflowId: string, out: (line: string) => void 
   };
 }
 
-export function progressTable(p: RunbookProgress): string {
+/**
+ * The activity attempts of a run, per step, from its history (the retries the server made inside
+ * one runbook attempt): `{ 'etcd': 'installEtcd ×3' }`. An activity belongs to the step that was
+ * running when it was scheduled.
+ */
+export async function activityRetries(
+  handle: WorkflowHandle,
+  p: RunbookProgress,
+): Promise<Map<string, string>> {
+  const history = await handle.fetchHistory();
+  const scheduled = new Map<string, { type: string; at: number }>();
+  const out = new Map<string, string[]>();
+  for (const e of history.events ?? []) {
+    const id = String(e.eventId ?? '');
+    const at = e.eventTime?.seconds
+      ? Number(e.eventTime.seconds) * 1000 + Math.floor((e.eventTime.nanos ?? 0) / 1e6)
+      : 0;
+    if (e.activityTaskScheduledEventAttributes) {
+      scheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+    }
+    const started = e.activityTaskStartedEventAttributes;
+    if (started && (started.attempt ?? 1) > 1) {
+      const s = scheduled.get(String(started.scheduledEventId ?? ''));
+      if (!s) continue;
+      // The step in flight when it was scheduled: the last one started by then (a step's start is
+      // the workflow task's time, which the scheduling event follows).
+      const step = p.steps
+        .filter((st) => st.startedAt && Date.parse(st.startedAt) <= s.at)
+        .sort((a, b) => Date.parse(b.startedAt!) - Date.parse(a.startedAt!))[0];
+      if (!step) continue;
+      out.set(step.name, [...(out.get(step.name) ?? []), `${s.type} ×${started.attempt}`]);
+    }
+  }
+  return new Map([...out].map(([k, v]) => [k, v.join(', ')]));
+}
+
+/** The result of a run as an operator reads it: the hand-off report, or the result itself as YAML. */
+export function describeResult(result: unknown): string {
+  if (result === undefined || result === null) return '';
+  const r = result as Partial<HandoffReport>;
+  if (
+    typeof r === 'object' &&
+    r.verify &&
+    r.timings &&
+    (r.action === 'switchover' || r.action === 'failover')
+  ) {
+    return describeReport(r as HandoffReport);
+  }
+  const text = stringify(result).trimEnd();
+  const lines = text.split('\n');
+  return lines.length > 80 ? [...lines.slice(0, 80), `… (${lines.length - 80} more lines)`].join('\n') : text;
+}
+
+export function progressTable(p: RunbookProgress, retries: Map<string, string> = new Map()): string {
   const t = new Table({
     style: { head: [], border: [] },
     head: ['step', 'status', 'node', 'started', 'ended', 'attempt', 'detail'],
@@ -104,7 +169,7 @@ export function progressTable(p: RunbookProgress): string {
       s.node ?? '',
       time(s.startedAt),
       time(s.endedAt),
-      s.attempt || '',
+      `${s.attempt || ''}${retries.has(s.name) ? ` (${retries.get(s.name)})` : ''}`,
       [
         s.error,
         s.decision && `${s.decision.decision} by ${s.decision.approver}`,
@@ -130,6 +195,8 @@ export async function watchRun(
   client: Client,
   handle: WorkflowHandle,
   timeoutMs?: number,
+  /** The status that counts as success (exit 0): COMPLETED, or CANCELLED after `pgha cancel`. */
+  success: 'COMPLETED' | 'CANCELLED' = 'COMPLETED',
 ): Promise<RunbookOutcome> {
   // Once the runbook says it failed, what the printer would say is held until we know whether it
   // was a refusal (then dropped) or a failure (then printed as before).
@@ -151,9 +218,18 @@ export async function watchRun(
     return o;
   }
   for (const line of held) console.log(line);
-  if (o.progress) console.log(progressTable(o.progress));
+  if (o.progress) {
+    const retries = await activityRetries(handle, o.progress).catch(() => new Map<string, string>());
+    console.log(progressTable(o.progress, retries));
+  }
   if (o.status === 'COMPLETED') {
     console.log(`${handle.workflowId}: completed`);
+    const report = describeResult(o.result);
+    if (report) console.log(report);
+  } else if (o.status === success) {
+    console.log(
+      `${handle.workflowId}: ${o.status.toLowerCase()}${o.progress?.outcome ? ` — ${o.progress.outcome}` : ''}`,
+    );
   } else {
     const busy = o.progress ? await explainBusy(client, o.progress.cluster, o) : undefined;
     console.log(
@@ -177,14 +253,26 @@ export function register(program: Command): void {
         if (!o.all) where.push(`ExecutionStatus = 'Running'`);
         const t = new Table({
           style: { head: [], border: [] },
-          head: ['workflow id', 'cluster', 'operation', 'status', 'outcome', 'step', 'started'],
+          head: [
+            'workflow id',
+            'run id',
+            'cluster',
+            'operation',
+            'by',
+            'status',
+            'outcome',
+            'step',
+            'started',
+          ],
         });
         let n = 0;
         for await (const wf of client.workflow.list({ query: where.join(' AND ') })) {
           t.push([
             wf.workflowId,
+            wf.runId,
             wf.typedSearchAttributes.get(PgCluster) ?? '',
             wf.typedSearchAttributes.get(PgOperation) ?? '',
+            (wf.typedSearchAttributes.get(PgOperator) ?? []).join(', '),
             wf.status.name,
             // succeeded | refused | failed | ... (runs from before PgOutcome existed: empty)
             wf.typedSearchAttributes.get(PgOutcome) ?? '',
@@ -251,7 +339,7 @@ export function register(program: Command): void {
     .action((id: string | undefined, o: Target & { by?: string; reason?: string }) =>
       withClient(async (client) => {
         const h = await resolveRun(client, id, o);
-        await h.signal(pause, { by: o.by, reason: o.reason });
+        await h.signal(pause, { by: o.by ?? operator(), reason: o.reason });
         console.log(
           `${h.workflowId}: pause requested; it stops before its next step (pgha resume ${h.workflowId})`,
         );
@@ -266,7 +354,7 @@ export function register(program: Command): void {
     .action((id: string | undefined, o: Target & { by?: string }) =>
       withClient(async (client) => {
         const h = await resolveRun(client, id, o);
-        await h.signal(resume, { by: o.by });
+        await h.signal(resume, { by: o.by ?? operator() });
         console.log(`${h.workflowId}: resumed`);
       }),
     );
@@ -275,15 +363,19 @@ export function register(program: Command): void {
     .command('cancel [workflowId]')
     .description('cancel a run: the step in flight is cancelled, then its compensations run in reverse')
     .option('--cluster <name>', 'the operation running on this cluster')
-    .option('--watch', 'follow the compensations until the run ends')
-    .action((id: string | undefined, o: Target & { watch?: boolean }) =>
+    .option('--watch', 'follow the compensations until the run ends (exit 0 once it ends cancelled)')
+    .option('--by <name>', 'who cancels (recorded in the run; default $PGHA_OPERATOR or the OS user)')
+    .option('--reason <text>', 'why (recorded)')
+    .action((id: string | undefined, o: Target & { watch?: boolean; by?: string; reason?: string }) =>
       withClient(async (client) => {
         const h = await resolveRun(client, id, o);
+        // Who cancels, for PgOperator (a cancel request carries only the client identity).
+        await h.signal(operatorAction, { by: o.by ?? operator(), action: 'cancel', reason: o.reason });
         await h.cancel();
         console.log(
           `${h.workflowId}: cancellation requested; compensations run next (pgha watch ${h.workflowId})`,
         );
-        if (o.watch) await watchRun(client, h);
+        if (o.watch) await watchRun(client, h, undefined, 'CANCELLED');
       }),
     );
 }

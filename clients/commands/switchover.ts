@@ -37,8 +37,7 @@ async function finish(
   client: Parameters<Parameters<typeof withClient>[0]>[0],
   handle: Awaited<ReturnType<typeof startRunbook>>,
 ) {
-  const o = await watchRun(client, handle);
-  if (o.status === 'COMPLETED') console.log(describeReport((await handle.result()) as HandoffReport));
+  await watchRun(client, handle); // prints the report (describeReport) when it completes
 }
 
 export function register(program: Command): void {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { searchAttributeNames } from '../../temporal.config';
 import { freePort, repoRoot } from '../helpers/local-common';
 
@@ -46,6 +47,11 @@ void test('npm run server: background start, search attributes, Web UI, status, 
     const attrs = await conn.operatorService.listSearchAttributes({ namespace: 'default' });
     for (const name of searchAttributeNames)
       assert.ok(name in (attrs.customAttributes ?? {}), `${name} registered`);
+    assert.equal(
+      attrs.customAttributes?.PgOperator,
+      temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+      'PgOperator holds every operator who acted: a KeywordList',
+    );
     assert.equal((await fetch(`http://127.0.0.1:${uiPort}/`)).status, 200, 'the Web UI answers');
 
     // A run with no worker stays Running: it must still be there after a restart.
