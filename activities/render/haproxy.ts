@@ -151,7 +151,7 @@ export const WRITE_HEADROOM = 10;
  * The write frontend and backend: the hold of new connections while no write server is usable
  * (activities/render/haproxy-hold.ts), and a per-server maxconn with a queue.
  */
-function writeSections(inv: Inventory): string[] {
+export function haproxyWriteSections(inv: Inventory): string[] {
   const p = inv.ports;
   const hold = writeHoldMs(inv);
   const m = writeServerMaxconn(inv);
@@ -200,7 +200,7 @@ export function renderHaproxyCfg(inv: Inventory, secrets: ClusterSecrets): Rende
     `${G}stats refresh 10s`,
     `${G}stats auth ${haproxyWord(`${inv.haproxy.statsUser}:${secrets.haproxyStatsPassword}`)}`,
     '',
-    ...writeSections(inv),
+    ...haproxyWriteSections(inv),
     '',
     `# Read-only: the members whose Patroni answers 200 on /replica, round-robin`,
     'frontend postgres_read',
