@@ -167,7 +167,7 @@ export function haproxyWriteSections(inv: Inventory): string[] {
     `${G}# While no write server is usable (a hand-off: the old leader and the candidate drained until`,
     `${G}# pgha admits the new leader; a failover's election) a NEW connection waits, in ${HAPROXY_HOLD_STEP_MS} ms steps, up`,
     `${G}# to ${hold} ms (haproxy.writeHold ${inv.haproxy.writeHold}), then goes on. The Lua action can only wait under an`,
-    `${G}# inspect-delay, a second above the bound`,
+    `${G}# inspect-delay, half a second above the bound`,
     `${G}tcp-request inspect-delay ${holdInspectDelayMs(inv)}ms`,
     `${G}tcp-request content lua.${HAPROXY_HOLD_ACTION} ${HAPROXY_WRITE_BACKEND} ${hold}`,
     `${G}default_backend ${HAPROXY_WRITE_BACKEND}`,

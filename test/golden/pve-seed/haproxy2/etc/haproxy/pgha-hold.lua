@@ -2,7 +2,7 @@
 -- Rendered by pgha from the inventory of cluster "pve-seed". Do not edit: re-render instead.
 --
 -- haproxy.cfg, write frontend:
---   tcp-request inspect-delay <bound + 1s>
+--   tcp-request inspect-delay <bound + 500ms>
 --   tcp-request content lua.pgha_hold_write <backend> <bound ms>
 -- While nbsrv(<backend>) is 0 the connection waits, in 10 ms steps, at most <bound ms>;
 -- then it goes on: to the server that became usable, or (none within the bound) to the empty
