@@ -101,7 +101,9 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
       primaryOk ? Promise.resolve(true) : primary200(c.deps, c.inv, c.cand, 500),
       c.oldSql && !oldCut ? c.oldSql.inRecovery() : Promise.resolve(null),
     ]);
-    if (c.oldSql && !oldCut && oldRec !== false) await cutOld();
+    // A probe that failed means the old leader stopped — unless Patroni has refused meanwhile (then
+    // it did not stop: a slow probe on a loaded machine must not cut its live sessions).
+    if (c.oldSql && !oldCut && oldRec !== false && !(post && finalAnswer(post.answer))) await cutOld();
     if (candPrimary && !primaryOk) {
       primaryOk = true;
       timings.candidatePrimary200Ms = Date.now() - t0;
