@@ -236,7 +236,9 @@ void test(
   { skip, timeout: 300_000 },
   async () => {
     const from = await leader();
-    const maxConnections = Number((await one<{ m: string }>(ip(from), 'show max_connections')).m);
+    const maxConnections = Number(
+      (await one<{ m: string }>(ip(from), "select current_setting('max_connections') as m")).m,
+    );
     const plan = await sw.switchoverPrecheck({ inv, action: 'switchover', candidate: undefined });
     // Connection counts sampled directly on every member (one kept connection each).
     const peak: Record<string, number> = {};
