@@ -9,9 +9,13 @@
  *   naive  the seed's file with checks on GET /primary, inter 1s fall 2 rise 1; plain POST /switchover;
  *   pghacfg pgha's rendered HAProxy files (haproxy.cfg, its unit, the server-state file) + a plain
  *          POST /switchover and no orchestration: what the config alone gives;
+ *   pghanohold pgha's rendered files with the write frontend's hold taken out (its tcp-request
+ *          lines) + the runbook's activities: the same hand-off, new connections refused while no
+ *          write server is usable (the comparison for the hold);
  *   pgha   pgha's rendered haproxy.cfg + the switchover runbook's activities (pre-check, the hand-off
- *          that routes HAProxy the instant the candidate accepts writes, verification) — the same
- *          code the workflow runs, called in-process.
+ *          that drains the old leader and the candidate just before the POST, so HAProxy holds new
+ *          write connections, and routes HAProxy the instant the candidate accepts writes,
+ *          verification) — the same code the workflow runs, called in-process.
  *
  * A writer commits one row per transaction through HAProxy's write port at BENCH_RATE (default 250/s)
  * with increasing ids on one kept connection, reconnecting at once after any error. Per switchover:
@@ -25,6 +29,8 @@
  * its first seconds included) to the end of its last switchover.
  * BENCH_N switchovers per config (default 5, at least 5), targets rotating over the replicas.
  * pgha's HAProxy files are restored at the end, whatever happened. Every wait is bounded.
+ * The writer's connect timeout is haproxy.writeHold + 2 s (what README "What clients must know"
+ * asks of clients); every connect is timed: max_connect_wait_ms is the longest one of the pgha series.
  */
 import { Client } from 'pg';
 import { Agent, request } from 'undici';
@@ -36,7 +42,7 @@ import type { PatroniClusterJson } from '../activities/patroni';
 import { createPostgresActivities } from '../activities/postgres';
 import { createProxmoxFactory } from '../activities/proxmox';
 import type { ProxmoxHost } from '../activities/proxmox';
-import { HAPROXY_CFG_PATH, renderNodeFiles, renderSeedHaproxy } from '../activities/render';
+import { HAPROXY_CFG_PATH, renderNodeFiles, renderSeedHaproxy, writeHoldMs } from '../activities/render';
 import type { RenderedFile } from '../activities/render';
 import { createSwitchoverActivities } from '../activities/switchover';
 import { readLabInventory } from '../lab/inventory';
@@ -49,9 +55,9 @@ const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/cluster
 const N = Math.max(5, Number(process.env.BENCH_N ?? 5));
 const RATE = Math.max(200, Number(process.env.BENCH_RATE ?? 250));
 const STEADY_MS = 30_000;
-const CONFIGS = ['seed', 'naive', 'pghacfg', 'pgha'] as const;
+const CONFIGS = ['seed', 'naive', 'pghacfg', 'pghanohold', 'pgha'] as const;
 type Config = (typeof CONFIGS)[number];
-/** BENCH_ONLY=pgha (comma-separated) runs only those series (for investigating; the summary needs all four). */
+/** BENCH_ONLY=pgha (comma-separated) runs only those series (for investigating; the summary needs all five). */
 const ONLY = (process.env.BENCH_ONLY ?? CONFIGS.join(',')).split(',');
 const DEBUG = process.env.BENCH_DEBUG === '1';
 
@@ -63,6 +69,8 @@ interface Attempt {
   server?: string;
   replica?: boolean;
   error?: string;
+  /** How long this attempt's new connection took to be established (ms), when it made one. */
+  connectMs?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -106,6 +114,7 @@ class Writer {
   constructor(
     private readonly cfg: { host: string; port: number; user: string; password: string },
     private readonly idBase: number,
+    private readonly connectTimeoutMs: number,
   ) {
     this.nextId = idBase;
   }
@@ -113,7 +122,7 @@ class Writer {
     const c = new Client({
       ...this.cfg,
       database: 'postgres',
-      connectionTimeoutMillis: 2000,
+      connectionTimeoutMillis: this.connectTimeoutMs,
       query_timeout: 2000,
       application_name: 'pgha-bench-writer',
     });
@@ -129,13 +138,21 @@ class Writer {
       while (this.running) {
         const id = this.nextId++;
         const start = Date.now();
+        let connectMs: number | undefined;
         try {
-          this.client ??= await this.connect();
+          if (!this.client) {
+            const c0 = Date.now();
+            try {
+              this.client = await this.connect();
+            } finally {
+              connectMs = Date.now() - c0;
+            }
+          }
           const r = await this.client.query<{ addr: string }>(
             'insert into pgha_bench (id) values ($1) returning host(inet_server_addr()) as addr',
             [id],
           );
-          this.attempts.push({ id, start, end: Date.now(), ok: true, server: r.rows[0]!.addr });
+          this.attempts.push({ id, start, end: Date.now(), ok: true, server: r.rows[0]!.addr, connectMs });
         } catch (err) {
           const e = err as { code?: string; message?: string };
           this.attempts.push({
@@ -145,6 +162,7 @@ class Writer {
             ok: false,
             replica: e.code === '25006',
             error: `${e.code ?? ''} ${e.message ?? ''}`.trim(),
+            connectMs,
           });
           const c = this.client;
           this.client = undefined;
@@ -176,6 +194,8 @@ interface Sample {
   to: string;
   gapMs: number;
   failed: number;
+  /** The longest connect of the window (ms). */
+  maxConnectMs: number;
   toReplica: number;
   lastOldMs: number | null;
   primary200Ms: number | null;
@@ -273,6 +293,12 @@ async function main() {
   const seedCfg = renderSeedHaproxy(inv);
   const cfgOf = (c: Config, h: Inventory['nodes']['haproxy'][number]): RenderedFile[] => {
     if (c === 'pgha' || c === 'pghacfg') return pghaFiles(h);
+    if (c === 'pghanohold')
+      return pghaFiles(h).map((f) =>
+        f.path === HAPROXY_CFG_PATH
+          ? { ...f, content: f.content.replace(/^ *tcp-request (inspect-delay|content lua\.).*\n/gm, '') }
+          : f,
+      );
     const content =
       c === 'seed'
         ? seedCfg.content
@@ -313,7 +339,7 @@ async function main() {
   };
   const samples: Sample[] = [];
   let lost = 0;
-  const misrouted: Record<Config, number> = { seed: 0, naive: 0, pghacfg: 0, pgha: 0 };
+  const misrouted: Record<Config, number> = { seed: 0, naive: 0, pghacfg: 0, pghanohold: 0, pgha: 0 };
   let idBase = 1;
 
   // Fresh table on the leader.
@@ -381,7 +407,11 @@ async function main() {
 
   const series = async (config: Config) => {
     // The writer runs while the config is installed: HAProxy's first seconds count like any other.
-    const writer = new Writer({ host: hp.ip, port: inv.ports.haproxyWrite, user, password }, idBase);
+    const writer = new Writer(
+      { host: hp.ip, port: inv.ports.haproxyWrite, user, password },
+      idBase,
+      writeHoldMs(inv) + 2000,
+    );
     writer.start();
     let leader = await install(config);
     await sleep(2000);
@@ -420,7 +450,7 @@ async function main() {
       const watch = watchCandidate(to);
       const before = writer.attempts.length;
       let postAt: number;
-      if (config === 'pgha') {
+      if (config === 'pgha' || config === 'pghanohold') {
         const plan = await sw.switchoverPrecheck({ inv, action: 'switchover', candidate: to });
         const cut = await sw.switchoverCutover({ inv, plan });
         postAt = cut.timings.postedAt!;
@@ -467,6 +497,7 @@ async function main() {
         to,
         gapMs: gap,
         failed: win.filter((a) => !a.ok).length,
+        maxConnectMs: Math.max(0, ...win.map((a) => a.connectMs ?? 0)),
         toReplica: win.filter((a) => a.replica).length,
         lastOldMs: rel(lastOld?.end),
         primary200Ms: rel(watch.seen.primary200),
@@ -488,7 +519,7 @@ async function main() {
       say(
         `${config} ${i}/${N} ${from}→${to}: gap ${s.gapMs} ms, failed ${s.failed}, reached a replica ${s.toReplica}; ` +
           `POST → last commit on old ${s.lastOldMs} ms → ${to} /primary 200 ${s.primary200Ms} ms → first commit on new ${s.firstNewMs} ms; ` +
-          `writable ${s.writableMs} ms, routing lag ${s.routingLagMs} ms`,
+          `writable ${s.writableMs} ms, routing lag ${s.routingLagMs} ms; longest connect ${s.maxConnectMs} ms`,
       );
       await sleep(1000);
     }
@@ -548,7 +579,9 @@ async function main() {
     `switchover_gap_ms median_pgha=${median(by('pgha').map((x) => x.gapMs))} median_naive=${median(by('naive').map((x) => x.gapMs))} ` +
       `median_seed=${median(by('seed').map((x) => x.gapMs))} routing_lag_pgha=${median(num(by('pgha').map((x) => x.routingLagMs)))} ` +
       `misrouted_pgha=${misrouted.pgha} misrouted_seed=${misrouted.seed} lost=${lost} ` +
-      `median_pghacfg=${median(by('pghacfg').map((x) => x.gapMs))} misrouted_pghacfg=${misrouted.pghacfg}`,
+      `median_pghacfg=${median(by('pghacfg').map((x) => x.gapMs))} misrouted_pghacfg=${misrouted.pghacfg} ` +
+      `median_pghanohold=${median(by('pghanohold').map((x) => x.gapMs))} failed_pghanohold=${by('pghanohold').reduce((a, x) => a + x.failed, 0)} ` +
+      `failed_pgha=${by('pgha').reduce((a, x) => a + x.failed, 0)} max_connect_wait_ms=${Math.max(0, ...by('pgha').map((x) => x.maxConnectMs))}`,
   );
 }
 

@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { crossCheck, controlCharIssues, ROLES } from './checks';
 import {
   binDirProblem,
+  durationMs,
   durationProblem,
   encodingProblem,
   pathProblem,
@@ -148,6 +149,32 @@ const duration = (what: string, dflt: string) => {
     ),
     { expected, example: dflt },
   ).default(dflt);
+};
+
+/** The longest hold the write frontend may put on a new connection (runbooks/README.md, "What clients must know"). */
+export const WRITE_HOLD_MAX_MS = 60_000;
+
+/**
+ * haproxy.writeHold: how long HAProxy's write frontend holds a NEW connection while no write
+ * server is usable (a switchover's or failover's hand-off) before it lets it go on (and fail).
+ */
+const holdDuration = () => {
+  const expected = `a duration with a unit from 100ms to ${WRITE_HOLD_MAX_MS / 1000}s (how long HAProxy holds a new write connection while no leader is routable)`;
+  return help(
+    grammar(
+      z.string().regex(DURATION, { message: expected }),
+      (v) => {
+        const ms = durationMs(v);
+        if (ms === undefined) return undefined;
+        return ms < 100 || ms > WRITE_HOLD_MAX_MS
+          ? `${ms} ms, outside 100ms-${WRITE_HOLD_MAX_MS / 1000}s`
+          : undefined;
+      },
+      expected,
+      'write a bound above the hand-off (a switchover takes ~1.5 s), like 5s',
+    ),
+    { expected, example: '5s' },
+  ).default('5s');
 };
 
 /**
@@ -409,6 +436,11 @@ const HaproxySchema = z.strictObject({
     expected: 'maximum connections per frontend',
     example: '1000',
   }).default(1000),
+  writeHold: holdDuration(),
+  writeQueue: duration(
+    'timeout queue of the write backend: how long a connection waits for a free PostgreSQL slot',
+    '30s',
+  ),
 });
 
 const SecretsSchema = z.strictObject({

@@ -1,6 +1,6 @@
 /** HAProxy on one node: package, haproxy.cfg (checked before it goes live), started or reloaded. */
 import type { Inventory } from '../../runbooks/schema';
-import { HAPROXY_CFG_PATH } from '../render';
+import { HAPROXY_CFG_PATH, HAPROXY_HOLD_LUA_PATH } from '../render';
 import { markCluster, nodeCt, renderFor } from './context';
 import { ensureDebs, runOnlineRecipe } from './packages';
 import { ensureService } from './service';
@@ -10,6 +10,18 @@ import type { NodeChange, NodeDeps } from './types';
 
 /** `haproxy -c` on a configuration file: exits non-zero, saying why, when HAProxy would refuse it. */
 export const haproxyCheck = (path: string) => ['haproxy', '-c', '-f', path];
+
+/**
+ * `haproxy -c` on a Lua file alone: a config of one `lua-load` line (in a temporary file) — exit 2
+ * ("no listener") means the file loaded; a Lua error exits 1, saying where.
+ */
+export const haproxyLuaCheck = (path: string) => [
+  'sh',
+  '-c',
+  'f=$(mktemp) || exit 1; printf "global\\n    lua-load %s\\n" "$1" > "$f"; haproxy -c -f "$f"; r=$?; rm -f "$f"; [ $r -eq 2 ] && r=0; exit $r',
+  'pgha-lua-check',
+  path,
+];
 
 export async function installHaproxy(
   deps: NodeDeps,
@@ -23,7 +35,10 @@ export async function installHaproxy(
       ? await ensureDebs(ct, inv.install.haproxy.dir, ['haproxy'])
       : await runOnlineRecipe(ct, inv, 'haproxy');
   const rendered = await renderFor(inv, 'haproxy', node);
-  const files = await ensureFiles(ct, rendered, { [HAPROXY_CFG_PATH]: haproxyCheck });
+  const files = await ensureFiles(ct, rendered, {
+    [HAPROXY_HOLD_LUA_PATH]: haproxyLuaCheck,
+    [HAPROXY_CFG_PATH]: haproxyCheck,
+  });
   await deps.afterFiles?.({ node: hostname, service: SERVICE.haproxy });
   const services = await ensureService(ct, {
     unit: SERVICE.haproxy,

@@ -27,6 +27,13 @@
  */
 import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
 import { header, type RenderedFile } from './files';
+import {
+  HAPROXY_HOLD_ACTION,
+  HAPROXY_HOLD_LUA_PATH,
+  HAPROXY_HOLD_STEP_MS,
+  holdInspectDelayMs,
+  writeHoldMs,
+} from './haproxy-hold';
 
 export const HAPROXY_CFG_PATH = '/etc/haproxy/haproxy.cfg';
 export const HAPROXY_UNIT_PATH = '/etc/systemd/system/haproxy.service';
@@ -89,7 +96,13 @@ function globalAndDefaults(inv: Inventory): string[] {
   ];
 }
 
-function backend(inv: Inventory, name: string, endpoint: '/primary' | '/replica', balance: string): string[] {
+function backend(
+  inv: Inventory,
+  name: string,
+  endpoint: '/primary' | '/replica',
+  balance: string,
+  extra: string[] = [],
+): string[] {
   const h = inv.haproxy;
   return [
     `backend ${name}`,
@@ -97,10 +110,74 @@ function backend(inv: Inventory, name: string, endpoint: '/primary' | '/replica'
     `${G}option httpchk GET ${endpoint}`,
     `${G}http-check expect status 200`,
     `${G}default-server inter ${h.checkInter} fastinter ${h.fastInter} downinter ${h.downInter} fall ${h.fall} rise ${h.rise} on-marked-down shutdown-sessions`,
+    ...extra,
     ...inv.nodes.postgres.map(
       (n) =>
         `${G}server ${n.hostname} ${n.ip}:${inv.ports.postgresql} check port ${inv.ports.patroniRestApi}`,
     ),
+  ];
+}
+
+/**
+ * How many connections one HAProxy node lets reach one PostgreSQL server through the write backend:
+ * PostgreSQL's max_connections (100 unless the inventory sets it), less its reserved slots
+ * (superuser_reserved_connections, 3; reserved_connections, 0) and {@link WRITE_HEADROOM} for
+ * Patroni, pgha and an operator connecting directly, shared by every HAProxy node. Beyond it a
+ * connection waits in the backend's queue (haproxy.writeQueue) instead of being refused by
+ * PostgreSQL ("too many clients") — the release of held connections after a hand-off included.
+ */
+export function writeServerMaxconn(inv: Inventory): {
+  maxconn: number;
+  maxConnections: number;
+  reserved: number;
+  nodes: number;
+} {
+  const param = (k: string, dflt: number) => {
+    const v = inv.postgresql.parameters[k];
+    const n = v === undefined ? dflt : Number(v);
+    return Number.isFinite(n) ? n : dflt;
+  };
+  const maxConnections = param('max_connections', 100);
+  const reserved = param('superuser_reserved_connections', 3) + param('reserved_connections', 0);
+  const nodes = Math.max(1, inv.nodes.haproxy.length);
+  const maxconn = Math.max(1, Math.floor((maxConnections - reserved - WRITE_HEADROOM) / nodes));
+  return { maxconn, maxConnections, reserved, nodes };
+}
+
+/** PostgreSQL connections kept free of HAProxy's write traffic: Patroni's own, pgha's probes, a DBA. */
+export const WRITE_HEADROOM = 10;
+
+/**
+ * The write frontend and backend: the hold of new connections while no write server is usable
+ * (activities/render/haproxy-hold.ts), and a per-server maxconn with a queue.
+ */
+export function haproxyWriteSections(inv: Inventory): string[] {
+  const p = inv.ports;
+  const hold = writeHoldMs(inv);
+  const m = writeServerMaxconn(inv);
+  return [
+    `# Lua action of the write frontend: the hold of new write connections`,
+    'global',
+    `${G}lua-load ${HAPROXY_HOLD_LUA_PATH}`,
+    '',
+    `# Read-write: only the member whose Patroni answers 200 on /primary (the leader)`,
+    'frontend postgres_write',
+    `${G}bind *:${p.haproxyWrite}`,
+    `${G}maxconn ${inv.haproxy.maxconn}`,
+    `${G}# While no write server is usable (a hand-off: the old leader and the candidate drained until`,
+    `${G}# pgha admits the new leader; a failover's election) a NEW connection waits, in ${HAPROXY_HOLD_STEP_MS} ms steps, up`,
+    `${G}# to ${hold} ms (haproxy.writeHold ${inv.haproxy.writeHold}), then goes on. The Lua action can only wait under an`,
+    `${G}# inspect-delay, half a second above the bound`,
+    `${G}tcp-request inspect-delay ${holdInspectDelayMs(inv)}ms`,
+    `${G}tcp-request content lua.${HAPROXY_HOLD_ACTION} ${HAPROXY_WRITE_BACKEND} ${hold}`,
+    `${G}default_backend ${HAPROXY_WRITE_BACKEND}`,
+    '',
+    ...backend(inv, HAPROXY_WRITE_BACKEND, '/primary', 'first', [
+      `${G}# At most ${m.maxconn} connections from this node to a server: max_connections ${m.maxConnections} - ${m.reserved} reserved`,
+      `${G}# - ${WRITE_HEADROOM} for Patroni/pgha, shared by ${m.nodes} HAProxy node(s); more wait in the queue (haproxy.writeQueue)`,
+      `${G}default-server maxconn ${m.maxconn}`,
+      `${G}timeout queue ${inv.haproxy.writeQueue}`,
+    ]),
   ];
 }
 
@@ -123,13 +200,7 @@ export function renderHaproxyCfg(inv: Inventory, secrets: ClusterSecrets): Rende
     `${G}stats refresh 10s`,
     `${G}stats auth ${haproxyWord(`${inv.haproxy.statsUser}:${secrets.haproxyStatsPassword}`)}`,
     '',
-    `# Read-write: only the member whose Patroni answers 200 on /primary (the leader)`,
-    'frontend postgres_write',
-    `${G}bind *:${p.haproxyWrite}`,
-    `${G}maxconn ${inv.haproxy.maxconn}`,
-    `${G}default_backend ${HAPROXY_WRITE_BACKEND}`,
-    '',
-    ...backend(inv, HAPROXY_WRITE_BACKEND, '/primary', 'first'),
+    ...haproxyWriteSections(inv),
     '',
     `# Read-only: the members whose Patroni answers 200 on /replica, round-robin`,
     'frontend postgres_read',

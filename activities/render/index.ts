@@ -6,11 +6,13 @@ import type { ClusterSecrets, Inventory, Node, Role } from '../../runbooks/schem
 import { renderEtcdConf, renderEtcdUnit } from './etcd';
 import type { RenderedFile } from './files';
 import { renderHaproxyCfg, renderHaproxyStateDown, renderHaproxyUnit } from './haproxy';
+import { renderHaproxyHoldLua } from './haproxy-hold';
 import { renderPatroniUnit, renderPatroniYml, renderPgpass } from './patroni';
 
 export * from './etcd';
 export * from './files';
 export * from './haproxy';
+export * from './haproxy-hold';
 export * from './install';
 export * from './patroni';
 
@@ -27,7 +29,12 @@ export function renderNodeFiles(
     case 'postgres':
       return [renderPatroniYml(inv, node, secrets), renderPgpass(inv, secrets), renderPatroniUnit(inv)];
     case 'haproxy':
-      return [renderHaproxyCfg(inv, secrets), renderHaproxyStateDown(inv), renderHaproxyUnit(inv)];
+      return [
+        renderHaproxyHoldLua(inv),
+        renderHaproxyCfg(inv, secrets),
+        renderHaproxyStateDown(inv),
+        renderHaproxyUnit(inv),
+      ];
   }
 }
 

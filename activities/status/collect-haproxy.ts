@@ -17,6 +17,8 @@ export async function collectHaproxy(
         const rows = await h.haproxyShowStat({ node });
         return {
           name: node.name,
+          vmid: node.vmid,
+          socket: node.socket,
           reachable: true,
           servers: rows.map((r) => ({
             backend: r.backend,

@@ -5,7 +5,8 @@
  * One function per part of the cluster; each adds its reasons to `down` or `degraded`.
  */
 import { patroniSupportWarning, pgMajorOf } from '../../runbooks/patroni-versions';
-import type { ClusterStatus, PatroniMemberStatus } from './types';
+import { readyFix } from './common';
+import type { ClusterStatus, HaproxyNodeStatus, PatroniMemberStatus } from './types';
 
 type Status = Omit<ClusterStatus, 'verdict'>;
 interface Reasons {
@@ -170,6 +171,29 @@ function judgeHaproxy(s: Status, r: Reasons): void {
     }
     const backends = [...new Set(n.servers.filter((x) => names.has(x.server)).map((x) => x.backend))];
     for (const b of backends) judgeBackend(s, n.name, n.servers, b, r);
+    judgeDrained(s, n, r);
+  }
+}
+
+/**
+ * A write-backend server left drained (or in maintenance): the hand-off drains the old leader and
+ * the candidate only for the seconds of a switchover, so one seen here is an alarm unless a
+ * runbook is running on the cluster (`pgha runs`). A drained leader takes no new connection: new
+ * writes are held for haproxy.writeHold, then refused.
+ */
+function judgeDrained(s: Status, n: HaproxyNodeStatus, r: Reasons): void {
+  if (!s.haproxy.asked || !s.haproxy.writeBackend) return;
+  const leader = s.patroni.leader;
+  for (const x of n.servers) {
+    if (x.backend !== s.haproxy.writeBackend || (x.state !== 'DRAIN' && x.state !== 'MAINT')) continue;
+    const fix = readyFix({ name: n.name, vmid: n.vmid, socket: n.socket }, x.backend, x.server);
+    const what =
+      x.server === leader
+        ? `leader ${x.server} drained, no switchover in progress? New writes through HAProxy ${n.name} are held, then refused`
+        : `${x.server} left ${x.state === 'DRAIN' ? 'drained' : 'in maintenance'} in HAProxy ${n.name}'s write backend ${x.backend}`;
+    (x.server === leader ? r.down : r.degraded).push(
+      `${what} (unless a runbook is running on the cluster: pgha runs). Fix: ${fix}`,
+    );
   }
 }
 

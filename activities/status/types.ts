@@ -75,6 +75,9 @@ export interface HaproxyServerStatus {
 
 export interface HaproxyNodeStatus {
   name: string;
+  /** Its CT and admin socket, for the commands a report suggests. */
+  vmid?: number;
+  socket?: string;
   reachable: boolean;
   servers: HaproxyServerStatus[];
   error?: string;

@@ -57,6 +57,8 @@ interface Loop {
   /** The loop ends at t0 + boundMs at the latest. */
   boundMs: number;
   setPhase(p: string): void;
+  /** Set once {@link release} ran: the drains are undone. */
+  released?: boolean;
 }
 
 interface Followed {
@@ -99,7 +101,9 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
       primaryOk ? Promise.resolve(true) : primary200(c.deps, c.inv, c.cand, 500),
       c.oldSql && !oldCut ? c.oldSql.inRecovery() : Promise.resolve(null),
     ]);
-    if (c.oldSql && !oldCut && oldRec !== false) await cutOld();
+    // A probe that failed means the old leader stopped — unless Patroni has refused meanwhile (then
+    // it did not stop: a slow probe on a loaded machine must not cut its live sessions).
+    if (c.oldSql && !oldCut && oldRec !== false && !(post && finalAnswer(post.answer))) await cutOld();
     if (candPrimary && !primaryOk) {
       primaryOk = true;
       timings.candidatePrimary200Ms = Date.now() - t0;
@@ -124,6 +128,7 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
  * now, DOWN until its checks say otherwise for the other.
  */
 async function release(c: Loop, seen: LeaderNow): Promise<void> {
+  c.released = true;
   for (const name of [c.old, c.cand]) {
     if (!name) continue;
     const health = seen.leader === name ? 'up' : 'down';
@@ -280,6 +285,12 @@ async function watchEarlier(
   },
 ): Promise<CutoverResult | string> {
   const { plan, prior, now } = w;
+  // An earlier attempt that died between its pre-POST drain and the POST left the old leader
+  // drained: while it still leads, writable, new connections would be held and then refused.
+  // Undo that first (the candidate stays drained until it is admitted or released).
+  if (!prior.posted && c.old && now.leader === c.old && (await c.oldSql?.inRecovery()) === false) {
+    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${c.old} state ready`);
+  }
   c.setPhase(`watching the hand-off to ${c.cand} an earlier attempt may have requested`);
   const t0 = Date.now();
   // Found under way: watched to the bound. Nothing seen yet: a bounded look (a failover's POST may
@@ -330,7 +341,6 @@ async function postOnce(
   c: Loop,
   o: { plan: HandoffPlan; attempt: number; resumed?: string; live: { on: boolean } },
 ): Promise<CutoverResult> {
-  const { plan } = o;
   const { deps, inv, cand, old } = c;
   await c.candSql.inRecovery();
   if (c.oldSql && (await c.oldSql.inRecovery()) !== false) {
@@ -344,7 +354,36 @@ async function postOnce(
   // moment its /primary answers 200, 100-300 ms before its PostgreSQL leaves recovery, and writes
   // would reach a read-only server (2 in a benchmark run, to the first server of the backend).
   // Drained, it takes no new connection whatever its checks say; admitLeader lets it in.
-  await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} state drain`);
+  // The old leader is drained too: its live sessions go on until it stops, but from here the write
+  // backend has no usable server, so HAProxy's write frontend HOLDS every new connection (the Lua
+  // action of render/haproxy-hold.ts, bounded by haproxy.writeHold) until admitLeader lets them go
+  // to the new leader, instead of sending them to a PostgreSQL that is shutting down. Every path
+  // below that does not route the candidate undoes both (release), a thrown error included; a
+  // worker killed from here on leaves it to the retried attempt (watchEarlier) and to
+  // switchoverVerify / pgha status, which flag a server left drained.
+  try {
+    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${cand} state drain`);
+    if (old) await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${old} state drain`);
+    deps.afterDrain?.();
+    return await postAndFollow(c, o, signal);
+  } catch (err) {
+    if (!c.released) {
+      const seen = await leaderNow(deps, inv).catch(() => ({ leader: old }) as LeaderNow);
+      await release(c, seen);
+    }
+    throw err;
+  }
+}
+
+/** 3b–6 after the drain: the POST, the loop, the answer; every failing path released. */
+async function postAndFollow(
+  c: Loop,
+  o: { plan: HandoffPlan; attempt: number; resumed?: string; live: { on: boolean } },
+  signal: AbortSignal | undefined,
+): Promise<CutoverResult> {
+  const { plan } = o;
+  const { deps, inv, cand, old } = c;
+  if (signal?.aborted) throw signal.reason ?? new Error('the hand-off was cancelled before the POST');
   // Patroni answers when it is done (or gives up); the loop does not wait for it.
   const t0 = Date.now();
   keepInHeartbeats({ posted: { at: t0, attempt: o.attempt } });

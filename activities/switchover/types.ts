@@ -34,6 +34,8 @@ export interface SwitchoverDeps {
    * POST but nothing shows that the POST arrived, before it concludes that nothing happened. Default 5 s.
    */
   resumeWatchMs?: number;
+  /** Called right after the pre-POST drain of the old leader and the candidate (tests: a crash there). */
+  afterDrain?: () => void;
 }
 
 /** What the pre-check saw: the plan the cutover and the verification work from. */

@@ -14,6 +14,7 @@ import { pollUntil } from '../poll';
 import { HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND } from '../render';
 import { getCluster, leaderNow, memberSql, primary200 } from './cluster';
 import { failed } from './common';
+import { readyFix } from '../status/common';
 import { all, haproxyNodes, sessionsFor } from './routing';
 import type { HandoffPlan, SwitchoverDeps, VerifyResult } from './types';
 
@@ -93,11 +94,19 @@ export async function switchoverVerify(
       await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${n} state ready`);
       await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${n} health down`);
     }
+    // No server may be left drained (or in maintenance) once the hand-off is over: a drained leader
+    // takes no new connection (new writes are held for haproxy.writeHold, then refused).
     for (const x of sessions.sessions) {
       for (const backend of [HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND]) {
         const forced = adminForced(await x.command(`show servers state ${backend}`));
-        if (forced.length)
-          throw failed(`haproxy ${x.node}: ${forced.join(', ')} left in an admin state after the hand-off`);
+        if (forced.length) {
+          const node = haproxyNodes(inv).find((h) => h.name === x.node) ?? { name: x.node };
+          const fixes = forced.map((f) => readyFix(node, backend, f.split(' ')[0]!.split('/')[1]!));
+          throw failed(
+            `haproxy ${x.node}: ${forced.join(', ')} left in an admin state after the hand-off, no switchover in progress. ` +
+              `Fix: ${fixes.join('; ')}`,
+          );
+        }
       }
     }
   } finally {

@@ -30,6 +30,8 @@ import {
   renderInstallScript,
   renderEtcdConf,
   renderHaproxyCfg,
+  renderHaproxyHoldLua,
+  HAPROXY_HOLD_LUA_PATH,
   renderPatroniYml,
   renderPgHba,
   renderPgpass,
@@ -550,7 +552,10 @@ void describe('the rendered files, read by the real programs', () => {
           ['seed', renderSeedHaproxy(inv)],
         ] as const) {
           const file = join(dir, `${name}-${label}.cfg`);
-          await writeFile(file, f.content);
+          // the Lua file it loads, rendered beside it (haproxy -c loads it)
+          const lua = join(dir, `${name}-hold.lua`);
+          await writeFile(lua, renderHaproxyHoldLua(inv).content);
+          await writeFile(file, f.content.replace(HAPROXY_HOLD_LUA_PATH, lua));
           // -c parses and checks the whole file without binding, connecting or chrooting.
           const r = await execFileP(haproxy, ['-c', '-f', file], { timeout: 30_000 }).catch(
             (e: { stdout: string; stderr: string }) =>

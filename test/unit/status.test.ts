@@ -223,6 +223,39 @@ void describe('status verdict and report (fixed status objects)', () => {
     ]);
   });
 
+  void it('a write-backend server left drained is an alarm with the one command that fixes it: the leader DOWN, another degraded', () => {
+    const s = fixedStatus();
+    if (!s.haproxy.asked) throw new Error('fixture');
+    const h1 = s.haproxy.nodes[0]!;
+    h1.vmid = 100;
+    h1.socket = '/run/haproxy/admin.sock';
+    h1.servers = h1.servers.map((x) =>
+      x.backend === 'primary' && x.server === 'pg103'
+        ? { ...x, state: 'DRAIN', status: 'DRAIN' }
+        : x.backend === 'primary' && x.server === 'pg104'
+          ? { ...x, state: 'MAINT', status: 'MAINT' }
+          : x,
+    );
+    const v = judge(s);
+    assert.equal(v.status, 'down');
+    const fix = (server: string) =>
+      `printf '%s\\n' 'set server primary/${server} state ready' | pct exec 100 -- socat -t 5 stdio unix-connect:/run/haproxy/admin.sock,shut-none`;
+    assert.ok(
+      v.reasons.includes(
+        `leader pg103 drained, no switchover in progress? New writes through HAProxy haproxy1 are held, then refused (unless a runbook is running on the cluster: pgha runs). Fix: ${fix('pg103')}`,
+      ),
+      v.reasons.join('\n'),
+    );
+    assert.ok(
+      v.reasons.includes(
+        `pg104 left in maintenance in HAProxy haproxy1's write backend primary (unless a runbook is running on the cluster: pgha runs). Fix: ${fix('pg104')}`,
+      ),
+      v.reasons.join('\n'),
+    );
+    // haproxy2 untouched: nothing said about it but what it is
+    assert.ok(!v.reasons.some((r) => r.includes('haproxy2')));
+  });
+
   void it('reads the lab inventory as the inventory helper defines it', async () => {
     const inv = await loadInventory('runbooks/clusters/lab.yaml');
     const input = statusInputFromInventory(inv);
