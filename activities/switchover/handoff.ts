@@ -82,6 +82,7 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
   const timings: CutoverTimings = {};
   let oldCut = false;
   let primaryOk = false;
+  let oldFails = 0;
   const cutOld = async () => {
     if (oldCut || !c.old) return;
     oldCut = true;
@@ -101,9 +102,13 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
       primaryOk ? Promise.resolve(true) : primary200(c.deps, c.inv, c.cand, 500),
       c.oldSql && !oldCut ? c.oldSql.inRecovery() : Promise.resolve(null),
     ]);
-    // A probe that failed means the old leader stopped — unless Patroni has refused meanwhile (then
-    // it did not stop: a slow probe on a loaded machine must not cut its live sessions).
-    if (c.oldSql && !oldCut && oldRec !== false && !(post && finalAnswer(post.answer))) await cutOld();
+    // The old leader stopped when it answers "in recovery", or when two probes in a row failed —
+    // one failed probe can be a slow machine (the 1 s query timeout under load), and cutting a
+    // live leader's sessions on it is what clients would see. Never after Patroni refused (then it
+    // did not stop). New connections lose nothing by the wait: the old leader is drained already.
+    oldFails = oldRec === null ? oldFails + 1 : 0;
+    const oldStopped = oldRec === true || oldFails >= 2;
+    if (c.oldSql && !oldCut && oldStopped && !(post && finalAnswer(post.answer))) await cutOld();
     if (candPrimary && !primaryOk) {
       primaryOk = true;
       timings.candidatePrimary200Ms = Date.now() - t0;
