@@ -6,6 +6,7 @@ import * as keygen from './keygen';
 import * as runs from './runs';
 import * as smoke from './smoke';
 import * as switchover from './switchover';
+import * as upgrade from './upgrade';
 import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
@@ -25,4 +26,5 @@ export function registerCommands(program: Command): void {
   deploy.register(program);
   switchover.register(program);
   maintenance.register(program);
+  upgrade.register(program); // `pgha upgrade patroni` adds its subcommand with upgrade.upgradeCommand(program)
 }
