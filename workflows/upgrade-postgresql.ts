@@ -230,6 +230,15 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
           `upgraded: ${u.doneList()}; look at pgha status`,
       );
     }
+    // A replica an earlier, crashed run left drained (this run skipped it: it was on the target)
+    // goes back into the read port; `ready` is a no-op on one that is not drained.
+    for (const m of end.members) {
+      if (m.role === 'replica' && !u.readied.has(m.name)) {
+        await rb.step(`ready ${m.name}`, () => act.upgradeReadPortIn({ inv, member: m.name }), {
+          node: m.name,
+        });
+      }
+    }
     report.leaderAfter = end.leader;
     report.timelineAfter = end.timeline;
     return finish('upgraded', `every member runs PostgreSQL ${pgVersionText(toNum)}`);
@@ -239,6 +248,8 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
 /** The member steps of one run, and what it has done so far. */
 class Upgrade {
   readonly done = new Set<string>();
+  /** Members this run put back into the read port. */
+  readonly readied = new Set<string>();
   constructor(
     private readonly rb: Runbook,
     private readonly inv: Inventory,
@@ -273,6 +284,7 @@ class Upgrade {
     );
     const result = await this.restartOrRollBack(m, link.before, leader);
     await rb.step(`ready ${m.name}`, () => act.upgradeReadPortIn({ inv, member: m.name }), node);
+    this.readied.add(m.name);
     this.done.add(m.name);
     return result;
   }
@@ -375,6 +387,7 @@ class Upgrade {
     }
     const result = await this.restartOrRollBack({ ...m, role: 'replica' }, link.before, handoff.to);
     this.done.add(m.name);
+    this.readied.add(m.name); // never drained: as a replica its read check admits it
     // Restarted by its demotion onto the new build: that was the upgrade.
     return {
       result: result.action === 'already-upgraded' ? { ...result, action: 'upgraded' } : result,

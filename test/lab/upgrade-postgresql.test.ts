@@ -165,6 +165,14 @@ async function startTimesNow(): Promise<Record<string, string>> {
 
 /** Puts every member back on 18.4 (an earlier run upgraded it): link back, restart all through patronictl. */
 async function backTo184(): Promise<void> {
+  // An interrupted earlier run may have left a replica drained in the read port.
+  for (const h of inv.nodes.haproxy) {
+    for (const m of members()) {
+      inCt(h.vmid, ['socat', 'stdio', 'unix-connect:/run/haproxy/admin.sock'], {
+        stdin: `set server postgres_replicas/${m} state ready\n`,
+      });
+    }
+  }
   const on = await Promise.all(members().map(async (m) => (await patroni(m))?.server_version));
   if (on.every((v) => v === 180004)) return;
   for (const m of members()) {
@@ -234,7 +242,7 @@ before(async () => {
   taskQueue = uniqueId('upgrade');
   countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
   worker = startWorker('worker-1');
-  await workerReady(worker);
+  await workerReady(worker, 300_000);
   const d = await startRunbook<typeof deployCluster>(env.client, {
     workflow: 'deployCluster',
     args: [{ inventory: input }],
@@ -332,7 +340,7 @@ void test(
     }
     await worker.kill();
     worker = startWorker('worker-2');
-    await workerReady(worker);
+    await workerReady(worker, 300_000);
     const report = await handle.result();
     await sleep(1500);
     await writer.stop();

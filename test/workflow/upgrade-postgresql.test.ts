@@ -288,7 +288,8 @@ void describe('upgradePostgresql', () => {
     assert.equal(r.error, undefined, JSON.stringify(r.error));
     assert.deepEqual(
       m.calls.filter((c) => CHANGING.test(c)),
-      ['out pg103', 'switch pg103', 'restart pg103', 'in pg103'],
+      // pg104 (skipped) is put back into the read port at the end: an earlier crashed run may have drained it.
+      ['out pg103', 'switch pg103', 'restart pg103', 'in pg103', 'in pg104'],
     );
     assert.equal(r.result!.switchover, undefined);
     assert.deepEqual(r.result!.plan[1]!.steps, ['already on 18.6: skipped']);
