@@ -164,8 +164,8 @@ async function startTimesNow(): Promise<Record<string, string>> {
 }
 
 /** Puts every member back on 18.4 (an earlier run upgraded it): link back, restart all through patronictl. */
-async function backTo184(): Promise<void> {
-  // An interrupted earlier run may have left a replica drained in the read port.
+/** An interrupted earlier run may have left replicas drained in the read port: ready on every HAProxy. */
+function resetDrains(): void {
   for (const h of inv.nodes.haproxy) {
     for (const m of members()) {
       inCt(h.vmid, ['socat', 'stdio', 'unix-connect:/run/haproxy/admin.sock'], {
@@ -173,6 +173,9 @@ async function backTo184(): Promise<void> {
       });
     }
   }
+}
+
+async function backTo184(): Promise<void> {
   const on = await Promise.all(members().map(async (m) => (await patroni(m))?.server_version));
   if (on.every((v) => v === 180004)) return;
   for (const m of members()) {
@@ -238,6 +241,7 @@ before(async () => {
     },
   );
   ({ input, inventory: inv } = await inventoryInput(LAB));
+  resetDrains();
   env = await startTestServer();
   taskQueue = uniqueId('upgrade');
   countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
