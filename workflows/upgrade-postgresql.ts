@@ -275,7 +275,8 @@ class Upgrade {
           member: m.name,
           sessionsTimeoutMs: this.input.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
         }),
-      node,
+      // Cancelled: back into the read port once it is a healthy replica again.
+      { ...node, compensate: () => act.upgradeReadPortIn({ inv, member: m.name }) },
     );
     const link = await rb.step(
       `switch ${m.name} to ${this.build}`,
