@@ -42,7 +42,14 @@ export function createActivities(deps: ActivityDeps) {
     ...createGateActivities({ patroni, postgres, statusFor }),
     ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
-    ...createUpgradeActivities({ patroni, postgres, etcd, shellFor: (s) => proxmox.get(s), haproxyFor }),
+    ...createUpgradeActivities({
+      patroni,
+      postgres,
+      etcd,
+      shellFor: (s) => proxmox.get(s),
+      haproxyFor,
+      haproxyRunner: async (inv) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
+    }),
   };
 }
 

@@ -378,11 +378,17 @@ class Upgrade {
       const why = errorMessage(err);
       await rb.step(
         `relink ${m.name} to its old build`,
-        () => act.upgradeRelink({ inv, member: m.name, target: link.before }),
+        () =>
+          act.upgradeRelink({
+            inv,
+            member: m.name,
+            target: link.before,
+            onlyIfRunning: m.serverVersion ?? undefined,
+          }),
         node,
       );
       stopped(
-        `the switchover from ${m.name} failed (${why}); its link points at the old build again. ` +
+        `the switchover from ${m.name} failed (${why}); its link points at the old build again unless the hand-off restarted it on the new one. ` +
           `Upgraded: ${this.doneList()}; the leader was ${view.leader}. Look at pgha status, then start the upgrade again`,
       );
     }

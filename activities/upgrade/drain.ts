@@ -7,11 +7,33 @@
  */
 import type { Inventory } from '../../runbooks/schema';
 import { restApi } from '../../runbooks/topology';
-import { fail } from '../maintenance/common';
+import { fail, knownMember } from '../maintenance/common';
 import { HAPROXY_READ_BACKEND } from '../render';
 import { PollTimeoutError, keepBeating, pollUntil } from '../poll';
 import { haproxyNodes } from '../switchover/routing';
 import type { DrainResult, UpgradeDeps } from './types';
+
+/**
+ * `set server postgres_replicas/<member> state drain|ready` on every HAProxy, always sent (it is
+ * idempotent): the status HAProxy prints cannot tell — a drained server whose check fails shows
+ * DOWN, not DRAIN — so reading it first would skip a `ready` that is needed.
+ */
+async function setAdminState(
+  deps: UpgradeDeps,
+  inv: Inventory,
+  member: string,
+  state: 'drain' | 'ready',
+): Promise<void> {
+  knownMember(inv, member); // a name the runtime API would read as commands never gets through
+  const runner = await deps.haproxyRunner(inv);
+  const cmd = `set server ${HAPROXY_READ_BACKEND}/${member} state ${state}`;
+  await Promise.all(
+    haproxyNodes(inv).map(async (node) => {
+      const answer = (await runner(node, cmd, { timeoutMs: 5000 })).trim();
+      if (answer !== '') throw new Error(`haproxy ${node.name}: ${cmd}: ${answer}`);
+    }),
+  );
+}
 
 export interface ReadPortArgs {
   inv: Inventory;
@@ -26,14 +48,7 @@ export async function upgradeReadPortOut(deps: UpgradeDeps, args: ReadPortArgs):
   const hap = await deps.haproxyFor(inv);
   const nodes = haproxyNodes(inv);
   const started = Date.now();
-  await keepBeating(
-    Promise.all(
-      nodes.map((node) =>
-        hap.haproxySetServerState({ node, backend: HAPROXY_READ_BACKEND, server: member, state: 'drain' }),
-      ),
-    ),
-    { member, phase: 'drain the read port' },
-  );
+  await keepBeating(setAdminState(deps, inv, member, 'drain'), { member, phase: 'drain the read port' });
   const open = async () => {
     const rows = await Promise.all(nodes.map((node) => hap.haproxyShowStat({ node })));
     return rows
@@ -95,12 +110,7 @@ export async function upgradeReadPortIn(
     if (err instanceof PollTimeoutError) fail(`${member} stays out of the read port: ${err.message}`);
     throw err;
   }
-  const hap = await deps.haproxyFor(inv);
   const nodes = haproxyNodes(inv);
-  await Promise.all(
-    nodes.map((node) =>
-      hap.haproxySetServerState({ node, backend: HAPROXY_READ_BACKEND, server: member, state: 'ready' }),
-    ),
-  );
+  await setAdminState(deps, inv, member, 'ready');
   return { member, sessionsLeft: 0, waitedMs: Date.now() - started, haproxies: nodes.map((n) => n.name) };
 }

@@ -134,11 +134,23 @@ export interface RelinkArgs {
   member: string;
   /** The build dir to point the link at again (a LinkResult's `before`). */
   target: string;
+  /** Only while the member still runs this version (server_version_num). */
+  onlyIfRunning?: number;
 }
 
 /** The link back to `target` (rollback before any restart); a no-op when it points there. */
 export async function upgradeRelink(deps: UpgradeDeps, args: RelinkArgs): Promise<LinkResult> {
   const ct = await memberCt(deps, args.inv, args.member);
+  if (args.onlyIfRunning !== undefined) {
+    // A switchover that failed after its hand-off restarted the member on the new build: the link
+    // stays where what it runs is.
+    const st = await patroniOf(deps, args.inv, args.member);
+    if (st?.server_version !== args.onlyIfRunning) {
+      const { link } = pgBuildHome(args.inv.postgresql.binDir, '0');
+      const now = (await linkTarget(ct, link)) ?? link;
+      return { member: args.member, link, before: now, after: now, changed: false };
+    }
+  }
   const { link } = pgBuildHome(args.inv.postgresql.binDir, '0');
   if ((await probe(ct, [`${args.target}/bin/postgres`, '--version'])).code !== 0) {
     fail(`${args.member}: the old build ${args.target} is not there any more; cannot roll back`);

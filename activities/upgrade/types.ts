@@ -1,5 +1,5 @@
 /** The shapes the upgrade activities take and return (workflows import them as types). */
-import type { HaproxyActivities } from '../haproxy';
+import type { HaproxyActivities, HaproxyRuntimeRunner } from '../haproxy';
 import type { MaintenanceDeps } from '../maintenance';
 import type { CtShell } from '../nodes/types';
 import type { Inventory } from '../../runbooks/schema';
@@ -9,6 +9,8 @@ export interface UpgradeDeps extends MaintenanceDeps {
   shellFor(proxmox: Inventory['proxmox']): Promise<CtShell>;
   /** The HAProxy runtime API of a cluster's HAProxy nodes, for the read-port drain. */
   haproxyFor(inv: Inventory): Promise<HaproxyActivities>;
+  /** One runtime API command on one HAProxy node (`pct exec … socat`), its answer. */
+  haproxyRunner(inv: Inventory): Promise<HaproxyRuntimeRunner>;
 }
 
 /** One member as an upgrade step sees it. */
