@@ -353,6 +353,16 @@ class Upgrade {
     const { rb, inv, input } = this;
     const node = { node: m.name };
     if (input.approve) await rb.approval('switchover', { timeout: input.approvalTimeout ?? '1h' });
+    // The switchover verifies that no server is left in an admin state: a drain an earlier,
+    // interrupted run left (on a member skipped since, or on the leader) goes first.
+    for (const x of view.members) {
+      if (!this.readied.has(x.name)) {
+        await rb.step(`ready ${x.name}`, () => act.upgradeReadPortIn({ inv, member: x.name }), {
+          node: x.name,
+        });
+        this.readied.add(x.name);
+      }
+    }
     const link = await rb.step(
       `switch ${m.name} to ${this.build}`,
       () => act.upgradeSwitchBuild({ inv, member: m.name, build: this.build }),

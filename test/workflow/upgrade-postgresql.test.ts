@@ -262,6 +262,7 @@ void describe('upgradePostgresql', () => {
         'switch pg104',
         'restart pg104',
         'in pg104',
+        'in pg102', // a drain an earlier interrupted run left on it would fail the switchover's verify
         'switch pg102',
         'switchover pg102 → pg103',
         'restart pg102',
@@ -339,6 +340,7 @@ void describe('upgradePostgresql', () => {
       'switch pg102',
       'restart pg102',
       'in pg102',
+      'in pg104',
       'switch pg104',
       'switchover pg104 → pg102',
       'restart pg104',
