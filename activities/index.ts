@@ -17,6 +17,7 @@ import { createProxmoxFactory } from './proxmox';
 import { createEtcdOpsActivities } from './etcd-ops';
 import { createEtcdAdmin } from './etcd';
 import { createPatroniUpgradeActivities } from './upgrade-patroni';
+import { createUpgradeActivities } from './upgrade';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -46,6 +47,14 @@ export function createActivities(deps: ActivityDeps) {
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
     ...createEtcdOpsActivities({ etcd, admin: createEtcdAdmin(), patroni, hostFor: (s) => proxmox.get(s) }),
     ...createPatroniUpgradeActivities({ patroni, postgres, etcd, shellFor: (s) => proxmox.get(s) }),
+    ...createUpgradeActivities({
+      patroni,
+      postgres,
+      etcd,
+      shellFor: (s) => proxmox.get(s),
+      haproxyFor,
+      haproxyRunner: async (inv) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
+    }),
   };
 }
 

@@ -335,6 +335,37 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
     });
   }
 
+  /**
+   * The oldest open transaction of a client backend (not this session), for the upgrade's
+   * pre-check: a long transaction would hold a switchover's shutdown checkpoint.
+   */
+  async function pgOldestXact(conn: PgConn): Promise<PgOldestXact | null> {
+    return withClient(conn, async (c) => {
+      const r = await c.query<{ pid: number; age_ms: string; application_name: string; state: string }>(
+        `select pid, (extract(epoch from clock_timestamp() - xact_start) * 1000)::bigint as age_ms,
+                application_name, state
+           from pg_stat_activity
+          where xact_start is not null and pid <> pg_backend_pid() and backend_type = 'client backend'
+          order by xact_start limit 1`,
+      );
+      const row = r.rows[0];
+      if (!row) return null;
+      return {
+        pid: row.pid,
+        ageMs: Number(row.age_ms),
+        applicationName: row.application_name,
+        state: row.state,
+      };
+    });
+  }
+
+  /** CHECKPOINT (a restartpoint on a replica): the shutdown of a restart that follows is short. */
+  async function pgCheckpoint(conn: PgConn): Promise<void> {
+    await withClient({ ...conn, statementTimeoutMs: conn.statementTimeoutMs ?? 120_000 }, (c) =>
+      c.query('checkpoint'),
+    );
+  }
+
   return {
     pgIsInRecovery,
     pgTimeline,
@@ -344,10 +375,20 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
     pgReadProbe,
     pgWaitRecovery,
     pgSettings,
+    pgOldestXact,
+    pgCheckpoint,
   };
 }
 
 export type PostgresActivities = ReturnType<typeof createPostgresActivities>;
+
+/** The oldest open transaction on a server (pgOldestXact). */
+export interface PgOldestXact {
+  pid: number;
+  ageMs: number;
+  applicationName: string;
+  state: string;
+}
 
 /** A kept connection answering pg_is_in_recovery(), for a loop that asks every few ms. */
 export interface RecoveryProbe {

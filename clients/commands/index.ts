@@ -6,6 +6,7 @@ import * as keygen from './keygen';
 import * as runs from './runs';
 import * as smoke from './smoke';
 import * as switchover from './switchover';
+import * as upgrade from './upgrade';
 import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
@@ -30,7 +31,8 @@ export function registerCommands(program: Command): void {
   switchover.register(program);
   maintenance.register(program);
   registerEtcd(program);
-  upgradePatroni.register(program);
+  upgrade.register(program);
+  upgradePatroni.register(program); // `pgha upgrade patroni` in the same `upgrade` group
   history.register(program);
   // last: gives every command above `--by` (who is acting)
   operatorOption.register(program);

@@ -12,6 +12,7 @@ import { withClient } from '../connection';
 import { inventoryInput } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
+import { upgradeCommand } from './upgrade';
 
 export interface UpgradePatroniOptions {
   cluster: string;
@@ -90,8 +91,15 @@ export function patroniOptions(cmd: Command): Command {
 
 export function register(program: Command): void {
   patroniOptions(
+    upgradeCommand(program)
+      .command('patroni')
+      .description(
+        'Patroni to another version without stopping PostgreSQL (pause, one member at a time, resume)',
+      ),
+  ).action((o: UpgradePatroniOptions) => upgradePatroniCommand(o));
+  patroniOptions(
     program
-      .command('upgrade-patroni')
+      .command('upgrade-patroni', { hidden: true })
       .description(
         'Patroni to another version without stopping PostgreSQL (pause, one member at a time, resume)',
       ),

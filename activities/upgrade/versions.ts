@@ -1,0 +1,2 @@
+/** The version arithmetic lives in runbooks/pg-version.ts (pure: workflows use it too). */
+export * from '../../runbooks/pg-version';

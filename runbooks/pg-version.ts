@@ -1,0 +1,64 @@
+/**
+ * Version arithmetic for the upgrade runbooks, pure (the workflow and the CLI use it too): a
+ * PostgreSQL version as typed (`18.6`), as a build in the offline directory's manifest (`18.6.0`),
+ * as PostgreSQL reports it (server_version_num 180006), and where a build lives beside the others.
+ */
+
+/** Default bounds of the upgrade pre-check (issue 9): replicas within 10 MiB, no transaction older than 15 s. */
+export const DEFAULT_MAX_LAG_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_MAX_XACT_AGE_MS = 15_000;
+
+/** `18.6`, `18.6.0` → { major 18, minor 6 }; null when it is not such a version. */
+export function parsePgVersion(v: string): { major: number; minor: number } | null {
+  const m = /^(\d{1,3})\.(\d{1,3})(?:\.0)?$/.exec(v.trim());
+  if (!m) return null;
+  return { major: Number(m[1]), minor: Number(m[2]) };
+}
+
+/** server_version_num of a version (18.6 → 180006), as Patroni's GET /patroni server_version. */
+export function pgVersionNum(v: string): number | null {
+  const p = parsePgVersion(v);
+  return p ? p.major * 10000 + p.minor : null;
+}
+
+/** 180006 → `18.6`. */
+export function pgVersionText(num: number | null | undefined): string | null {
+  if (num === null || num === undefined || !Number.isFinite(num) || num < 100000) return null;
+  return `${Math.floor(num / 10000)}.${num % 10000}`;
+}
+
+/** A PostgreSQL build the install source offers (MANIFEST.json of the offline directory). */
+export interface PgBuild {
+  version: string;
+  wheel: string;
+  archive: string;
+}
+
+/** The build for `to` (18.6 matches 18.6.0), or undefined. */
+export function findPgBuild(builds: readonly PgBuild[], to: string): PgBuild | undefined {
+  const want = pgVersionNum(to);
+  return builds.find((b) => pgVersionNum(b.version) === want);
+}
+
+/**
+ * Where a build lives beside the others: the bin dir's parent (the link, /usr/pgsql-18) with the
+ * build's version in place of the major (/usr/pgsql-18.6.0) — the layout deployCluster makes.
+ */
+export function pgBuildHome(binDir: string, buildVersion: string): { link: string; target: string } {
+  const link = binDir.replace(/\/bin\/?$/, '');
+  const target = /-\d+$/.test(link) ? link.replace(/\d+$/, buildVersion) : `${link}-${buildVersion}`;
+  return { link, target };
+}
+
+/** Why an upgrade from `from` to `to` is refused, or null: another major, or a downgrade. */
+export function upgradeProblem(member: string, fromNum: number, toNum: number): string | null {
+  const from = pgVersionText(fromNum) ?? String(fromNum);
+  const to = pgVersionText(toNum) ?? String(toNum);
+  if (Math.floor(fromNum / 10000) !== Math.floor(toNum / 10000)) {
+    return `${member} runs PostgreSQL ${from}, the target ${to} is another major version: this runbook does minor upgrades only (a major upgrade needs pg_upgrade)`;
+  }
+  if (toNum < fromNum) {
+    return `${member} runs PostgreSQL ${from}, newer than the target ${to}: a downgrade is refused; give --to ${from} or newer`;
+  }
+  return null;
+}
