@@ -10,4 +10,6 @@ export const Patches = {
   scheduledAtBounds: 'switchover-scheduled-at-bounds',
   /** deployCluster fails with DeployUnhealthy when its final status verdict is not healthy. */
   deployFailsUnhealthy: 'deploy-fails-when-unhealthy',
+  /** deployCluster installs the backup CT (nodes.backup): Barman's roles and slot, Barman, barman check. */
+  deployBackupCt: 'deploy-backup-ct',
 } as const;

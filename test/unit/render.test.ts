@@ -682,8 +682,17 @@ void describe('the rendered files, read by the real programs', () => {
         '',
       );
       assert.equal(
-        await psql(`select string_agg(distinct auth_method, ',') from pg_hba_file_rules where type = 'host'`),
+        await psql(
+          `select string_agg(distinct auth_method, ',') from pg_hba_file_rules where type = 'host' and auth_method <> 'reject'`,
+        ),
         'scram-sha-256',
+      );
+      // The only refusals: Barman's roles from anywhere but the backup CT's path (issue 10).
+      assert.equal(
+        await psql(
+          `select coalesce(string_agg(distinct array_to_string(user_name, ','), ';'), '') from pg_hba_file_rules where auth_method = 'reject'`,
+        ),
+        'barman,streaming_barman',
       );
       assert.equal(await psql('show password_encryption'), 'scram-sha-256');
       assert.equal(await psql('show data_checksums'), 'on');
