@@ -5,11 +5,13 @@
 import type { Inventory } from '../../runbooks/schema';
 import { barman } from './barman';
 import { barmanCheck, waitBarmanReady } from './cli';
+import { physicalBackup } from './physical';
 import type { BackupDeps } from './types';
 
 export * from './types';
 export { ensureBarmanRoles, ensureBarmanSlot } from './barman';
 export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
+export { physicalBackup, type PhysicalBackupResult } from './physical';
 
 export function createBackupActivities(deps: BackupDeps) {
   return {
@@ -19,6 +21,8 @@ export function createBackupActivities(deps: BackupDeps) {
     barmanCheck: (args: { inv: Inventory }) => barmanCheck(deps, args),
     /** Bounded wait (heartbeating) until `barman check` passes: WAL streaming and archiving work. */
     waitBarmanReady: (args: { inv: Inventory; timeoutMs?: number }) => waitBarmanReady(deps, args),
+    /** A physical backup named `name` (found again by that name on a retry), verified. */
+    physicalBackup: (args: { inv: Inventory; name: string }) => physicalBackup(deps, args),
   };
 }
 

@@ -10,7 +10,7 @@ import type { ProxmoxHost } from '../proxmox';
 export interface BackupDeps {
   /** `pct exec` on the Proxmox host of the inventory (SQL in the leader CT, the tool's CLI in the backup CT). */
   shellFor(proxmox: Inventory['proxmox']): Promise<Pick<ProxmoxHost, 'exec'>>;
-  patroni: Pick<PatroniActivities, 'patroniGetConfig' | 'patroniPatchConfig'>;
+  patroni: Pick<PatroniActivities, 'patroniGetConfig' | 'patroniPatchConfig' | 'patroniGetCluster'>;
 }
 
 /** What preparing the cluster for its backup manager changed (empty: already as wanted). */

@@ -20,7 +20,7 @@ import {
   renderBackupFiles,
 } from '../render';
 import { markCluster } from './context';
-import { ensurePostgresBuild } from './packages';
+import { ensureDebs, ensurePostgresBuild } from './packages';
 import { ensureService } from './service';
 import { ensureDir, ensureFiles, probe, run, succeeds } from './shell';
 import type { Ct, NodeChange, NodeDeps } from './types';
@@ -138,6 +138,8 @@ export async function installBackup(deps: NodeDeps, args: { inv: Inventory }): P
       'install.postgresql.method must be offline for a backup CT (the client binaries come from the same build)',
     );
   installed.push(...(await ensurePostgresBuild(ct, inv, inv.install.postgresql.dir)));
+  // Barman runs file(1) on WAL files (compression and encryption detection).
+  installed.push(...(await ensureDebs(ct, b.install.dir, ['file'])));
   installed.push(...(await ensureBarmanVenv(ct, inv)));
   const rendered = renderBackupFiles(inv, await resolveClusterSecrets(inv));
   const files = await ensureFiles(ct, rendered);
