@@ -105,6 +105,9 @@ User=${b.osUser}
 Group=${b.osUser}
 Environment=PATH=${inv.postgresql.binDir}:/usr/bin:/bin
 ExecStart=${barmanExecutable(inv)} -q cron
+# barman cron starts receive-wal (pg_receivewal) in the background: it must outlive this oneshot
+# run (systemd would otherwise kill it with the unit's cgroup when cron exits).
+KillMode=process
 TimeoutStartSec=300s
 `;
   const timer = `${header(inv.cluster, 'barman cron every minute')}[Unit]

@@ -114,6 +114,7 @@ void describe('Barman configuration', () => {
     const service = byPath(files, '/etc/systemd/system/barman-cron.service').content;
     assert.match(service, /^User=barman$/m);
     assert.match(service, /^ExecStart=\/opt\/barman\/bin\/barman -q cron$/m);
+    assert.match(service, /^KillMode=process$/m, 'receive-wal outlives the oneshot cron run');
     assert.match(
       byPath(files, '/etc/systemd/system/barman-cron.timer').content,
       /^OnCalendar=\*-\*-\* \*:\*:00$/m,
