@@ -18,6 +18,7 @@ import { createEtcdOpsActivities } from './etcd-ops';
 import { createEtcdAdmin } from './etcd';
 import { createPatroniUpgradeActivities } from './upgrade-patroni';
 import { createUpgradeActivities } from './upgrade';
+import { createBackupActivities } from './backup';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -55,6 +56,7 @@ export function createActivities(deps: ActivityDeps) {
       haproxyFor,
       haproxyRunner: async (inv) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
     }),
+    ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
   };
 }
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { LabNode } from './inventory';
 import { vethName } from './network';
-import { BRIDGE, LXC_PATH, OFFLINE_MOUNT } from './paths';
+import { BARMAN_MOUNT, BRIDGE, LXC_PATH, OFFLINE_MOUNT } from './paths';
 import { run, sleep } from './sh';
 
 export type CtState = 'running' | 'stopped' | 'absent';
@@ -23,7 +23,14 @@ export function hwaddr(vmid: number): string {
   return ['BC', '24', '11', ...low.map((x) => x.toString(16).padStart(2, '0').toUpperCase())].join(':');
 }
 
-export function renderConfig(node: LabNode, base: string, offline: string): string {
+/** The file the lab's `pct set -mpN` writes a CT's mount points into (included by its config). */
+export const mountPointsPath = (vmid: number) => `${ctDir(vmid)}/mp.conf`;
+
+/**
+ * The CT's LXC config. A backup CT also gets Barman's wheels (`barman`, read-only); a CT with mount
+ * points set by `pct set -mpN` includes the file holding them.
+ */
+export function renderConfig(node: LabNode, base: string, offline: string, barman?: string): string {
   const dir = ctDir(node.vmid);
   return [
     `# pgha lab CT ${node.vmid} (${node.role}); written by \`pgha lab up\`, read by the lab's pct`,
@@ -44,8 +51,13 @@ export function renderConfig(node: LabNode, base: string, offline: string): stri
     `lxc.net.0.veth.pair = ${vethName(node.vmid)}`,
     `lxc.net.0.ipv4.address = ${node.ip}/24`,
     `lxc.mount.entry = ${offline} ${OFFLINE_MOUNT.slice(1)} none bind,ro,create=dir 0 0`,
+    ...(node.role === 'backup' && barman
+      ? [`lxc.mount.entry = ${barman} ${BARMAN_MOUNT.slice(1)} none bind,ro,create=dir 0 0`]
+      : []),
     `lxc.log.file = ${dir}/lxc.log`,
     'lxc.log.level = WARN',
+    // Last, where `pct set` appends it.
+    ...(existsSync(mountPointsPath(node.vmid)) ? [`lxc.include = ${mountPointsPath(node.vmid)}`] : []),
     '',
   ].join('\n');
 }
@@ -86,8 +98,9 @@ export function ensureContainer(
   node: LabNode,
   base: string,
   offline: string,
+  barman?: string,
 ): 'created' | 'updated' | 'unchanged' {
-  const desired = renderConfig(node, base, offline);
+  const desired = renderConfig(node, base, offline, barman);
   const path = configPath(node.vmid);
   const current = existsSync(path) ? readFileSync(path, 'utf8') : undefined;
   const seeded = existsSync(`${ctDir(node.vmid)}/delta/etc/machine-id`);

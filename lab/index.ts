@@ -103,10 +103,14 @@ function elapsed(t0: number): string {
 }
 
 /** Run lab/bootstrap (idempotent; quiet when cached) and return the cached base and offline dirs. */
-function prepareCaches(): { base: string; offline: string } {
+function prepareCaches(): { base: string; offline: string; barman: string } {
   // Its progress goes straight to the terminal: a cold build takes minutes.
   run(resolve(__dirname, 'bootstrap'), ['--quiet'], { inherit: true, timeoutMs: 3_600_000 });
-  return { base: realpathSync(`${CACHE_DIR}/lab-base`), offline: realpathSync(`${CACHE_DIR}/offline`) };
+  return {
+    base: realpathSync(`${CACHE_DIR}/lab-base`),
+    offline: realpathSync(`${CACHE_DIR}/offline`),
+    barman: realpathSync(`${CACHE_DIR}/barman`),
+  };
 }
 
 function findNode(inv: LabInventory, vmid: number): LabNode {
@@ -126,7 +130,9 @@ function converge(opts: LabOptions): void {
   const log = opts.log ?? defaultLog;
   const t0 = Date.now();
   const inv = readLabInventory(opts.inventory);
-  const { base, offline } = prepareCaches();
+  const { base, offline, barman } = prepareCaches();
+  // The backup storage a backup CT gets with `pct set -mpN` (a Proxmox site provides its own).
+  if (inv.backupHostDir) mkdirSync(inv.backupHostDir, { recursive: true, mode: 0o755 });
 
   ensureBridge();
   const sshd = ensureSshd(inv.proxmox.port);
@@ -141,7 +147,7 @@ function converge(opts: LabOptions): void {
   }
   const startedNow = new Set<number>();
   for (const node of inv.nodes) {
-    const outcome = ensureContainer(node, base, offline);
+    const outcome = ensureContainer(node, base, offline, barman);
     if (outcome !== 'unchanged') log(`CT ${node.vmid} (${node.hostname}): ${outcome}`);
     if (ctState(node.vmid) !== 'running') {
       start(node.vmid);

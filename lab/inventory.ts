@@ -25,6 +25,8 @@ export interface LabInventory {
   subnet: string;
   proxmox: { host: string; port: number; user: string };
   nodes: LabNode[];
+  /** backup.storage.hostDir: the host directory `pgha lab up` makes for the backup CT's storage. */
+  backupHostDir?: string;
 }
 
 export const DEFAULT_INVENTORY = resolve(__dirname, '..', 'runbooks', 'clusters', 'lab.yaml');
@@ -108,5 +110,19 @@ export function readLabInventory(file = DEFAULT_INVENTORY): LabInventory {
   }
   nodes.sort((a, b) => a.vmid - b.vmid);
   const cluster = typeof d.cluster === 'string' ? d.cluster : 'lab';
-  return { file, cluster, subnet: LAB_SUBNET, proxmox: { host: LAB_HOST_IP, port, user: 'root' }, nodes };
+  const storage = ((d.backup ?? {}) as { storage?: { hostDir?: unknown } }).storage ?? {};
+  const hostDir = storage.hostDir;
+  if (
+    hostDir !== undefined &&
+    (typeof hostDir !== 'string' || !/^\/[A-Za-z0-9._+@,=/-]+$/.test(hostDir) || hostDir.includes('..'))
+  )
+    fail(file, 'backup.storage.hostDir', `expected an absolute path, found ${JSON.stringify(hostDir)}`);
+  return {
+    file,
+    cluster,
+    subnet: LAB_SUBNET,
+    proxmox: { host: LAB_HOST_IP, port, user: 'root' },
+    nodes,
+    ...(hostDir ? { backupHostDir: hostDir } : {}),
+  };
 }

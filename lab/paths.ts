@@ -8,3 +8,5 @@ export const CACHE_DIR = process.env.PGHA_CACHE ?? '/var/cache/pgha';
 export const BRIDGE = 'pglab0';
 /** Where the offline package directory appears inside every CT (read-only). */
 export const OFFLINE_MOUNT = '/opt/pgha-offline';
+/** Where Barman's wheels appear inside backup CTs (read-only). */
+export const BARMAN_MOUNT = '/opt/pgha-barman';

@@ -16,6 +16,8 @@ import { PATRONI_MIN_FOR_POSTGRES, patroniSupportWarning } from './patroni-versi
 export const KNOWN_POSTGRES_MAJORS = [13, 14, 15, 16, 17, 18] as const;
 
 export const ROLES: Role[] = ['haproxy', 'postgres', 'etcd'];
+/** Every node list of an inventory: the roles, and the optional backup CT (nodes.backup). */
+const NODE_LISTS = [...ROLES, 'backup'] as const;
 
 type Report = (path: string, found: string, expected: string, fix: string) => void;
 
@@ -54,6 +56,7 @@ export function crossCheck(raw: unknown, out: InventoryIssue[]): void {
     checkRoles,
     checkDataDir,
     checkProxmoxHost,
+    checkBackup,
   ])
     check(c);
 }
@@ -83,7 +86,7 @@ function checkNodes({ doc, nodes, cidr, err }: Ctx): void {
   const seenVmid = new Map<number, string>();
   const seenIp = new Map<string, string>();
   const seenHost = new Map<string, string>();
-  for (const role of ROLES) {
+  for (const role of NODE_LISTS) {
     const list = nodes[role];
     if (!Array.isArray(list)) continue;
     list.forEach((n: unknown, i) => {
@@ -443,7 +446,7 @@ function checkProxmoxHost({ doc, nodes, err }: Ctx): void {
 /** `[nodes.<role>[i], hostname]` of every node with a hostname. */
 function nodeHostnames(nodes: Record<string, unknown>): [string, string][] {
   const out: [string, string][] = [];
-  for (const role of ROLES) {
+  for (const role of NODE_LISTS) {
     const list = nodes[role];
     if (!Array.isArray(list)) continue;
     list.forEach((n: unknown, i) => {
@@ -457,7 +460,7 @@ function nodeHostnames(nodes: Record<string, unknown>): [string, string][] {
 /** `[nodes.<role>[i], ip]` of every node with a well-formed IP. */
 function nodeIps(nodes: Record<string, unknown>): [string, string][] {
   const out: [string, string][] = [];
-  for (const role of ROLES) {
+  for (const role of NODE_LISTS) {
     const list = nodes[role];
     if (!Array.isArray(list)) continue;
     list.forEach((n: unknown, i) => {
@@ -521,4 +524,49 @@ export function controlCharIssues(raw: unknown): InventoryIssue[] {
   };
   walk(raw, []);
   return out;
+}
+
+/**
+ * The backup CT: its two roles have their own passwords (required with nodes.backup) and names
+ * distinct from each other and from Patroni's roles (one name would merge their rights or clobber a
+ * password Patroni sets).
+ */
+function checkBackup({ doc, nodes, err }: Ctx): void {
+  if (!Array.isArray(nodes.backup) || nodes.backup.length === 0) return;
+  const secrets = obj(doc.secrets);
+  for (const [name, file] of [
+    ['barmanPassword', 'barman-password'],
+    ['streamingBarmanPassword', 'streaming-barman-password'],
+  ] as const)
+    if (secrets[name] === undefined)
+      err(
+        `secrets.${name}`,
+        'nothing',
+        'a secret reference: required when nodes.backup has a backup CT',
+        `add secrets.${name}: 'file:/var/lib/pgha/secrets/<cluster>/${file}' and run pgha secrets init --cluster FILE`,
+      );
+  const pgDoc = obj(doc.postgresql);
+  const b = obj(doc.backup);
+  const taken: [string, string][] = [
+    ['postgresql.superuser', typeof pgDoc.superuser === 'string' ? pgDoc.superuser : 'postgres'],
+    [
+      'postgresql.replicationUser',
+      typeof pgDoc.replicationUser === 'string' ? pgDoc.replicationUser : 'replicator',
+    ],
+  ];
+  for (const [field, dflt] of [
+    ['user', 'barman'],
+    ['streamingUser', 'streaming_barman'],
+  ] as const) {
+    const v = typeof b[field] === 'string' ? b[field] : dflt;
+    const same = taken.find(([, t]) => t === v);
+    if (same)
+      err(
+        `backup.${field}`,
+        `${show(v)}, the same role as ${same[0]}`,
+        `a role of Barman's own, distinct from ${taken.map(([f]) => f).join(' and ')}`,
+        `name it differently, e.g. backup.${field}: ${dflt}`,
+      );
+    taken.push([`backup.${field}`, v]);
+  }
 }

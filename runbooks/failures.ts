@@ -52,6 +52,10 @@ export const Failures = {
   UpgradeRolledBack: 'UpgradeRolledBack',
   /** The upgrade stopped part way (a member down, a failed switchover): the message says where it stands. */
   UpgradeFailed: 'UpgradeFailed',
+  /** The backup CT could not be set up (no backup CT, its storage, Barman's install). */
+  BackupSetupError: 'BackupSetupError',
+  /** A backup step reached a member that is not the leader (retryable: the leader is looked up again). */
+  BackupNotLeader: 'BackupNotLeader',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];

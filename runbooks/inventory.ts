@@ -12,8 +12,8 @@ import { LineCounter, isMap, isSeq, parseDocument, type Node as YamlNode } from 
 import { resolveSecretRef } from './secret-resolve';
 import {
   InventoryError,
-  SECRET_NAMES,
   formatIssue,
+  secretNamesOf,
   validateInventory,
   type ClusterSecrets,
   type Inventory,
@@ -185,7 +185,7 @@ export async function loadInventory(file: string): Promise<Inventory> {
 /** Every secret of the cluster, resolved (env: from the process environment, file: read now). */
 export async function resolveClusterSecrets(inv: Inventory): Promise<ClusterSecrets> {
   const entries = await Promise.all(
-    SECRET_NAMES.map(async (name) => [name, await resolveSecretRef(inv.secrets[name])] as const),
+    secretNamesOf(inv).map(async (name) => [name, await resolveSecretRef(inv.secrets[name]!)] as const),
   );
   return Object.fromEntries(entries) as ClusterSecrets;
 }

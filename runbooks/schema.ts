@@ -448,6 +448,56 @@ const SecretsSchema = z.strictObject({
   replicationPassword: secretRef('file:/var/lib/pgha/secrets/<cluster>/replication-password'),
   restApiPassword: secretRef('file:/var/lib/pgha/secrets/<cluster>/restapi-password'),
   haproxyStatsPassword: secretRef('file:/var/lib/pgha/secrets/<cluster>/haproxy-stats-password'),
+  /** The `barman` role (backups over a normal connection); required with a backup CT. */
+  barmanPassword: secretRef('file:/var/lib/pgha/secrets/<cluster>/barman-password').optional(),
+  /** The `streaming_barman` replication role (WAL streaming, base backups); required with a backup CT. */
+  streamingBarmanPassword: secretRef(
+    'file:/var/lib/pgha/secrets/<cluster>/streaming-barman-password',
+  ).optional(),
+});
+
+/**
+ * The optional backup CT (nodes.backup): Barman, its storage and its PostgreSQL roles. Defaults
+ * fit the lab; a cluster without nodes.backup ignores this section.
+ */
+const BackupSchema = z.strictObject({
+  storage: z
+    .strictObject({
+      /**
+       * A directory on the Proxmox host mounted into the backup CT at `path` (`pct set <vmid>
+       * -mp<mountPoint> <hostDir>,mp=<path>`). Without it, `path` must already be storage of the CT.
+       */
+      hostDir: absPath('the Proxmox host directory holding the backups', '/srv/pgha-backup/lab').optional(),
+      path: absPath(
+        "where the backup storage appears in the backup CT (Barman's barman_home)",
+        '/var/lib/barman',
+      ).default('/var/lib/barman'),
+      mountPoint: help(z.number().int().min(0).max(255), {
+        expected: 'the Proxmox mount point index N of mpN (0-255)',
+        example: '0',
+      }).default(0),
+    })
+    .prefault({}),
+  install: z
+    .strictObject({
+      method: z.literal('offline'),
+      /** Barman's wheels with their dependencies (the lab mounts them read-only here). */
+      dir: absPath("the directory of Barman's wheels inside the backup CT", '/opt/pgha-barman').default(
+        '/opt/pgha-barman',
+      ),
+      venv: absPath('the Barman virtualenv', '/opt/barman').default('/opt/barman'),
+    })
+    .prefault({ method: 'offline' }),
+  osUser: unixUser('the OS user Barman runs as', 'barman'),
+  user: roleName('the role Barman connects with (conninfo)', 'barman'),
+  streamingUser: roleName(
+    "the replication role of Barman's WAL streaming and base backups",
+    'streaming_barman',
+  ),
+  slot: help(
+    z.string().regex(/^[a-z0-9_]{1,63}$/, { message: 'a replication slot name: a-z, 0-9, _ (at most 63)' }),
+    { expected: 'a replication slot name: lowercase letters, digits and _ (at most 63)', example: 'barman' },
+  ).default('barman'),
 });
 
 const ProxmoxSchema = z.strictObject({
@@ -507,6 +557,8 @@ export const InventoryInputSchema = z.strictObject({
     haproxy: z.array(NodeSchema),
     postgres: z.array(NodeSchema),
     etcd: z.array(NodeSchema),
+    /** Optional: the backup CT running Barman (at most one). */
+    backup: z.array(NodeSchema).max(1, { message: 'at most one backup CT' }).default([]),
   }),
   versions: z.strictObject({
     postgresql: version('postgresql', '18.4'),
@@ -521,6 +573,7 @@ export const InventoryInputSchema = z.strictObject({
   postgresql: PostgresqlSchema.prefault({}),
   etcd: EtcdSchema.prefault({}),
   haproxy: HaproxySchema.prefault({}),
+  backup: BackupSchema.prefault({}),
   secrets: SecretsSchema,
 });
 
@@ -530,12 +583,23 @@ type Parsed = z.output<typeof InventoryInputSchema>;
 export type Node = z.output<typeof NodeSchema>;
 export type Role = 'haproxy' | 'postgres' | 'etcd';
 export type SecretName = keyof Parsed['secrets'];
-export const SECRET_NAMES: readonly SecretName[] = [
+/** The secrets every cluster has. */
+export type CoreSecretName =
+  'superuserPassword' | 'replicationPassword' | 'restApiPassword' | 'haproxyStatsPassword';
+/** The secrets of the backup CT's roles: present (and required) only with nodes.backup. */
+export type BackupSecretName = Exclude<SecretName, CoreSecretName>;
+export const SECRET_NAMES: readonly CoreSecretName[] = [
   'superuserPassword',
   'replicationPassword',
   'restApiPassword',
   'haproxyStatsPassword',
 ];
+export const BACKUP_SECRET_NAMES: readonly BackupSecretName[] = ['barmanPassword', 'streamingBarmanPassword'];
+
+/** The secrets this inventory has: the core ones, and the backup ones it sets. */
+export function secretNamesOf(inv: { secrets: Partial<Record<SecretName, string>> }): SecretName[] {
+  return [...SECRET_NAMES, ...BACKUP_SECRET_NAMES.filter((n) => inv.secrets[n] !== undefined)];
+}
 
 /** A validated inventory with every default filled in (derived paths included). */
 export interface Inventory extends Omit<Parsed, 'postgresql' | 'etcd' | 'patroni'> {
@@ -556,7 +620,7 @@ export interface Inventory extends Omit<Parsed, 'postgresql' | 'etcd' | 'patroni
 }
 
 /** The resolved values of secrets: given to renderers and activities, never stored in an inventory. */
-export type ClusterSecrets = Record<SecretName, string>;
+export type ClusterSecrets = Record<CoreSecretName, string> & Partial<Record<BackupSecretName, string>>;
 
 // ---------------------------------------------------------------------------------------------
 // Entry points
@@ -625,7 +689,7 @@ export function validateInventory(raw: unknown, opts: ValidateOptions = {}): Val
       'proxmox.hostKeyFingerprint',
       (raw as { proxmox?: { hostKeyFingerprint?: unknown } }).proxmox?.hostKeyFingerprint,
     ],
-    ...SECRET_NAMES.map((n): [string, unknown] => [
+    ...[...SECRET_NAMES, ...BACKUP_SECRET_NAMES].map((n): [string, unknown] => [
       `secrets.${n}`,
       (raw as { secrets?: Record<string, unknown> }).secrets?.[n],
     ]),
@@ -672,6 +736,10 @@ function finalize(p: Parsed, opts: ValidateOptions): Inventory {
       replicationPassword: abs(p.secrets.replicationPassword),
       restApiPassword: abs(p.secrets.restApiPassword),
       haproxyStatsPassword: abs(p.secrets.haproxyStatsPassword),
+      ...(p.secrets.barmanPassword ? { barmanPassword: abs(p.secrets.barmanPassword) } : {}),
+      ...(p.secrets.streamingBarmanPassword
+        ? { streamingBarmanPassword: abs(p.secrets.streamingBarmanPassword) }
+        : {}),
     },
     patroni: {
       ...p.patroni,

@@ -113,3 +113,31 @@ export function sqlConnViaHaproxy(inv: Inventory, haproxy: string, opts: Partial
 export function memberByIp(inv: Inventory, ip: string | null | undefined): string | undefined {
   return inv.nodes.postgres.find((n) => n.ip === ip)?.hostname;
 }
+
+/** The backup CT (nodes.backup), if the cluster has one. */
+export function backupNode(inv: Inventory): Node | undefined {
+  return inv.nodes.backup[0];
+}
+
+/**
+ * How the backup CT reaches the leader: libpq's multi-host list of every HAProxy's write port, so
+ * Barman follows a switchover (HAProxy routes to the leader) and survives one HAProxy being down.
+ * Passwords come from the Barman user's ~/.pgpass, never from this text.
+ */
+export function barmanConninfo(inv: Inventory, kind: 'conninfo' | 'streaming'): string {
+  const b = inv.backup;
+  const hosts = inv.nodes.haproxy.map((n) => n.ip);
+  return [
+    `host=${hosts.join(',')}`,
+    `port=${hosts.map(() => inv.ports.haproxyWrite).join(',')}`,
+    `user=${kind === 'conninfo' ? b.user : b.streamingUser}`,
+    'dbname=postgres',
+    'connect_timeout=10',
+  ].join(' ');
+}
+
+/** The addresses PostgreSQL sees Barman's connections come from: the backup CT and the HAProxies it goes through. */
+export function barmanSources(inv: Inventory): string[] {
+  const b = backupNode(inv);
+  return b ? [b.ip, ...inv.nodes.haproxy.map((n) => n.ip)] : [];
+}

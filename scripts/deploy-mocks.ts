@@ -37,6 +37,13 @@ export function deployMocks(
       waitReplication: rec('waitReplication', []),
       installHaproxy: rec('installHaproxy'),
       checkThroughHaproxy: rec('checkThroughHaproxy', { writes: [], reads: [] }),
+      // The backup CT (an inventory with nodes.backup, in runs patched deploy-backup-ct).
+      prepareBackupCluster: async (a: { leader: string }) => {
+        calls.push(`prepareBackupCluster ${a.leader}`);
+        return { roles: [], slot: [] };
+      },
+      installBackup: rec('installBackup'),
+      waitBarmanReady: rec('waitBarmanReady', { server: 'lab', ok: true, checks: [] }),
       clusterStatus: async () => {
         calls.push('clusterStatus');
         return { verdict: opts.verdict ?? { status: 'healthy', reasons: [] } };

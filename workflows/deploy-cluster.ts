@@ -3,7 +3,8 @@
  *
  *   pre-flight → etcd on its 3 CTs → etcd health gate → PostgreSQL + Patroni on the 3 PostgreSQL CTs
  *   → the first node bootstraps as leader → the replicas join → replication gate → HAProxy on both
- *   CTs → end-to-end gate through HAProxy → the cluster's status.
+ *   CTs → end-to-end gate through HAProxy → (with a backup CT) Barman's roles and slot, Barman on
+ *   the backup CT, `barman check` → the cluster's status.
  *
  * "etcd first, then Patroni, then HAProxy; check each" — as the seed says. Every step is idempotent:
  * run again on a deployed cluster, it changes nothing and restarts nothing.
@@ -40,7 +41,11 @@ export async function deployCluster(input: DeployInput) {
   if (!first) refuse('no PostgreSQL nodes', Failures.InvalidInventory);
   const plan: PlanEntry[] = ['preflight', 'etcd', 'etcd healthy', 'postgres install'];
   if (input.approvalTimeout) plan.push({ gate: 'before-bootstrap' });
-  plan.push('bootstrap leader', 'replicas join', 'replication', 'haproxy', 'end-to-end', 'status');
+  plan.push('bootstrap leader', 'replicas join', 'replication', 'haproxy', 'end-to-end');
+  // The backup CT (issue 10): only for an inventory that has one, and only in runs that know it.
+  const withBackup = inv.nodes.backup.length > 0 && patched(Patches.deployBackupCt);
+  if (withBackup) plan.push('backup roles', 'backup install', 'backup check');
+  plan.push('status');
 
   return runbook({ cluster: inv.cluster, operation: 'deploy', plan }, async (rb) => {
     const each = <T>(role: 'etcd' | 'postgres' | 'haproxy', fn: (hostname: string) => Promise<T>) =>
@@ -107,6 +112,19 @@ export async function deployCluster(input: DeployInput) {
         timeoutMs: 60_000,
       }),
     );
+
+    if (withBackup) {
+      // Barman connects through HAProxy's write port: its roles, pg_hba lines and slot first.
+      await rb.step('backup roles', () =>
+        node.prepareBackupCluster(`backup roles on leader ${leader.leader}`, { inv, leader: leader.leader }),
+      );
+      await rb.step('backup install', () =>
+        node.installBackup(at(inv, inv.nodes.backup[0]!.hostname), { inv }),
+      );
+      await rb.step('backup check', () =>
+        gate.waitBarmanReady(`barman check on ${inv.nodes.backup[0]!.hostname}`, { inv, timeoutMs: 240_000 }),
+      );
+    }
 
     const status = await rb.step('status', () => gate.clusterStatus(`cluster ${inv.cluster}`, { inv }));
     // A deploy that ends with a cluster not healthy is not a success (scripts/up and CI rely on it).

@@ -8,3 +8,4 @@ export { reinitReplica } from './reinit';
 export { etcdRestart, etcdMaintain, etcdSnapshot, patroniDcsClean } from './etcd';
 export { upgradePatroni } from './upgrade-patroni';
 export { upgradePostgresql } from './upgrade-postgresql';
+export { backup } from './backup';

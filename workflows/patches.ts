@@ -12,4 +12,6 @@ export const Patches = {
   deployFailsUnhealthy: 'deploy-fails-when-unhealthy',
   /** Approvers, pausers, resumers and cancellers are added to the PgOperator search attribute. */
   operatorAttribute: 'pg-operator-search-attribute',
+  /** deployCluster installs the backup CT (nodes.backup): Barman's roles and slot, Barman, barman check. */
+  deployBackupCt: 'deploy-backup-ct',
 } as const;

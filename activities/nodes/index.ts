@@ -11,6 +11,7 @@
 import type { Inventory, Role } from '../../runbooks/schema';
 import { cancellationSignal } from '../poll';
 import { nodeCt } from './context';
+import { installBackup } from './backup';
 import { installEtcd } from './etcd';
 import { installHaproxy } from './haproxy';
 import { installPostgres, startPatroni } from './postgres';
@@ -20,7 +21,7 @@ import { SERVICE } from './types';
 import type { NodeDeps } from './types';
 
 export * from './types';
-export { preflightNode, installEtcd, installPostgres, startPatroni, installHaproxy };
+export { preflightNode, installEtcd, installPostgres, startPatroni, installHaproxy, installBackup };
 
 /** When each service of the node last started (systemd's monotonic clock): proof that nothing restarted. */
 export async function serviceStartTimes(
@@ -57,6 +58,7 @@ export function createNodeActivities(deps: NodeDeps) {
     startPatroni: bind(deps, startPatroni),
     installHaproxy: bind(deps, installHaproxy),
     serviceStartTimes: bind(deps, serviceStartTimes),
+    installBackup: bind(deps, installBackup),
   };
 }
 

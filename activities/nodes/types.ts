@@ -6,7 +6,8 @@ import type { Inventory, Role } from '../../runbooks/schema';
 import { Failures } from '../../runbooks/failures';
 
 /** The part of ProxmoxHost the node steps use (the lab's sshd + pct for real). */
-export type CtShell = Pick<ProxmoxHost, 'exec' | 'push' | 'status'>;
+export type CtShell = Pick<ProxmoxHost, 'exec' | 'push' | 'status'> &
+  Partial<Pick<ProxmoxHost, 'setMountPoint' | 'reboot'>>;
 
 export interface NodeDeps {
   shellFor(proxmox: Inventory['proxmox']): Promise<CtShell>;

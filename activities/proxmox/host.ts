@@ -428,6 +428,27 @@ export class ProxmoxHost {
     return { changed: true };
   }
 
+  /**
+   * A bind mount point, Proxmox's `pct set <vmid> -mp<index> <hostDir>,mp=<path>`, unless `pct
+   * config` shows it already. Returns whether it was set (a running CT may need a restart to see it).
+   */
+  async setMountPoint(
+    vmid: number,
+    index: number,
+    hostDir: string,
+    path: string,
+  ): Promise<{ changed: boolean }> {
+    const spec = `${hostDir},mp=${path}`;
+    if ((await this.config(vmid))[`mp${index}`] === spec) return { changed: false };
+    await this.pctChecked('set', vmid, [`-mp${index}`, spec]);
+    return { changed: true };
+  }
+
+  /** `pct reboot`: a clean restart of a running CT. */
+  async reboot(vmid: number, timeoutMs = 180_000): Promise<void> {
+    await this.pctChecked('reboot', vmid, [], timeoutMs);
+  }
+
   /** `pct config` as key → value (`hostname`, `net0`, ...). */
   async config(vmid: number): Promise<Record<string, string>> {
     const out = await this.pctChecked('config', vmid);

@@ -51,3 +51,4 @@ export function renderCluster(inv: Inventory, secrets: ClusterSecrets): Rendered
     inv.nodes[role].map((node) => ({ role, node, files: renderNodeFiles(inv, role, node, secrets) })),
   );
 }
+export * from './barman';

@@ -19,6 +19,7 @@
  */
 import { Document } from 'yaml';
 import type { ClusterSecrets, Inventory, Node } from '../../runbooks/schema';
+import { backupNode, barmanSources } from '../../runbooks/topology';
 import { header, type RenderedFile } from './files';
 
 export const PATRONI_UNIT_PATH = '/etc/systemd/system/patroni.service';
@@ -44,6 +45,18 @@ function member(inv: Inventory, node: Node): Node {
 export function renderPgHba(inv: Inventory): string[] {
   const { superuser, osUser, replicationUser } = inv.postgresql;
   const lines: string[] = [];
+  // Barman's two roles only from the backup CT (and the HAProxies its connections pass through:
+  // HAProxy's TCP proxying hides the client address); refused from anywhere else, locally too.
+  const backup = backupNode(inv);
+  if (backup) {
+    const b = inv.backup;
+    for (const src of barmanSources(inv)) {
+      lines.push(`host all ${b.user} ${src}/32 scram-sha-256`);
+      lines.push(`host replication ${b.streamingUser} ${src}/32 scram-sha-256`);
+    }
+    lines.push(`local all ${b.user},${b.streamingUser} reject`);
+    lines.push(`host all ${b.user},${b.streamingUser} all reject`);
+  }
   // The postgres OS user reaches its own superuser role over the socket without a password
   // (Patroni, `sudo -u postgres psql`); every other local login needs one.
   if (superuser === osUser) lines.push(`local all ${superuser} peer`);
@@ -126,6 +139,9 @@ export function renderPatroniYml(inv: Inventory, node: Node, secrets: ClusterSec
         maximum_lag_on_failover: p.maximumLagOnFailover,
         // Etcd quorum loss must not take writes down: the leader stays while every member answers it.
         ...(supportsFailsafe(inv.versions.patroni) ? { failsafe_mode: true } : {}),
+        // Barman's WAL streaming slot as a permanent slot: Patroni keeps it on whichever member leads
+        // (and advances it on replicas), so WAL streaming resumes after a switchover without a hole.
+        ...(backupNode(inv) ? { slots: { [inv.backup.slot]: { type: 'physical' } } } : {}),
         postgresql: {
           use_pg_rewind: p.useRewind,
           use_slots: p.useSlots,

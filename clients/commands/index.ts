@@ -15,6 +15,7 @@ import { register as registerEtcd } from './etcd';
 import * as upgradePatroni from './upgrade-patroni';
 import * as history from './history';
 import * as operatorOption from './operator';
+import * as backup from './backup';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
@@ -36,4 +37,5 @@ export function registerCommands(program: Command): void {
   history.register(program);
   // last: gives every command above `--by` (who is acting)
   operatorOption.register(program);
+  backup.register(program);
 }

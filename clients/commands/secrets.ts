@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { resolveSecretRef } from '../../activities/secrets';
-import { checkInventoryFile, formatIssues, SECRET_NAMES, type Inventory } from '../../runbooks/inventory';
+import { checkInventoryFile, formatIssues, secretNamesOf, type Inventory } from '../../runbooks/inventory';
 
 /** 32 characters of base64url (192 bits): safe unquoted in YAML, .pgpass, haproxy.cfg and URLs. */
 export function generatePassword(): string {
@@ -27,8 +27,8 @@ export interface SecretInitResult {
 /** Create the missing file: secrets of `inv`. Exclusive create: an existing file is never touched. */
 export async function initSecrets(inv: Inventory): Promise<SecretInitResult[]> {
   const out: SecretInitResult[] = [];
-  for (const name of SECRET_NAMES) {
-    const ref = inv.secrets[name];
+  for (const name of secretNamesOf(inv)) {
+    const ref = inv.secrets[name]!;
     const field = `secrets.${name}`;
     if (ref.startsWith('env:')) {
       const set = process.env[ref.slice(4)] !== undefined;
@@ -107,8 +107,8 @@ export function register(program: Command): void {
       const inv = await loadOrFail(opts.cluster);
       if (!inv) return;
       let bad = 0;
-      for (const name of SECRET_NAMES) {
-        const ref = inv.secrets[name];
+      for (const name of secretNamesOf(inv)) {
+        const ref = inv.secrets[name]!;
         const msg = await resolveSecretRef(ref).then(
           (v) => `ok (${v.length} characters)`,
           (e: Error) => {

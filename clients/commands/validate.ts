@@ -9,7 +9,7 @@ import { lstat } from 'node:fs/promises';
 import {
   checkInventoryFile,
   formatIssues,
-  SECRET_NAMES,
+  secretNamesOf,
   type Inventory,
   type InventoryIssue,
 } from '../../runbooks/inventory';
@@ -28,7 +28,7 @@ export function summarize(inv: Inventory, file: string): string[] {
   const nodes = (role: 'etcd' | 'postgres' | 'haproxy') =>
     inv.nodes[role].map((n) => `${n.hostname}/CT ${n.vmid}/${n.ip}`).join(', ');
   const p = inv.ports;
-  const refs = SECRET_NAMES.map((n) => inv.secrets[n]);
+  const refs = secretNamesOf(inv).map((n) => inv.secrets[n]!);
   return [
     `${file}: valid`,
     `  cluster ${inv.cluster}, subnet ${inv.subnet}, Proxmox ${inv.proxmox.user}@${inv.proxmox.host}:${inv.proxmox.port}`,
@@ -69,8 +69,8 @@ async function checkFile(file: string, cluster: string): Promise<FileReport> {
   const out = summarize(r.inventory, r.file);
   // Local facts only (no connection): which file: secrets do not exist yet on this machine.
   const missing: string[] = [];
-  for (const n of SECRET_NAMES) {
-    const ref = r.inventory.secrets[n];
+  for (const n of secretNamesOf(r.inventory)) {
+    const ref = r.inventory.secrets[n]!;
     if (ref.startsWith('file:')) await lstat(ref.slice(5)).catch(() => missing.push(`secrets.${n} (${ref})`));
   }
   if (missing.length)

@@ -687,18 +687,28 @@ void describe('the rendered files, read by the real programs', () => {
         '',
       );
       assert.equal(
-        await psql(`select string_agg(distinct auth_method, ',') from pg_hba_file_rules where type = 'host'`),
+        await psql(
+          `select string_agg(distinct auth_method, ',') from pg_hba_file_rules where type = 'host' and auth_method <> 'reject'`,
+        ),
         'scram-sha-256',
+      );
+      // The only refusals: Barman's roles from anywhere but the backup CT's path (issue 10).
+      assert.equal(
+        await psql(
+          `select coalesce(string_agg(distinct array_to_string(user_name, ','), ';'), '') from pg_hba_file_rules where auth_method = 'reject'`,
+        ),
+        'barman,streaming_barman',
       );
       assert.equal(await psql('show password_encryption'), 'scram-sha-256');
       assert.equal(await psql('show data_checksums'), 'on');
       assert.equal(await psql('show server_encoding'), 'UTF8');
       assert.equal(await psql('show wal_keep_size'), '512MB');
       assert.equal(await psql('show log_directory'), 'log');
-      // The pg_hba rules in force: no 0.0.0.0/0, the lab subnet only.
+      // The pg_hba rules in force: no 0.0.0.0/0, the lab subnet only (Barman's own /32 lines aside:
+      // test/unit/barman-render.test.ts).
       assert.equal(
         await psql(
-          `select string_agg(distinct address || '/' || netmask, ' ' order by address || '/' || netmask) from pg_hba_file_rules where address is not null`,
+          `select string_agg(distinct address || '/' || netmask, ' ' order by address || '/' || netmask) from pg_hba_file_rules where address is not null and not user_name && array['barman', 'streaming_barman']`,
         ),
         '127.0.0.0/255.255.255.0 127.0.0.1/255.255.255.255 ::1/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
       );

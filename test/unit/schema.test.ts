@@ -214,6 +214,7 @@ void describe('the shipped inventories', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgha-schema-'));
     try {
       const doc = await labDoc();
+      delete (doc.nodes as Record<string, unknown>).backup; // the core secrets only (the backup CT's have their own tests)
       await writeFile(join(dir, 'su'), 'from-file\n', { mode: 0o600 });
       doc.secrets = {
         superuserPassword: 'file:su',
@@ -505,6 +506,7 @@ void describe('the CLI (real processes, temporary files, no network)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgha-secrets-'));
     try {
       const d = await labDoc();
+      delete (d.nodes as Record<string, unknown>).backup; // the core secrets only
       d.secrets = {
         superuserPassword: 'file:s/deep/superuser',
         replicationPassword: 'file:s/deep/replication',

@@ -82,6 +82,13 @@ void test('the seed order: etcd (checked), then PostgreSQL + Patroni (leader fir
     'replication checked before HAProxy',
   );
   assert.ok(lastIndex(c, 'installHaproxy') < firstIndex(c, 'checkThroughHaproxy'));
+  // The backup CT (lab.yaml has backup1): Barman connects through HAProxy, so after it; the roles
+  // and slot on the leader before Barman is installed, barman check last.
+  assert.deepEqual(
+    c.filter((x) => /^(prepareBackupCluster|installBackup|waitBarmanReady)/.test(x)),
+    ['prepareBackupCluster pg102', 'installBackup', 'waitBarmanReady'],
+  );
+  assert.ok(firstIndex(c, 'checkThroughHaproxy') < firstIndex(c, 'prepareBackupCluster'));
   assert.equal(c[c.length - 1], 'clusterStatus');
 });
 

@@ -1,0 +1,175 @@
+/**
+ * Barman behind the backup interface. The cluster side, as Barman's documentation asks for a
+ * backup user without superuser rights:
+ * - `barman` (backup.user): LOGIN, EXECUTE on pg_backup_start/pg_backup_stop/pg_switch_wal/
+ *   pg_create_restore_point, member of pg_read_all_settings, pg_read_all_stats and (PostgreSQL
+ *   >= 15) pg_checkpoint;
+ * - `streaming_barman` (backup.streamingUser): LOGIN REPLICATION (pg_basebackup, pg_receivewal);
+ * - passwords from the secrets, set as SCRAM verifiers computed here (the clear text never reaches
+ *   the server), and only when the stored verifier does not match;
+ * - the slot backup.slot as a Patroni permanent physical slot in the DCS configuration, so it
+ *   exists on whichever member leads (deployCluster's bootstrap.dcs has it already; a cluster that
+ *   gains a backup CT later gets it here by PATCH /config).
+ * SQL runs in the leader's CT through `pct exec` as the postgres OS user over the local socket.
+ */
+import { Failures } from '../../runbooks/failures';
+import { resolveClusterSecrets } from '../../runbooks/inventory';
+import type { Inventory } from '../../runbooks/schema';
+import { findNode, restApi, restApiAuth } from '../../runbooks/topology';
+import { PG_SOCKET_DIR } from '../render';
+import { scramMatches, scramVerifier } from './scram';
+import type { BackupDeps, BackupPrepared, BackupTool } from './types';
+
+export class BackupNotLeaderError extends Error {
+  override readonly name = Failures.BackupNotLeader;
+}
+
+/** A role name as an SQL identifier (the schema allows only identifiers; quoting keeps it exact). */
+const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
+const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */
+export async function psqlOnMember(
+  deps: BackupDeps,
+  inv: Inventory,
+  member: string,
+  sql: string,
+  timeoutMs = 60_000,
+): Promise<string[][]> {
+  const node = findNode(inv, 'postgres', member);
+  const sh = await deps.shellFor(inv.proxmox);
+  const pg = inv.postgresql;
+  const argv = [
+    'runuser',
+    '-u',
+    pg.osUser,
+    '--',
+    `${pg.binDir}/psql`,
+    '-X',
+    '-q',
+    '-A',
+    '-t',
+    '-F',
+    '\t',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-h',
+    PG_SOCKET_DIR,
+    '-p',
+    String(inv.ports.postgresql),
+    '-U',
+    pg.superuser,
+    '-d',
+    'postgres',
+    '-f',
+    '-',
+  ];
+  const r = await sh.exec(node.vmid, argv, { stdin: sql, timeoutMs });
+  if (r.code !== 0)
+    throw new Error(
+      `psql on ${member} (CT ${node.vmid}) exited with ${r.code}: ${r.stderr.trim().split('\n').slice(-4).join(' ')}`,
+    );
+  return r.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
+}
+
+/** The roles and grants; returns what changed. */
+export async function ensureBarmanRoles(
+  deps: BackupDeps,
+  args: { inv: Inventory; leader: string },
+): Promise<string[]> {
+  const { inv, leader } = args;
+  const b = inv.backup;
+  const secrets = await resolveClusterSecrets(inv);
+  const want = [
+    { name: b.user, replication: false, password: secrets.barmanPassword },
+    { name: b.streamingUser, replication: true, password: secrets.streamingBarmanPassword },
+  ];
+  const rows = await psqlOnMember(
+    deps,
+    inv,
+    leader,
+    `select 'recovery', pg_is_in_recovery()::text, current_setting('server_version_num');
+     select 'role', rolname, rolreplication::text, rolcanlogin::text, rolsuper::text, coalesce(rolpassword, '')
+       from pg_authid where rolname in (${want.map((w) => literal(w.name)).join(', ')});`,
+  );
+  const rec = rows.find((r) => r[0] === 'recovery');
+  if (!rec || rec[1] !== 'false')
+    throw new BackupNotLeaderError(
+      `${leader} is not the primary (in recovery): the roles are created on the leader; retry with the current leader`,
+    );
+  const versionNum = Number(rec[2]);
+  const have = new Map(rows.filter((r) => r[0] === 'role').map((r) => [r[1]!, r]));
+  const sql: string[] = [];
+  const changed: string[] = [];
+  for (const w of want) {
+    if (w.password === undefined)
+      throw new Error(
+        `the password of role ${w.name} is not set: add secrets.${w.replication ? 'streamingBarmanPassword' : 'barmanPassword'}`,
+      );
+    const row = have.get(w.name);
+    const attrs = `LOGIN NOSUPERUSER ${w.replication ? 'REPLICATION' : 'NOREPLICATION'}`;
+    if (!row) {
+      sql.push(`CREATE ROLE ${ident(w.name)} ${attrs} PASSWORD ${literal(scramVerifier(w.password))};`);
+      changed.push(`role ${w.name} created`);
+      continue;
+    }
+    const [, , repl, login, sup, stored] = row;
+    if (repl !== String(w.replication) || login !== 'true' || sup !== 'false') {
+      sql.push(`ALTER ROLE ${ident(w.name)} ${attrs};`);
+      changed.push(`role ${w.name} attributes`);
+    }
+    if (!scramMatches(stored, w.password)) {
+      sql.push(`ALTER ROLE ${ident(w.name)} PASSWORD ${literal(scramVerifier(w.password))};`);
+      changed.push(`role ${w.name} password`);
+    }
+  }
+  // Grants are idempotent: given every time (a dropped grant comes back).
+  const u = ident(b.user);
+  const backupFns =
+    versionNum >= 150000
+      ? ['pg_backup_start(text, boolean)', 'pg_backup_stop(boolean)']
+      : ['pg_start_backup(text, boolean, boolean)', 'pg_stop_backup()', 'pg_stop_backup(boolean, boolean)'];
+  for (const fn of [...backupFns, 'pg_switch_wal()', 'pg_create_restore_point(text)'])
+    sql.push(`GRANT EXECUTE ON FUNCTION ${fn} TO ${u};`);
+  for (const role of [
+    'pg_read_all_settings',
+    'pg_read_all_stats',
+    ...(versionNum >= 150000 ? ['pg_checkpoint'] : []),
+  ])
+    sql.push(`GRANT ${role} TO ${u};`);
+  await psqlOnMember(deps, inv, leader, `SET client_min_messages = warning;\n${sql.join('\n')}\n`);
+  return changed;
+}
+
+/** The permanent slot in Patroni's DCS configuration; returns what changed. */
+export async function ensureBarmanSlot(
+  deps: BackupDeps,
+  args: { inv: Inventory; leader: string },
+): Promise<string[]> {
+  const { inv, leader } = args;
+  const slot = inv.backup.slot;
+  const target = restApi(inv, leader);
+  const cfg = await deps.patroni.patroniGetConfig({ target });
+  if (cfg.status !== 200 || !cfg.body)
+    throw new Error(
+      `GET ${target.url}/config answered ${cfg.status}: cannot read Patroni's DCS configuration`,
+    );
+  const slots = (cfg.body.slots ?? {}) as Record<string, { type?: string } | null>;
+  if (slots[slot]?.type === 'physical') return [];
+  const r = await deps.patroni.patroniPatchConfig({
+    target,
+    auth: restApiAuth(inv),
+    patch: { slots: { [slot]: { type: 'physical' } } },
+  });
+  if (r.status !== 200) throw new Error(`PATCH ${target.url}/config answered ${r.status}: ${r.text ?? ''}`);
+  return [`permanent slot ${slot}`];
+}
+
+export const barman: BackupTool = {
+  async prepareCluster(deps, args): Promise<BackupPrepared> {
+    return { roles: await ensureBarmanRoles(deps, args), slot: await ensureBarmanSlot(deps, args) };
+  },
+};

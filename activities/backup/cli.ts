@@ -1,0 +1,99 @@
+/**
+ * Barman's command line in the backup CT, as its OS user, argv only (activities/command.ts quotes
+ * it for `pct exec`). `barman check` parsed into named results.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Inventory } from '../../runbooks/schema';
+import { backupNode } from '../../runbooks/topology';
+import { cancellationSignal, heartbeat, heartbeating } from '../poll';
+import { barmanExecutable, barmanServer } from '../render';
+import type { BackupDeps } from './types';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `barman <args...>` in the backup CT as backup.osUser. */
+export async function barmanCli(
+  deps: BackupDeps,
+  inv: Inventory,
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<CliResult> {
+  const node = backupNode(inv);
+  if (!node) throw new Error(`cluster ${inv.cluster} has no backup CT (nodes.backup)`);
+  const sh = await deps.shellFor(inv.proxmox);
+  const argv = ['runuser', '-u', inv.backup.osUser, '--', barmanExecutable(inv), ...args];
+  const r = await heartbeating(
+    () => `barman ${args.join(' ')}`,
+    () => sh.exec(node.vmid, argv, { timeoutMs, signal: cancellationSignal() }),
+  );
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `barman check` lines `\tname: OK|FAILED (detail)` as a list. */
+export function parseBarmanCheck(out: string): { name: string; ok: boolean; detail: string }[] {
+  const rows: { name: string; ok: boolean; detail: string }[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^\s+(.+?): (OK|FAILED)\b\s*(.*)$/.exec(line);
+    if (m) rows.push({ name: m[1]!, ok: m[2] === 'OK', detail: m[3]!.replace(/^\((.*)\)$/, '$1') });
+  }
+  return rows;
+}
+
+export interface BarmanCheck {
+  server: string;
+  ok: boolean;
+  checks: { name: string; ok: boolean; detail: string }[];
+}
+
+/** One `barman check <server>`. */
+export async function barmanCheck(deps: BackupDeps, args: { inv: Inventory }): Promise<BarmanCheck> {
+  const server = barmanServer(args.inv);
+  const r = await barmanCli(deps, args.inv, ['check', server]);
+  const checks = parseBarmanCheck(r.stdout);
+  return { server, ok: r.code === 0 && checks.length > 0 && checks.every((c) => c.ok), checks };
+}
+
+/**
+ * The gate after the backup CT is installed: bounded wait until `barman check` passes — WAL
+ * streaming through the slot is up (`barman cron` starts receive-wal) and a first WAL file is
+ * archived (a WAL switch forced once). Fails with the checks still failing.
+ */
+export async function waitBarmanReady(
+  deps: BackupDeps,
+  args: { inv: Inventory; timeoutMs?: number },
+): Promise<BarmanCheck> {
+  const { inv } = args;
+  const server = barmanServer(inv);
+  const deadline = Date.now() + (args.timeoutMs ?? 180_000);
+  let switched = false;
+  let last: BarmanCheck | undefined;
+  for (;;) {
+    await barmanCli(deps, inv, ['-q', 'cron']);
+    last = await barmanCheck(deps, { inv });
+    if (last.ok) return last;
+    const failing = last.checks.filter((c) => !c.ok).map((c) => c.name);
+    heartbeat({ what: 'barman check', failing });
+    const streaming = last.checks.find((c) => c.name === 'receive-wal running')?.ok;
+    if (streaming && !switched) {
+      const s = await barmanCli(
+        deps,
+        inv,
+        ['switch-wal', '--force', '--archive', '--archive-timeout', '60', server],
+        90_000,
+      );
+      switched = s.code === 0;
+    }
+    if (Date.now() >= deadline)
+      throw new Error(
+        `barman check ${server} still fails after ${args.timeoutMs ?? 180_000} ms: ${last.checks
+          .filter((c) => !c.ok)
+          .map((c) => `${c.name} (${c.detail})`)
+          .join('; ')}`,
+      );
+    await sleep(3000);
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Backups: the backup interface (types.ts) and Barman behind it (barman.ts, cli.ts). The factory
+ * only binds the dependencies; each operation is a top-level `(deps, args)` function.
+ */
+import type { Inventory } from '../../runbooks/schema';
+import { barman } from './barman';
+import { barmanCheck, waitBarmanReady } from './cli';
+import { physicalBackup } from './physical';
+import type { BackupDeps } from './types';
+
+export * from './types';
+export { ensureBarmanRoles, ensureBarmanSlot } from './barman';
+export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
+export { physicalBackup, type PhysicalBackupResult } from './physical';
+
+export function createBackupActivities(deps: BackupDeps) {
+  return {
+    /** The cluster side of the backup CT: roles, grants and the permanent slot. */
+    prepareBackupCluster: (args: { inv: Inventory; leader: string }) => barman.prepareCluster(deps, args),
+    /** One `barman check` of the cluster's server. */
+    barmanCheck: (args: { inv: Inventory }) => barmanCheck(deps, args),
+    /** Bounded wait (heartbeating) until `barman check` passes: WAL streaming and archiving work. */
+    waitBarmanReady: (args: { inv: Inventory; timeoutMs?: number }) => waitBarmanReady(deps, args),
+    /** A physical backup named `name` (found again by that name on a retry), verified. */
+    physicalBackup: (args: { inv: Inventory; name: string }) => physicalBackup(deps, args),
+  };
+}
+
+export type BackupActivities = ReturnType<typeof createBackupActivities>;

@@ -1,0 +1,162 @@
+/**
+ * A physical backup with Barman, converging on what the backup CT shows:
+ *  1. a marker row (id = the backup's name, time, LSN) in pgha_backup_marker on the leader, for
+ *     restore drills (written once: a retry finds it);
+ *  2. the backup named after the marker: a DONE one is taken as it is (a retry after a worker died
+ *     mid-backup never starts a second); a FAILED one is deleted and taken again; otherwise
+ *     `barman backup --name <id> --wait` runs in the backup CT (the data goes CT to CT, never
+ *     through the worker), heartbeating;
+ *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness);
+ *  4. the result from `barman -f json show-backup`.
+ */
+import type { Inventory } from '../../runbooks/schema';
+import { clusterLeader } from '../patroni';
+import { barmanServer } from '../render';
+import { restApis } from '../../runbooks/topology';
+import { psqlOnMember } from './barman';
+import { barmanCli } from './cli';
+import type { BackupDeps } from './types';
+
+export interface PhysicalBackupResult {
+  kind: 'physical';
+  server: string;
+  backupId: string;
+  name: string;
+  marker: { id: string; at: string; lsn: string; leader: string };
+  status: string;
+  beginLsn: string;
+  endLsn: string;
+  beginTime: string;
+  endTime: string;
+  timeline: number;
+  sizeBytes: number;
+  durationSeconds: number;
+  postgresVersion: number;
+  verified: boolean;
+  walComplete: boolean;
+}
+
+/** A backup name Barman accepts and pgha can find again: the marker id. */
+export const BACKUP_NAME = /^pgha-[a-z0-9-]{1,80}$/;
+
+/** The leader's name, from the first member whose GET /cluster answers. */
+async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
+  for (const target of restApis(inv)) {
+    const r = await deps.patroni.patroniGetCluster({ target }).catch(() => undefined);
+    const l = r?.status === 200 && r.body ? clusterLeader(r.body) : undefined;
+    if (l) return l;
+  }
+  throw new Error(
+    `cluster ${inv.cluster} has no leader (asked ${restApis(inv)
+      .map((t) => t.url)
+      .join(', ')})`,
+  );
+}
+
+async function ensureMarker(deps: BackupDeps, inv: Inventory, leader: string, id: string) {
+  const rows = await psqlOnMember(
+    deps,
+    inv,
+    leader,
+    `SET client_min_messages = warning;
+     CREATE TABLE IF NOT EXISTS pgha_backup_marker (id text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), lsn pg_lsn NOT NULL DEFAULT pg_current_wal_lsn());
+     INSERT INTO pgha_backup_marker (id) VALUES ('${id}') ON CONFLICT (id) DO NOTHING;
+     SELECT 'marker', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text FROM pgha_backup_marker WHERE id = '${id}';`,
+  );
+  const m = rows.find((r) => r[0] === 'marker');
+  if (!m) throw new Error(`the marker ${id} was not found after it was written on ${leader}`);
+  return { id, at: m[1]!, lsn: m[2]!, leader };
+}
+
+interface ShowBackup {
+  backup_id: string;
+  backup_name?: string;
+  status: string;
+  postgresql_version: number;
+  base_backup_information: {
+    begin_lsn: string;
+    end_lsn: string;
+    begin_time: string;
+    end_time: string;
+    timeline: number;
+    backup_size_bytes: number;
+    copy_time_seconds: number;
+  };
+}
+
+async function showBackup(deps: BackupDeps, inv: Inventory, name: string): Promise<ShowBackup | undefined> {
+  const server = barmanServer(inv);
+  const r = await barmanCli(deps, inv, ['-f', 'json', 'show-backup', server, name]);
+  if (r.code !== 0) return undefined;
+  try {
+    const doc = JSON.parse(r.stdout) as Record<string, ShowBackup>;
+    return doc[server]?.backup_id ? doc[server] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function physicalBackup(
+  deps: BackupDeps,
+  args: { inv: Inventory; name: string },
+): Promise<PhysicalBackupResult> {
+  const { inv, name } = args;
+  if (!BACKUP_NAME.test(name))
+    throw new Error(`backup name ${JSON.stringify(name)}: expected ${BACKUP_NAME}`);
+  const server = barmanServer(inv);
+  const leader = await leaderOf(deps, inv);
+  const marker = await ensureMarker(deps, inv, leader, name);
+  let b = await showBackup(deps, inv, name);
+  if (b && b.status === 'FAILED') {
+    await barmanCli(deps, inv, ['delete', server, b.backup_id]);
+    b = undefined;
+  }
+  if (!b || !['DONE', 'WAITING_FOR_WALS'].includes(b.status)) {
+    // A backup of this name still running (an earlier attempt's) holds Barman's backup lock: this
+    // one then fails and the retry looks again.
+    const r = await barmanCli(
+      deps,
+      inv,
+      ['backup', '--name', name, '--wait', '--wait-timeout', '600', server],
+      3_600_000,
+    );
+    b = await showBackup(deps, inv, name);
+    if (!b || b.status !== 'DONE')
+      throw new Error(
+        `barman backup ${server} --name ${name} ended with ${r.code} and the backup is ${b?.status ?? 'absent'}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`,
+      );
+  }
+  // Found waiting for its last WAL file (an attempt that died in --wait): archive it, bounded.
+  for (let i = 0; b.status === 'WAITING_FOR_WALS' && i < 20; i++) {
+    await barmanCli(
+      deps,
+      inv,
+      ['switch-wal', '--force', '--archive', '--archive-timeout', '30', server],
+      60_000,
+    );
+    await barmanCli(deps, inv, ['-q', 'cron']);
+    b = (await showBackup(deps, inv, name)) ?? b;
+  }
+  if (b.status !== 'DONE') throw new Error(`backup ${b.backup_id} (${name}) is ${b.status}, not DONE`);
+  const verify = await barmanCli(deps, inv, ['verify-backup', server, b.backup_id], 1_800_000);
+  const check = await barmanCli(deps, inv, ['check-backup', server, b.backup_id], 600_000);
+  const i = b.base_backup_information;
+  return {
+    kind: 'physical',
+    server,
+    backupId: b.backup_id,
+    name,
+    marker,
+    status: b.status,
+    beginLsn: i.begin_lsn,
+    endLsn: i.end_lsn,
+    beginTime: i.begin_time,
+    endTime: i.end_time,
+    timeline: i.timeline,
+    sizeBytes: i.backup_size_bytes,
+    durationSeconds: i.copy_time_seconds,
+    postgresVersion: b.postgresql_version,
+    verified: verify.code === 0,
+    walComplete: check.code === 0,
+  };
+}

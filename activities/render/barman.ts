@@ -1,0 +1,138 @@
+/**
+ * Barman on the backup CT: /etc/barman.conf, the server file /etc/barman.d/<cluster>.conf, the
+ * Barman user's ~/.pgpass (its two roles' passwords) and the `barman cron` systemd service + timer.
+ * Pure: values from the inventory, passwords only from the resolved secrets passed beside it.
+ *
+ * - backup_method = postgres (pg_basebackup over the replication protocol) and streaming_archiver
+ *   = on (pg_receivewal): no SSH between the CTs and no archive_command on the database nodes;
+ * - slot_name = the Patroni permanent slot (created by Patroni on whichever member leads, so
+ *   create_slot = manual: Barman never creates or drops it);
+ * - conninfo and streaming_conninfo name every HAProxy's write port (libpq multi-host), so Barman
+ *   follows the leader across a switchover or a failover.
+ */
+import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
+import { barmanConninfo } from '../../runbooks/topology';
+import { header, type RenderedFile } from './files';
+
+export const BARMAN_CONF_PATH = '/etc/barman.conf';
+export const BARMAN_CONF_DIR = '/etc/barman.d';
+export const BARMAN_CRON_SERVICE_PATH = '/etc/systemd/system/barman-cron.service';
+export const BARMAN_CRON_TIMER_PATH = '/etc/systemd/system/barman-cron.timer';
+export const BARMAN_LOG_DIR = '/var/log/barman';
+
+/** Barman's server name for a cluster: the cluster name (letters, digits, -; the schema checks it). */
+export function barmanServer(inv: Inventory): string {
+  return inv.cluster;
+}
+
+export function barmanServerConfPath(inv: Inventory): string {
+  return `${BARMAN_CONF_DIR}/${barmanServer(inv)}.conf`;
+}
+
+/** The barman executable of the virtualenv. */
+export function barmanExecutable(inv: Inventory): string {
+  return `${inv.backup.install.venv}/bin/barman`;
+}
+
+export function renderBarmanConf(inv: Inventory): RenderedFile {
+  const b = inv.backup;
+  const content = `${header(inv.cluster, 'Barman global configuration')}[barman]
+barman_user = ${b.osUser}
+barman_home = ${b.storage.path}
+configuration_files_directory = ${BARMAN_CONF_DIR}
+log_file = ${BARMAN_LOG_DIR}/barman.log
+log_level = INFO
+`;
+  return { path: BARMAN_CONF_PATH, content, mode: 0o644, owner: 'root', group: 'root' };
+}
+
+export function renderBarmanServerConf(inv: Inventory): RenderedFile {
+  const b = inv.backup;
+  const server = barmanServer(inv);
+  const content = `${header(inv.cluster, `Barman server ${server}: PostgreSQL ${inv.postgresql.major} through HAProxy's write port`)}[${server}]
+description = pgha cluster ${inv.cluster} (Patroni scope ${inv.patroni.scope})
+conninfo = ${barmanConninfo(inv, 'conninfo')}
+streaming_conninfo = ${barmanConninfo(inv, 'streaming')}
+backup_method = postgres
+streaming_archiver = on
+archiver = off
+slot_name = ${b.slot}
+create_slot = manual
+path_prefix = ${inv.postgresql.binDir}
+backup_directory = ${b.storage.path}/${server}
+`;
+  return { path: barmanServerConfPath(inv), content, mode: 0o644, owner: 'root', group: 'root' };
+}
+
+function pgpassField(s: string): string {
+  return s.replace(/[\\:]/g, (c) => `\\${c}`);
+}
+
+/** ~barman/.pgpass: the two roles' passwords for every HAProxy's write port; mode 0600. */
+export function renderBarmanPgpass(inv: Inventory, secrets: ClusterSecrets): RenderedFile {
+  const b = inv.backup;
+  if (secrets.barmanPassword === undefined || secrets.streamingBarmanPassword === undefined)
+    throw new Error(
+      'secrets.barmanPassword and secrets.streamingBarmanPassword are required with a backup CT (pgha secrets init --cluster FILE)',
+    );
+  const port = inv.ports.haproxyWrite;
+  const lines = inv.nodes.haproxy.flatMap((h) => [
+    `${h.ip}:${port}:*:${pgpassField(b.user)}:${pgpassField(secrets.barmanPassword!)}`,
+    `${h.ip}:${port}:*:${pgpassField(b.streamingUser)}:${pgpassField(secrets.streamingBarmanPassword!)}`,
+  ]);
+  const content = `${header(inv.cluster, `.pgpass of the ${b.osUser} OS user; holds passwords: mode 0600`)}${lines.join('\n')}\n`;
+  return {
+    path: `${b.storage.path}/.pgpass`,
+    content,
+    mode: 0o600,
+    owner: b.osUser,
+    group: b.osUser,
+  };
+}
+
+/** `barman cron` once a minute (starts receive-wal, archives WAL, applies retention), as Barman's packages do. */
+export function renderBarmanCronUnits(inv: Inventory): RenderedFile[] {
+  const b = inv.backup;
+  const service = `${header(inv.cluster, 'barman cron: WAL streaming and archiving maintenance')}[Unit]
+Description=Barman cron (cluster ${inv.cluster})
+Documentation=https://docs.pgbarman.org/
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+User=${b.osUser}
+Group=${b.osUser}
+Environment=PATH=${inv.postgresql.binDir}:/usr/bin:/bin
+ExecStart=${barmanExecutable(inv)} -q cron
+# barman cron starts receive-wal (pg_receivewal) in the background: it must outlive this oneshot
+# run (systemd would otherwise kill it with the unit's cgroup when cron exits).
+KillMode=process
+TimeoutStartSec=300s
+`;
+  const timer = `${header(inv.cluster, 'barman cron every minute')}[Unit]
+Description=Barman cron every minute (cluster ${inv.cluster})
+
+[Timer]
+OnCalendar=*-*-* *:*:00
+AccuracySec=1s
+Persistent=false
+
+[Install]
+WantedBy=timers.target
+`;
+  return [
+    { path: BARMAN_CRON_SERVICE_PATH, content: service, mode: 0o644, owner: 'root', group: 'root' },
+    { path: BARMAN_CRON_TIMER_PATH, content: timer, mode: 0o644, owner: 'root', group: 'root' },
+  ];
+}
+
+/** Every file of the backup CT, in the order to write them. */
+export function renderBackupFiles(inv: Inventory, secrets: ClusterSecrets): RenderedFile[] {
+  return [
+    renderBarmanConf(inv),
+    renderBarmanServerConf(inv),
+    renderBarmanPgpass(inv, secrets),
+    ...renderBarmanCronUnits(inv),
+  ];
+}

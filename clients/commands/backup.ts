@@ -1,0 +1,54 @@
+/**
+ *   pgha backup --cluster FILE [--kind physical]
+ *
+ * Starts the backup runbook and prints what it recorded (backup id, LSNs, size, verification).
+ */
+import type { Command } from 'commander';
+import type { PhysicalBackupResult } from '../../activities/backup';
+import type { backup } from '../../workflows/backup';
+import { withClient } from '../connection';
+import { inventoryInput } from '../inventory-input';
+import { startRunbook } from '../runbook';
+import { watchRun } from './runs';
+
+export function describeBackup(r: PhysicalBackupResult): string {
+  return [
+    `backup ${r.backupId} (${r.name}) of server ${r.server}: ${r.status}, ${r.verified ? 'verified' : 'NOT verified'}, WAL ${r.walComplete ? 'complete' : 'INCOMPLETE'}`,
+    `  LSN ${r.beginLsn} → ${r.endLsn} on timeline ${r.timeline}, ${r.beginTime} → ${r.endTime} (${r.durationSeconds.toFixed(1)} s)`,
+    `  ${(r.sizeBytes / 1048576).toFixed(1)} MiB, PostgreSQL ${r.postgresVersion}; marker ${r.marker.id} at ${r.marker.lsn} (${r.marker.at}) on ${r.marker.leader}`,
+  ].join('\n');
+}
+
+export function register(program: Command): void {
+  program
+    .command('backup')
+    .description('take a backup with Barman on the backup CT, then verify it (verify-backup, check-backup)')
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .option('--kind <kind>', 'physical (Barman)', 'physical')
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action(async (o: { cluster: string; kind: string; wait: boolean }) => {
+      if (o.kind !== 'physical') {
+        console.error(`pgha: --kind ${o.kind}: only physical is available`);
+        process.exitCode = 2;
+        return;
+      }
+      await withClient(async (client) => {
+        const { input, inventory } = await inventoryInput(o.cluster);
+        if (inventory.nodes.backup.length === 0) {
+          console.error(`pgha: ${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
+          process.exitCode = 2;
+          return;
+        }
+        const handle = await startRunbook<typeof backup>(client, {
+          workflow: 'backup',
+          args: [{ inventory: input, kind: 'physical' }],
+          cluster: inventory.cluster,
+          operation: 'backup',
+        });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
+        if (!o.wait) return;
+        const run = await watchRun(client, handle);
+        if (run.status === 'COMPLETED') console.log(describeBackup(await handle.result()));
+      });
+    });
+}

@@ -1,0 +1,162 @@
+/**
+ * Barman's files for the backup CT (activities/render/barman.ts): golden files for the lab's
+ * inventory (UPDATE_GOLDEN=1 rewrites them), and the properties the backup design rests on — WAL
+ * streaming through the Patroni permanent slot, connections through every HAProxy's write port,
+ * Barman's roles allowed only from the backup CT's path and refused elsewhere, passwords only in
+ * the 0600 .pgpass.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parse } from 'yaml';
+import { loadInventory } from '../../runbooks/inventory';
+import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
+import { renderBackupFiles, renderPatroniYml, renderPgHba, type RenderedFile } from '../../activities/render';
+import { barmanConninfo } from '../../runbooks/topology';
+
+const root = join(__dirname, '..', '..');
+const goldenDir = join(root, 'test', 'golden', 'barman');
+const update = process.env.UPDATE_GOLDEN === '1';
+
+const FAKE: ClusterSecrets = {
+  superuserPassword: '<superuser-password>',
+  replicationPassword: '<replication-password>',
+  restApiPassword: '<restapi-password>',
+  haproxyStatsPassword: '<haproxy-stats-password>',
+  barmanPassword: '<barman-password>',
+  streamingBarmanPassword: '<streaming-barman-password>',
+};
+
+const lab = (): Promise<Inventory> => loadInventory(join(root, 'runbooks', 'clusters', 'lab.yaml'));
+const byPath = (files: RenderedFile[], path: string) => {
+  const f = files.find((x) => x.path === path);
+  assert.ok(f, `${path} is rendered (have ${files.map((x) => x.path).join(', ')})`);
+  return f;
+};
+/** `key = value` lines of an INI section. */
+function ini(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+) = (.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+void describe('Barman golden files (UPDATE_GOLDEN=1 rewrites them)', () => {
+  void it('lab: every file of the backup CT matches test/golden/barman/', async () => {
+    const files = renderBackupFiles(await lab(), FAKE);
+    const manifest = files.map(
+      (f) => `${f.path}\t${f.mode.toString(8).padStart(4, '0')}\t${f.owner}:${f.group}`,
+    );
+    const want = new Map<string, string>(files.map((f) => [`backup1${f.path}`, f.content]));
+    want.set('MANIFEST.tsv', `# path in the CT\tmode\towner:group\n${manifest.join('\n')}\n`);
+    if (update) {
+      await rm(goldenDir, { recursive: true, force: true });
+      for (const [key, content] of want) {
+        await mkdir(dirname(join(goldenDir, key)), { recursive: true });
+        await writeFile(join(goldenDir, key), content);
+      }
+    }
+    const have = (await readdir(goldenDir, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile())
+      .map((e) => join(e.parentPath, e.name).slice(goldenDir.length + 1))
+      .sort();
+    assert.deepEqual(have, [...want.keys()].sort());
+    for (const [key, content] of want)
+      assert.equal(
+        content,
+        await readFile(join(goldenDir, key), 'utf8'),
+        `${key} differs (UPDATE_GOLDEN=1 to accept)`,
+      );
+  });
+});
+
+void describe('Barman configuration', () => {
+  void it('streams WAL through the permanent slot and backs up with pg_basebackup, through every HAProxy', async () => {
+    const inv = await lab();
+    const server = ini(byPath(renderBackupFiles(inv, FAKE), '/etc/barman.d/lab.conf').content);
+    assert.equal(server.backup_method, 'postgres');
+    assert.equal(server.streaming_archiver, 'on');
+    assert.equal(server.archiver, 'off');
+    assert.equal(server.slot_name, 'barman');
+    assert.equal(server.create_slot, 'manual', 'Patroni owns the slot, Barman never drops it');
+    assert.equal(server.path_prefix, '/usr/pgsql-18/bin');
+    for (const key of ['conninfo', 'streaming_conninfo'] as const) {
+      assert.match(server[key]!, /^host=10\.213\.50\.11,10\.213\.50\.12 port=5432,5432 /, key);
+      assert.doesNotMatch(server[key]!, /password/, `${key} holds no password`);
+    }
+    assert.match(server.conninfo!, / user=barman /);
+    assert.match(server.streaming_conninfo!, / user=streaming_barman /);
+    assert.equal(server.conninfo, barmanConninfo(inv, 'conninfo'));
+  });
+
+  void it('keeps passwords in the barman user’s 0600 .pgpass only', async () => {
+    const files = renderBackupFiles(await lab(), FAKE);
+    const pgpass = byPath(files, '/var/lib/barman/.pgpass');
+    assert.equal(pgpass.mode, 0o600);
+    assert.equal(pgpass.owner, 'barman');
+    assert.match(pgpass.content, /^10\.213\.50\.11:5432:\*:barman:<barman-password>$/m);
+    assert.match(pgpass.content, /^10\.213\.50\.12:5432:\*:streaming_barman:<streaming-barman-password>$/m);
+    for (const f of files.filter((x) => x !== pgpass))
+      assert.doesNotMatch(f.content, /<[a-z-]+-password>/, f.path);
+  });
+
+  void it('refuses to render without the two passwords', async () => {
+    const { barmanPassword: _omit, ...partial } = FAKE;
+    const inv = await lab();
+    assert.throws(() => renderBackupFiles(inv, partial), /secrets\.barmanPassword/);
+  });
+
+  void it('runs barman cron every minute as the barman user', async () => {
+    const files = renderBackupFiles(await lab(), FAKE);
+    const service = byPath(files, '/etc/systemd/system/barman-cron.service').content;
+    assert.match(service, /^User=barman$/m);
+    assert.match(service, /^ExecStart=\/opt\/barman\/bin\/barman -q cron$/m);
+    assert.match(service, /^KillMode=process$/m, 'receive-wal outlives the oneshot cron run');
+    assert.match(
+      byPath(files, '/etc/systemd/system/barman-cron.timer').content,
+      /^OnCalendar=\*-\*-\* \*:\*:00$/m,
+    );
+  });
+});
+
+void describe('the cluster side of the backup CT', () => {
+  void it('declares the slot as a Patroni permanent physical slot', async () => {
+    const inv = await lab();
+    const yml = parse(renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE).content) as {
+      bootstrap: { dcs: { slots?: Record<string, { type: string }> } };
+    };
+    assert.deepEqual(yml.bootstrap.dcs.slots, { barman: { type: 'physical' } });
+  });
+
+  void it('allows Barman’s roles only from the backup CT and the HAProxies, before any broader line', async () => {
+    const inv = await lab();
+    const hba = renderPgHba(inv);
+    const allowed = hba.filter((l) => / (barman|streaming_barman) \S+ scram-sha-256$/.test(l));
+    assert.deepEqual(allowed, [
+      'host all barman 10.213.50.31/32 scram-sha-256',
+      'host replication streaming_barman 10.213.50.31/32 scram-sha-256',
+      'host all barman 10.213.50.11/32 scram-sha-256',
+      'host replication streaming_barman 10.213.50.11/32 scram-sha-256',
+      'host all barman 10.213.50.12/32 scram-sha-256',
+      'host replication streaming_barman 10.213.50.12/32 scram-sha-256',
+    ]);
+    const reject = hba.indexOf('host all barman,streaming_barman all reject');
+    const localReject = hba.indexOf('local all barman,streaming_barman reject');
+    assert.ok(reject > 0 && localReject > 0, 'reject lines present');
+    const firstBroad = hba.findIndex((l) => / all all /.test(l));
+    assert.ok(reject < firstBroad && localReject < firstBroad, 'the reject lines come before the broad ones');
+  });
+
+  void it('adds nothing for a cluster without a backup CT', async () => {
+    const inv = await lab();
+    const plain: Inventory = { ...inv, nodes: { ...inv.nodes, backup: [] } };
+    assert.ok(!renderPgHba(plain).some((l) => l.includes('barman')));
+    const yml = parse(renderPatroniYml(plain, plain.nodes.postgres[0]!, FAKE).content) as {
+      bootstrap: { dcs: Record<string, unknown> };
+    };
+    assert.equal(yml.bootstrap.dcs.slots, undefined);
+  });
+});

@@ -1,0 +1,94 @@
+/**
+ * The backup runbook with mocked activities on a real dev server: the backup is named after the
+ * workflow id (a resumed run asks for the same backup, never a second), the activity's result is
+ * the runbook's, and a cluster without a backup CT is refused before any activity runs.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startRunbook } from '../../clients/runbook';
+import type { InventoryInput } from '../../runbooks/schema';
+import { backupName, type backup } from '../../workflows/backup';
+import { repoRoot } from '../helpers/local-common';
+import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+
+let env: TestWorkflowEnvironment;
+before(async () => {
+  env = await startTestServer();
+});
+after(async () => {
+  await env?.teardown();
+});
+
+const labInput = (cluster: string): InventoryInput => {
+  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as InventoryInput;
+  return { ...raw, cluster };
+};
+
+function mocks() {
+  const names: string[] = [];
+  return {
+    names,
+    activities: {
+      physicalBackup: async (a: { inv: { cluster: string }; name: string }) => {
+        names.push(a.name);
+        return { kind: 'physical', backupId: '20261129T120000', name: a.name, server: a.inv.cluster };
+      },
+    },
+  };
+}
+
+void test('the backup is named after the workflow id and its description is the result', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('backup');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('bk');
+  await worker.runUntil(async () => {
+    const h = await startRunbook<typeof backup>(env.client, {
+      workflow: 'backup',
+      args: [{ inventory: labInput(cluster) }],
+      cluster,
+      operation: 'backup',
+      taskQueue,
+    });
+    const r = await h.result();
+    assert.deepEqual(m.names, [backupName(h.workflowId)]);
+    assert.equal(r.name, backupName(h.workflowId));
+    assert.equal(r.server, cluster);
+  });
+  assert.match(m.names[0]!, /^pgha-[a-z0-9-]+$/);
+});
+
+void test('a cluster without a backup CT is refused before any activity', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('backup');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('bk');
+  const input = labInput(cluster);
+  const { backup: _omit, ...nodes } = input.nodes as InventoryInput['nodes'] & { backup?: unknown };
+  await worker.runUntil(async () => {
+    const h = await startRunbook<typeof backup>(env.client, {
+      workflow: 'backup',
+      args: [{ inventory: { ...input, nodes } }],
+      cluster,
+      operation: 'backup',
+      taskQueue,
+    });
+    await assert.rejects(h.result(), (e: unknown) => {
+      assert.ok(e instanceof WorkflowFailedError);
+      assert.match(String(e.cause?.message), /no backup CT/);
+      return true;
+    });
+  });
+  assert.deepEqual(m.names, []);
+});
+
+void test('backupName: stable, Barman-safe', () => {
+  assert.equal(backupName('backup-labd-1'), 'pgha-backup-labd-1');
+  assert.equal(backupName('Backup_Lab/2'), 'pgha-backup-lab-2');
+  assert.ok(backupName('x'.repeat(200)).length <= 85);
+});
