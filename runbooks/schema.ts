@@ -391,8 +391,11 @@ const EtcdSchema = z.strictObject({
 const HaproxySchema = z.strictObject({
   statsUser: configUser('the HAProxy stats page', 'admin'),
   checkInter: duration('health-check interval while the state is stable', '1s'),
-  fastInter: duration('health-check interval while a server changes state', '500ms'),
-  downInter: duration('health-check interval while a server is down', '2s'),
+  // A new leader is DOWN until its check passes: downInter bounds how long after Patroni's promotion
+  // HAProxy admits it by itself (the guardian admits it at once); a dead server's checks fail within
+  // min(inter, timeout connect) each, so fall 2 takes it out in ~1.5 s.
+  fastInter: duration('health-check interval while a server changes state', '250ms'),
+  downInter: duration('health-check interval while a server is down', '500ms'),
   fall: help(z.number().int().min(1).max(100), {
     expected: 'failed checks before DOWN (1-100)',
     example: '2',
@@ -401,7 +404,9 @@ const HaproxySchema = z.strictObject({
     expected: 'passed checks before UP (1-100)',
     example: '1',
   }).default(1),
-  timeoutConnect: duration('timeout connect', '5s'),
+  // A client sent to a server that just died waits this long before `option redispatch` (1 s on a
+  // LAN; the seed's 5 s doubled an unplanned failover's write gap for a client that hit it).
+  timeoutConnect: duration('timeout connect', '1s'),
   timeoutClient: duration('timeout client (idle client connection)', '30m'),
   timeoutServer: duration('timeout server (idle server connection)', '30m'),
   timeoutCheck: duration('timeout check (one health check)', '2s'),
