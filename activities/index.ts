@@ -14,6 +14,7 @@ import { createGateActivities } from './gates';
 import { createSwitchoverActivities } from './switchover';
 import { createMaintenanceActivities } from './maintenance';
 import { createProxmoxFactory } from './proxmox';
+import { createGuardianActivities } from './guardian';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -41,6 +42,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createGateActivities({ patroni, postgres, statusFor }),
     ...createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
+    ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
   };
 }
 

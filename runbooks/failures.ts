@@ -40,6 +40,8 @@ export const Failures = {
   SmokeMarkerMissing: 'SmokeMarkerMissing',
   SmokeMarkerMismatch: 'SmokeMarkerMismatch',
   SmokeMarkerSignature: 'SmokeMarkerSignature',
+  /** The guardian saw a new leader key holder that did not take writes in time (activities/guardian). */
+  GuardianRouteTimeout: 'GuardianRouteTimeout',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];

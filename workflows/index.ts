@@ -5,3 +5,4 @@ export { deployCluster } from './deploy-cluster';
 export { switchover, failover } from './switchover';
 export { rollingRestart, applyConfig } from './rolling-restart';
 export { reinitReplica } from './reinit';
+export { clusterGuardian, failoverObserved } from './guardian';

@@ -10,6 +10,7 @@ import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
 import { register as registerValidate } from './validate';
+import { register as registerGuard } from './guard';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
@@ -25,4 +26,5 @@ export function registerCommands(program: Command): void {
   deploy.register(program);
   switchover.register(program);
   maintenance.register(program);
+  registerGuard(program);
 }
