@@ -23,12 +23,13 @@ export async function startGuardian(
   client: Client,
   cluster: string,
   input: Parameters<typeof clusterGuardian>[0],
+  opts: { taskQueue?: string } = {},
 ): Promise<{ workflowId: string; runId?: string; already: boolean }> {
   const workflowId = guardianWorkflowId(cluster);
   try {
     const h = await client.workflow.start<typeof clusterGuardian>('clusterGuardian', {
       workflowId,
-      taskQueue,
+      taskQueue: opts.taskQueue ?? taskQueue,
       args: [input],
       typedSearchAttributes: [
         { key: PgCluster, value: cluster },
