@@ -32,6 +32,8 @@ import {
 } from './issues';
 import { isHostOrIp, IPV4 } from './network';
 import { secretRefProblem } from './secret-ref';
+import { resolveTiming, TIMING_NAMES } from './timing';
+import type { TimingName } from './timing';
 
 export { KNOWN_POSTGRES_MAJORS, ROLES } from './checks';
 export * from './grammar';
@@ -326,10 +328,18 @@ const PatroniSchema = z.strictObject({
       example: '/patroni/',
     },
   ).default('/patroni/'),
-  // Patroni's documented minimums: ttl >= 20, loop_wait >= 1, retry_timeout >= 3.
-  ttl: seconds('leader key TTL, Patroni bootstrap.dcs.ttl', 60, 20),
-  loopWait: seconds('Patroni loop interval, bootstrap.dcs.loop_wait', 10, 1),
-  retryTimeout: seconds('DCS/PostgreSQL retry timeout, bootstrap.dcs.retry_timeout', 20, 3),
+  /**
+   * A timing profile (runbooks/timing.ts): seed (ttl 60/loop_wait 10/retry_timeout 20), recommended
+   * (20/5/7) or custom (the explicit values below). Explicit values beside seed/recommended must match.
+   */
+  timing: help(z.enum(TIMING_NAMES), {
+    expected: `a timing profile: ${TIMING_NAMES.join(', ')} (pgha validate explains each in seconds of write downtime)`,
+    example: 'recommended',
+  }).optional(),
+  // Patroni's documented minimums: ttl >= 20, loop_wait >= 1, retry_timeout >= 3. Absent: the profile's.
+  ttl: seconds('leader key TTL, Patroni bootstrap.dcs.ttl', 60, 20).optional(),
+  loopWait: seconds('Patroni loop interval, bootstrap.dcs.loop_wait', 10, 1).optional(),
+  retryTimeout: seconds('DCS/PostgreSQL retry timeout, bootstrap.dcs.retry_timeout', 20, 3).optional(),
   maximumLagOnFailover: help(z.number().int().min(0), {
     expected: 'bytes of WAL a replica may lag and still be promoted (bootstrap.dcs.maximum_lag_on_failover)',
     example: '1048576',
@@ -512,7 +522,12 @@ export const SECRET_NAMES: readonly SecretName[] = [
 
 /** A validated inventory with every default filled in (derived paths included). */
 export interface Inventory extends Omit<Parsed, 'postgresql' | 'etcd' | 'patroni'> {
-  patroni: Parsed['patroni'] & {
+  patroni: Omit<Parsed['patroni'], 'timing' | 'ttl' | 'loopWait' | 'retryTimeout'> & {
+    /** The timing profile (runbooks/timing.ts) and the values it gives (explicit ones for custom). */
+    timing: TimingName;
+    ttl: number;
+    loopWait: number;
+    retryTimeout: number;
     /** The patroni executable: <venv>/bin/patroni, or /usr/local/bin/patroni for a system pip install. */
     executable: string;
     /** patronictl next to it. */
@@ -648,6 +663,7 @@ function finalize(p: Parsed, opts: ValidateOptions): Inventory {
     },
     patroni: {
       ...p.patroni,
+      ...resolveTiming(p.patroni),
       executable: `${binDirOfPatroni}/patroni`,
       ctlExecutable: `${binDirOfPatroni}/patronictl`,
     },

@@ -138,7 +138,7 @@ before(async () => {
   ({ input, inventory: inv } = await inventoryInput(LAB));
   env = await startTestServer();
   const w = startWorker('worker-1');
-  await workerReady(w);
+  await workerReady(w, 600_000); // bundling the workflows takes minutes on a loaded 2-core machine
   const d = await startRunbook<typeof deployCluster>(env.client, {
     workflow: 'deployCluster',
     args: [{ inventory: input }],
@@ -218,7 +218,7 @@ void test(
 
 void test(
   'leader CT hard-stopped, guardian worker SIGKILLed during the failover: routed, recorded once',
-  { skip, timeout: 600_000 },
+  { skip, timeout: 1_200_000 },
   async () => {
     const from = await healthy();
     const tlBefore = await timelineOf(from);
@@ -230,7 +230,7 @@ void test(
     );
     await guardianKnows(from);
     const spare = startWorker('worker-2');
-    await workerReady(spare);
+    await workerReady(spare, 600_000);
     const first = procs[0]!;
 
     pgha('lab', '--inventory', LAB, 'fault', 'stop-ct', String(vmid(from)));
