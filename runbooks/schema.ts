@@ -130,14 +130,15 @@ const secretRef = (example: string) =>
     secret: true,
   });
 
-const seconds = (what: string, dflt: number, min = 1) =>
+/** Whole seconds with no default of their own (Patroni's timings: the profile fills them in). */
+const secondsOrProfile = (what: string, dflt: number, min = 1) =>
   help(
     z
       .number()
       .int({ message: `a whole number of seconds (${what})` })
       .min(min, { message: `at least ${min} seconds (${what})` }),
     { expected: `a whole number of seconds, at least ${min} (${what})`, example: String(dflt) },
-  ).default(dflt);
+  );
 
 const duration = (what: string, dflt: string) => {
   const expected = `a duration with a unit, e.g. 500ms, 1s, 30m, above 0 and at most 2147483647ms (${what})`;
@@ -337,9 +338,13 @@ const PatroniSchema = z.strictObject({
     example: 'recommended',
   }).optional(),
   // Patroni's documented minimums: ttl >= 20, loop_wait >= 1, retry_timeout >= 3. Absent: the profile's.
-  ttl: seconds('leader key TTL, Patroni bootstrap.dcs.ttl', 60, 20).optional(),
-  loopWait: seconds('Patroni loop interval, bootstrap.dcs.loop_wait', 10, 1).optional(),
-  retryTimeout: seconds('DCS/PostgreSQL retry timeout, bootstrap.dcs.retry_timeout', 20, 3).optional(),
+  ttl: secondsOrProfile('leader key TTL, Patroni bootstrap.dcs.ttl', 60, 20).optional(),
+  loopWait: secondsOrProfile('Patroni loop interval, bootstrap.dcs.loop_wait', 10, 1).optional(),
+  retryTimeout: secondsOrProfile(
+    'DCS/PostgreSQL retry timeout, bootstrap.dcs.retry_timeout',
+    20,
+    3,
+  ).optional(),
   maximumLagOnFailover: help(z.number().int().min(0), {
     expected: 'bytes of WAL a replica may lag and still be promoted (bootstrap.dcs.maximum_lag_on_failover)',
     example: '1048576',

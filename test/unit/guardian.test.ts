@@ -48,8 +48,8 @@ void test('timing: an explicit value that contradicts the profile is refused, na
   const i = r.issues.find((x) => x.path === 'patroni.ttl');
   assert.ok(i, JSON.stringify(r.issues));
   assert.match(i.fix, /timing: custom/);
-  const c = withPatroni({ timing: 'custom', ttl: 30 }, ['loopWait', 'retryTimeout']);
-  assert.equal(c.inventory!.patroni.ttl, 30);
+  const c = withPatroni({ timing: 'custom', ttl: 70 }, ['loopWait', 'retryTimeout']);
+  assert.equal(c.inventory!.patroni.ttl, 70);
   assert.equal(c.inventory!.patroni.loopWait, 10, "custom fills the rest from the seed's values");
 });
 
