@@ -62,15 +62,29 @@ export async function guardianRoute(deps: GuardianDeps, args: RouteArgs): Promis
       phase = `routed to ${leader}; reading its timeline`;
       let timeline: number | undefined;
       let switchLsn: number | undefined;
-      try {
-        const h = await deps.patroni.patroniGetHistory({ target: restApi(inv, leader), timeoutMs: 2000 });
-        const last = h.body?.at(-1);
-        if (last) {
-          timeline = last[0] + 1;
-          switchLsn = last[1];
+      // Patroni writes the new /history entry in a loop after the promotion (seen on the lab: the
+      // first read still ended at the previous switch), so read until it names the timeline the
+      // new leader itself reports (GET /patroni), for at most 20 s.
+      const until = Date.now() + 20_000;
+      while (Date.now() < until) {
+        try {
+          const target = restApi(inv, leader);
+          const [h, me] = await Promise.all([
+            deps.patroni.patroniGetHistory({ target, timeoutMs: 2000 }),
+            deps.patroni.patroniGetPatroni({ target, timeoutMs: 2000 }),
+          ]);
+          const last = h.body?.at(-1);
+          const own = me.body?.timeline;
+          if (last && own !== undefined && last[0] + 1 >= own) {
+            timeline = last[0] + 1;
+            switchLsn = last[1];
+            break;
+          }
+          if (own !== undefined) timeline = own;
+        } catch {
+          // asked again below; the timeline may stay unknown and the record says so
         }
-      } catch {
-        // the timeline stays unknown; the record says so
+        await sleep(500);
       }
       return { leader, writableAt, routedAt, routedOn, timeline, switchLsn };
     },
