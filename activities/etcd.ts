@@ -441,3 +441,55 @@ export function createEtcdAdmin(deps: EtcdDeps = {}) {
 }
 
 export type EtcdAdmin = ReturnType<typeof createEtcdAdmin>;
+// ---------------------------------------------------------------------------------------------
+// A key watch (the guardian's leader key): etcd pushes every change; nothing is polled.
+
+/** One change of a watched key: its new value, or null when it was deleted (a lease expired). */
+export interface EtcdKeyEvent {
+  value: string | null;
+  /** Local time the event arrived (ms). */
+  at: number;
+}
+
+export interface EtcdKeyWatch {
+  /** The value when the watch was set up (null: absent). */
+  initial: string | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Watches `key` on the cluster at `endpoints` (the client moves to another member if one dies):
+ * `onEvent` is called for every put and delete after the watch is in place; `onError` when the
+ * stream fails for good. The initial value is read after the watch is set up, so no change falls
+ * between the two.
+ */
+export async function watchEtcdKey(
+  endpoints: string[],
+  key: string,
+  onEvent: (e: EtcdKeyEvent) => void,
+  onError: (err: unknown) => void,
+  timeoutMs = 3000,
+): Promise<EtcdKeyWatch> {
+  const client = new Etcd3({
+    hosts: validateEndpoints(endpoints),
+    dialTimeout: timeoutMs,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+  });
+  try {
+    const watcher = await client.watch().key(key).create();
+    watcher.on('put', (kv) => onEvent({ value: kv.value.toString(), at: Date.now() }));
+    watcher.on('delete', () => onEvent({ value: null, at: Date.now() }));
+    watcher.on('error', onError);
+    const initial = await client.get(key).string();
+    return {
+      initial,
+      close: async () => {
+        await watcher.cancel().catch(() => undefined);
+        client.close();
+      },
+    };
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+}

@@ -11,6 +11,7 @@ import { cidrMask, intToIp, IPV4, ipInCidr, ipToInt, parseCidr, type Cidr } from
 import { controlCharProblem } from './grammar';
 import type { Role } from './schema';
 import { PATRONI_MIN_FOR_POSTGRES, patroniSupportWarning } from './patroni-versions';
+import { TIMING_PROFILES } from './timing';
 
 /** PostgreSQL majors pgha knows how to configure (their paths, parameters and Patroni support). */
 export const KNOWN_POSTGRES_MAJORS = [13, 14, 15, 16, 17, 18] as const;
@@ -313,10 +314,25 @@ function checkVersionsAndPaths({ doc, nodes, err, warn }: Ctx): void {
 function checkPatroniTimings({ doc, err }: Ctx): void {
   // Patroni timings: Patroni needs loop_wait + 2 * retry_timeout <= ttl
   const pat = obj(doc.patroni);
+  const timing =
+    typeof pat.timing === 'string' && pat.timing in TIMING_PROFILES
+      ? (pat.timing as 'seed' | 'recommended')
+      : undefined;
+  const base = TIMING_PROFILES[timing ?? 'seed'];
+  // A profile's values are its own: an explicit value beside it that differs is a contradiction.
+  if (timing)
+    for (const k of ['ttl', 'loopWait', 'retryTimeout'] as const)
+      if (typeof pat[k] === 'number' && pat[k] !== base[k])
+        err(
+          `patroni.${k}`,
+          `${k} ${pat[k] as number} beside timing: ${timing}`,
+          `the profile's own ${k} (${base[k]}), or timing: custom for explicit values`,
+          `remove patroni.${k}, or write patroni.timing: custom`,
+        );
   const num = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
-  const ttl = num(pat.ttl, 60);
-  const loopWait = num(pat.loopWait, 10);
-  const retryTimeout = num(pat.retryTimeout, 20);
+  const ttl = num(pat.ttl, base.ttl);
+  const loopWait = num(pat.loopWait, base.loopWait);
+  const retryTimeout = num(pat.retryTimeout, base.retryTimeout);
   if (loopWait + 2 * retryTimeout > ttl)
     err(
       'patroni.ttl',

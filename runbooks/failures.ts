@@ -56,6 +56,8 @@ export const Failures = {
   BackupSetupError: 'BackupSetupError',
   /** A backup step reached a member that is not the leader (retryable: the leader is looked up again). */
   BackupNotLeader: 'BackupNotLeader',
+  /** The guardian saw a new leader key holder that did not take writes in time (activities/guardian). */
+  GuardianRouteTimeout: 'GuardianRouteTimeout',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];

@@ -33,6 +33,8 @@ import {
 } from './issues';
 import { isHostOrIp, IPV4 } from './network';
 import { secretRefProblem } from './secret-ref';
+import { resolveTiming, TIMING_NAMES } from './timing';
+import type { TimingName } from './timing';
 
 export { KNOWN_POSTGRES_MAJORS, ROLES } from './checks';
 export * from './grammar';
@@ -129,14 +131,15 @@ const secretRef = (example: string) =>
     secret: true,
   });
 
-const seconds = (what: string, dflt: number, min = 1) =>
+/** Whole seconds with no default of their own (Patroni's timings: the profile fills them in). */
+const secondsOrProfile = (what: string, dflt: number, min = 1) =>
   help(
     z
       .number()
       .int({ message: `a whole number of seconds (${what})` })
       .min(min, { message: `at least ${min} seconds (${what})` }),
     { expected: `a whole number of seconds, at least ${min} (${what})`, example: String(dflt) },
-  ).default(dflt);
+  );
 
 const duration = (what: string, dflt: string) => {
   const expected = `a duration with a unit, e.g. 500ms, 1s, 30m, above 0 and at most 2147483647ms (${what})`;
@@ -353,10 +356,22 @@ const PatroniSchema = z.strictObject({
       example: '/patroni/',
     },
   ).default('/patroni/'),
-  // Patroni's documented minimums: ttl >= 20, loop_wait >= 1, retry_timeout >= 3.
-  ttl: seconds('leader key TTL, Patroni bootstrap.dcs.ttl', 60, 20),
-  loopWait: seconds('Patroni loop interval, bootstrap.dcs.loop_wait', 10, 1),
-  retryTimeout: seconds('DCS/PostgreSQL retry timeout, bootstrap.dcs.retry_timeout', 20, 3),
+  /**
+   * A timing profile (runbooks/timing.ts): seed (ttl 60/loop_wait 10/retry_timeout 20), recommended
+   * (20/5/7) or custom (the explicit values below). Explicit values beside seed/recommended must match.
+   */
+  timing: help(z.enum(TIMING_NAMES), {
+    expected: `a timing profile: ${TIMING_NAMES.join(', ')} (pgha validate explains each in seconds of write downtime)`,
+    example: 'recommended',
+  }).optional(),
+  // Patroni's documented minimums: ttl >= 20, loop_wait >= 1, retry_timeout >= 3. Absent: the profile's.
+  ttl: secondsOrProfile('leader key TTL, Patroni bootstrap.dcs.ttl', 60, 20).optional(),
+  loopWait: secondsOrProfile('Patroni loop interval, bootstrap.dcs.loop_wait', 10, 1).optional(),
+  retryTimeout: secondsOrProfile(
+    'DCS/PostgreSQL retry timeout, bootstrap.dcs.retry_timeout',
+    20,
+    3,
+  ).optional(),
   maximumLagOnFailover: help(z.number().int().min(0), {
     expected: 'bytes of WAL a replica may lag and still be promoted (bootstrap.dcs.maximum_lag_on_failover)',
     example: '1048576',
@@ -418,8 +433,11 @@ const EtcdSchema = z.strictObject({
 const HaproxySchema = z.strictObject({
   statsUser: configUser('the HAProxy stats page', 'admin'),
   checkInter: duration('health-check interval while the state is stable', '1s'),
-  fastInter: duration('health-check interval while a server changes state', '500ms'),
-  downInter: duration('health-check interval while a server is down', '2s'),
+  // A new leader is DOWN until its check passes: downInter bounds how long after Patroni's promotion
+  // HAProxy admits it by itself (the guardian admits it at once); a dead server's checks fail within
+  // min(inter, timeout connect) each, so fall 2 takes it out in ~1.5 s.
+  fastInter: duration('health-check interval while a server changes state', '250ms'),
+  downInter: duration('health-check interval while a server is down', '500ms'),
   fall: help(z.number().int().min(1).max(100), {
     expected: 'failed checks before DOWN (1-100)',
     example: '2',
@@ -428,7 +446,9 @@ const HaproxySchema = z.strictObject({
     expected: 'passed checks before UP (1-100)',
     example: '1',
   }).default(1),
-  timeoutConnect: duration('timeout connect', '5s'),
+  // A client sent to a server that just died waits this long before `option redispatch` (1 s on a
+  // LAN; the seed's 5 s doubled an unplanned failover's write gap for a client that hit it).
+  timeoutConnect: duration('timeout connect', '1s'),
   timeoutClient: duration('timeout client (idle client connection)', '30m'),
   timeoutServer: duration('timeout server (idle server connection)', '30m'),
   timeoutCheck: duration('timeout check (one health check)', '2s'),
@@ -603,7 +623,12 @@ export function secretNamesOf(inv: { secrets: Partial<Record<SecretName, string>
 
 /** A validated inventory with every default filled in (derived paths included). */
 export interface Inventory extends Omit<Parsed, 'postgresql' | 'etcd' | 'patroni'> {
-  patroni: Parsed['patroni'] & {
+  patroni: Omit<Parsed['patroni'], 'timing' | 'ttl' | 'loopWait' | 'retryTimeout'> & {
+    /** The timing profile (runbooks/timing.ts) and the values it gives (explicit ones for custom). */
+    timing: TimingName;
+    ttl: number;
+    loopWait: number;
+    retryTimeout: number;
     /** The patroni executable: <venv>/bin/patroni, or /usr/local/bin/patroni for a system pip install. */
     executable: string;
     /** patronictl next to it. */
@@ -743,6 +768,7 @@ function finalize(p: Parsed, opts: ValidateOptions): Inventory {
     },
     patroni: {
       ...p.patroni,
+      ...resolveTiming(p.patroni),
       executable: `${binDirOfPatroni}/patroni`,
       ctlExecutable: `${binDirOfPatroni}/patronictl`,
     },

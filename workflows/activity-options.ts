@@ -79,6 +79,22 @@ export const activityOptions = {
     heartbeatTimeout: '30s',
     retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: maintenanceFinal },
   },
+  /** The guardian's etcd watch: up to 10 min, heartbeating every second; a dead worker is noticed in 5 s, retried without end. */
+  guardWatch: {
+    startToCloseTimeout: '11m',
+    heartbeatTimeout: '5s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
+  },
+  /** The guardian's routing of a new leader: bounded by the inventory's ttl (+30 s) inside; a timeout is final. */
+  guardRoute: {
+    startToCloseTimeout: '5m',
+    heartbeatTimeout: '5s',
+    retry: {
+      initialInterval: '1s',
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: [Failures.GuardianRouteTimeout],
+    },
+  },
 } satisfies Record<string, ActivityOptions>;
 
 export type ActivityProfile = keyof typeof activityOptions;

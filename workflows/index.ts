@@ -9,3 +9,4 @@ export { etcdRestart, etcdMaintain, etcdSnapshot, patroniDcsClean } from './etcd
 export { upgradePatroni } from './upgrade-patroni';
 export { upgradePostgresql } from './upgrade-postgresql';
 export { backup } from './backup';
+export { clusterGuardian, failoverObserved } from './guardian';

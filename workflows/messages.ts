@@ -150,7 +150,12 @@ export const lockWorkflowId = (cluster: string) => `pgha-lock-${cluster}`;
  * Operations that only read and run beside others (their runbooks use `lock: false`): a running one
  * does not make a cluster busy.
  */
-export const sharedOperations: readonly string[] = ['status'];
+export const sharedOperations: readonly string[] = [
+  'status',
+  // the guardian watches beside every runbook (it takes the lock only while it routes a failover)
+  'guardian',
+  'failover-observed',
+];
 
 // ---- how a runbook can end other than by success (ApplicationFailure types) ----
 // (the names themselves live in runbooks/failures.ts; this is the subset a runbook ends with)

@@ -8,8 +8,13 @@
  * - `on-marked-down shutdown-sessions`: clients of a demoted leader are cut at once instead of
  *   writing into a read-only server until their connection dies;
  * - `option redispatch`: a connection that cannot reach a dying server goes to a healthy one;
- * - faster checks: inter 1s fastinter 500ms fall 2 rise 1 (the seed: inter 3s fall 3 rise 3, 9 s to
- *   notice a lost leader) and a `timeout check`;
+ * - faster checks: inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 (the seed: inter 3s fall 3
+ *   rise 3, 9 s to notice a lost leader) and a `timeout check`; a server that is DOWN is checked
+ *   every 500 ms, so a new leader is UP at most ~0.5 s after its /primary answers 200, and a
+ *   `timeout connect` of 1 s (the seed: 5 s): a client sent to a leader that just died waits at
+ *   most 1 s before `option redispatch` sends it on;
+ * - logs that exist: to the unit's stdout → journald (`journalctl -u haproxy` in the CT), not
+ *   /dev/log, which the CTs do not have (the seed's `sendmsg() failed in logger`);
  * - the stats page needs a generated password (the seed: admin:admin, with `stats admin` on);
  * - the runtime API socket at /run/haproxy/admin.sock, mode 600, level admin: pgha drives it as
  *   root with `pct exec <vmid> -- socat stdio unix-connect:/run/haproxy/admin.sock`;
@@ -66,8 +71,9 @@ function globalAndDefaults(inv: Inventory): string[] {
   const h = inv.haproxy;
   return [
     'global',
-    `${G}log /dev/log local0`,
-    `${G}log /dev/log local1 notice`,
+    `${G}# To the unit's stdout, which journald keeps (the CTs run no syslog socket): journalctl -u haproxy.`,
+    `${G}# "short" prefixes each line with its syslog priority, which journald reads as the line's level.`,
+    `${G}log stdout format short local0 info`,
     `${G}chroot /var/lib/haproxy`,
     `${G}# Runtime API (server state, drain/ready/maint), used by pgha as root through pct exec + socat`,
     `${G}stats socket ${HAPROXY_ADMIN_SOCKET} mode 600 level admin`,

@@ -37,3 +37,4 @@ export function createStatusActivities(deps: StatusDeps) {
 }
 
 export type StatusActivities = ReturnType<typeof createStatusActivities>;
+export { collectHaproxyLog, formatHaproxyLog, haproxyLogArgv } from './haproxy-log';

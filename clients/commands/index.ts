@@ -16,6 +16,7 @@ import * as upgradePatroni from './upgrade-patroni';
 import * as history from './history';
 import * as operatorOption from './operator';
 import * as backup from './backup';
+import { register as registerGuard } from './guard';
 
 /** Every command module exports `register(program)`; add one line per module. */
 export function registerCommands(program: Command): void {
@@ -38,4 +39,5 @@ export function registerCommands(program: Command): void {
   // last: gives every command above `--by` (who is acting)
   operatorOption.register(program);
   backup.register(program);
+  registerGuard(program);
 }

@@ -16,7 +16,10 @@ import { createPostgresActivities } from '../../activities/postgres';
 import { createHaproxyActivities, runnerFromCtExec } from '../../activities/haproxy';
 import { ProxmoxHost } from '../../activities/proxmox';
 import {
+  collectHaproxyLog,
   createStatusActivities,
+  formatHaproxyLog,
+  haproxyLogArgv,
   statusInputFromInventory,
   type ClusterStatus,
   type StatusInput,
@@ -182,43 +185,67 @@ export function register(program: Command): void {
     .option('--json', 'print the status object as JSON')
     .option('--no-sql', 'do not connect to PostgreSQL (Patroni and etcd only)')
     .option('--no-haproxy', 'do not ask HAProxy (no SSH to the Proxmox host)')
-    .action(async (opts: { cluster: string; json?: boolean; sql: boolean; haproxy: boolean }) => {
-      const inv = await loadInventory(opts.cluster);
-      const input = statusInputFromInventory(inv, { sql: opts.sql });
-      checkTargets(input, undefined, opts.haproxy ? [inv.proxmox.host] : []);
-      const agent = new Agent({ connect: { timeout: 2000 }, headersTimeout: 4000, bodyTimeout: 4000 });
-      // HAProxy's runtime API is reached through the Proxmox host (pct exec ... socat), as the seed does.
-      let proxmox: ProxmoxHost | undefined;
-      let proxmoxError: string | undefined;
-      if (opts.haproxy) {
-        try {
-          proxmox = await ProxmoxHost.fromInventory(inv.proxmox, {
-            connectTimeoutMs: 5000,
-            commandTimeoutMs: 5000,
-          });
-        } catch (err) {
-          proxmoxError = `cannot reach the Proxmox host for pct exec: ${err instanceof Error ? err.message : String(err)}`;
+    .option(
+      '--haproxy-log <lines>',
+      "also show the last lines of each HAProxy's log (journalctl -u haproxy)",
+      Number,
+    )
+    .action(
+      async (opts: {
+        cluster: string;
+        json?: boolean;
+        sql: boolean;
+        haproxy: boolean;
+        haproxyLog?: number;
+      }) => {
+        if (opts.haproxyLog !== undefined) haproxyLogArgv(opts.haproxyLog); // a bad count fails before anything runs
+        const inv = await loadInventory(opts.cluster);
+        const input = statusInputFromInventory(inv, { sql: opts.sql });
+        checkTargets(input, undefined, opts.haproxy ? [inv.proxmox.host] : []);
+        const agent = new Agent({ connect: { timeout: 2000 }, headersTimeout: 4000, bodyTimeout: 4000 });
+        // HAProxy's runtime API is reached through the Proxmox host (pct exec ... socat), as the seed does.
+        let proxmox: ProxmoxHost | undefined;
+        let proxmoxError: string | undefined;
+        if (opts.haproxy) {
+          try {
+            proxmox = await ProxmoxHost.fromInventory(inv.proxmox, {
+              connectTimeoutMs: 5000,
+              commandTimeoutMs: 5000,
+            });
+          } catch (err) {
+            proxmoxError = `cannot reach the Proxmox host for pct exec: ${err instanceof Error ? err.message : String(err)}`;
+          }
+        } else {
+          proxmoxError = 'not asked (--no-haproxy)';
         }
-      } else {
-        proxmoxError = 'not asked (--no-haproxy)';
-      }
-      try {
-        const status = await createStatusActivities({
-          etcd: createEtcdActivities({ callTimeoutMs: 2000 }),
-          patroni: createPatroniActivities({ agent, timeoutMs: 4000 }),
-          postgres: createPostgresActivities({ connectTimeoutMs: 3000, statementTimeoutMs: 3000 }),
-          haproxy: proxmox
-            ? createHaproxyActivities({ runner: runnerFromCtExec(proxmox), timeoutMs: 5000 })
-            : undefined,
-        }).collectClusterStatus(input);
-        if (!status.haproxy.asked && proxmoxError) status.haproxy.reason = proxmoxError;
-        process.stdout.write(
-          opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatusReport(status)}\n`,
-        );
-        process.exitCode = exitCodeOf(status);
-      } finally {
-        proxmox?.close();
-        await agent.close();
-      }
-    });
+        try {
+          const status = await createStatusActivities({
+            etcd: createEtcdActivities({ callTimeoutMs: 2000 }),
+            patroni: createPatroniActivities({ agent, timeoutMs: 4000 }),
+            postgres: createPostgresActivities({ connectTimeoutMs: 3000, statementTimeoutMs: 3000 }),
+            haproxy: proxmox
+              ? createHaproxyActivities({ runner: runnerFromCtExec(proxmox), timeoutMs: 5000 })
+              : undefined,
+          }).collectClusterStatus(input);
+          if (!status.haproxy.asked && proxmoxError) status.haproxy.reason = proxmoxError;
+          const logs =
+            opts.haproxyLog !== undefined && proxmox
+              ? await collectHaproxyLog(
+                  proxmox,
+                  inv.nodes.haproxy.map((n) => ({ name: n.hostname, vmid: n.vmid })),
+                  opts.haproxyLog,
+                )
+              : undefined;
+          process.stdout.write(
+            opts.json
+              ? `${JSON.stringify(logs ? { ...status, haproxyLog: logs } : status, null, 2)}\n`
+              : `${formatStatusReport(status)}\n${logs ? `\n${formatHaproxyLog(logs)}\n` : ''}`,
+          );
+          process.exitCode = exitCodeOf(status);
+        } finally {
+          proxmox?.close();
+          await agent.close();
+        }
+      },
+    );
 }

@@ -13,6 +13,7 @@ import {
   type Inventory,
   type InventoryIssue,
 } from '../../runbooks/inventory';
+import { explainTiming } from '../../runbooks/timing';
 
 function describeInstall(inv: Inventory): string {
   return (['postgresql', 'patroni', 'etcd', 'haproxy'] as const)
@@ -36,6 +37,7 @@ export function summarize(inv: Inventory, file: string): string[] {
     `  PostgreSQL ${inv.versions.postgresql} + Patroni ${inv.versions.patroni} x${inv.nodes.postgres.length}: ${nodes('postgres')} (postgres ${p.postgresql}, REST API ${p.patroniRestApi})`,
     `  HAProxy x${inv.nodes.haproxy.length}: ${nodes('haproxy')} (write ${p.haproxyWrite}, read ${p.haproxyRead}, stats ${p.haproxyStats})`,
     `  Patroni scope ${inv.patroni.scope}, namespace ${inv.patroni.namespace}, ttl ${inv.patroni.ttl}s, loop_wait ${inv.patroni.loopWait}s, retry_timeout ${inv.patroni.retryTimeout}s, maximum_lag_on_failover ${inv.patroni.maximumLagOnFailover}`,
+    ...explainTiming(inv.patroni).map((l) => `  ${l}`),
     `  PostgreSQL ${inv.postgresql.major}: data ${inv.postgresql.dataDir}, bin ${inv.postgresql.binDir}`,
     `  install: ${describeInstall(inv)}`,
     `  secrets: ${refs.filter((r) => r.startsWith('file:')).length} file: and ${refs.filter((r) => r.startsWith('env:')).length} env: references`,

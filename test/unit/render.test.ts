@@ -137,7 +137,7 @@ void describe("the seed's defects are fixed in what is rendered", () => {
     for (const b of [write, read]) {
       assert.match(
         b,
-        /default-server inter 1s fastinter 500ms downinter 2s fall 2 rise 1 on-marked-down shutdown-sessions/,
+        /default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions/,
       );
       assert.equal(b.match(/^ {4}server pg\d+ 192\.168\.50\.2\d:5432 check port 8008$/gm)?.length, 3);
     }
@@ -145,6 +145,10 @@ void describe("the seed's defects are fixed in what is rendered", () => {
     assert.match(cfg, /frontend postgres_read\n {4}bind \*:5433\n/);
     assert.match(cfg, /^ {4}option redispatch$/m);
     assert.match(cfg, /^ {4}timeout check 2s$/m);
+    assert.match(cfg, /^ {4}timeout connect 1s$/m);
+    // HAProxy logs to its unit's stdout (journald): the CTs have no /dev/log
+    assert.match(cfg, /^ {4}log stdout format short local0 info$/m);
+    assert.doesNotMatch(cfg, /\/dev\/log/);
     assert.match(cfg, new RegExp(`^    stats socket ${HAPROXY_ADMIN_SOCKET} mode 600 level admin$`, 'm'));
     assert.match(cfg, /^ {4}stats auth 'admin:<haproxy-stats-password>'$/m);
     assert.doesNotMatch(cfg, /admin:admin|stats admin if TRUE/);
