@@ -106,6 +106,7 @@ void describe('npx pgha status (the CLI) against real etcd and PostgreSQL on loo
     inv.subnet = '127.0.0.0/8';
     inv.postgresql.allowedNetworks = [inv.subnet]; // pg_hba must admit every node (validated)
     inv.proxmox.host = '127.0.0.1';
+    delete inv.nodes.backup; // this test covers etcd, Patroni and PostgreSQL; the backup CT has no stand-in
     for (const role of ['haproxy', 'postgres', 'etcd']) {
       for (const n of inv.nodes[role] ?? []) n.ip = n.ip.replace(/^10\.213\.50\./, '127.0.0.');
     }

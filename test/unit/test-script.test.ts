@@ -99,8 +99,12 @@ function up(deployRc: number, statusRc: number) {
       'exit 0',
     ].join('\n'),
   );
-  // A worker keeps running after it says it is ready (scripts/up checks it is alive).
-  stub('node', 'echo "pgha worker: stand-in"; sleep 3; exit 0');
+  // A worker keeps running after it says it is ready (scripts/up checks it is alive)…
+  // …and so does the codec server, once it has said where it listens.
+  stub(
+    'node',
+    'case "$*" in *codec-server*) echo "pgha codec server on stand-in";; *) echo "pgha worker: stand-in";; esac; sleep 3; exit 0',
+  );
   const r = spawnSync('/bin/bash', [join(repoRoot, 'scripts/up')], {
     cwd: repoRoot,
     env: {
