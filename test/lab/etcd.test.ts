@@ -90,7 +90,7 @@ async function streamingReplicas(leader: string): Promise<string[]> {
   return sqlAs(inv, pg(leader).ip, inv.ports.postgresql, async (c) =>
     (
       await c.query<{ n: string }>(
-        `select application_name as n from pg_stat_replication where state = 'streaming' order by 1`,
+        `select application_name as n from pg_stat_replication where state = 'streaming' and application_name not like 'barman%' order by 1`,
       )
     ).rows.map((r) => r.n),
   );

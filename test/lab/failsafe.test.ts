@@ -101,7 +101,7 @@ async function streaming(leader: string): Promise<number> {
     Number(
       (
         await cl.query<{ n: string }>(
-          `select count(*) as n from pg_stat_replication where state = 'streaming'`,
+          `select count(*) as n from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'`,
         )
       ).rows[0]!.n,
     ),

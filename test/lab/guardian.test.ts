@@ -87,7 +87,7 @@ async function healthy(timeoutMs = 240_000): Promise<string> {
       if (!l) return false;
       const r = await one<{ n: number; rec: boolean }>(
         ip(l),
-        `select (select count(*) from pg_stat_replication where state = 'streaming')::int as n,
+        `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%')::int as n,
                 pg_is_in_recovery() as rec`,
       );
       leader = l;

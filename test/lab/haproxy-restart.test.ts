@@ -87,7 +87,7 @@ void describe('HAProxy after a restart or a reload (pgha files)', { skip }, () =
         async (c) =>
           (
             await c.query<{ n: number; rec: boolean }>(
-              `select (select count(*) from pg_stat_replication where state = 'streaming')::int as n,
+              `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%')::int as n,
                     pg_is_in_recovery() as rec`,
             )
           ).rows[0]!,

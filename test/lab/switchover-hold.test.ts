@@ -63,7 +63,7 @@ async function leader(): Promise<string> {
       try {
         const r = await one<{ rec: boolean; n: number }>(
           n.ip,
-          `select pg_is_in_recovery() as rec, (select count(*) from pg_stat_replication where state = 'streaming')::int as n`,
+          `select pg_is_in_recovery() as rec, (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%')::int as n`,
         );
         if (!r.rec && r.n === inv.nodes.postgres.length - 1) {
           l = n.hostname;

@@ -88,7 +88,7 @@ async function healthy(timeoutMs = 180_000): Promise<string> {
       if (!l) return false;
       const r = await one<{ n: number; rec: boolean }>(
         ip(l),
-        `select (select count(*) from pg_stat_replication where state = 'streaming'
+        `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'
                  and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::int as n, pg_is_in_recovery() as rec`,
       );
       leader = l;
