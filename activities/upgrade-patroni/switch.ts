@@ -87,6 +87,8 @@ export async function patroniSwitchMember(deps: PatroniUpgradeDeps, args: Switch
   const prior = priorIntent<RestartIntent>(switchIntentKey(member));
 
   if (from === to && before?.state === 'running' && !prior) {
+    // Also after a crash whose intent never reached a heartbeat: the checks it held are given back.
+    await releaseChecks(deps, inv, member);
     return result('already', [], before.postmaster_start_time ?? null);
   }
 
