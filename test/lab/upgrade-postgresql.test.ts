@@ -260,7 +260,11 @@ before(async () => {
   await backTo184();
 });
 
+/** Writers and samplers a test started: stopped in after() too, so a failed test leaves no loop running. */
+const loops: { stop(): Promise<unknown> }[] = [];
+
 after(async () => {
+  for (const l of loops) await l.stop().catch(() => undefined);
   for (const w of workers) await w.stop();
   await env?.teardown();
 });
@@ -320,6 +324,7 @@ void test(
     const t0 = await startTimesNow();
     const times = new StartTimes().start();
     const writer = await new LabWriter(inv, `up_writes_${Date.now()}`, inv.nodes.haproxy[0]!.ip).start();
+    loops.push(times, writer);
     await sleep(1000);
     const rowsBefore = writer.acked.length;
 

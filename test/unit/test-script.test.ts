@@ -71,7 +71,7 @@ void test('a subset (npm test -- FILE) runs just those tests; PGHA_TEST_CHECKS=1
   const subset = run([file], {});
   assert.equal(subset.code, 0, subset.stderr);
   assert.deepEqual(subset.calls, [
-    `node --import tsx --test --test-concurrency=1 --test-reporter=spec ${file}`,
+    `node --import tsx --test --test-concurrency=1 --test-force-exit --test-reporter=spec ${file}`,
   ]);
   const checked = run([file], { PGHA_TEST_CHECKS: '1' });
   assert.deepEqual(checked.calls.slice(0, 3), [
