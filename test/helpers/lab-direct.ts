@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { Client } from 'pg';
 import { LXC_PATH } from '../../lab/paths';
 import type { Inventory } from '../../runbooks/schema';
@@ -125,4 +126,26 @@ export class LabWriter {
     }
     return Math.max(gap, to - prev);
   }
+}
+
+/**
+ * pg_stat_replication rows of the cluster's members only: the backup CT's Barman streams WAL too
+ * (application_name barman_receive_wal), and it is not a replica.
+ */
+export const MEMBER_STREAMING = "state = 'streaming' and application_name not like 'barman%'";
+
+/** Whether a TCP connect to host:port is refused right now (nothing listening). */
+export function refused(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port, timeout: 500 });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('timeout', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
 }

@@ -33,7 +33,7 @@ import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { etcdMaintain, etcdRestart, etcdSnapshot, patroniDcsClean } from '../../workflows/etcd';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs, LabWriter } from '../helpers/lab-direct';
+import { inCt, sqlAs, LabWriter, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
@@ -90,7 +90,7 @@ async function streamingReplicas(leader: string): Promise<string[]> {
   return sqlAs(inv, pg(leader).ip, inv.ports.postgresql, async (c) =>
     (
       await c.query<{ n: string }>(
-        `select application_name as n from pg_stat_replication where state = 'streaming' and application_name not like 'barman%' order by 1`,
+        `select application_name as n from pg_stat_replication where ${MEMBER_STREAMING} order by 1`,
       )
     ).rows.map((r) => r.n),
   );

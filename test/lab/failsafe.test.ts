@@ -28,7 +28,7 @@ import type { Inventory } from '../../runbooks/schema';
 import { etcdEndpoints, restApi, sqlConn } from '../../runbooks/topology';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { applyConfig } from '../../workflows/rolling-restart';
-import { sqlAs, LabWriter } from '../helpers/lab-direct';
+import { sqlAs, LabWriter, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
@@ -101,7 +101,7 @@ async function streaming(leader: string): Promise<number> {
     Number(
       (
         await cl.query<{ n: string }>(
-          `select count(*) as n from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'`,
+          `select count(*) as n from pg_stat_replication where ${MEMBER_STREAMING}`,
         )
       ).rows[0]!.n,
     ),

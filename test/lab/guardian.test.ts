@@ -26,7 +26,7 @@ import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import { guardianState, guardianWorkflowId } from '../../workflows/guardian';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
-import { inCt, sqlAs } from '../helpers/lab-direct';
+import { inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -87,7 +87,7 @@ async function healthy(timeoutMs = 240_000): Promise<string> {
       if (!l) return false;
       const r = await one<{ n: number; rec: boolean }>(
         ip(l),
-        `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%')::int as n,
+        `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING})::int as n,
                 pg_is_in_recovery() as rec`,
       );
       leader = l;

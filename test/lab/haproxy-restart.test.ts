@@ -34,7 +34,7 @@ import { labNotUpReason } from '../../lab/testing';
 import { loadInventory, resolveClusterSecrets } from '../../runbooks/inventory';
 import type { Inventory } from '../../runbooks/schema';
 import { findNode, memberByIp, memberNames, restApi, restApiAuth } from '../../runbooks/topology';
-import { sqlAs } from '../helpers/lab-direct';
+import { sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 
 const skip = labNotUpReason();
@@ -87,7 +87,7 @@ void describe('HAProxy after a restart or a reload (pgha files)', { skip }, () =
         async (c) =>
           (
             await c.query<{ n: number; rec: boolean }>(
-              `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%')::int as n,
+              `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING})::int as n,
                     pg_is_in_recovery() as rec`,
             )
           ).rows[0]!,

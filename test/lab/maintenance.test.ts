@@ -20,7 +20,6 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Client } from 'pg';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -34,7 +33,7 @@ import { progress } from '../../workflows/messages';
 import type { reinitReplica } from '../../workflows/reinit';
 import type { applyConfig, rollingRestart } from '../../workflows/rolling-restart';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs, LabWriter } from '../helpers/lab-direct';
+import { inCt, sqlAs, LabWriter, MEMBER_STREAMING, refused } from '../helpers/lab-direct';
 import { LXC_PATH } from '../../lab/paths';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
@@ -93,7 +92,7 @@ async function streamingReplicas(leader: string): Promise<string[]> {
   return sql(pg(leader).ip, inv.ports.postgresql, async (c) =>
     (
       await c.query<{ n: string }>(
-        `select application_name as n from pg_stat_replication where state = 'streaming' and application_name not like 'barman%' order by 1`,
+        `select application_name as n from pg_stat_replication where ${MEMBER_STREAMING} order by 1`,
       )
     ).rows.map((r) => r.n),
   );
@@ -106,22 +105,6 @@ async function healthy(): Promise<string> {
     async () => (await streamingReplicas(leader)).length === inv.nodes.postgres.length - 1,
   );
   return leader;
-}
-
-/** Whether a TCP connect to host:port is refused right now (nothing listening). */
-function refused(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host, port, timeout: 500 });
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once('timeout', () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
 }
 
 /** Every distinct postmaster_start_time each member reports, polled every 100 ms. */

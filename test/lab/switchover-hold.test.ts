@@ -32,7 +32,7 @@ import { HAPROXY_ADMIN_SOCKET, HAPROXY_WRITE_BACKEND, writeHoldMs } from '../../
 import { createSwitchoverActivities } from '../../activities/switchover';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
-import { LabWriter, inCt, sqlAs } from '../helpers/lab-direct';
+import { LabWriter, inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -63,7 +63,7 @@ async function leader(): Promise<string> {
       try {
         const r = await one<{ rec: boolean; n: number }>(
           n.ip,
-          `select pg_is_in_recovery() as rec, (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%')::int as n`,
+          `select pg_is_in_recovery() as rec, (select count(*) from pg_stat_replication where ${MEMBER_STREAMING})::int as n`,
         );
         if (!r.rec && r.n === inv.nodes.postgres.length - 1) {
           l = n.hostname;

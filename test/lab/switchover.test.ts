@@ -28,7 +28,7 @@ import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { HandoffReport, failover, switchover } from '../../workflows/switchover';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs } from '../helpers/lab-direct';
+import { inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -114,7 +114,7 @@ async function healthy(timeoutMs = 180_000): Promise<string> {
       if (!l) return false;
       const r = await one<{ n: number; rec: boolean }>(
         ip(l),
-        `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'
+        `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING}
                  and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::int as n, pg_is_in_recovery() as rec`,
       );
       leader = l;

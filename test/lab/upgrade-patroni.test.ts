@@ -26,7 +26,7 @@ import { versionedVenv } from '../../runbooks/patroni-versions';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
 import type { UpgradePatroniReport, upgradePatroni } from '../../workflows/upgrade-patroni';
-import { LabWriter, inCt, sqlAs } from '../helpers/lab-direct';
+import { LabWriter, inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -88,7 +88,7 @@ async function healthy(timeoutMs = 180_000): Promise<string> {
       if (!l) return false;
       const r = await one<{ n: number; rec: boolean }>(
         ip(l),
-        `select (select count(*) from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'
+        `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING}
                  and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::int as n, pg_is_in_recovery() as rec`,
       );
       leader = l;

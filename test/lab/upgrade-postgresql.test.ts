@@ -17,7 +17,6 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Client } from 'pg';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -26,7 +25,7 @@ import { startRunbook } from '../../clients/runbook';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { upgradePostgresql } from '../../workflows/upgrade-postgresql';
-import { inCt, sqlAs, LabWriter } from '../helpers/lab-direct';
+import { inCt, sqlAs, LabWriter, MEMBER_STREAMING, refused } from '../helpers/lab-direct';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
@@ -87,7 +86,7 @@ async function streamingReplicas(leader: string): Promise<string[]> {
   return sql(pg(leader).ip, inv.ports.postgresql, async (c) =>
     (
       await c.query<{ n: string }>(
-        `select application_name as n from pg_stat_replication where state = 'streaming' and application_name not like 'barman%' order by 1`,
+        `select application_name as n from pg_stat_replication where ${MEMBER_STREAMING} order by 1`,
       )
     ).rows.map((r) => r.n),
   );
@@ -108,22 +107,6 @@ const timeline = async (leader: string) =>
   sql(pg(leader).ip, inv.ports.postgresql, async (c) =>
     Number((await c.query<{ t: string }>('select timeline_id as t from pg_control_checkpoint()')).rows[0]!.t),
   );
-
-/** Whether a TCP connect to host:port is refused right now (nothing listening). */
-function refused(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host, port, timeout: 500 });
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once('timeout', () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
-}
 
 /** Every distinct postmaster_start_time each member reports, polled every 100 ms. */
 class StartTimes {
