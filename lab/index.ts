@@ -178,8 +178,13 @@ export function reset(opts: LabOptions = {}): void {
   const log = opts.log ?? defaultLog;
   withLock('reset', () => {
     const t0 = Date.now();
-    const mine = new Set(readLabInventory(opts.inventory).nodes.map((n) => n.vmid));
+    const labInv = readLabInventory(opts.inventory);
+    const mine = new Set(labInv.nodes.map((n) => n.vmid));
     for (const vmid of labVmids()) if (mine.has(vmid)) destroy(vmid);
+    // The backup CT's storage goes with it: a fresh cluster has a new system identifier, and the
+    // old cluster's Barman state there would keep receive-wal from starting (converge makes it again).
+    const storage = labInv.backupHostDir;
+    if (storage?.startsWith(`${LAB_DIR}/`)) rmSync(storage, { recursive: true, force: true });
     log(`CTs ${[...mine].join(' ')} destroyed in ${elapsed(t0)}`);
     converge({ ...opts, log });
   });
