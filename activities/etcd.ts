@@ -129,45 +129,67 @@ export function errText(err: unknown): string {
   return msg.slice(0, 300);
 }
 
+type NewEtcdClient = (o: IOptions) => Etcd3;
+
+/**
+ * A client bound to the given hosts, with no retries and no circuit breaker: one call, one deadline
+ * (the dial waits at most `dialCapMs`).
+ */
+async function withEtcdClient<T>(
+  newClient: NewEtcdClient,
+  hosts: string[],
+  timeoutMs: number,
+  fn: (c: Etcd3) => Promise<T>,
+  dialCapMs = timeoutMs,
+): Promise<T> {
+  const client = newClient({
+    hosts,
+    dialTimeout: Math.min(timeoutMs, dialCapMs),
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+    faultHandling: { host: () => noop, global: noop },
+  });
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Runs `fn` against the members one after another until one answers: with retries off, a client
+ * over several hosts would fail on whichever dead member it happened to pick.
+ */
+async function withAnyEtcdEndpoint<T>(
+  newClient: NewEtcdClient,
+  endpoints: string[],
+  timeoutMs: number,
+  what: string,
+  fn: (c: Etcd3) => Promise<T>,
+  dialCapMs?: number,
+): Promise<T> {
+  const failures: string[] = [];
+  for (const endpoint of endpoints) {
+    try {
+      return await withEtcdClient(newClient, [endpoint], timeoutMs, fn, dialCapMs);
+    } catch (err) {
+      failures.push(`${endpoint}: ${errText(err)}`);
+    }
+  }
+  throw new EtcdUnavailableError(`no etcd member answered ${what}: ${failures.join('; ')}`);
+}
+
 export function createEtcdActivities(deps: EtcdDeps = {}) {
   const defaultTimeout = deps.callTimeoutMs ?? 2000;
   const newClient = deps.newClient ?? ((o: IOptions) => new Etcd3(o));
 
-  /** A client bound to the given hosts, with no retries and no circuit breaker: one call, one deadline. */
-  async function withClient<T>(hosts: string[], timeoutMs: number, fn: (c: Etcd3) => Promise<T>): Promise<T> {
-    const client = newClient({
-      hosts,
-      dialTimeout: timeoutMs,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-      faultHandling: { host: () => noop, global: noop },
-    });
-    try {
-      return await fn(client);
-    } finally {
-      client.close();
-    }
-  }
-
-  /**
-   * Runs `fn` against the members one after another until one answers: with retries off, a client
-   * over several hosts would fail on whichever dead member it happened to pick.
-   */
-  async function withAnyEndpoint<T>(
+  const withClient = <T>(hosts: string[], timeoutMs: number, fn: (c: Etcd3) => Promise<T>) =>
+    withEtcdClient(newClient, hosts, timeoutMs, fn);
+  const withAnyEndpoint = <T>(
     endpoints: string[],
     timeoutMs: number,
     what: string,
     fn: (c: Etcd3) => Promise<T>,
-  ): Promise<T> {
-    const failures: string[] = [];
-    for (const endpoint of endpoints) {
-      try {
-        return await withClient([endpoint], timeoutMs, fn);
-      } catch (err) {
-        failures.push(`${endpoint}: ${errText(err)}`);
-      }
-    }
-    throw new EtcdUnavailableError(`no etcd member answered ${what}: ${failures.join('; ')}`);
-  }
+  ) => withAnyEtcdEndpoint(newClient, endpoints, timeoutMs, what, fn);
 
   async function endpointHealth(endpoint: string, timeoutMs: number): Promise<EtcdEndpointHealth> {
     const started = Date.now();
@@ -347,37 +369,11 @@ export function createEtcdAdmin(deps: EtcdDeps = {}) {
   const defaultTimeout = deps.callTimeoutMs ?? 2000;
   const newClient = deps.newClient ?? ((o: IOptions) => new Etcd3(o));
 
-  async function on<T>(endpoint: string, timeoutMs: number, fn: (c: Etcd3) => Promise<T>): Promise<T> {
-    validateEndpoints([endpoint]);
-    const client = newClient({
-      hosts: [endpoint],
-      dialTimeout: Math.min(timeoutMs, 5000),
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-      faultHandling: { host: () => noop, global: noop },
-    });
-    try {
-      return await fn(client);
-    } finally {
-      client.close();
-    }
-  }
-
-  async function onAny<T>(
-    endpoints: string[],
-    timeoutMs: number,
-    what: string,
-    fn: (c: Etcd3) => Promise<T>,
-  ): Promise<T> {
-    const failures: string[] = [];
-    for (const endpoint of validateEndpoints(endpoints)) {
-      try {
-        return await on(endpoint, timeoutMs, fn);
-      } catch (err) {
-        failures.push(`${endpoint}: ${errText(err)}`);
-      }
-    }
-    throw new EtcdUnavailableError(`no etcd member answered ${what}: ${failures.join('; ')}`);
-  }
+  // Admin calls may be long (defragment, snapshot): the dial still gives up after 5 s.
+  const on = <T>(endpoint: string, timeoutMs: number, fn: (c: Etcd3) => Promise<T>) =>
+    withEtcdClient(newClient, validateEndpoints([endpoint]), timeoutMs, fn, 5000);
+  const onAny = <T>(endpoints: string[], timeoutMs: number, what: string, fn: (c: Etcd3) => Promise<T>) =>
+    withAnyEtcdEndpoint(newClient, validateEndpoints(endpoints), timeoutMs, what, fn, 5000);
 
   return {
     /** `etcdctl move-leader <target>`, sent to the current leader's endpoint (etcd requires it). */
