@@ -15,6 +15,23 @@ export function pgTime(t: string | null | undefined): number | null {
   return Number.isNaN(ms) ? null : ms;
 }
 
+/**
+ * The leader's walsender for `member` that started after `after` (the member's new postmaster start
+ * time): a row left from before its restart says nothing about the restarted member.
+ */
+export function walsenderSince(
+  rows: PgReplicationRow[],
+  member: string,
+  after: string | null | undefined,
+): PgReplicationRow | undefined {
+  const since = pgTime(after);
+  return rows.find(
+    (r) =>
+      r.applicationName === member &&
+      (since === null || !r.backendStart || Date.parse(r.backendStart) >= since),
+  );
+}
+
 /** A pre-check said no: nothing was changed (non-retryable MaintenanceRefused). */
 export function refuse(message: string): never {
   throw ApplicationFailure.create({ type: Failures.MaintenanceRefused, nonRetryable: true, message });

@@ -10,7 +10,7 @@ import { normaliseRole } from '../patroni';
 import type { PatroniNodeStatus } from '../patroni';
 import { PollTimeoutError, pollUntil } from '../poll';
 import type { PgReplicationRow } from '../postgres';
-import { fail, fmtLag, patroniOf, pgTime } from './common';
+import { fail, fmtLag, patroniOf, walsenderSince } from './common';
 import type { MaintenanceDeps } from './types';
 
 export interface WaitBackArgs {
@@ -64,13 +64,7 @@ async function replicaBack(deps: MaintenanceDeps, args: WaitBackArgs, value: Bac
   } catch (err) {
     return { done: false, value, describe: `leader ${args.leader}: ${(err as Error).message}` };
   }
-  // A row left from before the restart says nothing.
-  const since = pgTime(value.after);
-  const row = rows.find(
-    (r) =>
-      r.applicationName === args.member &&
-      (since === null || !r.backendStart || Date.parse(r.backendStart) >= since),
-  );
+  const row = walsenderSince(rows, args.member, value.after);
   value.lagBytes = row?.replayLagBytes ?? null;
   const ok = row?.state === 'streaming' && value.lagBytes !== null && value.lagBytes <= args.maxLagBytes;
   return {

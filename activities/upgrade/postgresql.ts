@@ -14,7 +14,7 @@
  */
 import type { Inventory } from '../../runbooks/schema';
 import { findNode, restApi, restApiAuth, sqlConn } from '../../runbooks/topology';
-import { fail, fmtLag, patroniOf, pgTime, refuse } from '../maintenance/common';
+import { fail, fmtLag, patroniOf, refuse, walsenderSince } from '../maintenance/common';
 import { normaliseRole, PatroniUnreachableError, clusterLeader } from '../patroni';
 import { clusterOf } from '../maintenance/common';
 import { unpackBuild } from '../nodes/packages';
@@ -213,12 +213,7 @@ async function lookBack(deps: UpgradeDeps, args: RestartOntoArgs, before: string
   }
   try {
     const rows = await deps.postgres.pgReplication(sqlConn(inv, leader));
-    const since = pgTime(value.after);
-    const row = rows.find(
-      (r) =>
-        r.applicationName === member &&
-        (since === null || !r.backendStart || Date.parse(r.backendStart) >= since),
-    );
+    const row = walsenderSince(rows, member, value.after);
     value.lagBytes = row?.replayLagBytes ?? null;
     const ok = row?.state === 'streaming' && value.lagBytes !== null && value.lagBytes <= args.maxLagBytes;
     return {
