@@ -196,7 +196,11 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
     const t0 = Date.now();
     await assert.rejects(host.exec(CT, ['sleep', '31.5'], { timeoutMs: 1000 }), (err: unknown) => {
       isKind('Timeout')(err);
-      assert.match((err as Error).message, /killed it in CT \d+ \(\d+ process/);
+      // usually the kill finds them; sometimes the closed channel's hang-up reached them first
+      assert.match(
+        (err as Error).message,
+        /killed it in CT \d+ \(\d+ process|it was no longer running in CT \d+/,
+      );
       return true;
     });
     assert.ok(Date.now() - t0 < 5_000, `took ${Date.now() - t0} ms`);
@@ -210,7 +214,7 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
 
   void it('a cancelled command is gone from the CT when the call rejects, with its children', async () => {
     const ac = new AbortController();
-    // a shell whose children never write: closing the SSH channel alone does not reach them
+    // a shell whose children never write: closing the SSH channel alone does not reliably reach them
     const p = host.exec(CT, ['sh', '-c', 'sleep 297.25 & sleep 298.25; wait'], {
       signal: ac.signal,
       timeoutMs: 600_000,
@@ -223,7 +227,11 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
     ac.abort();
     await assert.rejects(p, (err: unknown) => {
       isKind('Aborted')(err);
-      assert.match((err as Error).message, /killed it in CT \d+ \(\d+ process/);
+      // usually the kill finds them; sometimes the closed channel's hang-up reached them first
+      assert.match(
+        (err as Error).message,
+        /killed it in CT \d+ \(\d+ process|it was no longer running in CT \d+/,
+      );
       return true;
     });
     const left = processesInCt().filter((l) => /29[78]\.25/.test(l));
