@@ -114,19 +114,26 @@ void test(
     const result = await handle.result();
     assert.equal(result.verdict.status, 'healthy', JSON.stringify(result.verdict));
 
-    // Steps finished before the kill ran once: one call per node, not more.
-    assert.equal(count(countDir, 'preflightNode'), 8);
-    assert.equal(count(countDir, 'installEtcd'), 3);
-    assert.equal(count(countDir, 'etcdWaitHealthy'), 1);
-    assert.equal(count(countDir, 'installPostgres'), 3);
-    assert.equal(count(countDir, 'waitPrimary'), 1);
-    assert.equal(count(countDir, 'installHaproxy'), 2);
-    // And the history shows each installEtcd scheduled exactly three times.
+    // Steps finished before the kill ran once: one activity per node, not more. The history is the
+    // record of what the workflow asked for (an activity's own retries after a transient error are
+    // attempts of one scheduled activity, not a step run again); the workers' count files show each
+    // was executed at least that often.
     const history = await handle.fetchHistory();
-    const scheduled = (history.events ?? []).filter(
-      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'installEtcd',
-    );
-    assert.equal(scheduled.length, 3);
+    const scheduled = (name: string) =>
+      (history.events ?? []).filter(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name,
+      ).length;
+    for (const [name, n] of [
+      ['preflightNode', 8],
+      ['installEtcd', 3],
+      ['etcdWaitHealthy', 1],
+      ['installPostgres', 3],
+      ['waitPrimary', 1],
+      ['installHaproxy', 2],
+    ] as const) {
+      assert.equal(scheduled(name), n, `${name} scheduled ${n} times`);
+      assert.ok(count(countDir, name) >= n, `${name} executed at least ${n} times`);
+    }
   },
 );
 
