@@ -30,7 +30,13 @@ function run(args: string[], env: Record<string, string>) {
   }
   const r = spawnSync('bash', [join(repoRoot, 'scripts/test'), ...args], {
     cwd: repoRoot,
-    env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, PGHA_TEST_CHECKS: '', ...env },
+    env: {
+      ...process.env,
+      PATH: `${dir}:${process.env.PATH}`,
+      PGHA_TEST_CHECKS: '',
+      PGHA_TEST_TIMEOUT_MS: '',
+      ...env,
+    },
     encoding: 'utf8',
   });
   return {
@@ -70,9 +76,12 @@ void test('a subset (npm test -- FILE) runs just those tests; PGHA_TEST_CHECKS=1
   const file = 'test/unit/test-script.test.ts';
   const subset = run([file], {});
   assert.equal(subset.code, 0, subset.stderr);
+  // every test and hook bounded: 15 min unless PGHA_TEST_TIMEOUT_MS says otherwise
   assert.deepEqual(subset.calls, [
-    `node --import tsx --test --test-concurrency=1 --test-force-exit --test-reporter=spec ${file}`,
+    `node --import tsx --test --test-concurrency=1 --test-force-exit --test-timeout=900000 --test-reporter=spec ${file}`,
   ]);
+  const bounded = run([file], { PGHA_TEST_TIMEOUT_MS: '60000' });
+  assert.match(bounded.calls[0] ?? '', / --test-timeout=60000 /);
   const checked = run([file], { PGHA_TEST_CHECKS: '1' });
   assert.deepEqual(checked.calls.slice(0, 3), [
     'npx tsc --noEmit -p .',
