@@ -64,7 +64,11 @@ export async function guardianWatch(deps: GuardianDeps, args: WatchArgs): Promis
           }
           changed(e.value, e.at);
         };
-        cancellationSignal()?.addEventListener('abort', () => finish(new Error('guardianWatch cancelled')));
+        const signal = cancellationSignal();
+        const cancelled = () => finish(new Error('guardianWatch cancelled'));
+        // an 'abort' that already fired never fires again
+        if (signal?.aborted) cancelled();
+        else signal?.addEventListener('abort', cancelled, { once: true });
         (deps.watchKey ?? watchEtcdKey)(etcdEndpoints(inv), leaderKey(inv), onEvent, (err) =>
           finish(err instanceof Error ? err : new Error(String(err))),
         ).then(

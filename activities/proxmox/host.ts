@@ -300,7 +300,9 @@ export class ProxmoxHost {
       return closing;
     };
     const onAbort = () => void close();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // cancelled while the channel was opening: an 'abort' that already fired never fires again
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     return { stream: channel, stderr: channel.stderr, exit, close };
   }
 

@@ -128,9 +128,14 @@ class FakeCluster {
   private async gate(): Promise<void> {
     const ctx = cutoverAttempt();
     if (!ctx || !this.dead.has(ctx.info.attempt)) return;
-    await new Promise((_, reject) =>
-      ctx.cancellationSignal.addEventListener('abort', () => reject(new Error('the worker is gone'))),
-    );
+    // (an attempt cancelled before it got here must not wait for an 'abort' that already fired:
+    // under load that hung the worker's shutdown, and with it the file, for good)
+    const signal = ctx.cancellationSignal;
+    await new Promise((_, reject) => {
+      const gone = () => reject(new Error('the worker is gone'));
+      if (signal.aborted) gone();
+      else signal.addEventListener('abort', gone, { once: true });
+    });
   }
 
   leader(): string | undefined {
