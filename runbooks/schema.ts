@@ -597,7 +597,7 @@ export const InventoryInputSchema = z.strictObject({
   /** deployCluster starts the cluster's guardian (workflows/guardian.ts) as its last step; off by default. */
   guardian: help(z.boolean(), {
     expected:
-      'true or false: start the failover guardian at the end of pgha deploy (as pgha guard start does; a running one is kept)',
+      'true or false (true: pgha deploy ends by starting the failover guardian, as pgha guard start; a running one is kept)',
     example: 'true',
   }).default(false),
   secrets: SecretsSchema,
