@@ -301,6 +301,34 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
   }
 
   /**
+   * The leader key with its lease: who holds it and the TTL Patroni gave the lease (grantedTtl,
+   * Patroni's ttl since it last applied the dynamic configuration) and what is left of it (ttl).
+   * null when no member holds the key.
+   */
+  async function etcdPatroniLeaderLease(
+    args: EtcdPatroniArgs,
+  ): Promise<{ key: string; value: string; grantedTtl: number; ttl: number } | null> {
+    const endpoints = validateEndpoints(args.endpoints);
+    const key = `${patroniPrefix(args.namespace, args.scope)}leader`;
+    return withAnyEndpoint(
+      endpoints,
+      args.timeoutMs ?? defaultTimeout,
+      `get ${key} and its lease`,
+      async (c) => {
+        const kv = (await c.get(key).exec()).kvs[0];
+        if (!kv) return null;
+        const lease = await c.leaseClient.leaseTimeToLive({ ID: kv.lease });
+        return {
+          key,
+          value: kv.value.toString(),
+          grantedTtl: Number(lease.grantedTTL),
+          ttl: Number(lease.TTL),
+        };
+      },
+    );
+  }
+
+  /**
    * Bounded wait until at least `expected` endpoints are healthy and agree on one leader (the seed's
    * health gate after starting etcd with `--no-block`). Heartbeats every check.
    */
@@ -337,6 +365,7 @@ export function createEtcdActivities(deps: EtcdDeps = {}) {
     etcdLeader,
     etcdPatroniKeys,
     etcdPatroniLeaderKey,
+    etcdPatroniLeaderLease,
     etcdWaitHealthy,
   };
 }

@@ -32,23 +32,20 @@
  * The writer's connect timeout is haproxy.writeHold + 2 s (what README "What clients must know"
  * asks of clients); every connect is timed: max_connect_wait_ms is the longest one of the pgha series.
  */
-import { Client } from 'pg';
-import { Agent, request } from 'undici';
 import { join } from 'node:path';
 import { createEtcdActivities } from '../activities/etcd';
 import { createHaproxyActivities, runnerFromCtExec } from '../activities/haproxy';
-import { createPatroniActivities, clusterLeader } from '../activities/patroni';
-import type { PatroniClusterJson } from '../activities/patroni';
+import { createPatroniActivities } from '../activities/patroni';
 import { createPostgresActivities } from '../activities/postgres';
 import { createProxmoxFactory } from '../activities/proxmox';
 import type { ProxmoxHost } from '../activities/proxmox';
 import { HAPROXY_CFG_PATH, renderNodeFiles, renderSeedHaproxy, writeHoldMs } from '../activities/render';
 import type { RenderedFile } from '../activities/render';
 import { createSwitchoverActivities } from '../activities/switchover';
-import { readLabInventory } from '../lab/inventory';
 import { loadInventory, resolveClusterSecrets } from '../runbooks/inventory';
 import type { Inventory } from '../runbooks/schema';
-import { findNode, memberByIp, memberNames, restApi, restApiAuth } from '../runbooks/topology';
+import { memberByIp, memberNames, restApi, restApiAuth } from '../runbooks/topology';
+import { Writer, bounded, labCluster, median, requireLabInventory, sleep, watchMember } from './common';
 
 const root = join(__dirname, '..');
 const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
@@ -60,132 +57,6 @@ type Config = (typeof CONFIGS)[number];
 /** BENCH_ONLY=pgha (comma-separated) runs only those series (for investigating; the summary needs all five). */
 const ONLY = (process.env.BENCH_ONLY ?? CONFIGS.join(',')).split(',');
 const DEBUG = process.env.BENCH_DEBUG === '1';
-
-interface Attempt {
-  id: number;
-  start: number;
-  end: number;
-  ok: boolean;
-  server?: string;
-  replica?: boolean;
-  error?: string;
-  /** How long this attempt's new connection took to be established (ms), when it made one. */
-  connectMs?: number;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : Math.round((s[m - 1]! + s[m]!) / 2);
-};
-
-async function bounded<T>(
-  what: string,
-  ms: number,
-  fn: () => Promise<T | undefined>,
-  every = 200,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`,
-      );
-    await sleep(every);
-  }
-}
-
-/** The writer: one kept connection through HAProxy, a row per transaction, reconnect at once on error. */
-class Writer {
-  attempts: Attempt[] = [];
-  private nextId = 1;
-  private running = false;
-  private loop?: Promise<void>;
-  private client?: Client;
-  constructor(
-    private readonly cfg: { host: string; port: number; user: string; password: string },
-    private readonly idBase: number,
-    private readonly connectTimeoutMs: number,
-  ) {
-    this.nextId = idBase;
-  }
-  private async connect(): Promise<Client> {
-    const c = new Client({
-      ...this.cfg,
-      database: 'postgres',
-      connectionTimeoutMillis: this.connectTimeoutMs,
-      query_timeout: 2000,
-      application_name: 'pgha-bench-writer',
-    });
-    c.on('error', () => undefined);
-    await c.connect();
-    return c;
-  }
-  start(): void {
-    this.running = true;
-    const interval = 1000 / RATE;
-    this.loop = (async () => {
-      let next = Date.now();
-      while (this.running) {
-        const id = this.nextId++;
-        const start = Date.now();
-        let connectMs: number | undefined;
-        try {
-          if (!this.client) {
-            const c0 = Date.now();
-            try {
-              this.client = await this.connect();
-            } finally {
-              connectMs = Date.now() - c0;
-            }
-          }
-          const r = await this.client.query<{ addr: string }>(
-            'insert into pgha_bench (id) values ($1) returning host(inet_server_addr()) as addr',
-            [id],
-          );
-          this.attempts.push({ id, start, end: Date.now(), ok: true, server: r.rows[0]!.addr, connectMs });
-        } catch (err) {
-          const e = err as { code?: string; message?: string };
-          this.attempts.push({
-            id,
-            start,
-            end: Date.now(),
-            ok: false,
-            replica: e.code === '25006',
-            error: `${e.code ?? ''} ${e.message ?? ''}`.trim(),
-            connectMs,
-          });
-          const c = this.client;
-          this.client = undefined;
-          void c?.end().catch(() => undefined);
-          // reconnect at once; while HAProxy is stopped (refused) every 5 ms, not in a busy loop
-          if ((err as { code?: string }).code === 'ECONNREFUSED') await sleep(5);
-          next = Date.now();
-          continue;
-        }
-        next += interval;
-        const wait = next - Date.now();
-        if (wait > 0) await sleep(wait);
-        else if (wait < -1000) next = Date.now();
-      }
-    })();
-  }
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    await this.client?.end().catch(() => undefined);
-    this.client = undefined;
-  }
-}
 
 interface Sample {
   config: Config;
@@ -205,15 +76,7 @@ interface Sample {
 }
 
 async function main() {
-  // Before anything (no secret read, no connection): only a lab inventory.
-  try {
-    readLabInventory(INVENTORY);
-  } catch (err) {
-    throw new Error(
-      `bench:switchover rewrites haproxy.cfg and drops tables, so it only runs against a lab inventory ` +
-        `(PGHA_LAB_INVENTORY): ${(err as Error).message}`,
-    );
-  }
+  requireLabInventory('bench:switchover', 'rewrites haproxy.cfg and drops tables', INVENTORY);
   const inv: Inventory = await loadInventory(INVENTORY);
   const secrets = await resolveClusterSecrets(inv);
   const proxmox = createProxmoxFactory();
@@ -223,69 +86,9 @@ async function main() {
   const etcd = createEtcdActivities();
   const haproxy = createHaproxyActivities({ runner: runnerFromCtExec(host) });
   const sw = createSwitchoverActivities({ patroni, postgres, etcd, haproxyFor: async () => haproxy });
-  const agent = new Agent({ connect: { timeout: 500 }, headersTimeout: 500, bodyTimeout: 500 });
-  const ip = (name: string) => findNode(inv, 'postgres', name).ip;
+  const { ip, user, password, sqlOn, settled } = labCluster(inv, secrets, patroni);
   const nameOf = (addr: string | undefined) => memberByIp(inv, addr) ?? addr;
-  const api = (name: string) => restApi(inv, name).url;
-  const user = inv.postgresql.superuser;
-  const password = secrets.superuserPassword;
   const hp = inv.nodes.haproxy[0]!;
-
-  const sqlOn = async <T>(addr: string, port: number, fn: (c: Client) => Promise<T>): Promise<T> => {
-    const c = new Client({
-      host: addr,
-      port,
-      user,
-      password,
-      database: 'postgres',
-      connectionTimeoutMillis: 3000,
-    });
-    c.on('error', () => undefined);
-    await c.connect();
-    try {
-      return await fn(c);
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-  };
-  const cluster = async (): Promise<PatroniClusterJson> => {
-    for (const n of inv.nodes.postgres) {
-      try {
-        const r = await patroni.patroniGetCluster({
-          target: restApi(inv, n.hostname),
-          timeoutMs: 2000,
-        });
-        if (r.body) return r.body;
-      } catch {
-        // next
-      }
-    }
-    throw new Error('no Patroni member answers /cluster');
-  };
-  /** The leader, once it is writable and both others stream from it with little lag. */
-  const settled = (timeoutMs: number) =>
-    bounded(
-      'a leader with both replicas streaming',
-      timeoutMs,
-      async () => {
-        const l = clusterLeader(await cluster());
-        if (!l) return undefined;
-        const rows = await sqlOn(
-          ip(l),
-          inv.ports.postgresql,
-          async (c) =>
-            (
-              await c.query<{ n: string; in_recovery: boolean }>(
-                `select (select count(*) from pg_stat_replication where state = 'streaming'
-                       and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::text as n,
-                    pg_is_in_recovery() as in_recovery`,
-              )
-            ).rows[0]!,
-        );
-        return !rows.in_recovery && Number(rows.n) >= inv.nodes.postgres.length - 1 ? l : undefined;
-      },
-      500,
-    );
 
   // Every config runs under pgha's HAProxy deployment (its unit, its all-DOWN server-state file);
   // seed and naive swap in their own haproxy.cfg, which does not load the state file.
@@ -351,67 +154,15 @@ async function main() {
   );
   await settled(60_000);
 
-  /** Polls the candidate directly every 10 ms: first /primary 200, first pg_is_in_recovery() = false. */
-  const watchCandidate = (cand: string) => {
-    let stop = false;
-    const seen: { primary200?: number; writable?: number } = {};
-    const loops = Promise.all([
-      (async () => {
-        while (!stop && seen.primary200 === undefined) {
-          try {
-            const r = await request(`${api(cand)}/primary`, { dispatcher: agent });
-            await r.body.text();
-            if (r.statusCode === 200) seen.primary200 = Date.now();
-          } catch {
-            // not yet
-          }
-          await sleep(10);
-        }
-      })(),
-      (async () => {
-        let c: Client | undefined;
-        while (!stop && seen.writable === undefined) {
-          try {
-            if (!c) {
-              c = new Client({
-                host: ip(cand),
-                port: inv.ports.postgresql,
-                user,
-                password,
-                database: 'postgres',
-                connectionTimeoutMillis: 1000,
-                query_timeout: 1000,
-              });
-              c.on('error', () => undefined);
-              await c.connect();
-            }
-            const r = await c.query<{ r: boolean }>('select pg_is_in_recovery() as r');
-            if (r.rows[0]!.r === false) seen.writable = Date.now();
-          } catch {
-            void c?.end().catch(() => undefined);
-            c = undefined;
-          }
-          await sleep(10);
-        }
-        await c?.end().catch(() => undefined);
-      })(),
-    ]);
-    return {
-      seen,
-      async done() {
-        stop = true;
-        await loops;
-      },
-    };
-  };
-
   const series = async (config: Config) => {
     // The writer runs while the config is installed: HAProxy's first seconds count like any other.
-    const writer = new Writer(
-      { host: hp.ip, port: inv.ports.haproxyWrite, user, password },
+    const writer = new Writer({
+      conn: { host: hp.ip, port: inv.ports.haproxyWrite, user, password },
+      table: 'pgha_bench',
+      rate: RATE,
       idBase,
-      writeHoldMs(inv) + 2000,
-    );
+      connectTimeoutMs: writeHoldMs(inv) + 2000,
+    });
     writer.start();
     let leader = await install(config);
     await sleep(2000);
@@ -447,7 +198,7 @@ async function main() {
       const names = memberNames(inv);
       const to = names[(names.indexOf(leader) + 1) % names.length]!;
       const from = leader;
-      const watch = watchCandidate(to);
+      const watch = watchMember(inv, { user, password }, to, 10);
       const before = writer.attempts.length;
       let postAt: number;
       if (config === 'pgha' || config === 'pghanohold') {
@@ -557,7 +308,6 @@ async function main() {
       say(`RESTORING pgha's HAProxy files FAILED: ${(err as Error).message}`);
     }
     proxmox.closeAll();
-    await agent.close();
   }
   if (failure) throw failure;
 

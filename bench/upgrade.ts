@@ -20,26 +20,17 @@
  *
  *   upgrade_gap_ms pg_write_max=<n> pg_read_max=<n> pg_wall_s=<n> patroni_write_max=<n> patroni_read_max=<n> patroni_wall_s=<n> switchovers=<n> lost=<n>
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
-import { createActivities } from '../activities';
 import { createPatroniActivities } from '../activities/patroni';
 import { createProxmoxFactory } from '../activities/proxmox';
-import { AesGcmCodec, pghaDataConverter } from '../clients/codec';
 import { inventoryInput } from '../clients/inventory-input';
-import { readLabInventory } from '../lab/inventory';
 import { resolveClusterSecrets } from '../runbooks/inventory';
 import { pgVersionNum } from '../runbooks/pg-version';
 import { memberNames, restApi } from '../runbooks/topology';
-import { temporalBinary } from '../temporal.config';
 import * as workflows from '../workflows';
-import { searchAttributeKeys } from '../workflows/messages';
 import type { UpgradeInput, UpgradeReport } from '../workflows/upgrade-postgresql';
+import { benchTemporal, requireLabInventory, sleep } from './common';
 
 const root = join(__dirname, '..');
 const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
@@ -48,8 +39,6 @@ const PG_FROM = process.env.BENCH_PG_FROM ?? '18.4';
 const PG_TO = process.env.BENCH_PG_TO ?? '18.6';
 const PATRONI_TO = process.env.BENCH_PATRONI_TO ?? '4.1.5';
 const READ_EVERY_MS = 10;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Conn {
   host: string;
@@ -142,15 +131,7 @@ interface Phase {
 }
 
 async function main() {
-  // Before anything (no secret read, no connection): only a lab inventory.
-  try {
-    readLabInventory(INVENTORY);
-  } catch (err) {
-    throw new Error(
-      `bench:upgrade restarts every PostgreSQL member and writes a table, so it only runs against a lab inventory ` +
-        `(PGHA_LAB_INVENTORY): ${(err as Error).message}`,
-    );
-  }
+  requireLabInventory('bench:upgrade', 'restarts every PostgreSQL member and writes a table', INVENTORY);
   const { input, inventory: inv } = await inventoryInput(INVENTORY);
   const secrets = await resolveClusterSecrets(inv);
   const user = inv.postgresql.superuser;
@@ -235,26 +216,7 @@ async function main() {
   );
 
   // Temporal: a dev server of its own, a worker with the real activities in this process.
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  const codec = new AesGcmCodec(randomBytes(32));
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path: temporalBinary },
-      ip: '127.0.0.1',
-      searchAttributes: searchAttributeKeys,
-      log: { format: 'pretty', level: 'error' },
-    },
-    client: { dataConverter: pghaDataConverter(codec) },
-  });
-  const taskQueue = `bench-upgrade-${Date.now()}`;
-  const worker = await Worker.create({
-    connection: env.nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    workflowsPath: require.resolve('../workflows'),
-    activities: createActivities({ stateDir: mkdtempSync(join(tmpdir(), 'pgha-bench-')) }),
-    dataConverter: pghaDataConverter(codec),
-  });
+  const { env, worker, taskQueue } = await benchTemporal('bench-upgrade');
   const table = `bench_upgrade_${Date.now()}`;
   await sqlOn(await leaderNow(), (c) => c.query(`create table ${table} (id bigint primary key)`));
   const writer = new Loop(write, 'writer', table);

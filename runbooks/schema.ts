@@ -594,6 +594,12 @@ export const InventoryInputSchema = z.strictObject({
   etcd: EtcdSchema.prefault({}),
   haproxy: HaproxySchema.prefault({}),
   backup: BackupSchema.prefault({}),
+  /** deployCluster starts the cluster's guardian (workflows/guardian.ts) as its last step; off by default. */
+  guardian: help(z.boolean(), {
+    expected:
+      'true or false (true: pgha deploy ends by starting the failover guardian, as pgha guard start; a running one is kept)',
+    example: 'true',
+  }).default(false),
   secrets: SecretsSchema,
 });
 

@@ -4,18 +4,27 @@
  *   pre-flight → etcd on its 3 CTs → etcd health gate → PostgreSQL + Patroni on the 3 PostgreSQL CTs
  *   → the first node bootstraps as leader → the replicas join → replication gate → HAProxy on both
  *   CTs → end-to-end gate through HAProxy → (with a backup CT) Barman's roles and slot, Barman on
- *   the backup CT, `barman check` → the cluster's status.
+ *   the backup CT, `barman check` → (when asked) the cluster's guardian → the cluster's status.
  *
  * "etcd first, then Patroni, then HAProxy; check each" — as the seed says. Every step is idempotent:
  * run again on a deployed cluster, it changes nothing and restarts nothing.
  */
-import { ApplicationFailure, patched } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ParentClosePolicy,
+  patched,
+  startChild,
+} from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { Failures } from '../runbooks/failures';
 import type { InventoryInput } from '../runbooks/schema';
 import { at, summarized } from './activity-options';
+import { GUARDIAN_OPERATION, clusterGuardian, guardianWorkflowId } from './guardian';
 import { inventoryOf, refuse } from './inventory';
+import { PgCluster, PgOperation } from './messages';
 import { Patches } from './patches';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
@@ -28,6 +37,14 @@ export interface DeployInput {
   inventory: InventoryInput;
   /** Wait at the gate `before-bootstrap` for `pgha approve` (this long) before any PostgreSQL starts. */
   approvalTimeout?: Duration;
+  /** Start the cluster's guardian at the end (`pgha deploy --guard`); default: the inventory's `guardian`. */
+  guard?: boolean;
+}
+
+/** What the `guardian` step did: started the guardian, or found it running (nothing done). */
+export interface GuardianStart {
+  workflowId: string;
+  started: boolean;
 }
 
 /** Quick calls: each is one look-then-act on one node (each call names it: the timeline's summary). */
@@ -45,6 +62,9 @@ export async function deployCluster(input: DeployInput) {
   // The backup CT (issue 10): only for an inventory that has one, and only in runs that know it.
   const withBackup = inv.nodes.backup.length > 0 && patched(Patches.deployBackupCt);
   if (withBackup) plan.push('backup roles', 'backup install', 'backup check');
+  // The guardian (issue 16): only when asked, and only in runs that know the step.
+  const withGuardian = (input.guard ?? inv.guardian) === true && patched(Patches.deployGuardian);
+  if (withGuardian) plan.push('guardian');
   plan.push('status');
 
   return runbook({ cluster: inv.cluster, operation: 'deploy', plan }, async (rb) => {
@@ -126,6 +146,8 @@ export async function deployCluster(input: DeployInput) {
       );
     }
 
+    if (withGuardian) await rb.step('guardian', () => startGuardianOnce(input.inventory, inv.cluster));
+
     const status = await rb.step('status', () => gate.clusterStatus(`cluster ${inv.cluster}`, { inv }));
     // A deploy that ends with a cluster not healthy is not a success (scripts/up and CI rely on it).
     if (status.verdict.status !== 'healthy' && patched(Patches.deployFailsUnhealthy)) {
@@ -138,4 +160,29 @@ export async function deployCluster(input: DeployInput) {
     }
     return status;
   });
+}
+
+/**
+ * The cluster's guardian as an abandoned child (it outlives the deploy; a cancelled deploy does not
+ * stop it): one per cluster by its workflow id, so a guardian already running is left as it is.
+ */
+async function startGuardianOnce(inventory: InventoryInput, cluster: string): Promise<GuardianStart> {
+  const workflowId = guardianWorkflowId(cluster);
+  try {
+    await CancellationScope.nonCancellable(() =>
+      startChild(clusterGuardian, {
+        workflowId,
+        args: [{ inventory }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        typedSearchAttributes: [
+          { key: PgCluster, value: cluster },
+          { key: PgOperation, value: GUARDIAN_OPERATION },
+        ],
+      }),
+    );
+    return { workflowId, started: true };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, started: false };
+    throw err;
+  }
 }

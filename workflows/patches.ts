@@ -14,4 +14,6 @@ export const Patches = {
   operatorAttribute: 'pg-operator-search-attribute',
   /** deployCluster installs the backup CT (nodes.backup): Barman's roles and slot, Barman, barman check. */
   deployBackupCt: 'deploy-backup-ct',
+  /** deployCluster starts the cluster's guardian when asked (inventory `guardian: true`, `pgha deploy --guard`). */
+  deployGuardian: 'deploy-starts-guardian',
 } as const;

@@ -16,27 +16,47 @@ export function register(program: Command): void {
       '--approval-timeout <duration>',
       'stop before bootstrapping PostgreSQL until `pgha approve` (e.g. 1h)',
     )
+    .option(
+      '--guard',
+      "then start the cluster's guardian (as `pgha guard start`; a running one is kept); default: the inventory's `guardian`",
+    )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
     .option(
       '--print-input',
       'print the workflow input as JSON and start nothing (for `temporal workflow start --input-file`)',
     )
-    .action(async (o: { cluster: string; approvalTimeout?: string; wait: boolean; printInput?: boolean }) => {
-      if (o.printInput) {
-        const { input } = await inventoryInput(o.cluster);
-        console.log(JSON.stringify({ inventory: input, approvalTimeout: o.approvalTimeout }, null, 2));
-        return;
-      }
-      await withClient(async (client) => {
-        const { input, inventory } = await inventoryInput(o.cluster);
-        const handle = await startRunbook<typeof deployCluster>(client, {
-          workflow: 'deployCluster',
-          args: [{ inventory: input, approvalTimeout: o.approvalTimeout as Duration | undefined }],
-          cluster: inventory.cluster,
-          operation: 'deploy',
+    .action(
+      async (o: {
+        cluster: string;
+        approvalTimeout?: string;
+        guard?: boolean;
+        wait: boolean;
+        printInput?: boolean;
+      }) => {
+        if (o.printInput) {
+          const { input } = await inventoryInput(o.cluster);
+          console.log(
+            JSON.stringify({ inventory: input, approvalTimeout: o.approvalTimeout, guard: o.guard }, null, 2),
+          );
+          return;
+        }
+        await withClient(async (client) => {
+          const { input, inventory } = await inventoryInput(o.cluster);
+          const handle = await startRunbook<typeof deployCluster>(client, {
+            workflow: 'deployCluster',
+            args: [
+              {
+                inventory: input,
+                approvalTimeout: o.approvalTimeout as Duration | undefined,
+                ...(o.guard ? { guard: true } : {}),
+              },
+            ],
+            cluster: inventory.cluster,
+            operation: 'deploy',
+          });
+          console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
+          if (o.wait) await watchRun(client, handle);
         });
-        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
-        if (o.wait) await watchRun(client, handle);
-      });
-    });
+      },
+    );
 }

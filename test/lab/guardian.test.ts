@@ -9,7 +9,8 @@
  *    the moment Patroni has moved the key: a spare worker carries on, every HAProxy sends writes to
  *    the new leader, and exactly one failover-observed run names both members and the new timeline;
  *    the rows written before are on the new leader; the stopped CT comes back as a streaming replica.
- * The cluster is deployed first (deployCluster: idempotent, fast on a deployed cluster).
+ * The cluster is deployed first with `guard: true` (deployCluster: idempotent, fast on a deployed
+ * cluster), which starts the guardian; a second deploy keeps the running one.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,7 @@ import { startRunbook } from '../../clients/runbook';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import { guardianState, guardianWorkflowId } from '../../workflows/guardian';
+import { progress } from '../../workflows/messages';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
 import { inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
@@ -139,18 +141,39 @@ before(async () => {
   env = await startTestServer();
   const w = startWorker('worker-1');
   await workerReady(w, 600_000); // bundling the workflows takes minutes on a loaded 2-core machine
-  const d = await startRunbook<typeof deployCluster>(env.client, {
-    workflow: 'deployCluster',
-    args: [{ inventory: input }],
-    cluster: inv.cluster,
-    operation: 'deploy',
-    taskQueue,
-  });
+  // The deploy starts the guardian (`pgha deploy --guard`): its `guardian` step.
+  const deploy = () =>
+    startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: input, guard: true }],
+      cluster: inv.cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+  const d = await deploy();
   await d.result();
+  const steps = (await d.query(progress)).steps;
+  assert.deepEqual(
+    steps.filter((s) => s.name === 'guardian').map((s) => s.status),
+    ['completed'],
+    'the deploy ran its guardian step',
+  );
+  const started = await guardian().describe();
+  assert.equal(started.status.name, 'RUNNING', 'the deploy left the guardian running');
   const l = await healthy();
   await one(ip(l), 'create table if not exists pgha_guard_test (id bigserial primary key, note text)');
-  await startGuardian(env.client, inv.cluster, { inventory: input }, { taskQueue });
   await guardianKnows(l);
+  // A second deploy (and pgha guard start) keep the running guardian.
+  await (await deploy()).result();
+  assert.equal(
+    (await guardian().describe()).runId,
+    started.runId,
+    'a second deploy kept the running guardian',
+  );
+  assert.equal(
+    (await startGuardian(env.client, inv.cluster, { inventory: input }, { taskQueue })).already,
+    true,
+  );
 });
 
 after(async () => {

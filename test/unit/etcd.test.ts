@@ -105,6 +105,32 @@ void describe('etcd activities against a real 3-member etcd on loopback', () => 
     assert.equal(none.value, null);
   });
 
+  void it("reads the leader key's lease: the TTL Patroni granted it and what is left", async () => {
+    const c = new Etcd3({ hosts: cluster.endpoints });
+    const lease = c.lease(20, { autoKeepAlive: false });
+    try {
+      await lease.put('/patroni/leased/leader').value('pg104');
+      const got = await etcd.etcdPatroniLeaderLease({
+        endpoints: cluster.endpoints,
+        namespace: '/patroni/',
+        scope: 'leased',
+      });
+      assert.ok(got);
+      assert.equal(got.value, 'pg104');
+      assert.equal(got.grantedTtl, 20);
+      assert.ok(got.ttl > 0 && got.ttl <= 20, `remaining ${got.ttl}`);
+      const none = await etcd.etcdPatroniLeaderLease({
+        endpoints: cluster.endpoints,
+        namespace: '/patroni/',
+        scope: 'nosuch',
+      });
+      assert.equal(none, null);
+    } finally {
+      await lease.revoke().catch(() => undefined);
+      c.close();
+    }
+  });
+
   void it('waits (bounded) for the members to be healthy', async () => {
     const health = await etcd.etcdWaitHealthy({ endpoints: cluster.endpoints, waitTimeoutMs: 10_000 });
     assert.equal(health.filter((h) => h.healthy).length, 3);

@@ -2,7 +2,8 @@
  * deployCluster's decisions on a real Temporal dev server with mocked activities: the seed's order
  * (etcd, then PostgreSQL + Patroni, then HAProxy, each checked), an existing leader kept, the
  * approval gate before any PostgreSQL starts, a bad inventory refused before anything runs, a final
- * verdict that is not healthy failing the run, and the PgOutcome each run ends with.
+ * verdict that is not healthy failing the run, the PgOutcome each run ends with, and the guardian
+ * started when asked (once: a second deploy keeps the running one).
  * (The real thing, on the lab: test/lab/deploy.test.ts.)
  */
 import { after, before, test } from 'node:test';
@@ -10,14 +11,16 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startRunbook } from '../../clients/runbook';
 import type { InventoryInput } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import { Failures } from '../../runbooks/failures';
-import { PgOutcome, approve, progress } from '../../workflows/messages';
-import { repoRoot } from '../helpers/local-common';
+import type { WatchArgs, WatchResult } from '../../activities/guardian';
+import { guardianWorkflowId } from '../../workflows/guardian';
+import { PgOperation, PgOutcome, approve, progress } from '../../workflows/messages';
+import { repoRoot, sleep } from '../helpers/local-common';
 import { deployMocks as mocks } from '../helpers/deploy-mocks';
 import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
 
@@ -225,4 +228,64 @@ void test('a healthy deploy is recorded as succeeded; a bad inventory as refused
     return [await run(ok, labInput(ok)), await run(bad, badInput)];
   });
   assert.deepEqual(outcomes, ['succeeded', 'refused']);
+});
+
+void test("guardian: true starts the cluster's guardian as the last step before status; a second deploy keeps the running one; without it, none", async () => {
+  const m = mocks();
+  const watches: string[] = [];
+  const activities = {
+    ...m.activities,
+    // The guardian's watch, quiet: it knows the leader and waits (the real one: test/lab/guardian.test.ts).
+    guardianWatch: async (a: WatchArgs): Promise<WatchResult> => {
+      watches.push(a.inv.cluster);
+      await sleep(1000);
+      return { kind: 'quiet', old: a.known ?? null, leader: 'pg102', observedAt: Date.now() };
+    },
+  };
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities });
+  const cluster = uniqueId('dep');
+  const other = uniqueId('dep');
+  const deploy = (inventory: InventoryInput, guard?: boolean) =>
+    startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory, ...(guard === undefined ? {} : { guard }) }],
+      cluster: inventory.cluster,
+      operation: 'deploy',
+      taskQueue,
+    }).then(async (h) => {
+      await h.result();
+      return (await h.query(progress)).steps.map((s) => s.name);
+    });
+  await worker.runUntil(async () => {
+    const steps = await deploy({ ...labInput(cluster), guardian: true });
+    assert.deepEqual(steps.slice(-2), ['guardian', 'status']);
+    const g = env.client.workflow.getHandle(guardianWorkflowId(cluster));
+    const first = await g.describe();
+    assert.equal(first.status.name, 'RUNNING', 'the guardian runs after the deploy ended');
+    assert.equal(first.typedSearchAttributes.get(PgOperation), 'guardian');
+    await eventually(
+      'the guardian watching',
+      async () => watches.filter((c) => c === cluster).length,
+      (n) => n > 0,
+    );
+
+    // Again, with --guard: the running guardian is kept (same run), nothing fails.
+    const again = await deploy(labInput(cluster), true);
+    assert.ok(again.includes('guardian'));
+    const second = await g.describe();
+    assert.equal(second.status.name, 'RUNNING');
+    assert.equal(second.runId, first.runId, 'the running guardian was left as it is');
+
+    // Without the key or --guard: no guardian step, no guardian.
+    const plain = await deploy(labInput(other));
+    assert.ok(!plain.includes('guardian'));
+    await assert.rejects(
+      env.client.workflow.getHandle(guardianWorkflowId(other)).describe(),
+      WorkflowNotFoundError,
+    );
+
+    await g.cancel();
+    assert.equal((await g.result()).phase, 'stopped');
+  });
 });
