@@ -14,4 +14,9 @@ export const Patches = {
   operatorAttribute: 'pg-operator-search-attribute',
   /** deployCluster installs the backup CT (nodes.backup): Barman's roles and slot, Barman, barman check. */
   deployBackupCt: 'deploy-backup-ct',
+  /**
+   * upgradePatroni, after a member's switch failed: a look at the leader first (patroniLeaderLoss);
+   * a leader lost while paused → the cluster resumed, Patroni's failover waited for, the run stops.
+   */
+  patroniUpgradeLeaderLoss: 'patroni-upgrade-leader-loss',
 } as const;
