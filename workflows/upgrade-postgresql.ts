@@ -194,10 +194,17 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
       }
       const down = pending.find((m) => m.role === 'replica' && m.state !== 'running');
       if (down) {
+        // The leader the run began with, gone: Patroni failed over (upgradeLook waited for a leader).
+        const lost =
+          down.name === pre.leader && view.leader !== pre.leader
+            ? ` (the leader when the run began: Patroni failed over to ${view.leader})`
+            : '';
+        const vmid = inv.nodes.postgres.find((n) => n.hostname === down.name)?.vmid;
         stopped(
-          `${down.name} is ${down.state}, not running: it cannot be upgraded now. The cluster serves on leader ${view.leader}; ` +
-            `upgraded so far: ${u.doneList()}. Bring ${down.name} back (or pgha reinit), then start the upgrade again ` +
-            `(members already on ${pre.build} are skipped)`,
+          `${down.name} is ${down.state}, not running${lost}: it cannot be upgraded now, and nothing more is done while a member is down. ` +
+            `The cluster serves on leader ${view.leader}; upgraded so far: ${u.doneList()}. Bring ${down.name} back ` +
+            `(its CT: pct start ${vmid}; it rejoins as a replica — or pgha reinit), check pgha status, then start the upgrade again ` +
+            `(members already on ${pre.build} are skipped; the new leader is upgraded last, after one switchover)`,
         );
       }
       // Replicas first — also after a failover: the new leader waits until every replica is done.
