@@ -137,9 +137,41 @@ export function labCluster(inv: Inventory) {
     );
     await healthy();
   }
+  const venv = inv.install.patroni.venv ?? '/opt/patroni';
+  const patronictl = (m: string, ...args: string[]) =>
+    inCt(pg(m).vmid, [`${venv}/bin/patronictl`, '-c', `${inv.patroni.configDir}/patroni.yml`, ...args], {
+      timeoutMs: 180_000,
+    });
+  const patroniVersion = async (m: string) =>
+    ((await patroni(m)) as { patroni?: { version?: string } } | null)?.patroni?.version;
+  /**
+   * Every member back on Patroni `v` (an earlier run upgraded some): paused, each such member's venv
+   * link back to its `v` venv (still there) and its Patroni restarted, resumed. PostgreSQL keeps running.
+   */
+  async function patroniBackTo(v: string): Promise<void> {
+    const behind: string[] = [];
+    for (const m of members()) if ((await patroniVersion(m)) !== v) behind.push(m);
+    if (!behind.length) return;
+    const leader = await leaderNow();
+    patronictl(leader, 'pause', '--wait');
+    try {
+      for (const m of behind) {
+        sh(m, 'ln', '-sfnT', `${venv}-${v}`, venv);
+        sh(m, 'systemctl', 'restart', 'patroni');
+      }
+      await waitFor(`every member on Patroni ${v}`, 180_000, async () =>
+        (await Promise.all(members().map(patroniVersion))).every((x) => x === v),
+      );
+    } finally {
+      patronictl(leader, 'resume', '--wait');
+    }
+    await healthy();
+  }
   return {
     pg,
     members,
+    patroniVersion,
+    patroniBackTo,
     sql,
     version,
     sh,

@@ -12,7 +12,12 @@
  *     Patroni's failover and stops naming the dead leader and what to do; no switchover of its own
  *     (the timeline moved by exactly the failover), the other replica untouched, writes served on
  *     the new leader; then, as the message says, the CT started again and the upgrade run again:
- *     it finishes (every member on 18.6) without restarting the replica the first run upgraded.
+ *     it finishes (every member on 18.6) without restarting the replica the first run upgraded;
+ *  3. upgradePatroni (3.3.0 → 4.1.5): the leader's CT hard-stopped while the cluster is paused (in
+ *     pause Patroni never fails over): the run notices within its bounds, resumes the cluster and
+ *     waits for Patroni's failover, and stops naming the dead leader and the new one; directly: a
+ *     running primary, not paused, writes served, no PostgreSQL restarted on the live members.
+ *     Afterwards the CT is started again and every member put back on Patroni 3.3.0.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +28,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { startRunbook } from '../../clients/runbook';
 import { Failures } from '../../runbooks/failures';
 import type { UpgradeReport, upgradePostgresql } from '../../workflows/upgrade-postgresql';
+import type { upgradePatroni } from '../../workflows/upgrade-patroni';
 import { inCt, LabWriter, refused } from '../helpers/lab-direct';
 import { LAB, upgradeLabSetup } from '../helpers/lab-upgrade';
 import type { LabCluster, UpgradeLab } from '../helpers/lab-upgrade';
@@ -243,5 +249,66 @@ void test(
       firstStart,
       `${first} not restarted again`,
     );
+  },
+);
+
+void test(
+  "upgradePatroni: the leader's CT dies while paused: the run resumes, waits for the failover, stops naming it",
+  { skip, timeout: 900_000 },
+  async () => {
+    const FROM_P = t.inv.versions.patroni;
+    const TO_P = process.env.PGHA_TEST_PATRONI_TO ?? '4.1.5';
+    await lab.patroniBackTo(FROM_P);
+    const leader = await lab.healthy();
+    const t0 = await lab.startTimesNow();
+    const table = `upf_pause_${Date.now()}`;
+    await lab.sql(t.inv.nodes.haproxy[0]!.ip, t.inv.ports.haproxyWrite, (c) =>
+      c.query(`create table ${table} (id bigint primary key)`),
+    );
+    const h = await startRunbook<typeof upgradePatroni>(t.env.client, {
+      workflow: 'upgradePatroni',
+      args: [{ inventory: t.input, to: TO_P }],
+      cluster: t.inv.cluster,
+      operation: 'upgrade-patroni',
+      suffix: uniqueId('pause'),
+      taskQueue: t.taskQueue,
+    });
+    // Paused, and the first replica switched: then the leader's CT goes.
+    await waitFor('a replica on the new Patroni while paused', 600_000, async () => {
+      for (const m of lab.members().filter((x) => x !== leader)) {
+        const p = await lab.patroni(m);
+        if (p?.pause && (await lab.patroniVersion(m)) === TO_P) return true;
+      }
+      return false;
+    });
+    const stoppedAt = Date.now();
+    const said = t.pgha('lab', '--inventory', LAB, 'fault', 'stop-ct', String(lab.pg(leader).vmid));
+    assert.equal(said.status, 0, said.out);
+    try {
+      const f = await failureOf(h.result());
+      const tookS = (Date.now() - stoppedAt) / 1000;
+      assert.equal(f.type, Failures.PatroniUpgradeFailed, f.message);
+      const now = await lab.leaderNow();
+      assert.notEqual(now, leader);
+      assert.match(f.message, new RegExp(`^the leader ${leader} was lost during the Patroni upgrade`));
+      assert.match(f.message, new RegExp(`the run resumed the cluster.* and Patroni elected ${now}`));
+      assert.match(f.message, new RegExp(`${leader} not answering`));
+      assert.match(f.message, new RegExp(`Bring ${leader} back .*pgha upgrade patroni --to ${TO_P} again`));
+      // Bounded: the switch's wait gives up 20 s after the leader went silent; then the key's TTL and an election.
+      assert.ok(tookS < 60 + t.inv.patroni.ttl + 3 * t.inv.patroni.loopWait + 60, `stopped after ${tookS} s`);
+      // Directly: not paused, a running primary that takes writes, no PostgreSQL restarted.
+      for (const m of lab.members().filter((x) => x !== leader)) {
+        assert.equal(Boolean((await lab.patroni(m))?.pause), false, `${m} not paused`);
+        assert.equal((await lab.patroni(m))?.postmaster_start_time, t0[m], `${m}: PostgreSQL not restarted`);
+      }
+      await writeOk(table);
+      console.log(
+        `paused, leader dead: the run stopped ${tookS.toFixed(1)} s after the CT was stopped; ${now} leads`,
+      );
+    } finally {
+      execFileSync(join(repoRoot, 'lab/pct'), ['start', String(lab.pg(leader).vmid)], { timeout: 120_000 });
+    }
+    await lab.healthy(300_000);
+    await lab.patroniBackTo(FROM_P);
   },
 );
