@@ -152,7 +152,7 @@ export function labCluster(inv: Inventory) {
     const behind: string[] = [];
     for (const m of members()) if ((await patroniVersion(m)) !== v) behind.push(m);
     if (!behind.length) return;
-    const leader = await leaderNow();
+    const leader = await healthy();
     patronictl(leader, 'pause', '--wait');
     try {
       for (const m of behind) {

@@ -23,7 +23,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { WorkflowFailedError } from '@temporalio/client';
+import { ActivityFailure, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { startRunbook } from '../../clients/runbook';
 import { Failures } from '../../runbooks/failures';
@@ -74,8 +74,14 @@ async function failureOf(result: Promise<unknown>): Promise<ApplicationFailure> 
   );
   assert.ok(err instanceof WorkflowFailedError, String(err));
   let cause: unknown = err.cause;
-  while (!(cause instanceof ApplicationFailure) && cause instanceof Error && cause.cause) cause = cause.cause;
+  const chain: string[] = [];
+  while (!(cause instanceof ApplicationFailure) && cause instanceof Error && cause.cause) {
+    if (cause instanceof ActivityFailure) chain.push(`activity ${cause.activityType}`);
+    cause = cause.cause;
+  }
   assert.ok(cause instanceof ApplicationFailure, String(cause));
+  // Which step failed, for a test's assertion message.
+  if (chain.length) cause.message = `${cause.message} [from ${chain.join(' ← ')}]`;
   return cause;
 }
 
@@ -134,7 +140,7 @@ void test(
 
       assert.equal(f.type, Failures.UpgradeRolledBack, f.message);
       assert.match(f.message, new RegExp(`^${victim} did not come back on 18\\.6\\.0 \\(`));
-      assert.match(f.message, /restart failed|start failed|did not start|state /, 'the cause');
+      assert.match(f.message, /PostgreSQL does not start \(Patroni state '(re)?start failed/, 'the cause');
       assert.match(f.message, new RegExp(`rolled back to 18\\.4 and streams again`));
       assert.match(f.message, new RegExp(`the cluster serving \\(leader ${leader}\\); upgraded: none`));
 

@@ -205,9 +205,10 @@ function mock(opts: {
 async function run(
   m: ReturnType<typeof mock>,
   input: Record<string, unknown>,
+  workerOptions: { maxCachedWorkflows?: number } = {},
 ): Promise<{ result?: UpgradeReport; error?: { message: string; type?: string } }> {
   const taskQueue = uniqueId('up');
-  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities, ...workerOptions });
   return worker.runUntil(async () => {
     const handle = await env.client.workflow.start('upgradePostgresql', {
       taskQueue,
@@ -372,6 +373,22 @@ void describe('upgradePostgresql', () => {
       ['out pg103', 'switch pg103', 'restart pg103', 'FAILOVER to pg104', 'in pg103'],
     );
     assert.deepEqual(m.on(), { pg102: FROM, pg103: TO, pg104: FROM });
+  });
+
+  void test('a worker that loses the run at every phase boundary (no cache: each step replayed from history): nothing done twice, one switchover', async () => {
+    // maxCachedWorkflows 0: after every activity the run is rebuilt from its history, as a new
+    // worker does after a crash at that boundary — with and without a failover mid-run.
+    for (const opts of [{}, { failoverAfter: { member: 'pg103', to: 'pg104' } }]) {
+      const calm = mock(opts);
+      await run(calm, {});
+      const m = mock(opts);
+      const r = await run(m, {}, { maxCachedWorkflows: 0 });
+      assert.equal(r.error, undefined, JSON.stringify(r.error));
+      const changing = (calls: string[]) => calls.filter((c) => CHANGING.test(c));
+      assert.deepEqual(changing(m.calls), changing(calm.calls), JSON.stringify(opts));
+      assert.equal(changing(m.calls).filter((c) => c.startsWith('switchover')).length, 1);
+      assert.deepEqual(m.on(), { pg102: TO, pg103: TO, pg104: TO });
+    }
   });
 
   void test('refusals touch nothing: a version that is not one (input), a downgrade (pre-check)', async () => {
