@@ -149,10 +149,10 @@ export function labCluster(inv: Inventory) {
    * link back to its `v` venv (still there) and its Patroni restarted, resumed. PostgreSQL keeps running.
    */
   async function patroniBackTo(v: string): Promise<void> {
+    const leader = await healthy();
     const behind: string[] = [];
     for (const m of members()) if ((await patroniVersion(m)) !== v) behind.push(m);
     if (!behind.length) return;
-    const leader = await healthy();
     patronictl(leader, 'pause', '--wait');
     try {
       for (const m of behind) {
