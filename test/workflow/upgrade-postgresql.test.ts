@@ -51,6 +51,8 @@ function mock(opts: {
   leader?: string;
   on?: Record<string, number>;
   failRestartOf?: string;
+  /** This member's build switch fails (its CT is gone). */
+  failSwitchOf?: string;
   /** After this member's restart, the leader dies and Patroni promotes `to`. */
   failoverAfter?: { member: string; to: string; deadLeader?: boolean };
 }) {
@@ -129,6 +131,13 @@ function mock(opts: {
     },
     upgradeSwitchBuild: async (a: { member: string }) => {
       calls.push(`switch ${a.member}`);
+      if (a.member === opts.failSwitchOf) {
+        throw ApplicationFailure.create({
+          type: 'ProxmoxError',
+          nonRetryable: true,
+          message: `CT 102 is not running on 10.213.50.1: start it (pct start 102)`,
+        });
+      }
       linked[a.member] = TO;
       return {
         member: a.member,
@@ -373,6 +382,18 @@ void describe('upgradePostgresql', () => {
       ['out pg103', 'switch pg103', 'restart pg103', 'FAILOVER to pg104', 'in pg103'],
     );
     assert.deepEqual(m.on(), { pg102: FROM, pg103: TO, pg104: FROM });
+  });
+
+  void test('the leader dies at its own turn (its link switch fails): stopped, no switchover, what to do', async () => {
+    const m = mock({ failSwitchOf: 'pg102' });
+    const r = await run(m, {});
+    assert.equal(r.error?.type, Failures.UpgradeFailed, JSON.stringify(r.error));
+    assert.match(
+      r.error!.message,
+      /^the leader pg102 could not be switched to 18\.6\.0 \(CT 102 is not running .*\); no switchover was done\. Upgraded: pg103, pg104\./,
+    );
+    assert.match(r.error!.message, /bring pg102 back .* start the upgrade again/);
+    assert.ok(!m.calls.some((c) => c.startsWith('switchover')), m.calls.join(', '));
   });
 
   void test('a worker that loses the run at every phase boundary (no cache: each step replayed from history): nothing done twice, one switchover', async () => {
