@@ -16,4 +16,9 @@ export const Patches = {
   deployBackupCt: 'deploy-backup-ct',
   /** deployCluster starts the cluster's guardian when asked (inventory `guardian: true`, `pgha deploy --guard`). */
   deployGuardian: 'deploy-starts-guardian',
+  /**
+   * upgradePatroni, after a member's switch failed: a look at the leader first (patroniLeaderLoss);
+   * a leader lost while paused → the cluster resumed, Patroni's failover waited for, the run stops.
+   */
+  patroniUpgradeLeaderLoss: 'patroni-upgrade-leader-loss',
 } as const;

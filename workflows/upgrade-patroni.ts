@@ -16,17 +16,24 @@
  * A member already reporting the target is skipped, so a run resumed after a worker crash never
  * restarts a member's Patroni twice.
  */
-import { ApplicationFailure, CancellationScope, isCancellation, proxyActivities } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  patched,
+  proxyActivities,
+} from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { SwitchResult, UpgradeMember, UpgradePlan } from '../activities/upgrade-patroni';
 import { Failures } from '../runbooks/failures';
 import { isPatroniVersion } from '../runbooks/patroni-versions';
-import type { InventoryInput } from '../runbooks/schema';
+import type { Inventory, InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
+import { Patches } from './patches';
 import { errorMessage, runbook } from './steps';
-import type { PlanEntry } from './steps';
+import type { PlanEntry, Runbook } from './steps';
 
 export interface UpgradePatroniInput {
   /** The inventory as in runbooks/clusters/*.yaml, secrets as references. */
@@ -129,6 +136,9 @@ export async function upgradePatroni(input: UpgradePatroniInput): Promise<Upgrad
         report.members.push(await rb.step(`switch ${m.name}`, () => switchTo(m, to), { node: m.name }));
         switched.push(m);
       } catch (err) {
+        if (!isCancellation(err) && patched(Patches.patroniUpgradeLeaderLoss)) {
+          await leaderLost(rb, inv, seen.leader, to, m, errorMessage(err));
+        }
         // Roll back this member and every one switched before it (newest first), then resume:
         // the cluster ends on the versions it had, serving, not paused.
         const undo = [m, ...[...switched].reverse()];
@@ -179,6 +189,40 @@ export async function upgradePatroni(input: UpgradePatroniInput): Promise<Upgrad
     }
     report.postgresRestarted = report.members.filter((r) => r.postgresRestarted).map((r) => r.member);
     return report;
+  });
+}
+
+/**
+ * After a failed switch: did the leader go away? In pause Patroni never fails over, so the run must
+ * not wait for it: patroniLeaderLoss resumes the cluster and waits (bounded) until Patroni elects a
+ * leader; the run then stops. Members already switched stay on the new version: rolling them back
+ * would mean pausing a degraded cluster again — the operator brings the old leader back and runs
+ * the upgrade again, which skips them. A leader that still leads: returns (the ordinary roll-back).
+ */
+async function leaderLost(
+  rb: Runbook,
+  inv: Inventory,
+  leader: string,
+  to: string,
+  failed: UpgradeMember,
+  why: string,
+): Promise<void> {
+  const loss = await rb.step(`look at the leader ${leader}`, () => check.patroniLeaderLoss({ inv, leader }), {
+    node: leader,
+  });
+  if (!loss.lost) return;
+  const versions = Object.entries(loss.versions ?? {})
+    .map(([n, v]) => `${n} ${v ?? 'not answering'}`)
+    .join(', ');
+  throw ApplicationFailure.create({
+    type: Failures.PatroniUpgradeFailed,
+    nonRetryable: true,
+    message:
+      `the leader ${leader} was lost during the Patroni upgrade (the switch of ${failed.name} failed: ${why}). ` +
+      `In pause Patroni does not fail over, so the run resumed the cluster${loss.resumed ? '' : ' (it was resumed already)'} ` +
+      `and Patroni elected ${loss.newLeader}. Patroni versions now: ${versions}. Bring ${leader} back (start its CT; ` +
+      `it rejoins as a replica), check pgha status, then run pgha upgrade patroni --to ${to} again: ` +
+      `members already on ${to} are skipped`,
   });
 }
 

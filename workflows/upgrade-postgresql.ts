@@ -27,7 +27,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
-import type { MemberUpgradeResult, UpgradeMember, UpgradeView } from '../activities/upgrade';
+import type { LinkResult, MemberUpgradeResult, UpgradeMember, UpgradeView } from '../activities/upgrade';
 import { DEFAULT_MAX_LAG_BYTES, pgVersionNum, pgVersionText } from '../runbooks/pg-version';
 import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
@@ -194,10 +194,17 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
       }
       const down = pending.find((m) => m.role === 'replica' && m.state !== 'running');
       if (down) {
+        // The leader the run began with, gone: Patroni failed over (upgradeLook waited for a leader).
+        const lost =
+          down.name === pre.leader && view.leader !== pre.leader
+            ? ` (the leader when the run began: Patroni failed over to ${view.leader})`
+            : '';
+        const vmid = inv.nodes.postgres.find((n) => n.hostname === down.name)?.vmid;
         stopped(
-          `${down.name} is ${down.state}, not running: it cannot be upgraded now. The cluster serves on leader ${view.leader}; ` +
-            `upgraded so far: ${u.doneList()}. Bring ${down.name} back (or pgha reinit), then start the upgrade again ` +
-            `(members already on ${pre.build} are skipped)`,
+          `${down.name} is ${down.state}, not running${lost}: it cannot be upgraded now, and nothing more is done while a member is down. ` +
+            `The cluster serves on leader ${view.leader}; upgraded so far: ${u.doneList()}. Bring ${down.name} back ` +
+            `(its CT: pct start ${vmid}; it rejoins as a replica — or pgha reinit), check pgha status, then start the upgrade again ` +
+            `(members already on ${pre.build} are skipped; the new leader is upgraded last, after one switchover)`,
         );
       }
       // Replicas first — also after a failover: the new leader waits until every replica is done.
@@ -363,11 +370,23 @@ class Upgrade {
         this.readied.add(x.name);
       }
     }
-    const link = await rb.step(
-      `switch ${m.name} to ${this.build}`,
-      () => act.upgradeSwitchBuild({ inv, member: m.name, build: this.build }),
-      node,
-    );
+    let link: LinkResult;
+    try {
+      link = await rb.step(
+        `switch ${m.name} to ${this.build}`,
+        () => act.upgradeSwitchBuild({ inv, member: m.name, build: this.build }),
+        node,
+      );
+    } catch (err) {
+      // E.g. the leader's CT died here, after every replica was done: Patroni fails over to one of
+      // them (all on the target), and the next run finds that leader on the target, or this one back.
+      if (isCancellation(err)) throw err;
+      stopped(
+        `the leader ${m.name} could not be switched to ${this.build} (${errorMessage(err)}); no switchover was done. ` +
+          `Upgraded: ${this.doneList()}. If ${m.name} is down, Patroni fails over to an upgraded replica: bring ${m.name} back ` +
+          `(it rejoins as a replica), check pgha status, then start the upgrade again (members on ${this.build} are skipped)`,
+      );
+    }
     let handoff: HandoffReport;
     try {
       handoff = await rb.step(

@@ -3,11 +3,16 @@
  * bounded, heartbeating wait until EVERY member's own GET /patroni agrees — a member learns it in
  * its next HA loop (up to loop_wait), and a Patroni that has not seen the pause would stop
  * PostgreSQL when its service stops. Idempotent: it PATCHes only when /config says otherwise.
+ *
+ * Resuming also works with a member down (the leader's CT died while paused: the resume is what
+ * lets Patroni fail over): /config is read and patched through the leader, else the first member
+ * that answers, and only the members that answer must report it (a Patroni that is down reads the
+ * pause from the DCS when it starts). Pausing still needs every member.
  */
 import type { Inventory } from '../../runbooks/schema';
 import { memberNames, restApi, restApiAuth } from '../../runbooks/topology';
 import { clusterOf, patroniOf } from '../maintenance/common';
-import { clusterLeader } from '../patroni';
+import { PatroniUnreachableError, clusterLeader } from '../patroni';
 import { pollUntil } from '../poll';
 import { fail } from './common';
 import type { PatroniUpgradeDeps } from './types';
@@ -29,10 +34,7 @@ export interface SetPauseResult {
 
 export async function patroniSetPause(deps: PatroniUpgradeDeps, args: SetPauseArgs): Promise<SetPauseResult> {
   const { inv, pause } = args;
-  const cluster = await clusterOf(deps, inv);
-  const via = clusterLeader(cluster) ?? memberNames(inv)[0];
-  if (!via) fail(`cluster ${inv.cluster} has no PostgreSQL members`);
-  const config = (await deps.patroni.patroniGetConfig({ target: restApi(inv, via) })).body ?? {};
+  const { via, config } = await configVia(deps, inv);
   let patched = false;
   if (Boolean(config.pause) !== pause) {
     const r = await deps.patroni.patroniPatchConfig({
@@ -52,7 +54,8 @@ export async function patroniSetPause(deps: PatroniUpgradeDeps, args: SetPauseAr
     { what: `every member ${pause ? 'paused' : 'resumed'}`, timeoutMs, intervalMs: 500 },
     async () => {
       const sts = await Promise.all(names.map((m) => patroniOf(deps, inv, m)));
-      const behind = names.filter((_, i) => Boolean(sts[i]?.pause) !== pause);
+      // Resuming: a member that does not answer is not running Patroni, and reads /config when it starts.
+      const behind = names.filter((_, i) => (sts[i] || pause) && Boolean(sts[i]?.pause) !== pause);
       return {
         done: behind.length === 0,
         value: undefined,
@@ -63,4 +66,31 @@ export async function patroniSetPause(deps: PatroniUpgradeDeps, args: SetPauseAr
     },
   );
   return { pause, patched, members: names };
+}
+
+/** GET /config through the leader, else the first member that answers; which one, and the config. */
+async function configVia(
+  deps: PatroniUpgradeDeps,
+  inv: Inventory,
+): Promise<{ via: string; config: Record<string, unknown> }> {
+  const names = memberNames(inv);
+  if (!names.length) fail(`cluster ${inv.cluster} has no PostgreSQL members`);
+  let leader: string | undefined;
+  try {
+    leader = clusterLeader(await clusterOf(deps, inv));
+  } catch {
+    // No member answers /cluster: each is tried below, and the error names them.
+  }
+  const errors: string[] = [];
+  for (const via of leader ? [leader, ...names.filter((n) => n !== leader)] : names) {
+    try {
+      const r = await deps.patroni.patroniGetConfig({ target: restApi(inv, via) });
+      if (r.status === 200 && r.body) return { via, config: r.body };
+      errors.push(`${via}: HTTP ${r.status}`);
+    } catch (err) {
+      if (!(err instanceof PatroniUnreachableError)) throw err;
+      errors.push(err.message);
+    }
+  }
+  fail(`no member answered GET /config: ${errors.join('; ')}`);
 }

@@ -56,6 +56,8 @@ export interface SwitchArgs {
   postmasterBefore: string | null;
   /** How long the new Patroni may take to report (default 180 s). */
   timeoutMs?: number;
+  /** A replica's wait gives up when the leader's REST API has been silent this long (default 20 s). */
+  leaderSilentMs?: number;
 }
 
 /** What a switch attempt records before it restarts the service: the main PID it replaces. */
@@ -127,6 +129,10 @@ export async function patroniSwitchMember(deps: PatroniUpgradeDeps, args: Switch
   }
 
   const want = args.role === 'leader' ? 'the running primary' : `streaming from ${args.leader}`;
+  // A replica waits on the leader's walsender: a leader silent this long is gone (its CT, its
+  // Patroni) — no use waiting out the whole bound; the workflow then looks at the leader.
+  const leaderSilentMs = args.leaderSilentMs ?? 20_000;
+  let silentSince: number | undefined;
   try {
     const after = await pollUntil(
       { what: `${member} on Patroni ${to}, ${want}`, timeoutMs: args.timeoutMs ?? 180_000, intervalMs: 1000 },
@@ -142,6 +148,14 @@ export async function patroniSwitchMember(deps: PatroniUpgradeDeps, args: Switch
           return { done: ok, value: st.postmaster_start_time ?? null, describe: seen };
         }
         const lead = await patroniOf(deps, inv, args.leader);
+        if (!lead) {
+          silentSince ??= Date.now();
+          if (Date.now() - silentSince >= leaderSilentMs)
+            fail(
+              `${member} runs Patroni ${to}, but the leader ${args.leader} has not answered GET /patroni for ` +
+                `${Math.round(leaderSilentMs / 1000)} s: is it down?`,
+            );
+        } else silentSince = undefined;
         const row = lead?.replication?.find((x) => x.application_name === member);
         const ok = normaliseRole(st.role) === 'replica' && row?.state === 'streaming';
         return {

@@ -181,8 +181,17 @@ interface Back {
   running: number | null;
 }
 
-/** One look: running `wantNum` on a new postmaster, and streaming from the leader now within the bound (or the leader itself). */
-async function lookBack(deps: UpgradeDeps, args: RestartOntoArgs, before: string | null) {
+/**
+ * One look: running `wantNum` on a new postmaster, and streaming from the leader now within the
+ * bound (or the leader itself). A start that keeps failing fails the look (`started.failedSince`:
+ * when Patroni first said so in this wait).
+ */
+async function lookBack(
+  deps: UpgradeDeps,
+  args: RestartOntoArgs,
+  before: string | null,
+  started: { failedSince?: number },
+) {
   const { inv, member } = args;
   const st = await patroniOf(deps, inv, member);
   const value: Back = {
@@ -193,6 +202,19 @@ async function lookBack(deps: UpgradeDeps, args: RestartOntoArgs, before: string
   if (!st) return { done: false, value, describe: 'REST API not answering' };
   if (before !== null && value.after === before)
     return { done: false, value, describe: `not restarted yet (state ${st.state})` };
+  if (/^(re)?start failed/.test(st.state ?? '')) {
+    // Patroni saw the postmaster exit while starting. Its HA loop may try again: a start that
+    // still fails a whole loop_wait later is the build's, not a passing hiccup.
+    started.failedSince ??= Date.now();
+    const waited = Date.now() - started.failedSince;
+    if (waited >= args.inv.patroni.loopWait * 1000)
+      fail(
+        `${member}: PostgreSQL does not start (Patroni state '${st.state}' for ${Math.round(waited / 1000)} s); ` +
+          `see its server log and journalctl -u patroni`,
+      );
+    return { done: false, value, describe: `state ${st.state}` };
+  }
+  started.failedSince = undefined;
   if (st.state !== 'running') return { done: false, value, describe: `state ${st.state}` };
   if (st.server_version !== args.wantNum) {
     return {
@@ -234,10 +256,11 @@ async function waitBack(
   before: string | null,
   what: string,
 ): Promise<Back> {
+  const started: { failedSince?: number } = {};
   try {
     return await pollUntil(
       { what: `${args.member} ${what}`, timeoutMs: args.timeoutMs ?? 300_000, intervalMs: 500 },
-      () => lookBack(deps, args, before),
+      () => lookBack(deps, args, before, started),
     );
   } catch (err) {
     if (err instanceof PollTimeoutError) fail(err.message);
@@ -281,7 +304,8 @@ async function restartOnto(
       { member, phase: 'POST /restart' },
     );
     const text = answer.text ?? JSON.stringify(answer.body);
-    if (answer.status !== 200 && !/already in progress/.test(text)) {
+    // "postgres is still starting": Patroni's own wait ran out, not the start; the wait below decides.
+    if (answer.status !== 200 && !/already in progress|still starting/.test(text)) {
       fail(
         `POST /restart on ${member} answered ${answer.status}: ${text}; see its Patroni log (journalctl -u patroni)`,
       );

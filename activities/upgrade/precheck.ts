@@ -15,7 +15,7 @@ import type { Inventory } from '../../runbooks/schema';
 import { findNode, memberNames, sqlConn } from '../../runbooks/topology';
 import { maintenancePrecheck } from '../maintenance/precheck';
 import { clusterOf, fail, patroniOf, refuse } from '../maintenance/common';
-import { clusterLeader } from '../patroni';
+import { clusterLeader, normaliseRole } from '../patroni';
 import type { ClusterSnapshot } from '../maintenance';
 import { probe } from '../nodes/shell';
 import { PollTimeoutError, keepBeating, pollUntil } from '../poll';
@@ -211,10 +211,17 @@ export async function upgradeLook(deps: UpgradeDeps, args: UpgradeLookArgs): Pro
           const c = await clusterOf(deps, inv);
           const l = clusterLeader(c);
           const m = c.members.find((x) => x.name === l);
+          if (!l || m?.state !== 'running')
+            return { done: false, value: '', describe: `leader ${l ?? 'none'} ${m?.state ?? ''}` };
+          // A dead leader's key and member entry outlive it until their TTL: it must answer itself.
+          const own = await patroniOf(deps, inv, l);
+          const leads = own?.state === 'running' && normaliseRole(own.role) === 'primary';
           return {
-            done: Boolean(l && m?.state === 'running'),
-            value: l ?? '',
-            describe: `leader ${l ?? 'none'} ${m?.state ?? ''}`,
+            done: leads,
+            value: l,
+            describe: leads
+              ? `leader ${l}`
+              : `leader key ${l}, but it ${own ? `says ${own.role}/${own.state}` : 'does not answer'}`,
           };
         } catch (err) {
           return { done: false, value: '', describe: (err as Error).message };

@@ -2,6 +2,8 @@
  * upgradePatroni on a real dev server with mocked activities (the order and the decisions):
  *  - a member that does not come back: it and every member switched before it are rolled back to
  *    the version they ran (newest first), the cluster is resumed, and the run fails saying so;
+ *  - the leader lost while paused (a failed switch, then the leader found gone): no roll-back, the
+ *    look at the leader resumes and waits for Patroni's failover, the run stops naming both;
  *  - the happy path: install, pause, replicas first, the leader last, resume, verify;
  *  - --dry-run and "already at the target": only the pre-check runs (nothing touched);
  *  - a malformed target is refused before any activity runs.
@@ -54,7 +56,12 @@ const plan = (members: UpgradeMember[]): UpgradePlan => ({
   checkedAt: new Date().toISOString(),
 });
 
-function mocks(opts: { before: UpgradeMember[]; failOn?: string }) {
+function mocks(opts: {
+  before: UpgradeMember[];
+  failOn?: string;
+  /** The leader died: the switch of `failOn` failed because of it, and Patroni elects this member after the resume. */
+  leaderLostTo?: string;
+}) {
   const calls: string[] = [];
   let prechecks = 0;
   return {
@@ -73,6 +80,18 @@ function mocks(opts: { before: UpgradeMember[]; failOn?: string }) {
       patroniSetPause: async (a: { pause: boolean }) => {
         calls.push(`pause ${a.pause}`);
         return { pause: a.pause, patched: true, members: [] };
+      },
+      patroniLeaderLoss: async (a: { leader: string }) => {
+        calls.push(`leader? ${a.leader}`);
+        if (!opts.leaderLostTo) return { lost: false, leader: a.leader };
+        // The activity itself resumes the cluster and waits for the failover (activities/upgrade-patroni/leader-loss.ts).
+        return {
+          lost: true,
+          leader: a.leader,
+          newLeader: opts.leaderLostTo,
+          resumed: true,
+          versions: { pg102: null, pg103: '4.1.5', pg104: '3.3.0' },
+        };
       },
       patroniSwitchMember: async (a: SwitchArgs) => {
         calls.push(`switch ${a.member} ${a.to} as ${a.role}`);
@@ -145,9 +164,29 @@ void test('a member that does not come back: it and those before it rolled back,
     'pause true',
     'switch pg103 4.1.5 as replica',
     'switch pg104 4.1.5 as replica',
+    'leader? pg102', // alive: the ordinary roll-back
     'switch pg104 3.3.0 as replica',
     'switch pg103 3.3.0 as replica',
     'pause false',
+  ]);
+});
+
+void test('the leader lost in pause: no roll-back, the look at the leader resumes and waits for the failover; the run stops naming it', async () => {
+  const m = mocks({ before: cluster3(), failOn: 'pg104', leaderLostTo: 'pg103' });
+  const f = failure((await run(m)).err);
+  assert.equal(f.type, Failures.PatroniUpgradeFailed);
+  assert.match(
+    f.message,
+    /the leader pg102 was lost during the Patroni upgrade \(the switch of pg104 failed: /,
+  );
+  assert.match(f.message, /the run resumed the cluster and Patroni elected pg103/);
+  assert.match(f.message, /Patroni versions now: pg102 not answering, pg103 4\.1\.5, pg104 3\.3\.0/);
+  assert.match(f.message, /Bring pg102 back .* run pgha upgrade patroni --to 4\.1\.5 again/);
+  assert.deepEqual(m.calls.slice(4), [
+    'pause true',
+    'switch pg103 4.1.5 as replica',
+    'switch pg104 4.1.5 as replica',
+    'leader? pg102',
   ]);
 });
 

@@ -4,7 +4,8 @@
  * run schedules nothing that changes anything; replicas one at a time, then exactly one switchover,
  * then the old leader; members already on the target are skipped and so is the switchover when the
  * leader already runs it; a member that does not come back is rolled back and the run stops before
- * the leader; after a failover mid-upgrade the new leader waits until the remaining replicas are done.
+ * the leader; after a failover mid-upgrade the new leader waits until the remaining replicas are done;
+ * a leader that died mid-upgrade (a member down after the failover) stops the run naming it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,8 +51,10 @@ function mock(opts: {
   leader?: string;
   on?: Record<string, number>;
   failRestartOf?: string;
+  /** This member's build switch fails (its CT is gone). */
+  failSwitchOf?: string;
   /** After this member's restart, the leader dies and Patroni promotes `to`. */
-  failoverAfter?: { member: string; to: string };
+  failoverAfter?: { member: string; to: string; deadLeader?: boolean };
 }) {
   const names = ['pg102', 'pg103', 'pg104'];
   let leader = opts.leader ?? 'pg102';
@@ -59,6 +62,8 @@ function mock(opts: {
   const linked: Record<string, number> = { ...on };
   const pm: Record<string, number> = Object.fromEntries(names.map((n) => [n, 1]));
   const calls: string[] = [];
+  /** A member whose CT died: its REST API does not answer (as versionsOf reports it). */
+  const dead = new Set<string>();
   const view = (): UpgradeView => ({
     leader,
     timeline: 3,
@@ -67,9 +72,9 @@ function mock(opts: {
     members: names.map((name): UpgradeMember => ({
       name,
       role: name === leader ? 'leader' : 'replica',
-      state: 'running',
-      serverVersion: on[name]!,
-      running: text(on[name]!),
+      state: dead.has(name) ? 'unreachable' : 'running',
+      serverVersion: dead.has(name) ? null : on[name]!,
+      running: dead.has(name) ? null : text(on[name]!),
       postmasterStartTime: `pm-${name}-${pm[name]}`,
       timeline: 3,
       upgraded: on[name] === TO,
@@ -126,6 +131,13 @@ function mock(opts: {
     },
     upgradeSwitchBuild: async (a: { member: string }) => {
       calls.push(`switch ${a.member}`);
+      if (a.member === opts.failSwitchOf) {
+        throw ApplicationFailure.create({
+          type: 'ProxmoxError',
+          nonRetryable: true,
+          message: `CT 102 is not running on 10.213.50.1: start it (pct start 102)`,
+        });
+      }
       linked[a.member] = TO;
       return {
         member: a.member,
@@ -159,6 +171,7 @@ function mock(opts: {
       const already = a.postmasterBefore !== `pm-${a.member}-${pm[a.member]}`;
       if (!already) restart(a.member);
       if (opts.failoverAfter?.member === a.member) {
+        if (opts.failoverAfter.deadLeader) dead.add(leader);
         leader = opts.failoverAfter.to;
         calls.push(`FAILOVER to ${leader}`);
       }
@@ -201,9 +214,10 @@ function mock(opts: {
 async function run(
   m: ReturnType<typeof mock>,
   input: Record<string, unknown>,
+  workerOptions: { maxCachedWorkflows?: number } = {},
 ): Promise<{ result?: UpgradeReport; error?: { message: string; type?: string } }> {
   const taskQueue = uniqueId('up');
-  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities, ...workerOptions });
   return worker.runUntil(async () => {
     const handle = await env.client.workflow.start('upgradePostgresql', {
       taskQueue,
@@ -347,6 +361,55 @@ void describe('upgradePostgresql', () => {
     ]);
     assert.equal(changing.filter((c) => c.startsWith('switchover')).length, 1, 'one switchover');
     assert.deepEqual(m.on(), { pg102: TO, pg103: TO, pg104: TO });
+  });
+
+  void test('the leader dies mid-upgrade: the run stops naming it and what to do; nothing more is touched, no switchover', async () => {
+    // pg102 (the leader) dies while pg103 restarts; Patroni promotes pg104 (not upgraded).
+    const m = mock({ failoverAfter: { member: 'pg103', to: 'pg104', deadLeader: true } });
+    const r = await run(m, {});
+    assert.equal(r.error?.type, Failures.UpgradeFailed, JSON.stringify(r.error));
+    assert.match(
+      r.error!.message,
+      /pg102 is unreachable, not running \(the leader when the run began: Patroni failed over to pg104\)/,
+    );
+    assert.match(
+      r.error!.message,
+      /The cluster serves on leader pg104; upgraded so far: pg103\. Bring pg102 back/,
+    );
+    assert.match(r.error!.message, /pct start \d+/);
+    assert.deepEqual(
+      m.calls.filter((c) => CHANGING.test(c) || c.startsWith('FAILOVER')),
+      ['out pg103', 'switch pg103', 'restart pg103', 'FAILOVER to pg104', 'in pg103'],
+    );
+    assert.deepEqual(m.on(), { pg102: FROM, pg103: TO, pg104: FROM });
+  });
+
+  void test('the leader dies at its own turn (its link switch fails): stopped, no switchover, what to do', async () => {
+    const m = mock({ failSwitchOf: 'pg102' });
+    const r = await run(m, {});
+    assert.equal(r.error?.type, Failures.UpgradeFailed, JSON.stringify(r.error));
+    assert.match(
+      r.error!.message,
+      /^the leader pg102 could not be switched to 18\.6\.0 \(CT 102 is not running .*\); no switchover was done\. Upgraded: pg103, pg104\./,
+    );
+    assert.match(r.error!.message, /bring pg102 back .* start the upgrade again/);
+    assert.ok(!m.calls.some((c) => c.startsWith('switchover')), m.calls.join(', '));
+  });
+
+  void test('a worker that loses the run at every phase boundary (no cache: each step replayed from history): nothing done twice, one switchover', async () => {
+    // maxCachedWorkflows 0: after every activity the run is rebuilt from its history, as a new
+    // worker does after a crash at that boundary — with and without a failover mid-run.
+    for (const opts of [{}, { failoverAfter: { member: 'pg103', to: 'pg104' } }]) {
+      const calm = mock(opts);
+      await run(calm, {});
+      const m = mock(opts);
+      const r = await run(m, {}, { maxCachedWorkflows: 0 });
+      assert.equal(r.error, undefined, JSON.stringify(r.error));
+      const changing = (calls: string[]) => calls.filter((c) => CHANGING.test(c));
+      assert.deepEqual(changing(m.calls), changing(calm.calls), JSON.stringify(opts));
+      assert.equal(changing(m.calls).filter((c) => c.startsWith('switchover')).length, 1);
+      assert.deepEqual(m.on(), { pg102: TO, pg103: TO, pg104: TO });
+    }
   });
 
   void test('refusals touch nothing: a version that is not one (input), a downgrade (pre-check)', async () => {
