@@ -155,6 +155,16 @@ export function runtimeDirect(inv: Inventory): Promise<RuntimeSessions> {
   });
 }
 
+/** `fn` with fresh {@link runtimeDirect} sessions, closed afterwards (HAProxy closes a CLI session idle for 30 s). */
+export async function withRuntime<T>(inv: Inventory, fn: (rt: RuntimeSessions) => Promise<T>): Promise<T> {
+  const rt = await runtimeDirect(inv);
+  try {
+    return await fn(rt);
+  } finally {
+    rt.close();
+  }
+}
+
 /**
  * The servers of `backend` in an admin state on each node (`show servers state`): `<server>` →
  * srv_admin_state (8 drain, 1 maint, ...); ready servers are not listed.

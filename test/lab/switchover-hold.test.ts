@@ -52,10 +52,10 @@ import {
   adminStates,
   drainedOnEvery,
   inCt,
-  runtimeDirect,
   sqlAs,
   switchoverRequests,
   timelineOf,
+  withRuntime,
   MEMBER_STREAMING,
 } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
@@ -356,7 +356,6 @@ void test(
     const hp = inv.nodes.haproxy[0]!;
     await one(ip(from), 'drop table if exists pgha_hold_kill'); // the writer's ids start at 1
     const writer = await new LabWriter(inv, 'pgha_hold_kill', hp.ip).start();
-    const rt = await runtimeDirect(inv);
     const conns: { start: number; r: ReturnType<typeof newConnection> }[] = [];
     let opening = false;
     let opener: Promise<void> | undefined;
@@ -379,8 +378,10 @@ void test(
       // The kill lands after the pre-POST drain (both drained on every HAProxy, confirmed with the
       // worker frozen) and before the candidate is admitted; whether the POST went out just before
       // is not known, and the checks below hold either way.
-      const killedAt = await killAt(runner!, `${from} and ${to} drained on every HAProxy`, 120_000, () =>
-        drainedOnEvery(rt, HAPROXY_WRITE_BACKEND, [from, to]),
+      const killedAt = await withRuntime(inv, (rt) =>
+        killAt(runner!, `${from} and ${to} drained on every HAProxy`, 120_000, () =>
+          drainedOnEvery(rt, HAPROXY_WRITE_BACKEND, [from, to]),
+        ),
       );
       // New connections from the kill on, every 50 ms, with the connect timeout clients are told
       // to use (README "What clients must know": at least the bound).
@@ -439,22 +440,24 @@ void test(
         [],
         'no server left drained',
       );
-      for (const b of [HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND])
-        assert.deepEqual(
-          Object.values(await adminStates(rt, b)).filter((x) => Object.keys(x).length > 0),
-          [],
-          `${b}: no admin state`,
-        );
-      for (const x of rt.sessions) {
-        const up = async () =>
-          parseShowStat(await x.command('show stat'))
-            .filter((r) => r.backend === HAPROXY_WRITE_BACKEND && r.type === 'server' && r.state === 'UP')
-            .map((r) => r.server);
-        await waitFor(`${x.node}: only ${now} UP in the write backend`, 15_000, async () => {
-          const u = await up();
-          return u.length === 1 && u[0] === now;
-        });
-      }
+      await withRuntime(inv, async (rt) => {
+        for (const b of [HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND])
+          assert.deepEqual(
+            Object.values(await adminStates(rt, b)).filter((x) => Object.keys(x).length > 0),
+            [],
+            `${b}: no admin state`,
+          );
+        for (const x of rt.sessions) {
+          const up = async () =>
+            parseShowStat(await x.command('show stat'))
+              .filter((r) => r.backend === HAPROXY_WRITE_BACKEND && r.type === 'server' && r.state === 'UP')
+              .map((r) => r.server);
+          await waitFor(`${x.node}: only ${now} UP in the write backend`, 15_000, async () => {
+            const u = await up();
+            return u.length === 1 && u[0] === now;
+          });
+        }
+      });
       for (const n of inv.nodes.haproxy) {
         const w = await one<{ a: string }>(
           n.ip,
@@ -517,7 +520,6 @@ void test(
       opening = false;
       await opener;
       await writer.stop();
-      rt.close();
     }
   },
 );

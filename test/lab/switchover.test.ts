@@ -33,10 +33,10 @@ import { errorMessage } from '../../workflows/steps';
 import {
   drainedOnEvery,
   inCt,
-  runtimeDirect,
   sqlAs,
   switchoverRequests,
   timelineOf as timelineOfHost,
+  withRuntime,
   MEMBER_STREAMING,
 } from '../helpers/lab-direct';
 import { HAPROXY_WRITE_BACKEND } from '../../activities/render';
@@ -75,7 +75,7 @@ function startWorker(name: string): Proc {
   procs.push(w);
   return w;
 }
-const ready = (w: Proc) => workerReady(w);
+const ready = (w: Proc) => workerReady(w, 300_000); // a loaded 2-core machine takes minutes to bundle
 const count = (activity: string) => activityCalls(countDir, activity);
 
 const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
@@ -310,23 +310,22 @@ void test(
     // timeout notices the dead one (seconds), while the hand-off may still be under way.
     const spare = startWorker('worker-2');
     await ready(spare);
-    const rt = await runtimeDirect(inv);
-    try {
-      const since = inCt(vmid(from), ['date', '+%s']).trim();
-      const h = await start('switchover', { candidate: to });
-      // Either worker may take the hand-off: the one that runs it wrote its pid before it ran.
-      let runner: Proc | undefined;
-      await waitFor('the hand-off started', 120_000, async () => {
-        const pid = activityCallers(countDir, 'switchoverCutover')[cutBefore];
-        runner = [worker, spare].find((w) => w.child.pid === pid);
-        return runner !== undefined;
-      });
-      // Killed at a point the test confirms with the worker frozen, so the kill cannot land after
-      // it moved on: Patroni has the request (the old leader's own /primary answers, and not 200:
-      // it demotes) and the candidate is still drained on every HAProxy (the hand-off has not
-      // routed it: that happens only once it is writable).
-      let demoting = false;
-      await killAt(runner!, 'the old leader demoting, the candidate not yet routed', 60_000, async () => {
+    const since = inCt(vmid(from), ['date', '+%s']).trim();
+    const h = await start('switchover', { candidate: to });
+    // Either worker may take the hand-off: the one that runs it wrote its pid before it ran.
+    let runner: Proc | undefined;
+    await waitFor('the hand-off started', 120_000, async () => {
+      const pid = activityCallers(countDir, 'switchoverCutover')[cutBefore];
+      runner = [worker, spare].find((w) => w.child.pid === pid);
+      return runner !== undefined;
+    });
+    // Killed at a point the test confirms with the worker frozen, so the kill cannot land after
+    // it moved on: Patroni has the request (the old leader's own /primary answers, and not 200:
+    // it demotes) and the candidate is still drained on every HAProxy (the hand-off has not
+    // routed it: that happens only once it is writable).
+    let demoting = false;
+    await withRuntime(inv, (rt) =>
+      killAt(runner!, 'the old leader demoting, the candidate not yet routed', 60_000, async () => {
         if (!demoting) {
           const r = await fetch(`http://${ip(from)}:${inv.ports.patroniRestApi}/primary`, {
             signal: AbortSignal.timeout(1000),
@@ -334,21 +333,19 @@ void test(
           demoting = r.status !== 200;
         }
         return demoting && (await drainedOnEvery(rt, HAPROXY_WRITE_BACKEND, [to]));
-      });
-      assert.equal(count('switchoverVerify'), verifyBefore, 'killed before the verification');
-      const r = (await h.result()) as HandoffReport;
-      assert.equal(
-        r.outcome,
-        'already-done',
-        'the retried hand-off found it done (or under way) and did not POST',
-      );
-      assert.equal(count('switchoverCutover') - cutBefore, 2, 'the hand-off ran once more after the kill');
-      assert.equal(switchoverRequests(inv, since), 1, 'Patroni received exactly one POST /switchover');
-      await checkSwitched(r, from, tl, id); // timeline +1, not +2: one switchover
-      worker = runner === worker ? spare : worker;
-    } finally {
-      rt.close();
-    }
+      }),
+    );
+    assert.equal(count('switchoverVerify'), verifyBefore, 'killed before the verification');
+    const r = (await h.result()) as HandoffReport;
+    assert.equal(
+      r.outcome,
+      'already-done',
+      'the retried hand-off found it done (or under way) and did not POST',
+    );
+    assert.equal(count('switchoverCutover') - cutBefore, 2, 'the hand-off ran once more after the kill');
+    assert.equal(switchoverRequests(inv, since), 1, 'Patroni received exactly one POST /switchover');
+    await checkSwitched(r, from, tl, id); // timeline +1, not +2: one switchover
+    worker = runner === worker ? spare : worker;
   },
 );
 
