@@ -11,7 +11,7 @@ import type { HaproxyStatRow } from '../haproxy';
 import { clusterMembers } from '../patroni';
 import type { PatroniMemberView } from '../patroni';
 import { pollUntil } from '../poll';
-import { HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND } from '../render';
+import { HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND, writeHoldMs } from '../render';
 import { getCluster, leaderNow, memberSql, primary200 } from './cluster';
 import { failed } from './common';
 import { readyFix } from '../status/common';
@@ -148,7 +148,9 @@ export async function switchoverVerify(
     let landed: string | null = null;
     try {
       const w = await deps.postgres.pgWriteProbe({
-        conn: sqlConnViaHaproxy(inv, h.hostname, { connectTimeoutMs: 2000 }),
+        // As long as clients are told to wait (README "What clients must know"): right after the
+        // hand-off the probe may queue behind the connections the hold released.
+        conn: sqlConnViaHaproxy(inv, h.hostname, { connectTimeoutMs: writeHoldMs(inv) + 2000 }),
         note: `${plan.action} to ${cand} via ${h.hostname}`,
       });
       landed = w.serverAddr;
