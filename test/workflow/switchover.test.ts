@@ -111,6 +111,8 @@ class FakeCluster {
   answerMs = 600;
   /** The hand-off's bound (deps.handoffTimeoutMs). */
   handoffTimeoutMs = 3000;
+  /** The leader's recovery probe gets no answer this many times before the POST (a slow login). */
+  leaderProbeMisses = 0;
   /**
    * A worker dying mid-hand-off, per attempt: at that phase the attempt's heartbeats stop reaching
    * the server and none of its calls returns again (until the worker shuts down) — as when the
@@ -401,6 +403,10 @@ class FakeCluster {
           if (name === this.candidateAtPost && x.role === 'leader' && !x.writable) this.maybeDie('promoting');
           await this.gate();
           if (!x.up && !(x.role === 'leader' && x.writable)) return null;
+          if (this.posts.length === 0 && x.role === 'leader' && this.leaderProbeMisses > 0) {
+            this.leaderProbeMisses--;
+            return null;
+          }
           return !(x.role === 'leader' && x.writable);
         },
         close() {},
@@ -543,6 +549,15 @@ void test('refusals say what was found and the fix, and touch nothing', async ()
     { candidate: 'pg103' },
     /the leader pg102 is healthy.*use pgha switchover --to pg103, or failover --force/,
   );
+});
+
+void test('the leader does not answer its first two probes before the POST (a slow login): asked again, switched', async () => {
+  const fake = new FakeCluster();
+  fake.leaderProbeMisses = 2;
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.equal(fake.leaderProbeMisses, 0, 'both misses were seen');
+  assert.equal(r.outcome, 'switched');
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103']);
 });
 
 void test('Patroni refuses: a definite end — the leader is still pg102, HAProxy as before', async () => {
