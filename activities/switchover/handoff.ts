@@ -31,7 +31,15 @@ import { HAPROXY_WRITE_BACKEND } from '../render';
 import { leaderNow, memberSql, primary200 } from './cluster';
 import type { LeaderNow } from './cluster';
 import { failed, sleep } from './common';
-import { admitLeader, all, cutOldLeader, route, sessionsFor } from './routing';
+import {
+  admitLeader,
+  all,
+  backUnderChecks,
+  cutOldLeader,
+  releaseOldLeader,
+  route,
+  sessionsFor,
+} from './routing';
 import type { CutoverResult, CutoverTimings, HandoffMemo, HandoffPlan, SwitchoverDeps } from './types';
 
 /** Patroni's answer to the POST, or why there is none yet; filled in while the loop runs. */
@@ -136,11 +144,12 @@ async function release(c: Loop, seen: LeaderNow): Promise<void> {
   c.released = true;
   for (const name of [c.old, c.cand]) {
     if (!name) continue;
-    const health = seen.leader === name ? 'up' : 'down';
+    if (seen.leader !== name) {
+      await backUnderChecks(c.sessions, name).catch(() => undefined);
+      continue;
+    }
     await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} state ready`).catch(() => undefined);
-    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} health ${health}`).catch(
-      () => undefined,
-    );
+    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} health up`).catch(() => undefined);
   }
 }
 
@@ -195,6 +204,8 @@ export async function switchoverCutover(
         const sessions = await sessionsFor(deps, inv);
         try {
           const routedOn = await route(deps, inv, sessions, cand, old);
+          // A crashed predecessor drained the old leader before its POST: undone here, not left to verify.
+          await releaseOldLeader(deps, inv, sessions, old);
           return {
             outcome: 'already-done',
             leader: cand,
@@ -305,6 +316,7 @@ async function watchEarlier(
   const quiet = plan.action === 'switchover' && !underWay ? (w.quietMs ?? 5000) : undefined;
   const f = await follow(c, t0, undefined, quiet);
   if (f.routed) {
+    await releaseOldLeader(c.deps, c.inv, c.sessions, c.old);
     return {
       outcome: 'already-done',
       leader: c.cand,
@@ -348,9 +360,15 @@ async function postOnce(
 ): Promise<CutoverResult> {
   const { deps, inv, cand, old } = c;
   await c.candSql.inRecovery();
-  if (c.oldSql && (await c.oldSql.inRecovery()) !== false) {
+  // The old leader writable just before the POST. A probe with no answer (its login or query over
+  // the 1 s timeout: seen at load 22, which failed a switchover before anything was requested) is
+  // asked again, up to 3 times; an answer "in recovery" fails at once.
+  let oldRec: boolean | null = null;
+  for (let i = 0; c.oldSql && oldRec === null && i < 3; i++) oldRec = await c.oldSql.inRecovery();
+  if (c.oldSql && oldRec !== false) {
     throw failed(
-      `the leader ${old} does not answer as a writable primary just before the POST; nothing was requested`,
+      `the leader ${old} does not answer as a writable primary just before the POST ` +
+        `(${oldRec === null ? 'no answer to 3 probes' : 'in recovery'}); nothing was requested`,
     );
   }
   const signal = cancellationSignal();
@@ -425,6 +443,8 @@ async function postAndFollow(
   // 4. The fast loop.
   const f = await follow(c, t0, post);
   const timings: CutoverTimings = { postedAt: t0, ...f.timings };
+  // Routed: the old leader, drained since before the POST, back under its checks (DOWN: a replica now).
+  if (f.routed) await releaseOldLeader(deps, inv, c.sessions, old);
   // 5. Patroni's answer (bounded: the request has its own deadline; heartbeated like every wait).
   if (!f.routed || !post.answer) {
     c.setPhase(`waiting for Patroni's answer to the POST`);

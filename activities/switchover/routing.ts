@@ -78,6 +78,32 @@ export async function admitLeader(s: RuntimeSessions, leader: string, afterUp?: 
   await all(s, `set server ${HAPROXY_READ_BACKEND}/${leader} health down`);
 }
 
+/**
+ * A member that is not the leader back under its checks in the write backend: forced DOWN first,
+ * then no longer drained (in that order, so it is never drained-off and UP at once); its checks
+ * take over from there. Idempotent.
+ */
+export async function backUnderChecks(s: RuntimeSessions, name: string): Promise<void> {
+  await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${name} health down`);
+  await all(s, `set server ${HAPROXY_WRITE_BACKEND}/${name} state ready`);
+}
+
+/**
+ * After `leader` was routed: the old leader, drained by the hand-off, back under its checks at once
+ * — unless its own /primary still answers 200 (two leaders: then it stays drained, and verify says
+ * so). Without this the drain lasted until verify, after the old leader streams again (up to 2 min),
+ * and for good when verify failed before that.
+ */
+export async function releaseOldLeader(
+  deps: SwitchoverDeps,
+  inv: Inventory,
+  s: RuntimeSessions,
+  old: string | undefined,
+): Promise<void> {
+  if (!old || (await primary200(deps, inv, old))) return;
+  await backUnderChecks(s, old);
+}
+
 /** Routes writes to `leader` on every HAProxy (the others down first); idempotent. */
 export async function route(
   deps: SwitchoverDeps,

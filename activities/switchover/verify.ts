@@ -11,11 +11,11 @@ import type { HaproxyStatRow } from '../haproxy';
 import { clusterMembers } from '../patroni';
 import type { PatroniMemberView } from '../patroni';
 import { pollUntil } from '../poll';
-import { HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND } from '../render';
+import { HAPROXY_READ_BACKEND, HAPROXY_WRITE_BACKEND, writeHoldMs } from '../render';
 import { getCluster, leaderNow, memberSql, primary200 } from './cluster';
 import { failed } from './common';
 import { readyFix } from '../status/common';
-import { all, haproxyNodes, sessionsFor } from './routing';
+import { backUnderChecks, haproxyNodes, sessionsFor } from './routing';
 import type { HandoffPlan, SwitchoverDeps, VerifyResult } from './types';
 
 /**
@@ -78,10 +78,11 @@ export async function switchoverVerify(
     oldLeader = { name: old, state: rows?.state ?? 'streaming', lagBytes: rows?.replayLagBytes ?? null };
   }
 
-  // HAProxy: every node routes writes to the new leader, and is back under its checks. Servers
-  // drained by the hand-off get `ready` again now that they are not the primary (their /primary is
-  // not 200), each followed at once by `health down`, so that `ready` never routes writes to one
-  // of them, even until its next check; then no server may be left in an admin state.
+  // HAProxy: every node routes writes to the new leader, and is back under its checks. Any server
+  // still drained (the hand-off undoes its own drains; a crashed run's may remain) is forced DOWN
+  // and then `ready` again now that it is not the primary (its /primary is not 200), so that
+  // `ready` never routes writes to one of them, even until its next check; then no server may be
+  // left in an admin state.
   for (const n of memberNames(inv)) {
     if (n !== cand && (await primary200(deps, inv, n))) {
       throw failed(`${n} still answers /primary 200 after the hand-off to ${cand}; check pgha status`);
@@ -89,11 +90,7 @@ export async function switchoverVerify(
   }
   const sessions = await sessionsFor(deps, inv);
   try {
-    for (const n of memberNames(inv)) {
-      if (n === cand) continue;
-      await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${n} state ready`);
-      await all(sessions, `set server ${HAPROXY_WRITE_BACKEND}/${n} health down`);
-    }
+    for (const n of memberNames(inv)) if (n !== cand) await backUnderChecks(sessions, n);
     // No server may be left drained (or in maintenance) once the hand-off is over: a drained leader
     // takes no new connection (new writes are held for haproxy.writeHold, then refused).
     for (const x of sessions.sessions) {
@@ -151,7 +148,9 @@ export async function switchoverVerify(
     let landed: string | null = null;
     try {
       const w = await deps.postgres.pgWriteProbe({
-        conn: sqlConnViaHaproxy(inv, h.hostname, { connectTimeoutMs: 2000 }),
+        // As long as clients are told to wait (README "What clients must know"): right after the
+        // hand-off the probe may queue behind the connections the hold released.
+        conn: sqlConnViaHaproxy(inv, h.hostname, { connectTimeoutMs: writeHoldMs(inv) + 2000 }),
         note: `${plan.action} to ${cand} via ${h.hostname}`,
       });
       landed = w.serverAddr;

@@ -3,10 +3,13 @@
  * LXC (not pgha's ssh + pct transport), and SQL as the superuser with the password read from the
  * inventory's secret file.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { Client } from 'pg';
+import { adminForced, openRuntimeSessions, socatArgv } from '../../activities/haproxy';
+import type { RuntimeSessions } from '../../activities/haproxy';
+import { haproxyNodes } from '../../activities/switchover/routing';
 import { LXC_PATH } from '../../lab/paths';
 import type { Inventory } from '../../runbooks/schema';
 import { sleep } from './local-common';
@@ -126,6 +129,103 @@ export class LabWriter {
     }
     return Math.max(gap, to - prev);
   }
+}
+
+/**
+ * A kept `prompt`-mode session with every HAProxy node's admin socket, straight through LXC
+ * (lxc-attach + socat in the CT, not pgha's ssh + pct transport): a command costs a few ms, so a
+ * test can watch server states every 20 ms.
+ */
+export function runtimeDirect(inv: Inventory): Promise<RuntimeSessions> {
+  return openRuntimeSessions(haproxyNodes(inv), async (node) => {
+    const p = spawn('lxc-attach', ['-n', String(node.vmid), '-P', LXC_PATH, '--', ...socatArgv(node)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    p.on('error', () => undefined);
+    return {
+      on: (event: 'data' | 'close', fn: (d: Buffer) => void) =>
+        event === 'data' ? p.stdout.on('data', fn) : p.on('close', fn),
+      stderr: p.stderr,
+      write: (x: string) => p.stdin.write(x),
+      end: (x?: string) => {
+        p.stdin.end(x);
+        setTimeout(() => p.kill(), 1000).unref();
+      },
+    };
+  });
+}
+
+/** `fn` with fresh {@link runtimeDirect} sessions, closed afterwards (HAProxy closes a CLI session idle for 30 s). */
+export async function withRuntime<T>(inv: Inventory, fn: (rt: RuntimeSessions) => Promise<T>): Promise<T> {
+  const rt = await runtimeDirect(inv);
+  try {
+    return await fn(rt);
+  } finally {
+    rt.close();
+  }
+}
+
+/**
+ * The servers of `backend` in an admin state on each node (`show servers state`): `<server>` →
+ * srv_admin_state (8 drain, 1 maint, ...); ready servers are not listed.
+ */
+export async function adminStates(
+  rt: RuntimeSessions,
+  backend: string,
+): Promise<Record<string, Record<string, number>>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const s of rt.sessions) {
+    out[s.node] = {};
+    for (const f of adminForced(await s.command(`show servers state ${backend}`))) {
+      const m = f.match(/^\S+\/(\S+) \(admin state (\d+)\)$/);
+      if (m) out[s.node]![m[1]!] = Number(m[2]);
+    }
+  }
+  return out;
+}
+
+/** Whether every HAProxy node has each of `servers` drained (admin state with the drain bit, 0x8) in `backend`. */
+export async function drainedOnEvery(
+  rt: RuntimeSessions,
+  backend: string,
+  servers: string[],
+): Promise<boolean> {
+  const states = await adminStates(rt, backend);
+  return Object.values(states).every((st) => servers.every((x) => ((st[x] ?? 0) & 8) !== 0));
+}
+
+/** POST /switchover requests Patroni logged (patroni/api.py: "received switchover request ...") on every member since `since` (epoch s). */
+export function switchoverRequests(inv: Inventory, since: string): number {
+  let n = 0;
+  for (const m of inv.nodes.postgres) {
+    const log = inCt(m.vmid, [
+      'journalctl',
+      '-u',
+      'patroni',
+      '--since',
+      `@${since}`,
+      '-o',
+      'cat',
+      '--no-pager',
+    ]);
+    n += log.split('\n').filter((l) => /received switchover request/.test(l)).length;
+  }
+  return n;
+}
+
+/** A member's current timeline, from the name of its current WAL file (exact right after a promotion). */
+export async function timelineOf(inv: Inventory, host: string): Promise<number> {
+  return sqlAs(
+    inv,
+    host,
+    inv.ports.postgresql,
+    async (c) =>
+      (
+        await c.query<{ tl: number }>(
+          `select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as tl`,
+        )
+      ).rows[0]!.tl,
+  );
 }
 
 /**

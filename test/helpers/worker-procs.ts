@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Proc, repoRoot, waitFor } from './local-common';
+import { Proc, repoRoot, sleep, waitFor } from './local-common';
 import { testCodecKey } from './temporal';
 
 export interface WorkerProcOptions {
@@ -52,3 +52,44 @@ export const activityCalls = (countDir: string, activity: string) =>
   existsSync(join(countDir, activity))
     ? readFileSync(join(countDir, activity), 'utf8').trim().split('\n').length
     : 0;
+
+/** The pids of the worker processes that ran `activity`, one per call, in order. */
+export const activityCallers = (countDir: string, activity: string): number[] =>
+  existsSync(join(countDir, activity))
+    ? readFileSync(join(countDir, activity), 'utf8').trim().split('\n').map(Number)
+    : [];
+
+/**
+ * SIGKILLs worker `w` at a point `at` confirms while the process is frozen (SIGSTOP), so it cannot
+ * have gone past that point between the look and the kill: `at` is polled every `everyMs` while the
+ * worker runs; when it says yes, the worker is frozen and `at` asked again — yes: SIGKILL; no:
+ * SIGCONT and on. Returns the time of the kill (epoch ms); fails after `timeoutMs`.
+ */
+export async function killAt(
+  w: Proc,
+  what: string,
+  timeoutMs: number,
+  at: () => Promise<boolean>,
+  everyMs = 20,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!w.running) throw new Error(`${w.name} exited before ${what}: ${w.output()}`);
+    if (await at().catch(() => false)) {
+      w.child.kill('SIGSTOP');
+      let confirmed = false;
+      try {
+        confirmed = await at();
+      } finally {
+        if (!confirmed) w.child.kill('SIGCONT');
+      }
+      if (confirmed) {
+        const t = Date.now();
+        await w.kill();
+        return t;
+      }
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} to kill ${w.name}`);
+}

@@ -11,7 +11,13 @@
  *    held, then served by the old leader, none refused;
  *  - 500 concurrent new connections opened the instant the hand-off drained the old leader: all
  *    succeed (served by the new leader), and PostgreSQL's connection count on every member, sampled
- *    directly every 50 ms, never exceeds max_connections (HAProxy's per-server maxconn + queue).
+ *    directly every 50 ms, never exceeds max_connections (HAProxy's per-server maxconn + queue);
+ *  - the switchover runbook on a real worker process SIGKILLed right after its pre-POST drain (the
+ *    kill confirmed with the worker frozen: both servers drained on every HAProxy, read through the
+ *    runtime API): the run ends definitely (switched once, or not at all), no server is left in an
+ *    admin state on any HAProxy, new connections opened from the kill on are held and then served
+ *    (never by a replica), and refused only after being held the whole bound, for no longer than
+ *    the bound; one leader, replicas streaming, every acknowledged row still there.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,15 +34,34 @@ import { adminForced, createHaproxyActivities, runnerFromCtExec } from '../../ac
 import { createPatroniActivities } from '../../activities/patroni';
 import { createPostgresActivities } from '../../activities/postgres';
 import { createProxmoxFactory } from '../../activities/proxmox';
-import { HAPROXY_ADMIN_SOCKET, HAPROXY_WRITE_BACKEND, writeHoldMs } from '../../activities/render';
+import {
+  HAPROXY_ADMIN_SOCKET,
+  HAPROXY_READ_BACKEND,
+  HAPROXY_WRITE_BACKEND,
+  writeHoldMs,
+} from '../../activities/render';
 import { createSwitchoverActivities } from '../../activities/switchover';
 import type { Inventory } from '../../runbooks/schema';
+import { WorkflowFailedError } from '@temporalio/client';
+import { parseShowStat } from '../../activities/haproxy';
 import type { deployCluster } from '../../workflows/deploy-cluster';
-import { LabWriter, inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
+import type { HandoffReport, switchover } from '../../workflows/switchover';
+import { errorMessage } from '../../workflows/steps';
+import {
+  LabWriter,
+  adminStates,
+  drainedOnEvery,
+  inCt,
+  sqlAs,
+  switchoverRequests,
+  timelineOf,
+  withRuntime,
+  MEMBER_STREAMING,
+} from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
-import { repoRoot, waitFor } from '../helpers/local-common';
+import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
-import { startWorkerProc, workerReady } from '../helpers/worker-procs';
+import { activityCallers, killAt, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { startTestServer, uniqueId } from '../helpers/temporal';
 
 const skip = labNotUpReason();
@@ -44,7 +69,16 @@ const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/
 
 let env: TestWorkflowEnvironment;
 let inv: Inventory;
-let worker: Proc | undefined;
+let input: Awaited<ReturnType<typeof inventoryInput>>['input'];
+const workers: Proc[] = [];
+const taskQueue = uniqueId('hold-lab');
+const countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
+const startWorker = async (name: string) => {
+  const w = startWorkerProc({ name, address: env.address, taskQueue, countDir });
+  workers.push(w);
+  await workerReady(w, 300_000); // a loaded 2-core machine takes minutes to bundle the workflows
+  return w;
+};
 const proxmox = createProxmoxFactory();
 let sw: ReturnType<typeof createSwitchoverActivities>;
 let afterDrain: (() => void) | undefined;
@@ -78,16 +112,18 @@ async function leader(): Promise<string> {
   return l;
 }
 
-/** Every server of the write backend with an admin state (drain, maint) on every HAProxy node. */
-function leftForced(): string[] {
+/** Every server of the write (and read) backend with an admin state (drain, maint) on every HAProxy node. */
+function leftForced(backends = [HAPROXY_WRITE_BACKEND]): string[] {
   return inv.nodes.haproxy.flatMap((h) =>
-    adminForced(
-      inCt(h.vmid, [
-        'sh',
-        '-c',
-        `echo "show servers state ${HAPROXY_WRITE_BACKEND}" | socat -t 5 stdio unix-connect:${HAPROXY_ADMIN_SOCKET}`,
-      ]),
-    ).map((x) => `${h.hostname}: ${x}`),
+    backends.flatMap((b) =>
+      adminForced(
+        inCt(h.vmid, [
+          'sh',
+          '-c',
+          `echo "show servers state ${b}" | socat -t 5 stdio unix-connect:${HAPROXY_ADMIN_SOCKET}`,
+        ]),
+      ).map((x) => `${h.hostname}: ${x}`),
+    ),
   );
 }
 
@@ -95,7 +131,15 @@ function leftForced(): string[] {
 async function newConnection(
   host: string,
   connectTimeoutMs: number,
-): Promise<{ ok: boolean; connectMs: number; server?: string; error?: string }> {
+): Promise<{
+  ok: boolean;
+  connectMs: number;
+  /** The connection was established (a failure after it: the session was cut, not refused). */
+  connected?: boolean;
+  server?: string;
+  replica?: boolean;
+  error?: string;
+}> {
   const t0 = Date.now();
   const c = new Client({
     host,
@@ -106,13 +150,17 @@ async function newConnection(
     connectionTimeoutMillis: connectTimeoutMs,
   });
   c.on('error', () => undefined);
+  let connected = false;
   try {
     await c.connect();
+    connected = true;
     const connectMs = Date.now() - t0;
-    const r = await c.query<{ a: string }>('select host(inet_server_addr()) as a');
-    return { ok: true, connectMs, server: nameOf(r.rows[0]!.a) };
+    const r = await c.query<{ a: string; r: boolean }>(
+      'select host(inet_server_addr()) as a, pg_is_in_recovery() as r',
+    );
+    return { ok: true, connectMs, server: nameOf(r.rows[0]!.a), replica: r.rows[0]!.r };
   } catch (err) {
-    return { ok: false, connectMs: Date.now() - t0, error: (err as Error).message };
+    return { ok: false, connectMs: Date.now() - t0, connected, error: (err as Error).message };
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -120,17 +168,9 @@ async function newConnection(
 
 before(async () => {
   if (skip) return;
-  ({ inventory: inv } = await inventoryInput(LAB));
-  const { input } = await inventoryInput(LAB);
+  ({ inventory: inv, input } = await inventoryInput(LAB));
   env = await startTestServer();
-  const taskQueue = uniqueId('hold-lab');
-  worker = startWorkerProc({
-    name: 'worker-1',
-    address: env.address,
-    taskQueue,
-    countDir: mkdtempSync(join(tmpdir(), 'pgha-count-')),
-  });
-  await workerReady(worker, 300_000); // a loaded 2-core machine takes minutes to bundle the workflows
+  await startWorker('worker-1');
   // Deployed first (idempotent): HAProxy runs the rendered hold and Lua file.
   const d = await startRunbook<typeof deployCluster>(env.client, {
     workflow: 'deployCluster',
@@ -155,7 +195,7 @@ before(async () => {
 
 after(async () => {
   proxmox.closeAll();
-  await worker?.stop();
+  for (const w of workers) await w.stop();
   await env?.teardown();
 });
 
@@ -298,5 +338,198 @@ void test(
     console.log(
       `500 connections: longest connect ${Math.max(...results.map((r) => r.connectMs))} ms; peak connections ${JSON.stringify(peak)} (max_connections ${maxConnections})`,
     );
+  },
+);
+
+void test(
+  'a worker SIGKILLed right after the pre-POST drain: a definite end, nothing left drained, new connections held then served',
+  { skip, timeout: 420_000 },
+  async () => {
+    const from = await leader();
+    const to = inv.nodes.postgres.map((n) => n.hostname).find((n) => n !== from)!;
+    const tlBefore = await timelineOf(inv, ip(from));
+    const hold = writeHoldMs(inv);
+    assert.deepEqual(leftForced([HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND]), [], 'nothing drained before');
+    // A second worker polls the same queue: it takes over the hand-off once the first is dead.
+    const live = workers.filter((w) => w.running);
+    if (live.length < 2) live.push(await startWorker(`worker-${workers.length + 1}`));
+    const hp = inv.nodes.haproxy[0]!;
+    await one(ip(from), 'drop table if exists pgha_hold_kill'); // the writer's ids start at 1
+    const writer = await new LabWriter(inv, 'pgha_hold_kill', hp.ip).start();
+    const conns: { start: number; r: ReturnType<typeof newConnection> }[] = [];
+    let opening = false;
+    let opener: Promise<void> | undefined;
+    try {
+      const since = inCt(vmid(from), ['date', '+%s']).trim();
+      const cutsBefore = activityCallers(countDir, 'switchoverCutover').length;
+      const h = await startRunbook<typeof switchover>(env.client, {
+        workflow: 'switchover',
+        args: [{ inventory: input, candidate: to }],
+        cluster: inv.cluster,
+        operation: 'switchover',
+        taskQueue,
+      });
+      let runner: Proc | undefined;
+      await waitFor('the hand-off started', 120_000, async () => {
+        const pid = activityCallers(countDir, 'switchoverCutover')[cutsBefore];
+        runner = live.find((w) => w.child.pid === pid);
+        return runner !== undefined;
+      });
+      // The kill lands after the pre-POST drain (both drained on every HAProxy, confirmed with the
+      // worker frozen) and before the candidate is admitted; whether the POST went out just before
+      // is not known, and the checks below hold either way.
+      const killedAt = await withRuntime(inv, (rt) =>
+        killAt(runner!, `${from} and ${to} drained on every HAProxy`, 120_000, () =>
+          drainedOnEvery(rt, HAPROXY_WRITE_BACKEND, [from, to]),
+        ),
+      );
+      // New connections from the kill on, every 100 ms, with the connect timeout clients are told
+      // to use (README "What clients must know": at least the bound).
+      opening = true;
+      opener = (async () => {
+        while (opening) {
+          conns.push({ start: Date.now(), r: newConnection(hp.ip, hold + 2000) });
+          await sleep(100);
+        }
+      })();
+      let report: HandoffReport | undefined;
+      let failure: string | undefined;
+      try {
+        report = (await h.result()) as HandoffReport;
+      } catch (err) {
+        assert.ok(err instanceof WorkflowFailedError, String(err));
+        failure = errorMessage(err.cause);
+      }
+      const endedAt = Date.now();
+      await sleep(1000);
+      opening = false;
+      await opener;
+      const results = await Promise.all(conns.map(async (c) => ({ start: c.start, ...(await c.r) })));
+      await writer.stop();
+      const killed = live.filter((w) => !w.running);
+      assert.deepEqual(
+        killed.map((w) => w.name),
+        [runner!.name],
+        'the worker running the hand-off was killed',
+      );
+      assert.equal(
+        activityCallers(countDir, 'switchoverCutover').length - cutsBefore,
+        2,
+        'the hand-off ran again on the other worker',
+      );
+
+      // A definite end: switched once, or not at all with the old leader leading.
+      const requests = switchoverRequests(inv, since);
+      const now = await leader();
+      if (report) {
+        assert.equal(report.to, to);
+        assert.ok(['switched', 'already-done'].includes(report.outcome), report.outcome);
+        assert.equal(now, to, 'the candidate leads');
+        assert.equal(await timelineOf(inv, ip(to)), tlBefore + 1, 'timeline +1: one switchover');
+        assert.equal(requests, 1, 'Patroni received exactly one POST /switchover');
+      } else {
+        assert.equal(now, from, `the run failed (${failure}), so the old leader must still lead`);
+        assert.match(failure!, new RegExp(`switchover to ${to} did not happen`));
+        assert.equal(await timelineOf(inv, ip(from)), tlBefore, 'same timeline');
+        assert.ok(requests <= 1, `${requests} POST /switchover`);
+      }
+
+      // HAProxy, read directly: nothing in an admin state, writes only to the leader.
+      assert.deepEqual(
+        leftForced([HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND]),
+        [],
+        'no server left drained',
+      );
+      await withRuntime(inv, async (rt) => {
+        for (const b of [HAPROXY_WRITE_BACKEND, HAPROXY_READ_BACKEND])
+          assert.deepEqual(
+            Object.values(await adminStates(rt, b)).filter((x) => Object.keys(x).length > 0),
+            [],
+            `${b}: no admin state`,
+          );
+        for (const x of rt.sessions) {
+          const up = async () =>
+            parseShowStat(await x.command('show stat'))
+              .filter((r) => r.backend === HAPROXY_WRITE_BACKEND && r.type === 'server' && r.state === 'UP')
+              .map((r) => r.server);
+          await waitFor(`${x.node}: only ${now} UP in the write backend`, 15_000, async () => {
+            const u = await up();
+            return u.length === 1 && u[0] === now;
+          });
+        }
+      });
+      for (const n of inv.nodes.haproxy) {
+        const w = await one<{ a: string }>(
+          n.ip,
+          'select host(inet_server_addr()) as a',
+          inv.ports.haproxyWrite,
+        );
+        assert.equal(nameOf(w.a), now, `a connection through ${n.hostname} reaches the leader`);
+      }
+
+      // New connections: never to a replica; refused only after being held the whole bound, and
+      // only those opened early enough that no leader was admitted within their bound.
+      const served = results.filter((r) => r.ok);
+      const refused = results.filter((r) => !r.ok && !r.connected);
+      const cut = results.filter((r) => !r.ok && r.connected);
+      console.log(
+        `kill → end ${endedAt - killedAt} ms; ${results.length} new connections: ${served.length} served ` +
+          `(longest connect ${Math.max(0, ...served.map((r) => r.connectMs))} ms), ${refused.length} refused ` +
+          `(opened ${refused.map((r) => r.start - killedAt).join(' ')} ms after the kill, after ${refused.map((r) => r.connectMs).join(' ')} ms); ` +
+          `${cut.length} cut after connecting (${cut.map((r) => r.error).join('; ')}); outcome ${report?.outcome ?? failure}`,
+      );
+      assert.ok(results.length > 0);
+      assert.deepEqual(
+        served.filter((r) => r.replica),
+        [],
+        'no new connection reached a replica',
+      );
+      for (const r of refused)
+        assert.ok(
+          r.connectMs >= hold - 100,
+          `refused after ${r.connectMs} ms: held the whole bound (${hold} ms) first`,
+        );
+      // The longest stretch in which every new connection was refused (from the first refused one
+      // opened to the next served one opened): clients are refused no longer than the bound.
+      let stretch = 0;
+      let from0: number | undefined;
+      for (const r of [...results].sort((x, y) => x.start - y.start)) {
+        if (r.ok || r.connected) {
+          if (from0 !== undefined) stretch = Math.max(stretch, r.start - from0);
+          from0 = undefined;
+        } else from0 ??= r.start;
+      }
+      if (from0 !== undefined) stretch = Math.max(stretch, endedAt - from0);
+      assert.ok(
+        stretch <= hold,
+        `new connections were refused for ${stretch} ms in a row: longer than the bound ${hold} ms`,
+      );
+
+      // The cluster itself: one leader, every replica streaming from it (leader() above), the
+      // others in recovery, every acknowledged row there.
+      for (const n of inv.nodes.postgres.filter((m) => m.hostname !== now))
+        assert.equal(
+          (await one<{ r: boolean }>(n.ip, 'select pg_is_in_recovery() as r')).r,
+          true,
+          n.hostname,
+        );
+      const acked = writer.ackedIds;
+      const found = await sqlAs(inv, ip(now), inv.ports.postgresql, async (c) =>
+        Number(
+          (
+            await c.query<{ n: string }>(
+              'select count(*)::text as n from pgha_hold_kill where id = any($1::bigint[])',
+              [acked],
+            )
+          ).rows[0]!.n,
+        ),
+      );
+      assert.ok(acked.length > 0);
+      assert.equal(found, acked.length, 'every acknowledged row is on the leader');
+    } finally {
+      opening = false;
+      await opener;
+      await writer.stop();
+    }
   },
 );

@@ -6,7 +6,9 @@
  *    from the new one, rows written before still there, writes through both HAProxy land on the new leader;
  *  - clear refusals: the candidate is the leader, unknown, lagging for real (WAL replay paused on it
  *    while the leader writes), tagged nofailover (patroni.yml + reload) — nothing changes;
- *  - a worker SIGKILLed between the switchover request and its verification: a spare worker finishes,
+ *  - a worker SIGKILLed between the switchover request and its verification (at a point confirmed
+ *    with the worker frozen: Patroni demoting the old leader, the candidate still drained on every
+ *    HAProxy, so the kill never lands after the hand-off finished): a spare worker finishes,
  *    the retried hand-off finds the switchover done or under way (timeline +1, not +2), Patroni's
  *    log shows exactly one POST /switchover, and it reports it;
  *  - failover after `pgha lab fault stop-ct <leader>`; the CT is started again and rejoins as a replica.
@@ -28,11 +30,26 @@ import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { HandoffReport, failover, switchover } from '../../workflows/switchover';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
+import {
+  drainedOnEvery,
+  inCt,
+  sqlAs,
+  switchoverRequests,
+  timelineOf as timelineOfHost,
+  withRuntime,
+  MEMBER_STREAMING,
+} from '../helpers/lab-direct';
+import { HAPROXY_WRITE_BACKEND } from '../../activities/render';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
-import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
+import {
+  activityCallers,
+  activityCalls,
+  killAt,
+  startWorkerProc,
+  workerReady,
+} from '../helpers/worker-procs';
 import { startTestServer, uniqueId } from '../helpers/temporal';
 
 const skip = labNotUpReason();
@@ -58,27 +75,9 @@ function startWorker(name: string): Proc {
   procs.push(w);
   return w;
 }
-const ready = (w: Proc) => workerReady(w);
+const ready = (w: Proc) => workerReady(w, 300_000); // a loaded 2-core machine takes minutes to bundle
 const count = (activity: string) => activityCalls(countDir, activity);
 
-/** POST /switchover requests Patroni logged (patroni/api.py: "received switchover request ...") on every member since `since` (epoch s). */
-function switchoverRequests(since: string): number {
-  let n = 0;
-  for (const m of inv.nodes.postgres) {
-    const log = inCt(m.vmid, [
-      'journalctl',
-      '-u',
-      'patroni',
-      '--since',
-      `@${since}`,
-      '-o',
-      'cat',
-      '--no-pager',
-    ]);
-    n += log.split('\n').filter((l) => /received switchover request/.test(l)).length;
-  }
-  return n;
-}
 const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
 const vmid = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.vmid;
 const nameOf = (addr: string) => inv.nodes.postgres.find((n) => n.ip === addr)?.hostname ?? addr;
@@ -125,13 +124,7 @@ async function healthy(timeoutMs = 180_000): Promise<string> {
   });
   return leader;
 }
-const timelineOf = async (name: string) =>
-  (
-    await one<{ tl: number }>(
-      ip(name),
-      `select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as tl`,
-    )
-  ).tl;
+const timelineOf = (name: string) => timelineOfHost(inv, ip(name));
 
 async function start<W extends typeof switchover | typeof failover>(
   workflow: 'switchover' | 'failover',
@@ -308,6 +301,7 @@ void test(
   { skip, timeout: 300_000 },
   async () => {
     const from = await healthy();
+    const to = inv.nodes.postgres.map((n) => n.hostname).find((n) => n !== from)!;
     const tl = await timelineOf(from);
     const id = await writeRow();
     const cutBefore = count('switchoverCutover');
@@ -317,20 +311,31 @@ void test(
     const spare = startWorker('worker-2');
     await ready(spare);
     const since = inCt(vmid(from), ['date', '+%s']).trim();
-    const h = await start('switchover', {});
-    // The request is out: the old leader stops being primary. Kill the worker mid-hand-off.
-    await waitFor('the old leader demoting', 60_000, async () => {
-      try {
-        const r = await fetch(`http://${ip(from)}:${inv.ports.patroniRestApi}/primary`, {
-          signal: AbortSignal.timeout(1000),
-        });
-        return r.status !== 200;
-      } catch {
-        return true;
-      }
+    const h = await start('switchover', { candidate: to });
+    // Either worker may take the hand-off: the one that runs it wrote its pid before it ran.
+    let runner: Proc | undefined;
+    await waitFor('the hand-off started', 120_000, async () => {
+      const pid = activityCallers(countDir, 'switchoverCutover')[cutBefore];
+      runner = [worker, spare].find((w) => w.child.pid === pid);
+      return runner !== undefined;
     });
+    // Killed at a point the test confirms with the worker frozen, so the kill cannot land after
+    // it moved on: Patroni has the request (the old leader's own /primary answers, and not 200:
+    // it demotes) and the candidate is still drained on every HAProxy (the hand-off has not
+    // routed it: that happens only once it is writable).
+    let demoting = false;
+    await withRuntime(inv, (rt) =>
+      killAt(runner!, 'the old leader demoting, the candidate not yet routed', 60_000, async () => {
+        if (!demoting) {
+          const r = await fetch(`http://${ip(from)}:${inv.ports.patroniRestApi}/primary`, {
+            signal: AbortSignal.timeout(1000),
+          });
+          demoting = r.status !== 200;
+        }
+        return demoting && (await drainedOnEvery(rt, HAPROXY_WRITE_BACKEND, [to]));
+      }),
+    );
     assert.equal(count('switchoverVerify'), verifyBefore, 'killed before the verification');
-    await worker.kill();
     const r = (await h.result()) as HandoffReport;
     assert.equal(
       r.outcome,
@@ -338,9 +343,9 @@ void test(
       'the retried hand-off found it done (or under way) and did not POST',
     );
     assert.equal(count('switchoverCutover') - cutBefore, 2, 'the hand-off ran once more after the kill');
-    assert.equal(switchoverRequests(since), 1, 'Patroni received exactly one POST /switchover');
+    assert.equal(switchoverRequests(inv, since), 1, 'Patroni received exactly one POST /switchover');
     await checkSwitched(r, from, tl, id); // timeline +1, not +2: one switchover
-    worker = spare;
+    worker = runner === worker ? spare : worker;
   },
 );
 

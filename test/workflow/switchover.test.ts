@@ -65,8 +65,14 @@ interface Member {
   nofailover?: boolean;
 }
 
-/** Where in the hand-off a worker dies (see FakeCluster.deaths). */
-type DeathPhase = 'before-post' | 'post-sent' | 'old-stopping' | 'promoting' | 'routed';
+/**
+ * Where in the hand-off a worker dies (see FakeCluster.deaths). `after-drain`: right after the
+ * pre-POST drain of the old leader and the candidate, before the POST; `drained-posted`: the same
+ * moment, but the POST still reaches Patroni (the request was on its way) while the heartbeat that
+ * records it never reaches the server.
+ */
+type DeathPhase =
+  'before-post' | 'after-drain' | 'drained-posted' | 'post-sent' | 'old-stopping' | 'promoting' | 'routed';
 
 /** The hand-off attempt (Temporal's attempt number) calling into the fake, if a hand-off calls. */
 function cutoverAttempt(): Context | undefined {
@@ -105,6 +111,8 @@ class FakeCluster {
   answerMs = 600;
   /** The hand-off's bound (deps.handoffTimeoutMs). */
   handoffTimeoutMs = 3000;
+  /** The leader's recovery probe gets no answer this many times before the POST (a slow login). */
+  leaderProbeMisses = 0;
   /**
    * A worker dying mid-hand-off, per attempt: at that phase the attempt's heartbeats stop reaching
    * the server and none of its calls returns again (until the worker shuts down) — as when the
@@ -115,6 +123,8 @@ class FakeCluster {
   /** The attempts of the hand-off that ran, and what the ones that finished returned. */
   cutAttempts: number[] = [];
   cutResults: CutoverResult[] = [];
+  /** The HAProxy admin states each finished hand-off attempt left behind (before verify). */
+  adminAfterCut: Record<string, number>[] = [];
 
   /** The calling hand-off attempt dies now if `phase` is its death. */
   private maybeDie(phase: DeathPhase): void {
@@ -124,12 +134,16 @@ class FakeCluster {
     // Its heartbeats no longer reach the server (the worker is gone).
     (ctx as unknown as { heartbeatFn: () => void }).heartbeatFn = () => undefined;
   }
-  /** A dead attempt's call never returns (rejects only when the worker shuts down and cancels it). */
-  private async gate(): Promise<void> {
+  /**
+   * A dead attempt's call never returns (rejects only when the worker shuts down and cancels it),
+   * except a call that was already on its way when the attempt died at phase `passes`.
+   */
+  private async gate(passes?: DeathPhase): Promise<void> {
     const ctx = cutoverAttempt();
     if (!ctx || !this.dead.has(ctx.info.attempt)) return;
-    // (an attempt cancelled before it got here must not wait for an 'abort' that already fired:
-    // under load that hung the worker's shutdown, and with it the file, for good)
+    if (passes && this.deaths[ctx.info.attempt] === passes) return;
+    // (an attempt cancelled before it got here — a compensation after the worker shut down — must
+    // not wait for an 'abort' that already fired: under load that hung the file, and CI, for good)
     const signal = ctx.cancellationSignal;
     await new Promise((_, reject) => {
       const gone = () => reject(new Error('the worker is gone'));
@@ -212,7 +226,7 @@ class FakeCluster {
         body: { maximum_lag_on_failover: MiB },
       }),
       patroniSwitchover: async (a: { leader: string; candidate?: string }) => {
-        await this.gate();
+        await this.gate('drained-posted');
         this.posts.push(`switchover ${a.leader} -> ${a.candidate}`);
         if (this.behaviour === 'refuse')
           return {
@@ -379,6 +393,10 @@ class FakeCluster {
       openRuntimeSessions: this.sessions,
       handoffTimeoutMs: this.handoffTimeoutMs,
       resumeWatchMs: 1500,
+      afterDrain: () => {
+        this.maybeDie('after-drain');
+        this.maybeDie('drained-posted');
+      },
       recoveryProbe: (c) => ({
         inRecovery: async () => {
           await this.gate();
@@ -388,6 +406,10 @@ class FakeCluster {
           if (name === this.candidateAtPost && x.role === 'leader' && !x.writable) this.maybeDie('promoting');
           await this.gate();
           if (!x.up && !(x.role === 'leader' && x.writable)) return null;
+          if (this.posts.length === 0 && x.role === 'leader' && this.leaderProbeMisses > 0) {
+            this.leaderProbeMisses--;
+            return null;
+          }
           return !(x.role === 'leader' && x.writable);
         },
         close() {},
@@ -399,6 +421,7 @@ class FakeCluster {
         this.cutAttempts.push(Context.current().info.attempt);
         const r = await a.switchoverCutover(args);
         this.cutResults.push(r);
+        this.adminAfterCut.push({ ...this.admin });
         return r;
       },
     };
@@ -531,6 +554,15 @@ void test('refusals say what was found and the fix, and touch nothing', async ()
   );
 });
 
+void test('the leader does not answer its first two probes before the POST (a slow login): asked again, switched', async () => {
+  const fake = new FakeCluster();
+  fake.leaderProbeMisses = 2;
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.equal(fake.leaderProbeMisses, 0, 'both misses were seen');
+  assert.equal(r.outcome, 'switched');
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103']);
+});
+
 void test('Patroni refuses: a definite end — the leader is still pg102, HAProxy as before', async () => {
   const fake = new FakeCluster();
   fake.behaviour = 'refuse';
@@ -588,6 +620,18 @@ function assertRoutedTo(fake: FakeCluster, to: string, from: string) {
     );
   }
   assert.ok(!fake.commands.some((c) => c.startsWith('MISROUTED')), fake.commands.join('\n'));
+  assertNoneDrained(fake);
+}
+
+/**
+ * No server left drained (or in maintenance): neither by the hand-off that returned — before
+ * verify, which could fail before it looks (old leader not streaming) — nor at the end.
+ */
+function assertNoneDrained(fake: FakeCluster) {
+  const forced = (a: Record<string, number>) => Object.entries(a).filter(([, v]) => v !== 0);
+  assert.deepEqual(forced(fake.admin), [], 'no admin state left at the end');
+  assert.ok(fake.adminAfterCut.length > 0, 'a hand-off attempt returned');
+  assert.deepEqual(forced(fake.adminAfterCut.at(-1)!), [], 'no admin state left by the hand-off itself');
 }
 
 /**
@@ -611,6 +655,32 @@ void test('worker dead before the POST (intent recorded): the retry watches, see
     fake.cutResults[0]!.resumed ?? '',
     /attempt 1 recorded its intent to switchover .* whether its POST went out is unknown; after watching \d+ ms nothing had happened \(pg102 leads on timeline 1, running, no switchover scheduled\): POSTed now \(attempt 2\)/,
   );
+  assertRoutedTo(fake, 'pg103', 'pg102');
+});
+
+void test('worker dead right after the pre-POST drain, the POST not sent: the retry undoes the drain, POSTs once, nothing left drained', async () => {
+  const fake = new FakeCluster();
+  fake.deaths = { 1: 'after-drain' };
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+  assert.deepEqual(fake.cutAttempts, [1, 2]);
+  assert.equal(r.outcome, 'switched');
+  assert.match(
+    fake.cutResults[0]!.resumed ?? '',
+    /whether its POST went out is unknown.*POSTed now \(attempt 2\)/,
+  );
+  assertRoutedTo(fake, 'pg103', 'pg102');
+});
+
+void test('worker dead right after the pre-POST drain, its POST reached Patroni unrecorded: the retry finds it done, no second POST, nothing left drained', async () => {
+  const fake = new FakeCluster();
+  fake.deaths = { 1: 'drained-posted' };
+  const r = await run(fake, 'switchover', { candidate: 'pg103' });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'exactly one POST');
+  assert.deepEqual(fake.cutAttempts, [1, 2]);
+  assert.equal(r.outcome, 'already-done');
+  assert.match(fake.cutResults[0]!.resumed ?? '', /pg103 already led on timeline 2: routed, no POST/);
+  assert.equal(r.timelineAfter, 2, 'one switchover: timeline +1');
   assertRoutedTo(fake, 'pg103', 'pg102');
 });
 
