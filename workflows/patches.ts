@@ -14,4 +14,6 @@ export const Patches = {
   operatorAttribute: 'pg-operator-search-attribute',
   /** deployCluster installs the backup CT (nodes.backup): Barman's roles and slot, Barman, barman check. */
   deployBackupCt: 'deploy-backup-ct',
+  /** backup names its Barman backup after the workflow id and the run's start time (one per run). */
+  backupNamePerRun: 'backup-name-per-run',
 } as const;

@@ -6,12 +6,15 @@ import type { Inventory } from '../../runbooks/schema';
 import { barman } from './barman';
 import { barmanCheck, waitBarmanReady } from './cli';
 import { physicalBackup } from './physical';
+import { applyRetention } from './retention';
 import type { BackupDeps } from './types';
 
 export * from './types';
 export { ensureBarmanRoles, ensureBarmanSlot } from './barman';
 export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
-export { physicalBackup, type PhysicalBackupResult } from './physical';
+export { physicalBackup, settleEarlierAttempt, type PhysicalBackupResult } from './physical';
+export { applyRetention, type RetentionResult } from './retention';
+export { listBackups, barmanTasks, type BarmanListedBackup } from './cli';
 
 export function createBackupActivities(deps: BackupDeps) {
   return {
@@ -23,6 +26,8 @@ export function createBackupActivities(deps: BackupDeps) {
     waitBarmanReady: (args: { inv: Inventory; timeoutMs?: number }) => waitBarmanReady(deps, args),
     /** A physical backup named `name` (found again by that name on a retry), verified. */
     physicalBackup: (args: { inv: Inventory; name: string }) => physicalBackup(deps, args),
+    /** Barman's retention policy set for the server and what it marks OBSOLETE deleted. */
+    applyRetention: (args: { inv: Inventory; policy: string }) => applyRetention(deps, args),
   };
 }
 
