@@ -11,7 +11,7 @@
  */
 import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PhysicalBackupResult, RetentionResult } from '../activities/backup';
+import type { LogicalBackupResult, PhysicalBackupResult, RetentionResult } from '../activities/backup';
 import { Failures } from '../runbooks/failures';
 import { parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
@@ -22,13 +22,15 @@ import { runbook } from './steps';
 
 export interface BackupInput {
   inventory: InventoryInput;
-  /** physical (Barman, the default); logical is not implemented yet. */
-  kind?: 'physical';
+  /** physical (Barman, the default) or logical (pg_dump of every database + globals, from a replica). */
+  kind?: 'physical' | 'logical';
   /** Barman's retention policy applied after a successful backup (schedules set it). */
   retention?: string;
 }
 
-export type BackupResult = PhysicalBackupResult & { retention?: RetentionResult };
+/** The retention's outcome (Barman's for physical; pgha's over the dump directories for logical). */
+export type BackupRetention = Pick<RetentionResult, 'policy' | 'deleted' | 'kept'> & { configured?: boolean };
+export type BackupResult = (PhysicalBackupResult | LogicalBackupResult) & { retention?: BackupRetention };
 
 const act = proxyActivities<Activities>(activityOptions.longWait);
 
@@ -58,8 +60,9 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       `cluster ${inv.cluster} has no backup CT: add nodes.backup to its inventory and deploy`,
       Failures.InvalidInventory,
     );
-  if ((input.kind ?? 'physical') !== 'physical')
-    refuse(`backup kind ${String(input.kind)}: only physical is available`, Failures.InvalidInput);
+  const kind = input.kind ?? 'physical';
+  if (kind !== 'physical' && kind !== 'logical')
+    refuse(`backup kind ${String(kind)}: expected physical or logical`, Failures.InvalidInput);
   let retention: string | undefined;
   if (input.retention !== undefined) {
     try {
@@ -74,6 +77,14 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     : backupName(info.workflowId);
   const plan = retention ? ['backup', 'retention'] : ['backup'];
   return runbook({ cluster: inv.cluster, operation: 'backup', plan }, async (rb) => {
+    if (kind === 'logical') {
+      const dump: BackupResult = await rb.step('backup', () => act.logicalBackup({ inv, name }));
+      if (retention)
+        dump.retention = await rb.step('retention', () =>
+          act.applyLogicalRetention({ inv, policy: retention }),
+        );
+      return dump;
+    }
     const done: BackupResult = await rb.step('backup', () => act.physicalBackup({ inv, name }));
     if (retention)
       done.retention = await rb.step('retention', () => act.applyRetention({ inv, policy: retention }));

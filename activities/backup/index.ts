@@ -7,6 +7,7 @@ import { barman } from './barman';
 import { barmanCheck, waitBarmanReady } from './cli';
 import { physicalBackup } from './physical';
 import { applyRetention } from './retention';
+import { applyLogicalRetention, logicalBackup } from './logical';
 import type { BackupDeps } from './types';
 
 export * from './types';
@@ -14,6 +15,7 @@ export { ensureBarmanRoles, ensureBarmanSlot } from './barman';
 export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
 export { physicalBackup, settleEarlierAttempt, type PhysicalBackupResult } from './physical';
 export { applyRetention, type RetentionResult } from './retention';
+export { logicalBackup, logicalObsolete, applyLogicalRetention, type LogicalBackupResult } from './logical';
 export { listBackups, barmanTasks, type BarmanListedBackup } from './cli';
 
 export function createBackupActivities(deps: BackupDeps) {
@@ -28,6 +30,10 @@ export function createBackupActivities(deps: BackupDeps) {
     physicalBackup: (args: { inv: Inventory; name: string }) => physicalBackup(deps, args),
     /** Barman's retention policy set for the server and what it marks OBSOLETE deleted. */
     applyRetention: (args: { inv: Inventory; policy: string }) => applyRetention(deps, args),
+    /** pg_dump -Fc of every database + pg_dumpall --globals-only, in the backup CT against a replica, checksummed. */
+    logicalBackup: (args: { inv: Inventory; name: string }) => logicalBackup(deps, args),
+    /** The retention policy over the logical dumps. */
+    applyLogicalRetention: (args: { inv: Inventory; policy: string }) => applyLogicalRetention(deps, args),
   };
 }
 

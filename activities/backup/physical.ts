@@ -44,7 +44,7 @@ export interface PhysicalBackupResult {
 export const BACKUP_NAME = /^pgha-[a-z0-9-]{1,80}$/;
 
 /** The leader's name, from the first member whose GET /cluster answers. */
-async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
+export async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
   for (const target of restApis(inv)) {
     const r = await deps.patroni.patroniGetCluster({ target }).catch(() => undefined);
     const l = r?.status === 200 && r.body ? clusterLeader(r.body) : undefined;
@@ -57,7 +57,7 @@ async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
   );
 }
 
-async function ensureMarker(deps: BackupDeps, inv: Inventory, leader: string, id: string) {
+export async function ensureMarker(deps: BackupDeps, inv: Inventory, leader: string, id: string) {
   const rows = await psqlOnMember(
     deps,
     inv,

@@ -91,7 +91,10 @@ function pgpassField(s: string): string {
   return s.replace(/[\\:]/g, (c) => `\\${c}`);
 }
 
-/** ~barman/.pgpass: the two roles' passwords for every HAProxy's write port; mode 0600. */
+/**
+ * ~barman/.pgpass: the two roles' passwords for every HAProxy's write port, and Barman's role for
+ * every read port (logical backups: pg_dump against a replica); mode 0600.
+ */
 export function renderBarmanPgpass(inv: Inventory, secrets: ClusterSecrets): RenderedFile {
   const b = inv.backup;
   if (secrets.barmanPassword === undefined || secrets.streamingBarmanPassword === undefined)
@@ -102,6 +105,7 @@ export function renderBarmanPgpass(inv: Inventory, secrets: ClusterSecrets): Ren
   const lines = inv.nodes.haproxy.flatMap((h) => [
     `${h.ip}:${port}:*:${pgpassField(b.user)}:${pgpassField(secrets.barmanPassword!)}`,
     `${h.ip}:${port}:*:${pgpassField(b.streamingUser)}:${pgpassField(secrets.streamingBarmanPassword!)}`,
+    `${h.ip}:${inv.ports.haproxyRead}:*:${pgpassField(b.user)}:${pgpassField(secrets.barmanPassword!)}`,
   ]);
   const content = `${header(inv.cluster, `.pgpass of the ${b.osUser} OS user; holds passwords: mode 0600`)}${lines.join('\n')}\n`;
   return {

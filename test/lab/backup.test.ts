@@ -23,7 +23,8 @@ import { inventoryInput } from '../../clients/inventory-input';
 import { startRunbook } from '../../clients/runbook';
 import { barmanExecutable, barmanServer } from '../../activities/render';
 import type { Inventory } from '../../runbooks/schema';
-import type { backup } from '../../workflows/backup';
+import type { PhysicalBackupResult } from '../../activities/backup';
+import type { BackupResult, backup } from '../../workflows/backup';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
 import { inCt, sqlAs, waitHealthyDirect } from '../helpers/lab-direct';
@@ -71,15 +72,22 @@ const listBackups = (): Listed[] =>
 const sqlOn = <T>(host: string, q: string, params: unknown[] = [], port = inv.ports.postgresql) =>
   sqlAs(inv, host, port, async (c) => (await c.query(q, params)).rows[0] as T);
 
-async function runBackup(): Promise<Awaited<ReturnType<typeof backup>>> {
+async function startBackup(
+  args: Omit<Parameters<typeof backup>[0], 'inventory'> = {},
+): Promise<BackupResult> {
   const h = await startRunbook<typeof backup>(env.client, {
     workflow: 'backup',
-    args: [{ inventory: input }],
+    args: [{ inventory: input, ...args }],
     cluster: inv.cluster,
     operation: 'backup',
     taskQueue,
   });
   return h.result();
+}
+async function runBackup(): Promise<PhysicalBackupResult> {
+  const r = await startBackup();
+  assert.equal(r.kind, 'physical');
+  return r as PhysicalBackupResult;
 }
 
 /** Whether the backup's copy of `relation`'s main fork (path from the leader) holds `text`. */

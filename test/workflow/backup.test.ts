@@ -36,6 +36,14 @@ function mocks() {
     names,
     policies,
     activities: {
+      logicalBackup: async (a: { name: string }) => {
+        names.push(`logical:${a.name}`);
+        return { kind: 'logical', name: a.name, databases: ['postgres'], files: [], sizeBytes: 1 };
+      },
+      applyLogicalRetention: async (a: { policy: string }) => {
+        policies.push(`logical:${a.policy}`);
+        return { policy: a.policy, deleted: [], kept: [] };
+      },
       applyRetention: async (a: { policy: string }) => {
         policies.push(a.policy);
         return {
@@ -70,7 +78,7 @@ void test('the backup is named after the workflow id and its description is the 
     const { startTime } = await h.describe();
     assert.deepEqual(m.names, [backupName(h.workflowId, startTime)]);
     assert.equal(r.name, backupName(h.workflowId, startTime));
-    assert.equal(r.server, cluster);
+    assert.equal((r as { server?: string }).server, cluster);
     // The CLI reuses the id once a run ended: the next run's backup has a name of its own.
     const h2 = await startRunbook<typeof backup>(env.client, {
       workflow: 'backup',
@@ -151,4 +159,27 @@ void test('a retention policy is applied after the backup; a bad one is refused 
   });
   assert.equal(m.names.length, 1, 'the refused run took no backup');
   assert.equal(m.policies.length, 1);
+});
+
+void test('--kind logical runs the logical dump and its own retention, never Barman', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('backup');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('bk');
+  await worker.runUntil(async () => {
+    const r = await (
+      await startRunbook<typeof backup>(env.client, {
+        workflow: 'backup',
+        args: [{ inventory: labInput(cluster), kind: 'logical', retention: 'REDUNDANCY 2' }],
+        cluster,
+        operation: 'backup',
+        taskQueue,
+      })
+    ).result();
+    assert.equal(r.kind, 'logical');
+    assert.equal(r.retention?.policy, 'REDUNDANCY 2');
+  });
+  assert.equal(m.names.length, 1);
+  assert.match(m.names[0]!, /^logical:pgha-/);
+  assert.deepEqual(m.policies, ['logical:REDUNDANCY 2']);
 });
