@@ -18,7 +18,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { upsertBackupSchedule } from '../../clients/schedules';
 import { inventoryInput } from '../../clients/inventory-input';
 import { startRunbook } from '../../clients/runbook';
 import { barmanExecutable, barmanServer } from '../../activities/render';
@@ -32,7 +34,7 @@ import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
-import { startTestServer, uniqueId } from '../helpers/temporal';
+import { eventually, startTestServer, uniqueId } from '../helpers/temporal';
 
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
 const skip = labNotUpReason();
@@ -108,7 +110,7 @@ before(async () => {
   assert.ok(inv.nodes.backup.length > 0, `${LAB} has no backup CT (nodes.backup)`);
   env = await startTestServer();
   worker = startWorker('worker-1');
-  await workerReady(worker);
+  await workerReady(worker, 300_000); // bundling the workflows takes minutes on a loaded machine
   const d = await startRunbook<typeof deployCluster>(env.client, {
     workflow: 'deployCluster',
     args: [{ inventory: input }],
@@ -203,19 +205,19 @@ void test(
     );
     const calls = activityCalls(countDir, 'physicalBackup');
     const spare = startWorker('worker-2');
-    await workerReady(spare);
+    await workerReady(spare, 300_000);
     const server = barmanServer(inv);
     const started = listBackups().map((b) => b.backup_id);
     const run = runBackup();
     run.catch(() => undefined);
-    const base = `${inv.backup.storage.path}/${server}/base`;
+    const meta = `${inv.backup.storage.path}/${server}/meta`; // Barman 3.x keeps <id>-backup.info there
     await waitFor('Barman copying the backup (STARTED)', 180_000, async () => {
       const out = inCt(backupVmid(), [
         'sh',
         '-c',
-        'grep -l -x "status=STARTED" "$1"/*/backup.info 2>/dev/null || true',
+        'grep -l -x "status=STARTED" "$1"/*-backup.info 2>/dev/null || true',
         'sh',
-        base,
+        meta,
       ]);
       return out.trim() !== '';
     });
@@ -285,5 +287,102 @@ void test(
       [inv.backup.slot],
     );
     assert.equal(s.n, 0, `the old leader ${from} (now a replica) has no active ${inv.backup.slot} slot`);
+  },
+);
+
+void test(
+  'a logical backup: one pg_dump per database and the globals in the backup CT, checksums verified there, restorable listing',
+  { skip, timeout: 600_000 },
+  async () => {
+    const leader = await waitHealthyDirect(inv);
+    const note = `before-dump-${randomUUID()}`;
+    await sqlOn(ip(leader), 'insert into pgha_bk_test (note) values ($1)', [note]);
+    // On every replica before the dump (it reads a replica).
+    for (const n of inv.nodes.postgres.filter((x) => x.hostname !== leader))
+      await waitFor(`the row on ${n.hostname}`, 60_000, async () => {
+        const r = await sqlOn<{ n: number }>(
+          n.ip,
+          'select count(*)::int as n from pgha_bk_test where note = $1',
+          [note],
+        );
+        return r.n === 1;
+      });
+    const r = await startBackup({ kind: 'logical' });
+    assert.equal(r.kind, 'logical');
+    if (r.kind !== 'logical') return;
+    const dbs = await sqlOn<{ names: string[] }>(
+      ip(leader),
+      'select array_agg(datname order by oid) as names from pg_database where datallowconn and not datistemplate',
+    );
+    assert.deepEqual([...r.databases].sort(), [...dbs.names].sort(), 'one dump per database');
+    assert.ok(r.files.some((f) => f.file === 'globals.sql'));
+    // Directly in the backup CT: the checksums hold, the archive lists the table, the globals the roles.
+    inCt(backupVmid(), ['sh', '-c', 'cd "$1" && sha256sum --quiet -c SHA256SUMS', 'sh', r.path]);
+    const pgDb = r.files.find((f) => f.database === 'postgres')!;
+    for (const f of r.files) {
+      const sum: string | undefined = inCt(backupVmid(), ['sha256sum', `${r.path}/${f.file}`]).split(' ')[0];
+      assert.equal(sum, f.sha256, `${f.file}: the recorded checksum is the file's`);
+    }
+    const toc = inCt(backupVmid(), [`${inv.postgresql.binDir}/pg_restore`, '-l', `${r.path}/${pgDb.file}`]);
+    assert.match(toc, /TABLE DATA public pgha_bk_test /);
+    const data = inCt(backupVmid(), [
+      `${inv.postgresql.binDir}/pg_restore`,
+      '-a',
+      '-t',
+      'pgha_bk_test',
+      '-f',
+      '-',
+      `${r.path}/${pgDb.file}`,
+    ]);
+    assert.ok(data.includes(note), 'the row written before the dump is in it');
+    const globals = inCt(backupVmid(), ['cat', `${r.path}/globals.sql`]);
+    assert.match(globals, new RegExp(`CREATE ROLE ${inv.backup.streamingUser};`));
+    assert.doesNotMatch(globals, /SCRAM-SHA-256\$/, 'no password hashes in the globals');
+  },
+);
+
+void test(
+  'a schedule triggered on the lab takes a backup; its retention (REDUNDANCY 1) deletes the older one',
+  { skip, timeout: 900_000 },
+  async () => {
+    await waitHealthyDirect(inv);
+    const before = listBackups().filter((b) => b.status === 'DONE');
+    assert.ok(before.length >= 1, 'an older backup exists (the tests above took some)');
+    const { handle } = await upsertBackupSchedule(env.client, {
+      cluster: inv.cluster,
+      inventory: input,
+      cron: '0 3 * * *',
+      retention: 'REDUNDANCY 1',
+      taskQueue,
+    });
+    try {
+      await handle.trigger(ScheduleOverlapPolicy.SKIP);
+      const ran = await eventually(
+        'the triggered backup run',
+        async () => (await handle.describe()).info.recentActions,
+        (a) => a.length >= 1,
+        60_000,
+      );
+      const wf = ran[0]!.action.workflow;
+      const r = (await env.client.workflow
+        .getHandle(wf.workflowId, wf.firstExecutionRunId)
+        .result()) as BackupResult;
+      assert.equal(r.kind, 'physical');
+      if (r.kind !== 'physical') return;
+      const now = listBackups();
+      assert.deepEqual(
+        now.map((b) => [b.backup_id, b.backup_name, b.status]),
+        [[r.backupId, r.name, 'DONE']],
+        'only the new backup is left',
+      );
+      assert.deepEqual([...(r.retention?.deleted ?? [])].sort(), before.map((b) => b.backup_id).sort());
+      const conf = inCt(backupVmid(), ['cat', `/etc/barman.d/${barmanServer(inv)}.retention.conf`]);
+      assert.match(conf, /^retention_policy = REDUNDANCY 1$/m);
+      assert.match(barman(['show-server', barmanServer(inv)]), /retention_policy: REDUNDANCY 1/);
+    } finally {
+      await handle.delete();
+      // Leave no policy behind for the next tests of this lab.
+      inCt(backupVmid(), ['rm', '-f', `/etc/barman.d/${barmanServer(inv)}.retention.conf`]);
+    }
   },
 );
