@@ -326,7 +326,7 @@ void test(
     if (r.kind !== 'logical') return;
     const dbs = await sqlOn<{ names: string[] }>(
       ip(leader),
-      'select array_agg(datname order by oid) as names from pg_database where datallowconn and not datistemplate',
+      'select array_agg(datname::text order by oid) as names from pg_database where datallowconn and not datistemplate',
     );
     assert.deepEqual([...r.databases].sort(), [...dbs.names].sort(), 'one dump per database');
     assert.ok(r.files.some((f) => f.file === 'globals.sql'));
