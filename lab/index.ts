@@ -208,6 +208,22 @@ export function down(opts: LabOptions = {}): void {
 function removeAll(opts: LabOptions): void {
   const log = opts.log ?? defaultLog;
   const t0 = Date.now();
+  // With an inventory (`pgha lab -i FILE down`): only its CTs. Several labs share this machine's
+  // bridge, sshd and LAB_DIR (secrets, backup storage): they go only with the last CT. Before this,
+  // `-i FILE down` removed every lab's CTs and LAB_DIR whatever FILE said.
+  if (opts.inventory) {
+    const mine = new Set(readLabInventory(opts.inventory).nodes.map((n) => n.vmid));
+    const gone = labVmids().filter((v) => mine.has(v));
+    for (const vmid of gone) destroy(vmid);
+    const others = labVmids();
+    if (others.length > 0) {
+      log(
+        `CTs ${gone.join(' ') || '(none)'}: stopped and removed in ${elapsed(t0)}; ` +
+          `bridge, sshd and ${LAB_DIR} kept for the other lab CTs (${others.join(' ')})`,
+      );
+      return;
+    }
+  }
   const vmids = labVmids();
   for (const vmid of vmids) destroy(vmid);
   if (vmids.length > 0) log(`CTs ${vmids.join(' ')}: stopped and removed`);

@@ -3,47 +3,91 @@
  *
  *   marker row on the leader → `barman backup` on the backup CT (named after the marker, so a
  *   resumed run finds the backup it started instead of taking a second) → verify-backup and
- *   check-backup → the result: backup id, begin/end LSN and time, timeline, size, duration, version.
+ *   check-backup → the result: backup id, begin/end LSN and time, timeline, size, duration, version;
+ *   then, when the run carries a retention policy (a schedule's), Barman's retention applied: what
+ *   it marks OBSOLETE is deleted.
  *
  * The data goes from the leader to the backup CT; the workflow only ever sees its description.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PhysicalBackupResult } from '../activities/backup';
+import type { LogicalBackupResult, PhysicalBackupResult, RetentionResult } from '../activities/backup';
 import { Failures } from '../runbooks/failures';
+import { parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
-import { inventoryOf, refuse } from './inventory';
+import { inventoryOf, invalidInput, refuse } from './inventory';
+import { Patches } from './patches';
 import { runbook } from './steps';
 
 export interface BackupInput {
   inventory: InventoryInput;
-  /** physical (Barman, the default); logical is not implemented yet. */
-  kind?: 'physical';
+  /** physical (Barman, the default) or logical (pg_dump of every database + globals, from a replica). */
+  kind?: 'physical' | 'logical';
+  /** Barman's retention policy applied after a successful backup (schedules set it). */
+  retention?: string;
 }
+
+/** The retention's outcome (Barman's for physical; pgha's over the dump directories for logical). */
+export type BackupRetention = Pick<RetentionResult, 'policy' | 'deleted' | 'kept'> & { configured?: boolean };
+export type BackupResult = (PhysicalBackupResult | LogicalBackupResult) & { retention?: BackupRetention };
 
 const act = proxyActivities<Activities>(activityOptions.longWait);
 
-/** The backup's name: from the workflow id (stable across retries and worker restarts). */
-export function backupName(workflowId: string): string {
+/**
+ * The backup's name: from the workflow id and, since the `backup-name-per-run` patch, the run's
+ * start time — stable across retries and worker restarts, new for every run (the CLI reuses the id
+ * `backup-<cluster>` once the previous run ended; a name found again would be the old backup).
+ */
+export function backupName(workflowId: string, startTime?: Date): string {
   const slug = workflowId
     .toLowerCase()
     .replace(/[^a-z0-9-]+/g, '-')
     .replace(/^-+|-+$/g, '');
-  return `pgha-${slug}`.slice(0, 85);
+  if (!startTime) return `pgha-${slug}`.slice(0, 85);
+  const at = startTime
+    .toISOString()
+    .replace(/\.\d+Z$/, '')
+    .replace(/[-:]/g, '')
+    .toLowerCase();
+  return `pgha-${slug.slice(0, 60).replace(/-+$/, '')}-${at}`;
 }
 
-export async function backup(input: BackupInput): Promise<PhysicalBackupResult> {
+export async function backup(input: BackupInput): Promise<BackupResult> {
   const inv = inventoryOf(input);
   if (inv.nodes.backup.length === 0)
     refuse(
       `cluster ${inv.cluster} has no backup CT: add nodes.backup to its inventory and deploy`,
       Failures.InvalidInventory,
     );
-  if ((input.kind ?? 'physical') !== 'physical')
-    refuse(`backup kind ${String(input.kind)}: only physical is available`, Failures.InvalidInput);
-  const name = backupName(workflowInfo().workflowId);
-  return runbook({ cluster: inv.cluster, operation: 'backup', plan: ['backup'] }, (rb) =>
-    rb.step('backup', () => act.physicalBackup({ inv, name })),
-  );
+  const kind = input.kind ?? 'physical';
+  if (kind !== 'physical' && kind !== 'logical')
+    refuse(`backup kind ${String(kind)}: expected physical or logical`, Failures.InvalidInput);
+  let retention: string | undefined;
+  if (input.retention !== undefined) {
+    try {
+      retention = parseRetention('retention', input.retention);
+    } catch (err) {
+      invalidInput((err as Error).message);
+    }
+  }
+  const info = workflowInfo();
+  const name = patched(Patches.backupNamePerRun)
+    ? backupName(info.workflowId, info.startTime)
+    : backupName(info.workflowId);
+  const plan = retention ? ['backup', 'retention'] : ['backup'];
+  return runbook({ cluster: inv.cluster, operation: 'backup', plan }, async (rb) => {
+    if (kind === 'logical') {
+      const dump: BackupResult = await rb.step('backup', () => act.logicalBackup({ inv, name }));
+      if (retention)
+        dump.retention = await rb.step('retention', () =>
+          act.applyLogicalRetention({ inv, policy: retention }),
+        );
+      return dump;
+    }
+    const done: BackupResult = await rb.step('backup', () => act.physicalBackup({ inv, name }));
+    if (retention)
+      done.retention = await rb.step('retention', () => act.applyRetention({ inv, policy: retention }));
+    return done;
+  });
 }

@@ -21,4 +21,6 @@ export const Patches = {
    * a leader lost while paused → the cluster resumed, Patroni's failover waited for, the run stops.
    */
   patroniUpgradeLeaderLoss: 'patroni-upgrade-leader-loss',
+  /** backup names its Barman backup after the workflow id and the run's start time (one per run). */
+  backupNamePerRun: 'backup-name-per-run',
 } as const;

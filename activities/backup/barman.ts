@@ -3,7 +3,7 @@
  * backup user without superuser rights:
  * - `barman` (backup.user): LOGIN, EXECUTE on pg_backup_start/pg_backup_stop/pg_switch_wal/
  *   pg_create_restore_point, member of pg_read_all_settings, pg_read_all_stats and (PostgreSQL
- *   >= 15) pg_checkpoint;
+ *   >= 15) pg_checkpoint; for logical backups (pg_dump on the backup CT) pg_read_all_data;
  * - `streaming_barman` (backup.streamingUser): LOGIN REPLICATION (pg_basebackup, pg_receivewal);
  * - passwords from the secrets, set as SCRAM verifiers computed here (the clear text never reaches
  *   the server), and only when the stored verifier does not match;
@@ -138,6 +138,9 @@ export async function ensureBarmanRoles(
     'pg_read_all_settings',
     'pg_read_all_stats',
     ...(versionNum >= 150000 ? ['pg_checkpoint'] : []),
+    // Logical backups (pg_dump of every database, as this role, against a replica): read access
+    // to all data, nothing more (PostgreSQL >= 14).
+    ...(versionNum >= 140000 ? ['pg_read_all_data'] : []),
   ])
     sql.push(`GRANT ${role} TO ${u};`);
   await psqlOnMember(deps, inv, leader, `SET client_min_messages = warning;\n${sql.join('\n')}\n`);

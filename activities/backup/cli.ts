@@ -97,3 +97,38 @@ export async function waitBarmanReady(
     await sleep(3000);
   }
 }
+
+/** One row of `barman -f json list-backups` (every status: EMPTY, STARTED, FAILED, DONE, ...). */
+export interface BarmanListedBackup {
+  backup_id: string;
+  backup_name?: string;
+  status: string;
+  /** With a retention policy: VALID, OBSOLETE, KEEP:..., NONE (Barman's retention status). */
+  retention_status?: string;
+  size_bytes?: number;
+  end_time?: string;
+}
+
+/** Every backup of the cluster's server as Barman lists it. */
+export async function listBackups(deps: BackupDeps, inv: Inventory): Promise<BarmanListedBackup[]> {
+  const server = barmanServer(inv);
+  const r = await barmanCli(deps, inv, ['-f', 'json', 'list-backups', server]);
+  if (r.code !== 0)
+    throw new Error(
+      `barman list-backups ${server} exited with ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`,
+    );
+  const doc = JSON.parse(r.stdout) as Record<string, BarmanListedBackup[]>;
+  return doc[server] ?? [];
+}
+
+/** The tasks of Barman's processes running for the server (`backup`, `receive-wal`, ...). */
+export async function barmanTasks(deps: BackupDeps, inv: Inventory): Promise<string[]> {
+  const server = barmanServer(inv);
+  const r = await barmanCli(deps, inv, ['-f', 'json', 'list-processes', server]);
+  if (r.code !== 0)
+    throw new Error(
+      `barman list-processes ${server} exited with ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`,
+    );
+  const doc = JSON.parse(r.stdout) as Record<string, { pid: number; name: string }[]>;
+  return (doc[server] ?? []).map((p) => p.name);
+}

@@ -6,12 +6,17 @@ import type { Inventory } from '../../runbooks/schema';
 import { barman } from './barman';
 import { barmanCheck, waitBarmanReady } from './cli';
 import { physicalBackup } from './physical';
+import { applyRetention } from './retention';
+import { applyLogicalRetention, logicalBackup } from './logical';
 import type { BackupDeps } from './types';
 
 export * from './types';
 export { ensureBarmanRoles, ensureBarmanSlot } from './barman';
 export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
-export { physicalBackup, type PhysicalBackupResult } from './physical';
+export { physicalBackup, settleEarlierAttempt, type PhysicalBackupResult } from './physical';
+export { applyRetention, type RetentionResult } from './retention';
+export { logicalBackup, logicalObsolete, applyLogicalRetention, type LogicalBackupResult } from './logical';
+export { listBackups, barmanTasks, type BarmanListedBackup } from './cli';
 
 export function createBackupActivities(deps: BackupDeps) {
   return {
@@ -23,6 +28,12 @@ export function createBackupActivities(deps: BackupDeps) {
     waitBarmanReady: (args: { inv: Inventory; timeoutMs?: number }) => waitBarmanReady(deps, args),
     /** A physical backup named `name` (found again by that name on a retry), verified. */
     physicalBackup: (args: { inv: Inventory; name: string }) => physicalBackup(deps, args),
+    /** Barman's retention policy set for the server and what it marks OBSOLETE deleted. */
+    applyRetention: (args: { inv: Inventory; policy: string }) => applyRetention(deps, args),
+    /** pg_dump -Fc of every database + pg_dumpall --globals-only, in the backup CT against a replica, checksummed. */
+    logicalBackup: (args: { inv: Inventory; name: string }) => logicalBackup(deps, args),
+    /** The retention policy over the logical dumps. */
+    applyLogicalRetention: (args: { inv: Inventory; policy: string }) => applyLogicalRetention(deps, args),
   };
 }
 

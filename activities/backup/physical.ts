@@ -3,18 +3,24 @@
  *  1. a marker row (id = the backup's name, time, LSN) in pgha_backup_marker on the leader, for
  *     restore drills (written once: a retry finds it);
  *  2. the backup named after the marker: a DONE one is taken as it is (a retry after a worker died
- *     mid-backup never starts a second); a FAILED one is deleted and taken again; otherwise
- *     `barman backup --name <id> --wait` runs in the backup CT (the data goes CT to CT, never
- *     through the worker), heartbeating;
+ *     mid-backup never starts a second). An earlier attempt's `barman backup` still running in the
+ *     backup CT (the worker died, the command did not) is waited for; a half one it left (STARTED
+ *     with no backup process, FAILED, EMPTY) is deleted — and found gone — before the backup is
+ *     taken again. Otherwise `barman backup --name <id> --immediate-checkpoint --wait` runs in the
+ *     backup CT (the data goes CT to CT, never through the worker), heartbeating. Immediate: an
+ *     operator or a schedule asked for a backup now; with a spread checkpoint pg_basebackup waited
+ *     3.5 min on the lab after a bulk load before copying anything;
  *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness);
  *  4. the result from `barman -f json show-backup`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Inventory } from '../../runbooks/schema';
 import { clusterLeader } from '../patroni';
+import { heartbeat } from '../poll';
 import { barmanServer } from '../render';
 import { restApis } from '../../runbooks/topology';
 import { psqlOnMember } from './barman';
-import { barmanCli } from './cli';
+import { barmanCli, barmanTasks, listBackups } from './cli';
 import type { BackupDeps } from './types';
 
 export interface PhysicalBackupResult {
@@ -40,7 +46,7 @@ export interface PhysicalBackupResult {
 export const BACKUP_NAME = /^pgha-[a-z0-9-]{1,80}$/;
 
 /** The leader's name, from the first member whose GET /cluster answers. */
-async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
+export async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
   for (const target of restApis(inv)) {
     const r = await deps.patroni.patroniGetCluster({ target }).catch(() => undefined);
     const l = r?.status === 200 && r.body ? clusterLeader(r.body) : undefined;
@@ -53,7 +59,7 @@ async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
   );
 }
 
-async function ensureMarker(deps: BackupDeps, inv: Inventory, leader: string, id: string) {
+export async function ensureMarker(deps: BackupDeps, inv: Inventory, leader: string, id: string) {
   const rows = await psqlOnMember(
     deps,
     inv,
@@ -96,9 +102,53 @@ async function showBackup(deps: BackupDeps, inv: Inventory, name: string): Promi
   }
 }
 
+/** Barman's statuses of a backup whose copy is complete (show-backup finds only these by name). */
+const COPY_DONE = ['DONE', 'WAITING_FOR_WALS'];
+
+/**
+ * What an earlier attempt of this backup left: waits (bounded, heartbeating) while a `barman
+ * backup` of the server still runs in the backup CT, then deletes every half backup of this name
+ * (not DONE nor WAITING_FOR_WALS) and checks that it is gone. Returns the ids it deleted.
+ */
+export async function settleEarlierAttempt(
+  deps: BackupDeps,
+  inv: Inventory,
+  name: string,
+  waitMs: number,
+): Promise<string[]> {
+  const server = barmanServer(inv);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const half = (await listBackups(deps, inv)).filter(
+      (x) => x.backup_name === name && !COPY_DONE.includes(x.status),
+    );
+    if (half.length === 0) return [];
+    if (!(await barmanTasks(deps, inv)).includes('backup')) {
+      for (const h of half) await barmanCli(deps, inv, ['delete', server, h.backup_id]);
+      const left = (await listBackups(deps, inv)).filter((x) =>
+        half.some((h) => h.backup_id === x.backup_id),
+      );
+      if (left.length > 0)
+        throw new Error(
+          `barman delete ${server} left ${left.map((x) => `${x.backup_id} (${x.status})`).join(', ')}: delete it by hand (barman delete ${server} <id>) and retry`,
+        );
+      return half.map((h) => h.backup_id);
+    }
+    if (Date.now() >= deadline)
+      throw new Error(
+        `a barman backup of ${server} still runs after ${Math.round(waitMs / 1000)} s (${half.map((x) => `${x.backup_id} ${x.status}`).join(', ')}): wait for it (barman list-processes ${server}) and retry`,
+      );
+    heartbeat({
+      what: "an earlier attempt's barman backup still runs",
+      backups: half.map((x) => x.backup_id),
+    });
+    await sleep(3000);
+  }
+}
+
 export async function physicalBackup(
   deps: BackupDeps,
-  args: { inv: Inventory; name: string },
+  args: { inv: Inventory; name: string; waitMs?: number },
 ): Promise<PhysicalBackupResult> {
   const { inv, name } = args;
   if (!BACKUP_NAME.test(name))
@@ -106,18 +156,13 @@ export async function physicalBackup(
   const server = barmanServer(inv);
   const leader = await leaderOf(deps, inv);
   const marker = await ensureMarker(deps, inv, leader, name);
+  await settleEarlierAttempt(deps, inv, name, args.waitMs ?? 45 * 60_000);
   let b = await showBackup(deps, inv, name);
-  if (b && b.status === 'FAILED') {
-    await barmanCli(deps, inv, ['delete', server, b.backup_id]);
-    b = undefined;
-  }
-  if (!b || !['DONE', 'WAITING_FOR_WALS'].includes(b.status)) {
-    // A backup of this name still running (an earlier attempt's) holds Barman's backup lock: this
-    // one then fails and the retry looks again.
+  if (!b || !COPY_DONE.includes(b.status)) {
     const r = await barmanCli(
       deps,
       inv,
-      ['backup', '--name', name, '--wait', '--wait-timeout', '600', server],
+      ['backup', '--name', name, '--immediate-checkpoint', '--wait', '--wait-timeout', '600', server],
       3_600_000,
     );
     b = await showBackup(deps, inv, name);

@@ -9,7 +9,7 @@ import type { ProxmoxHost } from '../proxmox';
 
 export interface BackupDeps {
   /** `pct exec` on the Proxmox host of the inventory (SQL in the leader CT, the tool's CLI in the backup CT). */
-  shellFor(proxmox: Inventory['proxmox']): Promise<Pick<ProxmoxHost, 'exec'>>;
+  shellFor(proxmox: Inventory['proxmox']): Promise<Pick<ProxmoxHost, 'exec' | 'push'>>;
   patroni: Pick<PatroniActivities, 'patroniGetConfig' | 'patroniPatchConfig' | 'patroniGetCluster'>;
 }
 

@@ -64,11 +64,37 @@ backup_directory = ${b.storage.path}/${server}
   return { path: barmanServerConfPath(inv), content, mode: 0o644, owner: 'root', group: 'root' };
 }
 
+/**
+ * The schedule's retention policy as a drop-in beside the server file (Barman merges every
+ * `*.conf` of the directory into one configuration: the same `[server]` section gains
+ * `retention_policy`). Apart from the server file so that deployCluster, which renders that one
+ * from the inventory, never takes it away; `barman cron` then applies it every minute. The policy
+ * must already be checked (runbooks/retention.ts: Barman's two forms only).
+ */
+export function barmanRetentionConfPath(inv: Inventory): string {
+  return `${BARMAN_CONF_DIR}/${barmanServer(inv)}.retention.conf`;
+}
+
+export function renderBarmanRetentionConf(inv: Inventory, policy: string): RenderedFile {
+  if (!/^(RECOVERY WINDOW OF [1-9][0-9]* (DAY|WEEK|MONTH)S?|REDUNDANCY [1-9][0-9]*)$/.test(policy))
+    throw new Error(`retention policy ${JSON.stringify(policy)}: check it with parseRetention first`);
+  const server = barmanServer(inv);
+  const content = `${header(inv.cluster, `Barman server ${server}: the retention policy of its backup schedule (pgha schedule backup --retention)`)}[${server}]
+retention_policy = ${policy}
+retention_policy_mode = auto
+wal_retention_policy = main
+`;
+  return { path: barmanRetentionConfPath(inv), content, mode: 0o644, owner: 'root', group: 'root' };
+}
+
 function pgpassField(s: string): string {
   return s.replace(/[\\:]/g, (c) => `\\${c}`);
 }
 
-/** ~barman/.pgpass: the two roles' passwords for every HAProxy's write port; mode 0600. */
+/**
+ * ~barman/.pgpass: the two roles' passwords for every HAProxy's write port, and Barman's role for
+ * every read port (logical backups: pg_dump against a replica); mode 0600.
+ */
 export function renderBarmanPgpass(inv: Inventory, secrets: ClusterSecrets): RenderedFile {
   const b = inv.backup;
   if (secrets.barmanPassword === undefined || secrets.streamingBarmanPassword === undefined)
@@ -79,6 +105,7 @@ export function renderBarmanPgpass(inv: Inventory, secrets: ClusterSecrets): Ren
   const lines = inv.nodes.haproxy.flatMap((h) => [
     `${h.ip}:${port}:*:${pgpassField(b.user)}:${pgpassField(secrets.barmanPassword!)}`,
     `${h.ip}:${port}:*:${pgpassField(b.streamingUser)}:${pgpassField(secrets.streamingBarmanPassword!)}`,
+    `${h.ip}:${inv.ports.haproxyRead}:*:${pgpassField(b.user)}:${pgpassField(secrets.barmanPassword!)}`,
   ]);
   const content = `${header(inv.cluster, `.pgpass of the ${b.osUser} OS user; holds passwords: mode 0600`)}${lines.join('\n')}\n`;
   return {

@@ -1,15 +1,30 @@
 /**
- *   pgha backup --cluster FILE [--kind physical]
+ *   pgha backup --cluster FILE [--kind physical|logical]
  *
  * Starts the backup runbook and prints what it recorded (backup id, LSNs, size, verification).
  */
 import type { Command } from 'commander';
-import type { PhysicalBackupResult } from '../../activities/backup';
-import type { backup } from '../../workflows/backup';
+import type { LogicalBackupResult, PhysicalBackupResult } from '../../activities/backup';
+import type { BackupResult, backup } from '../../workflows/backup';
 import { withClient } from '../connection';
 import { inventoryInput } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
+
+export function describeLogical(r: LogicalBackupResult): string {
+  return [
+    `logical backup ${r.name}: ${r.verified ? 'checksums verified' : 'NOT verified'}, ${r.databases.length} database(s) (${r.databases.join(', ')}) + globals`,
+    `  ${r.path} in the backup CT, ${(r.sizeBytes / 1048576).toFixed(1)} MiB, ended ${r.endTime} (${r.durationSeconds} s), PostgreSQL ${r.postgresVersion}`,
+  ].join('\n');
+}
+
+export function describeBackupResult(r: BackupResult): string {
+  const text = r.kind === 'logical' ? describeLogical(r) : describeBackup(r);
+  const k = r.retention;
+  return k
+    ? `${text}\n  retention ${k.policy}: deleted ${k.deleted.length ? k.deleted.join(', ') : 'nothing'}; kept ${k.kept.length}`
+    : text;
+}
 
 export function describeBackup(r: PhysicalBackupResult): string {
   return [
@@ -24,11 +39,15 @@ export function register(program: Command): void {
     .command('backup')
     .description('take a backup with Barman on the backup CT, then verify it (verify-backup, check-backup)')
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
-    .option('--kind <kind>', 'physical (Barman)', 'physical')
+    .option(
+      '--kind <kind>',
+      'physical (Barman) or logical (pg_dump of every database + globals, from a replica)',
+      'physical',
+    )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
     .action(async (o: { cluster: string; kind: string; wait: boolean }) => {
-      if (o.kind !== 'physical') {
-        console.error(`pgha: --kind ${o.kind}: only physical is available`);
+      if (o.kind !== 'physical' && o.kind !== 'logical') {
+        console.error(`pgha: --kind ${o.kind}: expected physical or logical`);
         process.exitCode = 2;
         return;
       }
@@ -41,14 +60,14 @@ export function register(program: Command): void {
         }
         const handle = await startRunbook<typeof backup>(client, {
           workflow: 'backup',
-          args: [{ inventory: input, kind: 'physical' }],
+          args: [{ inventory: input, kind: o.kind as 'physical' | 'logical' }],
           cluster: inventory.cluster,
           operation: 'backup',
         });
         console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
         if (!o.wait) return;
         const run = await watchRun(client, handle);
-        if (run.status === 'COMPLETED') console.log(describeBackup(await handle.result()));
+        if (run.status === 'COMPLETED') console.log(describeBackupResult(await handle.result()));
       });
     });
 }

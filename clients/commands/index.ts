@@ -16,6 +16,7 @@ import * as upgradePatroni from './upgrade-patroni';
 import * as history from './history';
 import * as operatorOption from './operator';
 import * as backup from './backup';
+import * as schedule from './schedule';
 import { register as registerGuard } from './guard';
 
 /** Every command module exports `register(program)`; add one line per module. */
@@ -36,6 +37,7 @@ export function registerCommands(program: Command): void {
   upgrade.register(program);
   upgradePatroni.register(program); // `pgha upgrade patroni` in the same `upgrade` group
   history.register(program);
+  schedule.register(program);
   // last: gives every command above `--by` (who is acting)
   operatorOption.register(program);
   backup.register(program);

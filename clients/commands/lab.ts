@@ -28,7 +28,9 @@ export function register(program: Command): void {
     .action((o: { prune?: boolean }) => up({ inventory: inventory(), prune: o.prune }));
   lab
     .command('down')
-    .description('remove everything the lab made (CTs, overlays, bridge, sshd); keeps /var/cache/pgha')
+    .description(
+      'with -i FILE: remove that inventory’s CTs (bridge, sshd and the lab dir go with the last CT); without: everything the lab made; keeps /var/cache/pgha',
+    )
     .action(() => down({ inventory: inventory() }));
   lab
     .command('reset')

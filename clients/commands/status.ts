@@ -25,6 +25,9 @@ import {
   type StatusInput,
 } from '../../activities/status';
 import { ipInCidr, loadInventory, parseCidr } from '../../runbooks/inventory';
+import { backupStatus, formatBackupStatus } from '../../activities/backup/status';
+import { connectClient } from '../connection';
+import { listBackupSchedules } from '../schedules';
 
 const plain = { head: [], border: [] as string[] };
 
@@ -175,6 +178,26 @@ export function checkTargets(
   }
 }
 
+/** The cluster's backup schedules and their next run, when Temporal answers (status does not need it). */
+async function scheduleLines(cluster: string): Promise<string[]> {
+  try {
+    const client = await connectClient();
+    try {
+      const rows = await listBackupSchedules(client, cluster);
+      return rows.length === 0
+        ? ['no backup schedule: pgha schedule backup --cluster FILE --cron ...']
+        : rows.map(
+            (r) =>
+              `schedule ${r.scheduleId}: ${r.paused ? 'PAUSED' : `next ${r.next?.toISOString() ?? '-'}`}${r.memo?.retention ? `, retention ${r.memo.retention}` : ''}`,
+          );
+    } finally {
+      await client.connection.close();
+    }
+  } catch (err) {
+    return [`schedules: not read (${(err as Error).message.split('.')[0]})`];
+  }
+}
+
 export function register(program: Command): void {
   program
     .command('status')
@@ -185,6 +208,10 @@ export function register(program: Command): void {
     .option('--json', 'print the status object as JSON')
     .option('--no-sql', 'do not connect to PostgreSQL (Patroni and etcd only)')
     .option('--no-haproxy', 'do not ask HAProxy (no SSH to the Proxmox host)')
+    .option(
+      '--backup',
+      'also the backup section: last backup, barman check, WAL streaming through the slot, next scheduled runs',
+    )
     .option(
       '--haproxy-log <lines>',
       "also show the last lines of each HAProxy's log (journalctl -u haproxy)",
@@ -197,6 +224,7 @@ export function register(program: Command): void {
         sql: boolean;
         haproxy: boolean;
         haproxyLog?: number;
+        backup?: boolean;
       }) => {
         if (opts.haproxyLog !== undefined) haproxyLogArgv(opts.haproxyLog); // a bad count fails before anything runs
         const inv = await loadInventory(opts.cluster);
@@ -236,10 +264,21 @@ export function register(program: Command): void {
                   opts.haproxyLog,
                 )
               : undefined;
+          const backup =
+            opts.backup && proxmox && inv.nodes.backup.length > 0
+              ? await backupStatus(
+                  { shellFor: () => Promise.resolve(proxmox) },
+                  { inv, leader: status.patroni.leader ?? undefined },
+                )
+              : undefined;
+          const schedules = backup ? await scheduleLines(inv.cluster) : undefined;
+          const extra = { ...(logs ? { haproxyLog: logs } : {}), ...(backup ? { backup, schedules } : {}) };
           process.stdout.write(
             opts.json
-              ? `${JSON.stringify(logs ? { ...status, haproxyLog: logs } : status, null, 2)}\n`
-              : `${formatStatusReport(status)}\n${logs ? `\n${formatHaproxyLog(logs)}\n` : ''}`,
+              ? `${JSON.stringify({ ...status, ...extra }, null, 2)}\n`
+              : `${formatStatusReport(status)}\n${logs ? `\n${formatHaproxyLog(logs)}\n` : ''}${
+                  backup ? `\n${formatBackupStatus(backup, schedules)}\n` : ''
+                }`,
           );
           process.exitCode = exitCodeOf(status);
         } finally {

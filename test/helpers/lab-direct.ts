@@ -249,3 +249,49 @@ export function refused(host: string, port: number): Promise<boolean> {
     sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
   });
 }
+
+/** The leader's name as Patroni's GET /cluster tells it (the first member that answers), read directly. */
+export async function leaderDirect(inv: Inventory): Promise<string | undefined> {
+  for (const n of inv.nodes.postgres) {
+    try {
+      const r = await fetch(`http://${n.ip}:${inv.ports.patroniRestApi}/cluster`, {
+        signal: AbortSignal.timeout(3000),
+      });
+      if (!r.ok) continue;
+      const c = (await r.json()) as { members: { name: string; role: string }[] };
+      return c.members.find((m) => m.role === 'leader' || m.role === 'master')?.name;
+    } catch {
+      // next member
+    }
+  }
+  return undefined;
+}
+
+/** Bounded wait for a writable leader with every other member streaming from it (lag < 1 MiB); its name. */
+export async function waitHealthyDirect(inv: Inventory, timeoutMs = 180_000): Promise<string> {
+  let leader = '';
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const l = await leaderDirect(inv);
+      const node = inv.nodes.postgres.find((n) => n.hostname === l);
+      if (l && node) {
+        const r = await sqlAs(inv, node.ip, inv.ports.postgresql, async (c) => {
+          const q = await c.query<{ n: number; rec: boolean }>(
+            `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING}
+                     and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::int as n,
+                    pg_is_in_recovery() as rec`,
+          );
+          return q.rows[0]!;
+        });
+        leader = l;
+        if (!r.rec && r.n === inv.nodes.postgres.length - 1) return leader;
+      }
+    } catch {
+      // not yet
+    }
+    if (Date.now() >= deadline)
+      throw new Error(`no healthy cluster within ${timeoutMs} ms (last leader seen: ${leader || 'none'})`);
+    await sleep(1000);
+  }
+}

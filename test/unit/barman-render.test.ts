@@ -12,7 +12,14 @@ import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { loadInventory } from '../../runbooks/inventory';
 import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
-import { renderBackupFiles, renderPatroniYml, renderPgHba, type RenderedFile } from '../../activities/render';
+import {
+  renderBackupFiles,
+  renderBarmanRetentionConf,
+  renderPatroniYml,
+  renderPgHba,
+  type RenderedFile,
+} from '../../activities/render';
+import { parseRetention } from '../../runbooks/retention';
 import { barmanConninfo } from '../../runbooks/topology';
 
 const root = join(__dirname, '..', '..');
@@ -158,5 +165,37 @@ void describe('the cluster side of the backup CT', () => {
       bootstrap: { dcs: Record<string, unknown> };
     };
     assert.equal(yml.bootstrap.dcs.slots, undefined);
+  });
+});
+
+void describe('retention: Barman’s two policy forms, in a drop-in beside the server file', () => {
+  void it('accepts RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS and REDUNDANCY n, normalised; refuses the rest naming the fix', () => {
+    assert.equal(parseRetention('--retention', 'recovery window of 7 days'), 'RECOVERY WINDOW OF 7 DAYS');
+    assert.equal(parseRetention('--retention', ' REDUNDANCY   3 '), 'REDUNDANCY 3');
+    assert.equal(parseRetention('--retention', 'RECOVERY WINDOW OF 2 WEEKS'), 'RECOVERY WINDOW OF 2 WEEKS');
+    for (const bad of [
+      'REDUNDANCY 0',
+      'REDUNDANCY -1',
+      'RECOVERY WINDOW OF 7 YEARS',
+      'RECOVERY WINDOW OF 7 DAYS\nretention_policy_mode = manual',
+      'KEEP 3',
+      '',
+    ])
+      assert.throws(() => parseRetention('--retention', bad), /--retention .*'REDUNDANCY <n>'/, bad);
+  });
+
+  void it('renders the policy for the server section (golden: test/golden/barman-retention/)', async () => {
+    const inv = await lab();
+    const f = renderBarmanRetentionConf(inv, 'RECOVERY WINDOW OF 7 DAYS');
+    assert.equal(f.path, '/etc/barman.d/lab.retention.conf');
+    assert.equal(ini(f.content).retention_policy, 'RECOVERY WINDOW OF 7 DAYS');
+    assert.match(f.content, /^\[lab\]$/m);
+    const golden = join(root, 'test', 'golden', 'barman-retention', 'lab.retention.conf');
+    if (update) {
+      await mkdir(dirname(golden), { recursive: true });
+      await writeFile(golden, f.content);
+    }
+    assert.equal(f.content, await readFile(golden, 'utf8'), 'UPDATE_GOLDEN=1 to accept');
+    assert.throws(() => renderBarmanRetentionConf(inv, 'REDUNDANCY 3\n[barman]'), /parseRetention/);
   });
 });

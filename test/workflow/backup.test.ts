@@ -31,9 +31,28 @@ const labInput = (cluster: string): InventoryInput => {
 
 function mocks() {
   const names: string[] = [];
+  const policies: string[] = [];
   return {
     names,
+    policies,
     activities: {
+      logicalBackup: async (a: { name: string }) => {
+        names.push(`logical:${a.name}`);
+        return { kind: 'logical', name: a.name, databases: ['postgres'], files: [], sizeBytes: 1 };
+      },
+      applyLogicalRetention: async (a: { policy: string }) => {
+        policies.push(`logical:${a.policy}`);
+        return { policy: a.policy, deleted: [], kept: [] };
+      },
+      applyRetention: async (a: { policy: string }) => {
+        policies.push(a.policy);
+        return {
+          policy: a.policy,
+          configured: true,
+          deleted: ['20261128T030000'],
+          kept: ['20261129T120000'],
+        };
+      },
       physicalBackup: async (a: { inv: { cluster: string }; name: string }) => {
         names.push(a.name);
         return { kind: 'physical', backupId: '20261129T120000', name: a.name, server: a.inv.cluster };
@@ -56,9 +75,22 @@ void test('the backup is named after the workflow id and its description is the 
       taskQueue,
     });
     const r = await h.result();
-    assert.deepEqual(m.names, [backupName(h.workflowId)]);
-    assert.equal(r.name, backupName(h.workflowId));
-    assert.equal(r.server, cluster);
+    const { startTime } = await h.describe();
+    assert.deepEqual(m.names, [backupName(h.workflowId, startTime)]);
+    assert.equal(r.name, backupName(h.workflowId, startTime));
+    assert.equal((r as { server?: string }).server, cluster);
+    // The CLI reuses the id once a run ended: the next run's backup has a name of its own.
+    const h2 = await startRunbook<typeof backup>(env.client, {
+      workflow: 'backup',
+      args: [{ inventory: labInput(cluster) }],
+      cluster,
+      operation: 'backup',
+      taskQueue,
+    });
+    assert.equal(h2.workflowId, h.workflowId);
+    await h2.result();
+    assert.equal(m.names.length, 2);
+    assert.notEqual(m.names[1], m.names[0], 'a second run asks for a new backup, not the first one again');
   });
   assert.match(m.names[0]!, /^pgha-[a-z0-9-]+$/);
 });
@@ -87,8 +119,67 @@ void test('a cluster without a backup CT is refused before any activity', async 
   assert.deepEqual(m.names, []);
 });
 
-void test('backupName: stable, Barman-safe', () => {
+void test('backupName: stable, Barman-safe, one per run', () => {
   assert.equal(backupName('backup-labd-1'), 'pgha-backup-labd-1');
+  const at = new Date('2026-11-29T12:13:52.123Z');
+  assert.equal(backupName('backup-labd', at), 'pgha-backup-labd-20261129t121352');
+  assert.match(backupName('x'.repeat(200), at), /^pgha-x{60}-20261129t121352$/);
+  assert.match(backupName('backup-labd-2026-11-29T03:00:00Z', at), /^pgha-[a-z0-9-]{1,80}$/);
   assert.equal(backupName('Backup_Lab/2'), 'pgha-backup-lab-2');
   assert.ok(backupName('x'.repeat(200)).length <= 85);
+});
+
+void test('a retention policy is applied after the backup; a bad one is refused before any activity', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('backup');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('bk');
+  await worker.runUntil(async () => {
+    const run = async (retention: string) =>
+      (
+        await startRunbook<typeof backup>(env.client, {
+          workflow: 'backup',
+          args: [{ inventory: labInput(cluster), retention }],
+          cluster,
+          operation: 'backup',
+          taskQueue,
+        })
+      ).result();
+    const r = await run('redundancy  3');
+    assert.deepEqual(m.policies, ['REDUNDANCY 3']);
+    assert.deepEqual(r.retention?.deleted, ['20261128T030000']);
+    await assert.rejects(run('KEEP FOREVER'), (e: unknown) => {
+      assert.ok(e instanceof WorkflowFailedError);
+      assert.match(
+        String(e.cause?.message),
+        /retention "KEEP FOREVER" is not a retention policy.*REDUNDANCY <n>/,
+      );
+      return true;
+    });
+  });
+  assert.equal(m.names.length, 1, 'the refused run took no backup');
+  assert.equal(m.policies.length, 1);
+});
+
+void test('--kind logical runs the logical dump and its own retention, never Barman', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('backup');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('bk');
+  await worker.runUntil(async () => {
+    const r = await (
+      await startRunbook<typeof backup>(env.client, {
+        workflow: 'backup',
+        args: [{ inventory: labInput(cluster), kind: 'logical', retention: 'REDUNDANCY 2' }],
+        cluster,
+        operation: 'backup',
+        taskQueue,
+      })
+    ).result();
+    assert.equal(r.kind, 'logical');
+    assert.equal(r.retention?.policy, 'REDUNDANCY 2');
+  });
+  assert.equal(m.names.length, 1);
+  assert.match(m.names[0]!, /^logical:pgha-/);
+  assert.deepEqual(m.policies, ['logical:REDUNDANCY 2']);
 });

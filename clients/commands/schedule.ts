@@ -1,0 +1,124 @@
+/**
+ *   pgha schedule backup --cluster FILE --cron '0 3 * * *' [--kind physical|logical]
+ *                        [--retention 'RECOVERY WINDOW OF 7 DAYS' | 'REDUNDANCY 3'] [--catchup 1h]
+ *   pgha schedule list [--cluster NAME] | describe ID | pause ID [--reason R] | unpause ID | trigger ID | delete ID
+ *
+ * Backup schedules (clients/schedules.ts): one Temporal Schedule per cluster and kind. Every flag is
+ * checked before anything is created; this file only parses and prints.
+ */
+import { ScheduleOverlapPolicy } from '@temporalio/client';
+import type { Command } from 'commander';
+import { operator } from '../operator';
+import { withClient } from '../connection';
+import { inventoryInput } from '../inventory-input';
+import {
+  BACKUP_KINDS,
+  checkCron,
+  describeSchedule,
+  listBackupSchedules,
+  upsertBackupSchedule,
+  type BackupKind,
+} from '../schedules';
+import { parseRetention } from '../../runbooks/retention';
+
+function fail(msg: string): void {
+  console.error(`pgha: ${msg}`);
+  process.exitCode = 2;
+}
+
+export function register(program: Command): void {
+  const schedule = program.command('schedule').description('backup schedules (Temporal Schedules)');
+
+  schedule
+    .command('backup')
+    .description('create (or update) the cluster’s backup schedule of a kind')
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .requiredOption('--cron <expr>', "five cron fields in UTC, e.g. '0 3 * * *'")
+    .option('--kind <kind>', 'physical (Barman) or logical (pg_dump)', 'physical')
+    .option(
+      '--retention <policy>',
+      "'RECOVERY WINDOW OF 7 DAYS' or 'REDUNDANCY 3', applied after each backup",
+    )
+    .option('--catchup <duration>', 'a missed run is made up within this window', '1h')
+    .action(
+      async (o: { cluster: string; cron: string; kind: string; retention?: string; catchup: string }) => {
+        // Every flag first: nothing is created on a bad one.
+        if (!(BACKUP_KINDS as readonly string[]).includes(o.kind))
+          return fail(`--kind ${o.kind}: expected physical or logical`);
+        try {
+          checkCron(o.cron);
+          if (o.retention !== undefined) parseRetention('--retention', o.retention);
+        } catch (err) {
+          return fail((err as Error).message);
+        }
+        if (!/^[1-9][0-9]*(s|m|h|d)$/.test(o.catchup))
+          return fail(`--catchup ${o.catchup}: expected a duration such as 10m, 1h or 1d`);
+        const { input, inventory } = await inventoryInput(o.cluster);
+        if (inventory.nodes.backup.length === 0)
+          return fail(`${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
+        await withClient(async (client) => {
+          const { handle, created } = await upsertBackupSchedule(client, {
+            cluster: inventory.cluster,
+            inventory: input,
+            cron: o.cron,
+            kind: o.kind as BackupKind,
+            retention: o.retention,
+            catchupWindow: o.catchup as `${number}h`,
+            operator: operator(),
+          });
+          console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
+          console.log(describeSchedule(await handle.describe()));
+        });
+      },
+    );
+
+  schedule
+    .command('list')
+    .description('pgha’s backup schedules')
+    .option('--cluster <name>', 'only this cluster’s')
+    .action(async (o: { cluster?: string }) => {
+      await withClient(async (client) => {
+        const rows = await listBackupSchedules(client, o.cluster);
+        if (rows.length === 0) console.log('no backup schedules');
+        for (const r of rows)
+          console.log(
+            `${r.scheduleId}  ${r.paused ? 'PAUSED' : 'active'}  '${r.memo?.cron ?? '?'}'  retention ${r.memo?.retention ?? 'none'}  next ${r.next?.toISOString() ?? '-'}${r.note ? `  (${r.note})` : ''}`,
+          );
+      });
+    });
+
+  const byId = (name: string, what: string, act: (id: string, o: { reason?: string }) => Promise<string>) =>
+    schedule
+      .command(`${name} <id>`)
+      .description(what)
+      .option('--reason <text>', 'recorded in the schedule’s note (pause)')
+      .action(async (id: string, o: { reason?: string }) => console.log(await act(id, o)));
+
+  byId('describe', 'settings, state, last runs and next due times', (id) =>
+    withClient(async (c) => describeSchedule(await c.schedule.getHandle(id).describe())),
+  );
+  byId('pause', 'stop starting backups until unpaused', (id, o) =>
+    withClient(async (c) => {
+      await c.schedule.getHandle(id).pause(`paused by ${operator()}${o.reason ? `: ${o.reason}` : ''}`);
+      return `paused ${id}`;
+    }),
+  );
+  byId('unpause', 'start backups again at the next due time', (id) =>
+    withClient(async (c) => {
+      await c.schedule.getHandle(id).unpause(`unpaused by ${operator()}`);
+      return `unpaused ${id}`;
+    }),
+  );
+  byId('trigger', 'start a backup now (skipped if one of this schedule still runs)', (id) =>
+    withClient(async (c) => {
+      await c.schedule.getHandle(id).trigger(ScheduleOverlapPolicy.SKIP);
+      return `triggered ${id}: follow it with \`pgha runs --cluster ...\``;
+    }),
+  );
+  byId('delete', 'delete the schedule (backups already taken stay)', (id) =>
+    withClient(async (c) => {
+      await c.schedule.getHandle(id).delete();
+      return `deleted ${id}`;
+    }),
+  );
+}

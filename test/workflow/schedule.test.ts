@@ -1,0 +1,164 @@
+/**
+ * Backup schedules (clients/schedules.ts) on a real dev server with the backup activities mocked:
+ * created with overlap SKIP, a catch-up window and pause on failure, the cron / kind / retention in
+ * its memo and note; its action holds the inventory with secret references only; a trigger starts
+ * a backup run that applies the retention; a second `schedule backup` updates it instead of adding
+ * one; a failed backup pauses it; delete removes it. Bad flags are refused before anything exists.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import {
+  backupScheduleId,
+  describeSchedule,
+  listBackupSchedules,
+  upsertBackupSchedule,
+} from '../../clients/schedules';
+import type { BackupScheduleMemo } from '../../clients/schedules';
+import type { InventoryInput } from '../../runbooks/schema';
+import type { BackupInput } from '../../workflows/backup';
+import { repoRoot } from '../helpers/local-common';
+import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
+
+let env: TestWorkflowEnvironment;
+before(async () => {
+  env = await startTestServer();
+});
+after(async () => {
+  await env?.teardown();
+});
+
+const labInput = (cluster: string): InventoryInput => {
+  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as InventoryInput;
+  return { ...raw, cluster };
+};
+
+function mocks(fail = false) {
+  const calls: { name?: string; policy?: string }[] = [];
+  return {
+    calls,
+    activities: {
+      physicalBackup: async (a: { inv: { cluster: string }; name: string }) => {
+        calls.push({ name: a.name });
+        if (fail) throw new Error('barman backup failed (mock)');
+        return { kind: 'physical', backupId: '20261129T030000', name: a.name, server: a.inv.cluster };
+      },
+      applyRetention: async (a: { policy: string }) => {
+        calls.push({ policy: a.policy });
+        return {
+          policy: a.policy,
+          configured: true,
+          deleted: ['20261120T030000'],
+          kept: ['20261129T030000'],
+        };
+      },
+    },
+  };
+}
+
+void test('create, describe, trigger (a backup with its retention), update, delete', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('sched');
+  const cluster = uniqueId('sc');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const o = {
+    cluster,
+    inventory: labInput(cluster),
+    cron: '0 3 * * *',
+    retention: 'redundancy 3',
+    taskQueue,
+    operator: 'alice',
+  };
+  const { handle, created } = await upsertBackupSchedule(env.client, o);
+  assert.equal(created, true);
+  assert.equal(handle.scheduleId, backupScheduleId(cluster, 'physical'));
+  const d = await handle.describe();
+  assert.equal(d.policies.overlap, 'SKIP');
+  assert.equal(d.policies.pauseOnFailure, true);
+  assert.equal(d.policies.catchupWindow, 3600_000);
+  const memo = d.memo as unknown as BackupScheduleMemo;
+  assert.equal(memo.retention, 'REDUNDANCY 3');
+  assert.equal(memo.cron, '0 3 * * *');
+  assert.equal(memo.kind, 'physical');
+  assert.match(d.state.note ?? '', /retention REDUNDANCY 3/);
+  assert.match(describeSchedule(d), /retention REDUNDANCY 3/);
+  // The action's input: the inventory with references only, never a secret's value.
+  const args = (d.action as { args?: unknown[] }).args as [BackupInput];
+  assert.equal(args[0].retention, 'REDUNDANCY 3');
+  for (const [k, v] of Object.entries(args[0].inventory.secrets as Record<string, string>))
+    assert.match(v, /^(file|env):/, `secrets.${k} is a reference`);
+  assert.deepEqual(
+    (await listBackupSchedules(env.client, cluster)).map((s) => s.scheduleId),
+    [handle.scheduleId],
+  );
+
+  await worker.runUntil(async () => {
+    await handle.trigger(ScheduleOverlapPolicy.SKIP);
+    const ran = await eventually(
+      'the triggered backup run',
+      async () => (await handle.describe()).info.recentActions,
+      (a) => a.length === 1,
+    );
+    const wf = ran[0]!.action.workflow;
+    assert.match(wf.workflowId, new RegExp(`^backup-${cluster}-`));
+    const r = (await env.client.workflow.getHandle(wf.workflowId, wf.firstExecutionRunId).result()) as {
+      name: string;
+      retention?: { policy: string; deleted: string[] };
+    };
+    assert.deepEqual(r.retention?.deleted, ['20261120T030000']);
+    assert.deepEqual(m.calls, [{ name: r.name }, { policy: 'REDUNDANCY 3' }]);
+  });
+
+  // Again with other settings: the same schedule, updated.
+  const again = await upsertBackupSchedule(env.client, { ...o, cron: '30 2 * * *', retention: undefined });
+  assert.equal(again.created, false);
+  const d2 = await handle.describe();
+  assert.equal((d2.memo as unknown as BackupScheduleMemo).cron, '0 3 * * *', 'memo is set at creation');
+  assert.match(d2.state.note ?? '', /'30 2 \* \* \*', no retention/);
+  assert.equal(((d2.action as { args?: unknown[] }).args as [BackupInput])[0].retention, undefined);
+
+  await handle.delete();
+  await assert.rejects(handle.describe(), ScheduleNotFoundError);
+});
+
+void test('a failed backup pauses the schedule', async () => {
+  const m = mocks(true);
+  const taskQueue = uniqueId('sched');
+  const cluster = uniqueId('sc');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const { handle } = await upsertBackupSchedule(env.client, {
+    cluster,
+    inventory: labInput(cluster),
+    cron: '0 3 * * *',
+    taskQueue,
+  });
+  await worker.runUntil(async () => {
+    await handle.trigger(ScheduleOverlapPolicy.SKIP);
+    await eventually(
+      'the schedule paused after the failed run',
+      async () => (await handle.describe()).state.paused,
+      (p) => p,
+      120_000,
+    );
+  });
+  assert.ok(m.calls.length >= 1);
+  await handle.delete();
+});
+
+void test('bad flags are refused before anything is created', async () => {
+  const cluster = uniqueId('sc');
+  const base = { cluster, inventory: labInput(cluster), cron: '0 3 * * *' };
+  await assert.rejects(
+    upsertBackupSchedule(env.client, { ...base, cron: '0 3 * *' }),
+    /--cron .*five cron fields/,
+  );
+  await assert.rejects(
+    upsertBackupSchedule(env.client, { ...base, retention: 'KEEP FOREVER' }),
+    /--retention .*'REDUNDANCY <n>'/,
+  );
+  assert.deepEqual(await listBackupSchedules(env.client, cluster), []);
+});
