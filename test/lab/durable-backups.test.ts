@@ -10,7 +10,9 @@
  *  - WAL streaming across a switchover: `barman check` passes again and the permanent slot is
  *    active on the new leader (receive-wal follows through HAProxy's write port), a WAL switch is
  *    archived.
- * The cluster is deployed first (deployCluster: idempotent, fast on a deployed cluster).
+ * The cluster is deployed first (deployCluster: idempotent, fast on a deployed cluster). The file's
+ * name sorts after deploy.test.ts (node runs the files sorted): in CI the cluster deploy.test.ts
+ * leaves is used as it is, instead of a deploy here that deploy.test.ts's reset then throws away.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
