@@ -20,7 +20,7 @@ import type { EtcdEndpointHealth, EtcdMember } from '../../activities/etcd';
 import { CLUSTER_MARKER } from '../../activities/nodes/types';
 import { Failures } from '../../runbooks/failures';
 import { parseInventory } from '../../runbooks/schema';
-import type { Inventory } from '../../runbooks/schema';
+import type { Inventory, InventoryInput } from '../../runbooks/schema';
 import { checkedEdit, editInventoryFile, setEtcdMemberAt } from '../../clients/inventory-edit';
 import { withEtcdMemberAt } from '../../workflows/etcd-replace';
 import { repoRoot } from '../helpers/local-common';
@@ -31,7 +31,7 @@ const raw = (() => {
   const secrets = Object.fromEntries(
     Object.keys(r.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
   );
-  return { ...r, secrets } as Parameters<typeof parseInventory>[0];
+  return { ...r, secrets } as InventoryInput;
 })();
 const inv: Inventory = parseInventory(raw);
 const moved: Inventory = parseInventory(withEtcdMemberAt(raw, 'etcd3', { vmid: 112, ip: '10.213.50.54' }));
