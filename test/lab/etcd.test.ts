@@ -12,7 +12,12 @@
  *     member's DB shrinks (sizes printed), Patroni's keys are still there;
  *  3. etcdSnapshot: the file in the Proxmox host's directory with the hash the report gives, a
  *     revision and keys from `snapshot status`; the retention keeps the newest `keep`;
- *  4. patroniDcsClean while Patroni runs: refused, no key deleted.
+ *  4. patroniDcsClean while Patroni runs: refused, no key deleted;
+ *  5. etcdReplace: refused while the member is healthy; then its CT destroyed (`pgha lab fault
+ *     destroy-ct`) and made again empty (`pgha lab up`), replaced: checked with etcdctl in the CTs
+ *     (3 members started under their names, the new one with a new id, all healthy, one leader,
+ *     one raft term, the raft indexes equal), Patroni's leader key there, rows intact, and a
+ *     switchover through pgha afterwards.
  * The cluster is deployed first if needed (deployCluster is idempotent and quick on a deployed one).
  */
 import { after, before, test } from 'node:test';
@@ -32,6 +37,9 @@ import { Failures } from '../../runbooks/failures';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { etcdMaintain, etcdRestart, etcdSnapshot, patroniDcsClean } from '../../workflows/etcd';
+import type { etcdReplace } from '../../workflows/etcd-replace';
+import type { switchover } from '../../workflows/switchover';
+import { fault, up } from '../../lab';
 import { errorMessage } from '../../workflows/steps';
 import { inCt, sqlAs, LabWriter, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
@@ -425,5 +433,133 @@ void test(
     } finally {
       c.close();
     }
+  },
+);
+
+/** etcdctl (v3 API) inside etcd CT `vmid` against every member; its stdout. */
+function etcdctl(vmid: number, args: string[], timeoutMs = 30_000): string {
+  return inCt(
+    vmid,
+    ['env', 'ETCDCTL_API=3', `${inv.etcd.binDir}/etcdctl`, `--endpoints=${endpoints().join(',')}`, ...args],
+    { timeoutMs },
+  );
+}
+/** `etcdctl member list`: id, status (started/unstarted), name per member. */
+function memberList(vmid: number): { id: string; status: string; name: string }[] {
+  return etcdctl(vmid, ['member', 'list'])
+    .trim()
+    .split('\n')
+    .map((l) => l.split(',').map((x) => x.trim()))
+    .map(([id, status, name]) => ({ id: id!, status: status!, name: name ?? '' }));
+}
+/** `etcdctl endpoint status`: per endpoint its member id, leader flag, raft term and index. */
+function endpointStatus(vmid: number) {
+  return etcdctl(vmid, ['endpoint', 'status'])
+    .trim()
+    .split('\n')
+    .map((l) => l.split(',').map((x) => x.trim()))
+    .map((f) => ({
+      endpoint: f[0]!,
+      id: f[1]!,
+      leader: f[4] === 'true',
+      term: Number(f[6]),
+      index: Number(f[7]),
+    }));
+}
+
+void test(
+  'etcd replace: refused while healthy; a destroyed member replaced by a fresh CT, etcd and Patroni whole, a switchover after',
+  { skip, timeout: 600_000 },
+  async () => {
+    const victim = inv.nodes.etcd[inv.nodes.etcd.length - 1]!;
+    const witness = inv.nodes.etcd[0]!;
+    const start = (suffix: string) =>
+      startRunbook<typeof etcdReplace>(env.client, {
+        workflow: 'etcdReplace',
+        args: [{ inventory: input, member: victim.hostname }],
+        cluster: inv.cluster,
+        operation: 'etcd-replace',
+        suffix: uniqueId(suffix),
+        taskQueue,
+      });
+    // Healthy: refused, the member list unchanged.
+    const listBefore = memberList(witness.vmid);
+    const f = await failure((await start('healthy')).result());
+    assert.equal(f.type, Failures.EtcdRefused);
+    assert.match(
+      f.message,
+      new RegExp(`${victim.hostname} is healthy: .*pgha etcd restart --member ${victim.hostname}`),
+    );
+    assert.deepEqual(memberList(witness.vmid), listBefore);
+    const oldId = listBefore.find((m) => m.name === victim.hostname)!.id;
+
+    const leader = await healthy();
+    const table = `etcd_replace_${Date.now()}`;
+    await sqlAs(inv, pg(leader).ip, inv.ports.postgresql, async (c) => {
+      await c.query(`create table ${table} (id int primary key)`);
+      await c.query(`insert into ${table} select generate_series(1, 1000)`);
+    });
+    // The member's CT gone for good, then a fresh one made in its place (the operator's pct create).
+    console.log(fault.destroyCt(victim.vmid, { inventory: LAB }));
+    up({ inventory: LAB, log: () => undefined });
+    assert.throws(
+      () => inCt(victim.vmid, ['test', '-e', `${inv.etcd.dataDir}/member`]),
+      'the fresh CT has no etcd data',
+    );
+
+    const t0 = Date.now();
+    const r = await (await start('replace')).result();
+    console.log(
+      `etcd replace took ${Date.now() - t0} ms: removed ${r.removed}, added ${r.added}, member ${r.joined.memberId}`,
+    );
+    assert.equal(r.removed, 'removed');
+    assert.equal(r.added, 'added');
+
+    // etcd, as etcdctl sees it from another member: 3 started members under their names, the
+    // replaced one with a new id; every endpoint healthy; one leader; one term; indexes equal.
+    const list = memberList(witness.vmid);
+    assert.deepEqual(
+      list.map((m) => `${m.name} ${m.status}`).sort(),
+      inv.nodes.etcd.map((n) => `${n.hostname} started`).sort(),
+    );
+    const fresh = list.find((m) => m.name === victim.hostname)!;
+    assert.notEqual(fresh.id, oldId);
+    assert.equal(fresh.id, r.joined.memberId);
+    etcdctl(witness.vmid, ['endpoint', 'health']); // exits non-zero when one is not healthy
+    let status = endpointStatus(witness.vmid);
+    await waitFor('every member at the same raft index', 30_000, async () => {
+      status = endpointStatus(witness.vmid);
+      return new Set(status.map((s) => s.index)).size === 1;
+    });
+    assert.equal(status.filter((s) => s.leader).length, 1, JSON.stringify(status));
+    assert.equal(new Set(status.map((s) => s.term)).size, 1, JSON.stringify(status));
+    assert.match(inCt(victim.vmid, ['cat', '/etc/etcd/etcd.conf']), /^ETCD_INITIAL_CLUSTER_STATE=existing$/m);
+    // Patroni's leader key is there (read on the new member itself), and the rows are intact.
+    const key = inCt(victim.vmid, [
+      'env',
+      'ETCDCTL_API=3',
+      `${inv.etcd.binDir}/etcdctl`,
+      '--endpoints=http://127.0.0.1:2379',
+      'get',
+      '--print-value-only',
+      leaderKey(),
+    ]).trim();
+    assert.equal(key, leader);
+    // A switchover through pgha afterwards: the new etcd carries Patroni's hand-off.
+    const sw = await startRunbook<typeof switchover>(env.client, {
+      workflow: 'switchover',
+      args: [{ inventory: input }],
+      cluster: inv.cluster,
+      operation: 'switchover',
+      suffix: uniqueId('after-replace'),
+      taskQueue,
+    });
+    await sw.result();
+    const newLeader = await healthy();
+    assert.notEqual(newLeader, leader);
+    const n = await sqlAs(inv, pg(newLeader).ip, inv.ports.postgresql, async (c) =>
+      Number((await c.query<{ n: string }>(`select count(*) as n from ${table}`)).rows[0]!.n),
+    );
+    assert.equal(n, 1000);
   },
 );
