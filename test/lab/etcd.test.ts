@@ -17,7 +17,10 @@
  *     destroy-ct`) and made again empty (`pgha lab up`), replaced: checked with etcdctl in the CTs
  *     (3 members started under their names, the new one with a new id, all healthy, one leader,
  *     one raft term, the raft indexes equal), Patroni's leader key there, rows intact, and a
- *     switchover through pgha afterwards.
+ *     switchover through pgha afterwards;
+ *  6. the restore of the whole etcd cluster from a snapshot, exactly the steps of runbooks/README.md
+ *     ("Restoring etcd from a snapshot"), after 2 of 3 members lost their data: a new etcd cluster
+ *     (new member ids), Patroni's running primary still the leader with its key, every row there.
  * The cluster is deployed first if needed (deployCluster is idempotent and quick on a deployed one).
  */
 import { after, before, test } from 'node:test';
@@ -561,5 +564,119 @@ void test(
       Number((await c.query<{ n: string }>(`select count(*) as n from ${table}`)).rows[0]!.n),
     );
     assert.equal(n, 1000);
+  },
+);
+
+void test(
+  'etcd restore from a snapshot after quorum is lost for good (the documented steps): Patroni leads, rows intact',
+  { skip, timeout: 600_000 },
+  async () => {
+    const leader = await healthy();
+    const table = `etcd_restore_${Date.now()}`;
+    const sql = <T>(member: string, q: string) =>
+      sqlAs(inv, pg(member).ip, inv.ports.postgresql, async (c) => (await c.query(q)).rows as T[]);
+    await sql(leader, `create table ${table} (id int primary key)`);
+    await sql(leader, `insert into ${table} select generate_series(1, 1000)`);
+    const snap = await (
+      await startRunbook<typeof etcdSnapshot>(env.client, {
+        workflow: 'etcdSnapshot',
+        args: [
+          { inventory: input, keep: 1, dir: `/var/lib/pgha/etcd-snapshots/${inv.cluster}-restore-test` },
+        ],
+        cluster: inv.cluster,
+        operation: 'etcd-snapshot',
+        suffix: uniqueId('before-loss'),
+        taskQueue,
+      })
+    ).result();
+    await sql(leader, `insert into ${table} select generate_series(1001, 1100)`);
+    const idsBefore = memberList(inv.nodes.etcd[0]!.vmid).map((m) => m.id);
+    // Quorum lost for good: two members lose their data.
+    for (const n of inv.nodes.etcd.slice(1)) {
+      inCt(n.vmid, ['systemctl', 'stop', 'etcd'], { timeoutMs: 60_000 });
+      inCt(n.vmid, ['rm', '-rf', `${inv.etcd.dataDir}/member`]);
+    }
+    const lostAt = Date.now();
+    const pct = (argv: string[]) =>
+      execFileSync(join(repoRoot, 'lab/pct'), argv, { encoding: 'utf8', timeout: 120_000 });
+    const ctl = (vmid: number, args: string[]) =>
+      pct(['exec', String(vmid), '--', 'env', 'ETCDCTL_API=3', `${inv.etcd.binDir}/etcdctl`, ...args]);
+    const all = `--endpoints=${endpoints().join(',')}`;
+    const first = inv.nodes.etcd[0]!;
+    // 1. quorum gone (endpoint health exits non-zero).
+    assert.throws(() => ctl(first.vmid, [all, '--command-timeout=3s', 'endpoint', 'health']));
+    // 2. the snapshot, checked.
+    assert.equal(createHash('sha256').update(readFileSync(snap.path)).digest('hex'), snap.sha256);
+    const db = '/var/tmp/etcd-restore.db';
+    pct(['push', String(first.vmid), snap.path, db]);
+    assert.match(
+      ctl(first.vmid, ['snapshot', 'status', db, '-w', 'table']),
+      new RegExp(`\\| +${snap.revision} \\|`),
+    );
+    // 3. etcd stopped everywhere.
+    for (const n of inv.nodes.etcd) pct(['exec', String(n.vmid), '--', 'systemctl', 'stop', 'etcd']);
+    // 4. on each member: the snapshot pushed, the old data dir aside, restored into the data dir.
+    const initialCluster = inv.nodes.etcd
+      .map((n) => `${n.hostname}=http://${n.ip}:${inv.ports.etcdPeer}`)
+      .join(',');
+    const aside = `${inv.etcd.dataDir}.before-restore`;
+    for (const n of inv.nodes.etcd) {
+      const v = String(n.vmid);
+      pct(['push', v, snap.path, db]);
+      pct(['exec', v, '--', 'mv', inv.etcd.dataDir, aside]);
+      ctl(n.vmid, [
+        'snapshot',
+        'restore',
+        db,
+        '--name',
+        n.hostname,
+        '--initial-cluster',
+        initialCluster,
+        '--initial-cluster-token',
+        inv.etcd.clusterToken,
+        '--initial-advertise-peer-urls',
+        `http://${n.ip}:${inv.ports.etcdPeer}`,
+        '--data-dir',
+        inv.etcd.dataDir,
+      ]);
+      pct(['exec', v, '--', 'chown', '-R', `${inv.etcd.user}:${inv.etcd.user}`, inv.etcd.dataDir]);
+      pct(['exec', v, '--', 'chmod', '700', inv.etcd.dataDir]);
+    }
+    // 5. all started together, then healthy, three started members.
+    for (const n of inv.nodes.etcd)
+      pct(['exec', String(n.vmid), '--', 'systemctl', 'start', '--no-block', 'etcd']);
+    await waitFor('etcd healthy after the restore', 120_000, async () => {
+      try {
+        ctl(first.vmid, [all, '--command-timeout=3s', 'endpoint', 'health']);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const restored = memberList(first.vmid);
+    assert.deepEqual(
+      restored.map((m) => `${m.name} ${m.status}`).sort(),
+      inv.nodes.etcd.map((n) => `${n.hostname} started`).sort(),
+    );
+    assert.ok(
+      restored.every((m) => !idsBefore.includes(m.id)),
+      'a new etcd cluster: new member ids',
+    );
+    console.log(`etcd back ${Date.now() - lostAt} ms after the loss (restore steps included)`);
+    // 6. Patroni's leader key names the running primary, renewed (the leader did not change since the snapshot).
+    const { name: primary } = await leaderNow();
+    assert.equal(primary, leader);
+    await waitFor("Patroni's leader key names the running primary", 90_000, async () => {
+      try {
+        return ctl(first.vmid, [all, 'get', '--print-value-only', leaderKey()]).trim() === primary;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(await healthy(), leader);
+    const n = await sql<{ n: string }>(leader, `select count(*) as n from ${table}`);
+    assert.equal(Number(n[0]!.n), 1100, 'the rows written before and after the snapshot');
+    // 7. the old data dirs go.
+    for (const m of inv.nodes.etcd) pct(['exec', String(m.vmid), '--', 'rm', '-rf', aside, db]);
   },
 );
