@@ -20,7 +20,8 @@
  *     switchover through pgha afterwards;
  *  6. the restore of the whole etcd cluster from a snapshot, exactly the steps of runbooks/README.md
  *     ("Restoring etcd from a snapshot"), after 2 of 3 members lost their data: a new etcd cluster
- *     (new member ids), Patroni's running primary still the leader with its key, every row there.
+ *     (a key written after the snapshot gone), Patroni's running primary still the leader with its
+ *     key, every row there.
  * The cluster is deployed first if needed (deployCluster is idempotent and quick on a deployed one).
  */
 import { after, before, test } from 'node:test';
@@ -590,7 +591,9 @@ void test(
       })
     ).result();
     await sql(leader, `insert into ${table} select generate_series(1001, 1100)`);
-    const idsBefore = memberList(inv.nodes.etcd[0]!.vmid).map((m) => m.id);
+    // A key written after the snapshot: the restored cluster must not have it.
+    const marker = `/pgha-test/after-snapshot/${table}`;
+    etcdctl(inv.nodes.etcd[0]!.vmid, ['put', marker, 'x']);
     // Quorum lost for good: two members lose their data.
     for (const n of inv.nodes.etcd.slice(1)) {
       inCt(n.vmid, ['systemctl', 'stop', 'etcd'], { timeoutMs: 60_000 });
@@ -598,7 +601,11 @@ void test(
     }
     const lostAt = Date.now();
     const pct = (argv: string[]) =>
-      execFileSync(join(repoRoot, 'lab/pct'), argv, { encoding: 'utf8', timeout: 120_000 });
+      execFileSync(join(repoRoot, 'lab/pct'), argv, {
+        encoding: 'utf8',
+        timeout: 120_000,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
     const ctl = (vmid: number, args: string[]) =>
       pct(['exec', String(vmid), '--', 'env', 'ETCDCTL_API=3', `${inv.etcd.binDir}/etcdctl`, ...args]);
     const all = `--endpoints=${endpoints().join(',')}`;
@@ -658,9 +665,14 @@ void test(
       restored.map((m) => `${m.name} ${m.status}`).sort(),
       inv.nodes.etcd.map((n) => `${n.hostname} started`).sort(),
     );
+    // The store is the snapshot's: the later key is not there, the revision went on from the snapshot's.
+    assert.equal(ctl(first.vmid, [all, 'get', '--print-value-only', marker]).trim(), '');
+    const rev = JSON.parse(ctl(first.vmid, [all, 'get', '-w', 'json', leaderKey()])) as {
+      header: { revision: number };
+    };
     assert.ok(
-      restored.every((m) => !idsBefore.includes(m.id)),
-      'a new etcd cluster: new member ids',
+      rev.header.revision >= snap.revision!,
+      `revision ${rev.header.revision} after the snapshot's ${snap.revision}`,
     );
     console.log(`etcd back ${Date.now() - lostAt} ms after the loss (restore steps included)`);
     // 6. Patroni's leader key names the running primary, renewed (the leader did not change since the snapshot).
