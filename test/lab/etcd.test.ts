@@ -675,9 +675,11 @@ void test(
       `revision ${rev.header.revision} after the snapshot's ${snap.revision}`,
     );
     console.log(`etcd back ${Date.now() - lostAt} ms after the loss (restore steps included)`);
-    // 6. Patroni's leader key names the running primary, renewed (the leader did not change since the snapshot).
-    const { name: primary } = await leaderNow();
-    assert.equal(primary, leader);
+    // 6. Patroni has a leader again and its key names it: with failsafe mode the leader rode the
+    // outage out; without it (a cluster bootstrapped before failsafe), it demoted itself when every
+    // etcd refused, and Patroni elects again once the restored leader key's lease ran out.
+    const etcdBack = Date.now();
+    const primary = await healthy();
     await waitFor("Patroni's leader key names the running primary", 90_000, async () => {
       try {
         return ctl(first.vmid, [all, 'get', '--print-value-only', leaderKey()]).trim() === primary;
@@ -685,8 +687,10 @@ void test(
         return false;
       }
     });
-    assert.equal(await healthy(), leader);
-    const n = await sql<{ n: string }>(leader, `select count(*) as n from ${table}`);
+    console.log(
+      `Patroni leader ${primary} (before: ${leader}) with both replicas streaming ${Date.now() - etcdBack} ms after etcd was back`,
+    );
+    const n = await sql<{ n: string }>(primary, `select count(*) as n from ${table}`);
     assert.equal(Number(n[0]!.n), 1100, 'the rows written before and after the snapshot');
     // 7. the old data dirs go.
     for (const m of inv.nodes.etcd) pct(['exec', String(m.vmid), '--', 'rm', '-rf', aside, db]);
