@@ -316,6 +316,17 @@ export const fault = {
     hardStop(vmid);
     return `CT ${vmid} (${node.hostname}) hard-stopped`;
   },
+  /**
+   * A CT gone for good, as `pct destroy` leaves it: stopped, its config and root filesystem removed
+   * (`pgha lab up` makes it again, empty, from the base: the operator's "create a fresh CT").
+   */
+  destroyCt(vmid: number, opts: LabOptions = {}): string {
+    requireRoot();
+    const node = findNode(readLabInventory(opts.inventory), vmid);
+    if (ctState(vmid) === 'absent') return `CT ${vmid} (${node.hostname}) does not exist`;
+    destroy(vmid);
+    return `CT ${vmid} (${node.hostname}) destroyed`;
+  },
   partition(vmid: number, opts: LabOptions = {}): string {
     requireRoot();
     const node = findNode(readLabInventory(opts.inventory), vmid);

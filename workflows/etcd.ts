@@ -40,7 +40,7 @@ import { runbook } from './steps';
 const final = [Failures.EtcdRefused, Failures.EtcdFailed];
 
 /** Looks and quick acts (pre-check, health, compaction): a refusal is final. */
-const check = proxyActivities<Activities>({
+export const check = proxyActivities<Activities>({
   startToCloseTimeout: '3m',
   heartbeatTimeout: '1m',
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
@@ -49,7 +49,7 @@ const check = proxyActivities<Activities>({
  * One member's restart or defragmentation, or a snapshot: an act + a bounded wait that heartbeats.
  * A 30 s heartbeat timeout notices a dead worker quickly; the retry looks before it acts.
  */
-const member = proxyActivities<Activities>({
+export const member = proxyActivities<Activities>({
   startToCloseTimeout: '15m',
   heartbeatTimeout: '30s',
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
@@ -59,7 +59,7 @@ function etcdNames(inv: Inventory): string[] {
   return inv.nodes.etcd.map((n) => n.hostname);
 }
 
-function checkEtcdMembers(inv: Inventory, members: string[] | undefined): void {
+export function checkEtcdMembers(inv: Inventory, members: string[] | undefined): void {
   if (members === undefined) return;
   if (!Array.isArray(members) || members.length === 0)
     invalidInput('members is empty: name one or more etcd members, or leave it out for all');

@@ -10,3 +10,4 @@ export { upgradePatroni } from './upgrade-patroni';
 export { upgradePostgresql } from './upgrade-postgresql';
 export { backup } from './backup';
 export { clusterGuardian, failoverObserved } from './guardian';
+export { etcdReplace } from './etcd-replace';

@@ -8,6 +8,7 @@
  * - maintain.ts   etcdHealthReport, etcdCompact, etcdDefragMember
  * - snapshot.ts   etcdSnapshotSave
  * - dcs-clean.ts  dcsCleanCheck, dcsCleanDelete
+ * - replace.ts    etcdReplacePrecheck, etcdReplaceRemove, etcdReplaceAdd, etcdReplaceJoined
  *
  * A refusal is a non-retryable ApplicationFailure of type Failures.EtcdRefused that says what was
  * found and what to do; a failed operation is Failures.EtcdFailed.
@@ -17,6 +18,8 @@ import { dcsCleanCheck, dcsCleanDelete } from './dcs-clean';
 import { etcdCompact, etcdDefragMember, etcdHealthReport } from './maintain';
 import { etcdPrecheck } from './precheck';
 import type { EtcdPrecheckArgs } from './precheck';
+import { etcdReplaceAdd, etcdReplaceJoined, etcdReplacePrecheck, etcdReplaceRemove } from './replace';
+import type { EtcdReplaceArgs } from './replace';
 import { etcdRestartMember } from './restart';
 import type { EtcdRestartArgs } from './restart';
 import { etcdSnapshotSave } from './snapshot';
@@ -29,6 +32,7 @@ export type { EtcdCompactResult, EtcdDefragResult, EtcdHealthReport, EtcdMemberS
 export { ETCD_DEFAULT_QUOTA_BYTES } from './maintain';
 export type { EtcdPrecheckArgs, EtcdRestartArgs, EtcdSnapshotArgs };
 export type { EtcdSnapshotResult } from './snapshot';
+export type { EtcdReplaceArgs, EtcdReplacePlan, EtcdReplaceResult } from './replace';
 export { ETCD_SNAPSHOT_DIR } from './snapshot';
 export { etcdRestartIntentKey } from './restart';
 
@@ -43,6 +47,15 @@ export function createEtcdOpsActivities(deps: EtcdOpsDeps) {
     etcdSnapshotSave: (args: EtcdSnapshotArgs) => etcdSnapshotSave(deps, args),
     dcsCleanCheck: (args: { inv: Inventory }) => dcsCleanCheck(deps, args),
     dcsCleanDelete: (args: { inv: Inventory }) => dcsCleanDelete(deps, args),
+    etcdReplacePrecheck: (args: EtcdReplaceArgs) => etcdReplacePrecheck(deps, args),
+    etcdReplaceRemove: (args: EtcdReplaceArgs & { oldId: string }) => etcdReplaceRemove(deps, args),
+    etcdReplaceAdd: (args: EtcdReplaceArgs & { oldId?: string }) => etcdReplaceAdd(deps, args),
+    etcdReplaceJoined: (args: {
+      next: Inventory;
+      member: string;
+      memberId: string;
+      waitTimeoutMs?: number;
+    }) => etcdReplaceJoined(deps, args),
   };
 }
 

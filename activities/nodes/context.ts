@@ -4,7 +4,7 @@ import type { Inventory, Node, Role } from '../../runbooks/schema';
 import { resolveClusterSecrets } from '../../runbooks/inventory';
 import { findNode } from '../../runbooks/topology';
 import { renderNodeFiles } from '../render';
-import type { RenderedFile } from '../render';
+import type { EtcdConfOptions, RenderedFile } from '../render';
 import { push, run } from './shell';
 import { CLUSTER_MARKER } from './types';
 import type { Ct, NodeDeps } from './types';
@@ -24,6 +24,11 @@ export async function markCluster(ct: Ct, inv: Inventory): Promise<void> {
   await push(ct, CLUSTER_MARKER, `${inv.cluster}\n`, { mode: 0o644 });
 }
 
-export async function renderFor(inv: Inventory, role: Role, node: Node): Promise<RenderedFile[]> {
-  return renderNodeFiles(inv, role, node, await resolveClusterSecrets(inv));
+export async function renderFor(
+  inv: Inventory,
+  role: Role,
+  node: Node,
+  opts: { etcd?: EtcdConfOptions } = {},
+): Promise<RenderedFile[]> {
+  return renderNodeFiles(inv, role, node, await resolveClusterSecrets(inv), opts);
 }

@@ -26,8 +26,22 @@ export function etcdInitialCluster(inv: Inventory): string {
   return inv.nodes.etcd.map((n) => `${n.hostname}=http://${n.ip}:${inv.ports.etcdPeer}`).join(',');
 }
 
-export function renderEtcdConf(inv: Inventory, node: Node): RenderedFile {
+/**
+ * How a member starts for the first time: `new` bootstraps the cluster with every member of
+ * ETCD_INITIAL_CLUSTER (deployCluster); `existing` joins a running cluster that already lists it
+ * (`pgha etcd replace`: `etcdctl member add` first, an empty data dir).
+ */
+export type EtcdInitialClusterState = 'new' | 'existing';
+
+export interface EtcdConfOptions {
+  initialClusterState?: EtcdInitialClusterState;
+}
+
+export function renderEtcdConf(inv: Inventory, node: Node, opts: EtcdConfOptions = {}): RenderedFile {
   const m = member(inv, node);
+  const state = opts.initialClusterState ?? 'new';
+  if (state !== 'new' && state !== 'existing')
+    throw new Error(`initialClusterState ${JSON.stringify(state)}: expected new or existing`);
   const { etcdClient, etcdPeer } = inv.ports;
   const lines = [
     header(inv.cluster, `etcd member ${m.hostname} (CT ${m.vmid}), read by etcd.service as EnvironmentFile=`),
@@ -42,9 +56,12 @@ export function renderEtcdConf(inv: Inventory, node: Node): RenderedFile {
     `ETCD_LISTEN_PEER_URLS=http://${m.ip}:${etcdPeer}`,
     `ETCD_INITIAL_ADVERTISE_PEER_URLS=http://${m.ip}:${etcdPeer}`,
     '# Bootstrap: ignored once the member has data',
+    ...(state === 'existing'
+      ? ['# Joins the running cluster as a member added with `etcdctl member add` (pgha etcd replace)']
+      : []),
     `ETCD_INITIAL_CLUSTER=${etcdInitialCluster(inv)}`,
     `ETCD_INITIAL_CLUSTER_TOKEN=${inv.etcd.clusterToken}`,
-    'ETCD_INITIAL_CLUSTER_STATE=new',
+    `ETCD_INITIAL_CLUSTER_STATE=${state}`,
     '# Structured logs to stderr (the journal); the default in 3.5, and 3.4 warns without it',
     'ETCD_LOGGER=zap',
   ];

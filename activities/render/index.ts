@@ -4,6 +4,7 @@
  */
 import type { ClusterSecrets, Inventory, Node, Role } from '../../runbooks/schema';
 import { renderEtcdConf, renderEtcdUnit } from './etcd';
+import type { EtcdConfOptions } from './etcd';
 import type { RenderedFile } from './files';
 import { renderHaproxyCfg, renderHaproxyStateDown, renderHaproxyUnit } from './haproxy';
 import { renderHaproxyHoldLua } from './haproxy-hold';
@@ -16,16 +17,17 @@ export * from './haproxy-hold';
 export * from './install';
 export * from './patroni';
 
-/** Every file a node of `role` needs, in the order to write them. */
+/** Every file a node of `role` needs, in the order to write them (`etcd`: how it starts first). */
 export function renderNodeFiles(
   inv: Inventory,
   role: Role,
   node: Node,
   secrets: ClusterSecrets,
+  opts: { etcd?: EtcdConfOptions } = {},
 ): RenderedFile[] {
   switch (role) {
     case 'etcd':
-      return [renderEtcdConf(inv, node), renderEtcdUnit(inv)];
+      return [renderEtcdConf(inv, node, opts.etcd), renderEtcdUnit(inv)];
     case 'postgres':
       return [renderPatroniYml(inv, node, secrets), renderPgpass(inv, secrets), renderPatroniUnit(inv)];
     case 'haproxy':

@@ -5,6 +5,7 @@
  *   pgha etcd maintain  --cluster FILE [--report-only]
  *   pgha etcd snapshot  --cluster FILE [--member etcd2] [--keep 7] [--dir /var/lib/pgha/etcd-snapshots/<cluster>]
  *   pgha etcd clean-dcs --cluster FILE [--approval-timeout 1h]   (then: pgha approve <id> --gate before-delete --by NAME)
+ *   pgha etcd replace   --cluster FILE --member etcd3 [--vmid N] [--ip A]   (the file gets N/A only on success)
  *
  * This file only parses and starts; the runbooks are workflows/etcd.ts. An unknown member is refused
  * here before anything starts (exit status 2).
@@ -23,7 +24,10 @@ import type {
   etcdSnapshot,
   patroniDcsClean,
 } from '../../workflows/etcd';
+import type { EtcdReplaceReport, etcdReplace } from '../../workflows/etcd-replace';
 import { withClient } from '../connection';
+import { checkedEdit, editInventoryFile, setEtcdMemberAt } from '../inventory-edit';
+import { readFile } from 'node:fs/promises';
 import { inventoryInput } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
@@ -94,6 +98,18 @@ export function describeEtcdSnapshot(r: EtcdSnapshotResult): string {
   ].join('\n');
 }
 
+export function describeEtcdReplace(r: EtcdReplaceReport): string {
+  const j = r.joined;
+  return [
+    `${j.member} replaced: member ${j.memberId} in CT ${r.plan.target.vmid} (${r.plan.target.ip}); ` +
+      `old member ${r.removed}, new member ${r.added}; etcd leader ${j.leader}, Patroni leader ${j.patroniLeader}`,
+    ...j.members.map(
+      (m) =>
+        `  ${m.name.padEnd(8)} ${m.healthy ? 'healthy  ' : 'UNHEALTHY'} raft term ${m.raftTerm ?? '?'} index ${m.raftIndex ?? '?'}`,
+    ),
+  ].join('\n');
+}
+
 async function follow<T>(
   client: Client,
   handle: Awaited<ReturnType<typeof startRunbook>>,
@@ -104,6 +120,33 @@ async function follow<T>(
   if (!wait) return;
   const o = await watchRun(client, handle);
   if (o.status === 'COMPLETED') console.log(describe((await handle.result()) as T));
+}
+
+async function followReplace(
+  client: Client,
+  handle: Awaited<ReturnType<typeof startRunbook>>,
+  wait: boolean,
+  file: string,
+  member: string,
+  to: { vmid?: number; ip?: string },
+) {
+  console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
+  const moved = to.vmid !== undefined || to.ip !== undefined;
+  if (!wait) {
+    if (moved) console.log(`when it succeeds, set ${member}'s vmid/ip in ${file} yourself (--no-wait)`);
+    return;
+  }
+  const o = await watchRun(client, handle);
+  if (o.status !== 'COMPLETED') return;
+  console.log(describeEtcdReplace((await handle.result()) as EtcdReplaceReport));
+  if (moved) {
+    const changed = await editInventoryFile(file, (t) => setEtcdMemberAt(t, member, to));
+    console.log(
+      changed
+        ? `${file}: ${member} now ${[to.vmid !== undefined && `vmid ${to.vmid}`, to.ip && `ip ${to.ip}`].filter(Boolean).join(', ')}`
+        : `${file}: ${member} already there`,
+    );
+  }
 }
 
 async function guarded(fn: () => Promise<void>): Promise<void> {
@@ -119,7 +162,7 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
 export function register(program: Command): void {
   const etcd = program
     .command('etcd')
-    .description("the cluster's etcd: restart, maintain, snapshot, clean-dcs");
+    .description("the cluster's etcd: restart, maintain, snapshot, clean-dcs, replace");
   etcd
     .command('restart')
     .description(
@@ -224,5 +267,41 @@ export function register(program: Command): void {
           );
         }),
       ),
+    );
+  etcd
+    .command('replace')
+    .description(
+      'replace an etcd member that is gone for good: member remove, member add, etcd on the fresh CT (initial-cluster-state existing)',
+    )
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .requiredOption('--member <name>', 'the etcd member to replace, e.g. etcd3')
+    .option('--vmid <n>', "the fresh CT's vmid (default: the member's own)")
+    .option('--ip <address>', "the fresh CT's address (default: the member's own)")
+    .option('--no-wait', 'start it and return (follow with `pgha watch`)')
+    .action((o: { cluster: string; member: string; vmid?: string; ip?: string; wait: boolean }) =>
+      guarded(async () => {
+        if (o.vmid !== undefined && !/^[1-9]\d{2,8}$/.test(o.vmid))
+          throw new UsageError(`--vmid ${o.vmid}: a Proxmox CT id (100-999999999)`);
+        const to = { vmid: o.vmid === undefined ? undefined : Number(o.vmid), ip: o.ip };
+        await withClient(async (client) => {
+          const { input, inventory } = await inventoryInput(o.cluster);
+          checkEtcdMembers(inventory, [o.member]);
+          // The inventory as it will be: checked now (a clash, an address outside the subnet), not after.
+          try {
+            checkedEdit(o.cluster, await readFile(o.cluster, 'utf8'), (t) =>
+              setEtcdMemberAt(t, o.member, to),
+            );
+          } catch (err) {
+            throw new UsageError(`--vmid/--ip: ${(err as Error).message}`);
+          }
+          const handle = await startRunbook<typeof etcdReplace>(client, {
+            workflow: 'etcdReplace',
+            args: [{ inventory: input, member: o.member, ...to }],
+            cluster: inventory.cluster,
+            operation: 'etcd-replace',
+          });
+          await followReplace(client, handle, o.wait, o.cluster, o.member, to);
+        });
+      }),
     );
 }

@@ -51,6 +51,11 @@ export function register(program: Command): void {
   f.command('stop-ct <vmid>')
     .description('hard-stop a CT (pct stop)')
     .action((vmid: string) => say(fault.stopCt(vmidArg(vmid), { inventory: inventory() })));
+  f.command('destroy-ct <vmid>')
+    .description(
+      'destroy a CT (pct destroy: stopped, config and root filesystem removed; lab up recreates it empty)',
+    )
+    .action((vmid: string) => say(fault.destroyCt(vmidArg(vmid), { inventory: inventory() })));
   f.command('partition <vmid>')
     .description('cut a CT off the lab bridge (its veth leaves pglab0)')
     .action((vmid: string) => say(fault.partition(vmidArg(vmid), { inventory: inventory() })));

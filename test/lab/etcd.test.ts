@@ -12,7 +12,16 @@
  *     member's DB shrinks (sizes printed), Patroni's keys are still there;
  *  3. etcdSnapshot: the file in the Proxmox host's directory with the hash the report gives, a
  *     revision and keys from `snapshot status`; the retention keeps the newest `keep`;
- *  4. patroniDcsClean while Patroni runs: refused, no key deleted.
+ *  4. patroniDcsClean while Patroni runs: refused, no key deleted;
+ *  5. etcdReplace: refused while the member is healthy; then its CT destroyed (`pgha lab fault
+ *     destroy-ct`) and made again empty (`pgha lab up`), replaced: checked with etcdctl in the CTs
+ *     (3 members started under their names, the new one with a new id, all healthy, one leader,
+ *     one raft term, the raft indexes equal), Patroni's leader key there, rows intact, and a
+ *     switchover through pgha afterwards;
+ *  6. the restore of the whole etcd cluster from a snapshot, exactly the steps of runbooks/README.md
+ *     ("Restoring etcd from a snapshot"), after 2 of 3 members lost their data: a new etcd cluster
+ *     (a key written after the snapshot gone), Patroni's running primary still the leader with its
+ *     key, every row there.
  * The cluster is deployed first if needed (deployCluster is idempotent and quick on a deployed one).
  */
 import { after, before, test } from 'node:test';
@@ -32,6 +41,9 @@ import { Failures } from '../../runbooks/failures';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { etcdMaintain, etcdRestart, etcdSnapshot, patroniDcsClean } from '../../workflows/etcd';
+import type { etcdReplace } from '../../workflows/etcd-replace';
+import type { switchover } from '../../workflows/switchover';
+import { fault, up } from '../../lab';
 import { errorMessage } from '../../workflows/steps';
 import { inCt, sqlAs, LabWriter, MEMBER_STREAMING } from '../helpers/lab-direct';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
@@ -425,5 +437,262 @@ void test(
     } finally {
       c.close();
     }
+  },
+);
+
+/** etcdctl (v3 API) inside etcd CT `vmid` against every member; its stdout. */
+function etcdctl(vmid: number, args: string[], timeoutMs = 30_000): string {
+  return inCt(
+    vmid,
+    ['env', 'ETCDCTL_API=3', `${inv.etcd.binDir}/etcdctl`, `--endpoints=${endpoints().join(',')}`, ...args],
+    { timeoutMs },
+  );
+}
+/** `etcdctl member list`: id, status (started/unstarted), name per member. */
+function memberList(vmid: number): { id: string; status: string; name: string }[] {
+  return etcdctl(vmid, ['member', 'list'])
+    .trim()
+    .split('\n')
+    .map((l) => l.split(',').map((x) => x.trim()))
+    .map(([id, status, name]) => ({ id: id!, status: status!, name: name ?? '' }));
+}
+/** `etcdctl endpoint status`: per endpoint its member id, leader flag, raft term and index. */
+function endpointStatus(vmid: number) {
+  return etcdctl(vmid, ['endpoint', 'status'])
+    .trim()
+    .split('\n')
+    .map((l) => l.split(',').map((x) => x.trim()))
+    .map((f) => ({
+      endpoint: f[0]!,
+      id: f[1]!,
+      leader: f[4] === 'true',
+      term: Number(f[6]),
+      index: Number(f[7]),
+    }));
+}
+
+void test(
+  'etcd replace: refused while healthy; a destroyed member replaced by a fresh CT, etcd and Patroni whole, a switchover after',
+  { skip, timeout: 600_000 },
+  async () => {
+    const victim = inv.nodes.etcd[inv.nodes.etcd.length - 1]!;
+    const witness = inv.nodes.etcd[0]!;
+    const start = (suffix: string) =>
+      startRunbook<typeof etcdReplace>(env.client, {
+        workflow: 'etcdReplace',
+        args: [{ inventory: input, member: victim.hostname }],
+        cluster: inv.cluster,
+        operation: 'etcd-replace',
+        suffix: uniqueId(suffix),
+        taskQueue,
+      });
+    // Healthy: refused, the member list unchanged.
+    const listBefore = memberList(witness.vmid);
+    const f = await failure((await start('healthy')).result());
+    assert.equal(f.type, Failures.EtcdRefused);
+    assert.match(
+      f.message,
+      new RegExp(`${victim.hostname} is healthy: .*pgha etcd restart --member ${victim.hostname}`),
+    );
+    assert.deepEqual(memberList(witness.vmid), listBefore);
+    const oldId = listBefore.find((m) => m.name === victim.hostname)!.id;
+
+    const leader = await healthy();
+    const table = `etcd_replace_${Date.now()}`;
+    await sqlAs(inv, pg(leader).ip, inv.ports.postgresql, async (c) => {
+      await c.query(`create table ${table} (id int primary key)`);
+      await c.query(`insert into ${table} select generate_series(1, 1000)`);
+    });
+    // The member's CT gone for good, then a fresh one made in its place (the operator's pct create).
+    console.log(fault.destroyCt(victim.vmid, { inventory: LAB }));
+    up({ inventory: LAB, log: () => undefined });
+    assert.throws(
+      () => inCt(victim.vmid, ['test', '-e', `${inv.etcd.dataDir}/member`]),
+      'the fresh CT has no etcd data',
+    );
+
+    const t0 = Date.now();
+    const r = await (await start('replace')).result();
+    console.log(
+      `etcd replace took ${Date.now() - t0} ms: removed ${r.removed}, added ${r.added}, member ${r.joined.memberId}`,
+    );
+    assert.equal(r.removed, 'removed');
+    assert.equal(r.added, 'added');
+
+    // etcd, as etcdctl sees it from another member: 3 started members under their names, the
+    // replaced one with a new id; every endpoint healthy; one leader; one term; indexes equal.
+    const list = memberList(witness.vmid);
+    assert.deepEqual(
+      list.map((m) => `${m.name} ${m.status}`).sort(),
+      inv.nodes.etcd.map((n) => `${n.hostname} started`).sort(),
+    );
+    const fresh = list.find((m) => m.name === victim.hostname)!;
+    assert.notEqual(fresh.id, oldId);
+    assert.equal(fresh.id, r.joined.memberId);
+    etcdctl(witness.vmid, ['endpoint', 'health']); // exits non-zero when one is not healthy
+    let status = endpointStatus(witness.vmid);
+    await waitFor('every member at the same raft index', 30_000, async () => {
+      status = endpointStatus(witness.vmid);
+      return new Set(status.map((s) => s.index)).size === 1;
+    });
+    assert.equal(status.filter((s) => s.leader).length, 1, JSON.stringify(status));
+    assert.equal(new Set(status.map((s) => s.term)).size, 1, JSON.stringify(status));
+    assert.match(inCt(victim.vmid, ['cat', '/etc/etcd/etcd.conf']), /^ETCD_INITIAL_CLUSTER_STATE=existing$/m);
+    // Patroni's leader key is there (read on the new member itself), and the rows are intact.
+    const key = inCt(victim.vmid, [
+      'env',
+      'ETCDCTL_API=3',
+      `${inv.etcd.binDir}/etcdctl`,
+      '--endpoints=http://127.0.0.1:2379',
+      'get',
+      '--print-value-only',
+      leaderKey(),
+    ]).trim();
+    assert.equal(key, leader);
+    // A switchover through pgha afterwards: the new etcd carries Patroni's hand-off.
+    const sw = await startRunbook<typeof switchover>(env.client, {
+      workflow: 'switchover',
+      args: [{ inventory: input }],
+      cluster: inv.cluster,
+      operation: 'switchover',
+      suffix: uniqueId('after-replace'),
+      taskQueue,
+    });
+    await sw.result();
+    const newLeader = await healthy();
+    assert.notEqual(newLeader, leader);
+    const n = await sqlAs(inv, pg(newLeader).ip, inv.ports.postgresql, async (c) =>
+      Number((await c.query<{ n: string }>(`select count(*) as n from ${table}`)).rows[0]!.n),
+    );
+    assert.equal(n, 1000);
+  },
+);
+
+void test(
+  'etcd restore from a snapshot after quorum is lost for good (the documented steps): Patroni leads, rows intact',
+  { skip, timeout: 600_000 },
+  async () => {
+    const leader = await healthy();
+    const table = `etcd_restore_${Date.now()}`;
+    const sql = <T>(member: string, q: string) =>
+      sqlAs(inv, pg(member).ip, inv.ports.postgresql, async (c) => (await c.query(q)).rows as T[]);
+    await sql(leader, `create table ${table} (id int primary key)`);
+    await sql(leader, `insert into ${table} select generate_series(1, 1000)`);
+    const snap = await (
+      await startRunbook<typeof etcdSnapshot>(env.client, {
+        workflow: 'etcdSnapshot',
+        args: [
+          { inventory: input, keep: 1, dir: `/var/lib/pgha/etcd-snapshots/${inv.cluster}-restore-test` },
+        ],
+        cluster: inv.cluster,
+        operation: 'etcd-snapshot',
+        suffix: uniqueId('before-loss'),
+        taskQueue,
+      })
+    ).result();
+    await sql(leader, `insert into ${table} select generate_series(1001, 1100)`);
+    // A key written after the snapshot: the restored cluster must not have it.
+    const marker = `/pgha-test/after-snapshot/${table}`;
+    etcdctl(inv.nodes.etcd[0]!.vmid, ['put', marker, 'x']);
+    // Quorum lost for good: two members lose their data.
+    for (const n of inv.nodes.etcd.slice(1)) {
+      inCt(n.vmid, ['systemctl', 'stop', 'etcd'], { timeoutMs: 60_000 });
+      inCt(n.vmid, ['rm', '-rf', `${inv.etcd.dataDir}/member`]);
+    }
+    const lostAt = Date.now();
+    const pct = (argv: string[]) =>
+      execFileSync(join(repoRoot, 'lab/pct'), argv, {
+        encoding: 'utf8',
+        timeout: 120_000,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    const ctl = (vmid: number, args: string[]) =>
+      pct(['exec', String(vmid), '--', 'env', 'ETCDCTL_API=3', `${inv.etcd.binDir}/etcdctl`, ...args]);
+    const all = `--endpoints=${endpoints().join(',')}`;
+    const first = inv.nodes.etcd[0]!;
+    // 1. quorum gone (endpoint health exits non-zero).
+    assert.throws(() => ctl(first.vmid, [all, '--command-timeout=3s', 'endpoint', 'health']));
+    // 2. the snapshot, checked.
+    assert.equal(createHash('sha256').update(readFileSync(snap.path)).digest('hex'), snap.sha256);
+    const db = '/var/tmp/etcd-restore.db';
+    pct(['push', String(first.vmid), snap.path, db]);
+    assert.match(
+      ctl(first.vmid, ['snapshot', 'status', db, '-w', 'table']),
+      new RegExp(`\\| +${snap.revision} \\|`),
+    );
+    // 3. etcd stopped everywhere.
+    for (const n of inv.nodes.etcd) pct(['exec', String(n.vmid), '--', 'systemctl', 'stop', 'etcd']);
+    // 4. on each member: the snapshot pushed, the old data dir aside, restored into the data dir.
+    const initialCluster = inv.nodes.etcd
+      .map((n) => `${n.hostname}=http://${n.ip}:${inv.ports.etcdPeer}`)
+      .join(',');
+    const aside = `${inv.etcd.dataDir}.before-restore`;
+    for (const n of inv.nodes.etcd) {
+      const v = String(n.vmid);
+      pct(['push', v, snap.path, db]);
+      pct(['exec', v, '--', 'mv', inv.etcd.dataDir, aside]);
+      ctl(n.vmid, [
+        'snapshot',
+        'restore',
+        db,
+        '--name',
+        n.hostname,
+        '--initial-cluster',
+        initialCluster,
+        '--initial-cluster-token',
+        inv.etcd.clusterToken,
+        '--initial-advertise-peer-urls',
+        `http://${n.ip}:${inv.ports.etcdPeer}`,
+        '--data-dir',
+        inv.etcd.dataDir,
+      ]);
+      pct(['exec', v, '--', 'chown', '-R', `${inv.etcd.user}:${inv.etcd.user}`, inv.etcd.dataDir]);
+      pct(['exec', v, '--', 'chmod', '700', inv.etcd.dataDir]);
+    }
+    // 5. all started together, then healthy, three started members.
+    for (const n of inv.nodes.etcd)
+      pct(['exec', String(n.vmid), '--', 'systemctl', 'start', '--no-block', 'etcd']);
+    await waitFor('etcd healthy after the restore', 120_000, async () => {
+      try {
+        ctl(first.vmid, [all, '--command-timeout=3s', 'endpoint', 'health']);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const restored = memberList(first.vmid);
+    assert.deepEqual(
+      restored.map((m) => `${m.name} ${m.status}`).sort(),
+      inv.nodes.etcd.map((n) => `${n.hostname} started`).sort(),
+    );
+    // The store is the snapshot's: the later key is not there, the revision went on from the snapshot's.
+    assert.equal(ctl(first.vmid, [all, 'get', '--print-value-only', marker]).trim(), '');
+    const rev = JSON.parse(ctl(first.vmid, [all, 'get', '-w', 'json', leaderKey()])) as {
+      header: { revision: number };
+    };
+    assert.ok(
+      rev.header.revision >= snap.revision!,
+      `revision ${rev.header.revision} after the snapshot's ${snap.revision}`,
+    );
+    console.log(`etcd back ${Date.now() - lostAt} ms after the loss (restore steps included)`);
+    // 6. Patroni has a leader again and its key names it: with failsafe mode the leader rode the
+    // outage out; without it (a cluster bootstrapped before failsafe), it demoted itself when every
+    // etcd refused, and Patroni elects again once the restored leader key's lease ran out.
+    const etcdBack = Date.now();
+    const primary = await healthy();
+    await waitFor("Patroni's leader key names the running primary", 90_000, async () => {
+      try {
+        return ctl(first.vmid, [all, 'get', '--print-value-only', leaderKey()]).trim() === primary;
+      } catch {
+        return false;
+      }
+    });
+    console.log(
+      `Patroni leader ${primary} (before: ${leader}) with both replicas streaming ${Date.now() - etcdBack} ms after etcd was back`,
+    );
+    const n = await sql<{ n: string }>(primary, `select count(*) as n from ${table}`);
+    assert.equal(Number(n[0]!.n), 1100, 'the rows written before and after the snapshot');
+    // 7. the old data dirs go.
+    for (const m of inv.nodes.etcd) pct(['exec', String(m.vmid), '--', 'rm', '-rf', aside, db]);
   },
 );

@@ -29,6 +29,7 @@ import {
   renderCluster,
   renderInstallScript,
   renderEtcdConf,
+  ETCD_CONF_PATH,
   renderHaproxyCfg,
   renderHaproxyHoldLua,
   HAPROXY_HOLD_LUA_PATH,
@@ -68,6 +69,12 @@ function goldenFiles(inv: Inventory): Map<string, string> {
   };
   for (const { node, files } of renderCluster(inv, FAKE))
     for (const f of files) add(`${node.hostname}${f.path}`, f);
+  // A member joining a running cluster (pgha etcd replace): the same file with state `existing`.
+  const joining = inv.nodes.etcd[inv.nodes.etcd.length - 1]!;
+  add(
+    `${joining.hostname}-join${ETCD_CONF_PATH}`,
+    renderEtcdConf(inv, joining, { initialClusterState: 'existing' }),
+  );
   add('seed-haproxy/etc/haproxy/haproxy.cfg', renderSeedHaproxy(inv));
   out.set('install-recipes.json', `${JSON.stringify(onlineInstallRecipes(inv), null, 2)}\n`);
   for (const r of onlineInstallRecipes(inv))

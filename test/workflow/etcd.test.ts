@@ -15,7 +15,12 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { EtcdClusterState, EtcdHealthReport, EtcdMemberState } from '../../activities/etcd-ops';
+import type {
+  EtcdClusterState,
+  EtcdHealthReport,
+  EtcdMemberState,
+  EtcdReplacePlan,
+} from '../../activities/etcd-ops';
 import { Failures } from '../../runbooks/failures';
 import type { InventoryInput } from '../../runbooks/schema';
 import { approve, progress } from '../../workflows/messages';
@@ -158,7 +163,7 @@ const named = (calls: Call[], activity: string) =>
   calls.filter((c) => c.activity === activity).map((c) => c.args.member);
 
 async function run<T>(
-  m: ReturnType<typeof mock>,
+  m: { activities: object },
   workflow: string,
   input: Record<string, unknown>,
   during?: (h: WorkflowHandle) => Promise<void>,
@@ -368,6 +373,102 @@ void describe('patroniDcsClean', () => {
     assert.deepEqual(
       m.calls.map((c) => c.activity),
       ['dcsCleanCheck'],
+    );
+  });
+});
+
+void describe('etcdReplace', () => {
+  /** The replace activities: a plan from the pre-check (or its refusal), then each act recorded. */
+  function replaceMock(o: { plan?: Partial<EtcdReplacePlan>; refuse?: string } = {}) {
+    const calls: Call[] = [];
+    const rec = (activity: string, args: unknown) =>
+      calls.push({ activity, args: args as Record<string, unknown> });
+    const activities = {
+      etcdReplacePrecheck: async (a: unknown) => {
+        rec('etcdReplacePrecheck', a);
+        if (o.refuse) throw refused(o.refuse);
+        return {
+          member: 'etcd3',
+          target: { vmid: 111, ip: '10.213.50.53' },
+          oldId: 'a3',
+          alreadyReplaced: false,
+          leader: 'etcd1',
+          seen: [],
+          ...o.plan,
+        };
+      },
+      etcdReplaceRemove: async (a: unknown) => (rec('etcdReplaceRemove', a), { action: 'removed' }),
+      etcdReplaceAdd: async (a: unknown) => (rec('etcdReplaceAdd', a), { id: 'b7', action: 'added' }),
+      installEtcd: async (a: unknown) => (
+        rec('installEtcd', a),
+        { node: 'etcd3', vmid: 111, installed: [], files: [], services: [] }
+      ),
+      etcdReplaceJoined: async (a: { memberId: string }) => (
+        rec('etcdReplaceJoined', a),
+        {
+          member: 'etcd3',
+          memberId: a.memberId,
+          leader: 'etcd1',
+          members: [],
+          patroniLeader: 'pg102',
+          tookMs: 1,
+        }
+      ),
+    };
+    return { calls, activities };
+  }
+
+  void test('remove, add, install with state existing at the new address, then the join wait', async () => {
+    const m = replaceMock();
+    const { result, error } = await run<{ joined: { memberId: string } }>(m, 'etcdReplace', {
+      inventory: inventory(uniqueId('r')),
+      member: 'etcd3',
+      vmid: 112,
+      ip: '10.213.50.54',
+    });
+    assert.equal(error, undefined, error?.message);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['etcdReplacePrecheck', 'etcdReplaceRemove', 'etcdReplaceAdd', 'installEtcd', 'etcdReplaceJoined'],
+    );
+    assert.equal(m.calls[1]!.args.oldId, 'a3');
+    const install = m.calls[3]!.args as {
+      join: boolean;
+      inv: { nodes: { etcd: { vmid: number; ip: string }[] } };
+    };
+    assert.equal(install.join, true);
+    assert.deepEqual(install.inv.nodes.etcd[2], { vmid: 112, hostname: 'etcd3', ip: '10.213.50.54' });
+    assert.equal(result?.joined.memberId, 'b7');
+  });
+
+  void test('already replaced (an earlier run joined it): only the join check runs', async () => {
+    const m = replaceMock({ plan: { alreadyReplaced: true, joinedId: 'b5', oldId: undefined } });
+    const { error } = await run(m, 'etcdReplace', { inventory: inventory(uniqueId('r')), member: 'etcd3' });
+    assert.equal(error, undefined, error?.message);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['etcdReplacePrecheck', 'etcdReplaceJoined'],
+    );
+    assert.equal(m.calls[1]!.args.memberId, 'b5');
+  });
+
+  void test('a refusing pre-check, an unknown member, or an address outside the subnet: nothing is done', async () => {
+    const m = replaceMock({ refuse: 'etcd3 is healthy: nothing was done' });
+    const r1 = await run(m, 'etcdReplace', { inventory: inventory(uniqueId('r')), member: 'etcd3' });
+    assert.equal(r1.error?.type, Failures.EtcdRefused);
+    const r2 = await run(m, 'etcdReplace', { inventory: inventory(uniqueId('r')), member: 'etcd9' });
+    assert.equal(r2.error?.type, Failures.InvalidInput);
+    assert.match(r2.error!.message, /etcd9 not etcd members/);
+    const r3 = await run(m, 'etcdReplace', {
+      inventory: inventory(uniqueId('r')),
+      member: 'etcd3',
+      ip: '192.168.1.5',
+    });
+    assert.equal(r3.error?.type, Failures.InvalidInventory);
+    assert.match(r3.error!.message, /nodes\.etcd\[2\]\.ip/);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['etcdReplacePrecheck'],
     );
   });
 });
