@@ -1,6 +1,6 @@
 /**
- * Backup schedules: one Temporal Schedule per cluster and kind, id `backup-<cluster>-<kind>`, whose
- * action starts the `backup` runbook with the inventory document (secret references only, and the
+ * Runbook schedules. Backups: one Temporal Schedule per cluster and kind, id
+ * `backup-<cluster>-<kind>`, whose action starts the `backup` runbook with the inventory document (secret references only, and the
  * payload encrypted by the client's codec like every runbook input) and the retention policy.
  *
  * Policies: overlap SKIP (a backup still running when the next is due: the next is skipped, never
@@ -8,6 +8,10 @@
  * the window, else skipped), and pause on failure (a failed backup pauses the schedule, so it is
  * noticed: `pgha schedule describe` shows why, `pgha schedule unpause` resumes it). The cron,
  * kind, retention and inventory digest are in the schedule's memo and its note.
+ *
+ * etcd maintenance: one per cluster, id `etcd-maintain-<cluster>-scheduled`, whose action starts
+ * the `etcdMaintain` runbook (health, compaction, defragmentation one member at a time) with the
+ * same policies.
  *
  * The CLI (clients/commands/schedule.ts) only parses flags and calls these.
  */
@@ -18,6 +22,7 @@ import { parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
 import { taskQueue as defaultTaskQueue } from '../temporal.config';
 import type { BackupInput } from '../workflows/backup';
+import type { EtcdMaintainInput } from '../workflows/etcd';
 import { PgCluster, PgOperation, runbookWorkflowId } from '../workflows/messages';
 import { inventoryDigest, runbookMetadata } from './runbook';
 
@@ -47,8 +52,29 @@ export interface BackupScheduleMemo {
   by?: string;
 }
 
+/** What pgha keeps in an etcd maintenance schedule's memo. */
+export interface EtcdMaintainScheduleMemo {
+  pgha: 'etcd-maintain-schedule';
+  cluster: string;
+  cron: string;
+  inventory: string;
+  by?: string;
+}
+
+export type ScheduleMemo = BackupScheduleMemo | EtcdMaintainScheduleMemo;
+
 export const backupScheduleId = (cluster: string, kind: BackupKind) =>
   runbookWorkflowId('backup', cluster, kind);
+
+export const etcdMaintainScheduleId = (cluster: string) =>
+  runbookWorkflowId('etcd-maintain', cluster, 'scheduled');
+
+/** The policies every pgha schedule has (see the top of this file). */
+const policies = (catchupWindow: Duration | undefined) => ({
+  overlap: ScheduleOverlapPolicy.SKIP,
+  catchupWindow: catchupWindow ?? '1h',
+  pauseOnFailure: true,
+});
 
 /** A cron of five fields (Temporal's server checks it fully); a clear error naming --cron otherwise. */
 export function checkCron(cron: string): string {
@@ -95,15 +121,13 @@ function scheduleOptions(o: BackupScheduleOptions, cron: string, kind: BackupKin
       staticSummary: meta.staticSummary,
       staticDetails: meta.staticDetails,
     },
-    policies: {
-      overlap: ScheduleOverlapPolicy.SKIP,
-      catchupWindow: o.catchupWindow ?? '1h',
-      pauseOnFailure: true,
-    },
+    policies: policies(o.catchupWindow),
     memo: memo as unknown as Record<string, unknown>,
     note: `pgha ${kind} backup of ${o.cluster} at '${cron}'${retention ? `, retention ${retention}` : ', no retention'}`,
   };
 }
+
+type ScheduleSettings = ReturnType<typeof scheduleOptions>;
 
 /**
  * Creates the cluster's schedule of that kind, or brings an existing one to these settings (spec,
@@ -117,8 +141,63 @@ export async function upsertBackupSchedule(
   if (!BACKUP_KINDS.includes(kind)) throw new Error(`--kind ${String(kind)}: expected physical or logical`);
   const cron = checkCron(o.cron);
   const retention = o.retention === undefined ? undefined : parseRetention('--retention', o.retention);
-  const scheduleId = backupScheduleId(o.cluster, kind);
-  const s = scheduleOptions(o, cron, kind, retention);
+  return upsert(
+    client,
+    backupScheduleId(o.cluster, kind),
+    o.cluster,
+    scheduleOptions(o, cron, kind, retention),
+  );
+}
+
+export type EtcdMaintainScheduleOptions = Omit<BackupScheduleOptions, 'kind' | 'retention'>;
+
+/** The cluster's etcd maintenance schedule, created or brought to these settings (as above). */
+export async function upsertEtcdMaintainSchedule(
+  client: Client,
+  o: EtcdMaintainScheduleOptions,
+): Promise<{ handle: ScheduleHandle; created: boolean }> {
+  const cron = checkCron(o.cron);
+  const args: [EtcdMaintainInput] = [{ inventory: o.inventory }];
+  const memo: EtcdMaintainScheduleMemo = {
+    pgha: 'etcd-maintain-schedule',
+    cluster: o.cluster,
+    cron,
+    inventory: inventoryDigest(o.inventory),
+    ...(o.operator ? { by: o.operator } : {}),
+  };
+  const workflowId = runbookWorkflowId('etcd-maintain', o.cluster);
+  const scheduleId = etcdMaintainScheduleId(o.cluster);
+  const meta = runbookMetadata(
+    { cluster: o.cluster, operation: 'etcd-maintain', workflowId, args },
+    `schedule ${scheduleId}`,
+  );
+  return upsert(client, scheduleId, o.cluster, {
+    spec: { cronExpressions: [cron] },
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: 'etcdMaintain',
+      workflowId, // Temporal appends the due time
+      taskQueue: o.taskQueue ?? defaultTaskQueue,
+      args,
+      typedSearchAttributes: [
+        { key: PgCluster, value: o.cluster },
+        { key: PgOperation, value: 'etcd-maintain' },
+      ],
+      staticSummary: meta.staticSummary,
+      staticDetails: meta.staticDetails,
+    },
+    policies: policies(o.catchupWindow),
+    memo: memo as unknown as Record<string, unknown>,
+    note: `pgha etcd maintenance (compact, defragment) of ${o.cluster} at '${cron}'`,
+  });
+}
+
+async function upsert(
+  client: Client,
+  scheduleId: string,
+  cluster: string,
+  s: Pick<ScheduleSettings, 'spec' | 'policies' | 'memo' | 'note'> & { action: ScheduleOptions['action'] },
+): Promise<{ handle: ScheduleHandle; created: boolean }> {
   const handle = client.schedule.getHandle(scheduleId);
   try {
     await handle.describe();
@@ -130,7 +209,7 @@ export async function upsertBackupSchedule(
       action: s.action,
       policies: s.policies,
       memo: s.memo,
-      typedSearchAttributes: [{ key: PgCluster, value: o.cluster }],
+      typedSearchAttributes: [{ key: PgCluster, value: cluster }],
       state: { note: s.note },
     };
     return { handle: await client.schedule.create(opts), created: true };
@@ -146,14 +225,26 @@ export async function upsertBackupSchedule(
 }
 
 /** pgha's backup schedules (optionally of one cluster), with their memo. */
-export async function listBackupSchedules(
-  client: Client,
-  cluster?: string,
-): Promise<{ scheduleId: string; memo?: BackupScheduleMemo; paused: boolean; note?: string; next?: Date }[]> {
-  const out = [];
+export async function listBackupSchedules(client: Client, cluster?: string) {
+  return (await listSchedules(client, cluster)).filter(
+    (s): s is ListedSchedule<BackupScheduleMemo> => s.memo.pgha === 'backup-schedule',
+  );
+}
+
+export interface ListedSchedule<M extends ScheduleMemo = ScheduleMemo> {
+  scheduleId: string;
+  memo: M;
+  paused: boolean;
+  note?: string;
+  next?: Date;
+}
+
+/** All of pgha's schedules — backups and etcd maintenance — (optionally of one cluster). */
+export async function listSchedules(client: Client, cluster?: string): Promise<ListedSchedule[]> {
+  const out: ListedSchedule[] = [];
   for await (const s of client.schedule.list()) {
-    const memo = s.memo as BackupScheduleMemo | undefined;
-    if (memo?.pgha !== 'backup-schedule') continue;
+    const memo = s.memo as ScheduleMemo | undefined;
+    if (memo?.pgha !== 'backup-schedule' && memo?.pgha !== 'etcd-maintain-schedule') continue;
     if (cluster && memo.cluster !== cluster) continue;
     out.push({
       scheduleId: s.scheduleId,
@@ -168,10 +259,14 @@ export async function listBackupSchedules(
 
 /** A readable description: settings, state, the last actions and the next due times. */
 export function describeSchedule(d: ScheduleDescription): string {
-  const memo = d.memo as BackupScheduleMemo | undefined;
+  const memo = d.memo as ScheduleMemo | undefined;
+  const what =
+    memo?.pgha === 'etcd-maintain-schedule'
+      ? 'etcd maintenance'
+      : `kind ${memo?.kind ?? '?'}, retention ${memo?.retention ?? 'none'}`;
   const lines = [
     `schedule ${d.scheduleId}: ${d.state.paused ? 'PAUSED' : 'active'}${d.state.note ? ` — ${d.state.note}` : ''}`,
-    `  cluster ${memo?.cluster ?? '?'}, kind ${memo?.kind ?? '?'}, cron '${memo?.cron ?? '?'}', retention ${memo?.retention ?? 'none'}, inventory ${memo?.inventory ?? '?'}`,
+    `  cluster ${memo?.cluster ?? '?'}, ${what}, cron '${memo?.cron ?? '?'}', inventory ${memo?.inventory ?? '?'}`,
     `  policies: overlap ${String(d.policies.overlap)}, catch-up window ${String(d.policies.catchupWindow)} ms, pause on failure ${String(d.policies.pauseOnFailure)}`,
     `  actions taken ${d.info.numActionsTaken}, skipped for overlap ${d.info.numActionsSkippedOverlap}`,
   ];

@@ -1,10 +1,12 @@
 /**
  *   pgha schedule backup --cluster FILE --cron '0 3 * * *' [--kind physical|logical]
  *                        [--retention 'RECOVERY WINDOW OF 7 DAYS' | 'REDUNDANCY 3'] [--catchup 1h]
+ *   pgha schedule etcd-maintain --cluster FILE --cron '0 4 * * 0' [--catchup 1h]
  *   pgha schedule list [--cluster NAME] | describe ID | pause ID [--reason R] | unpause ID | trigger ID | delete ID
  *
- * Backup schedules (clients/schedules.ts): one Temporal Schedule per cluster and kind. Every flag is
- * checked before anything is created; this file only parses and prints.
+ * Runbook schedules (clients/schedules.ts): backups, one Temporal Schedule per cluster and kind;
+ * etcd maintenance, one per cluster. Every flag is checked before anything is created; this file
+ * only parses and prints.
  */
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Command } from 'commander';
@@ -15,8 +17,9 @@ import {
   BACKUP_KINDS,
   checkCron,
   describeSchedule,
-  listBackupSchedules,
+  listSchedules,
   upsertBackupSchedule,
+  upsertEtcdMaintainSchedule,
   type BackupKind,
 } from '../schedules';
 import { parseRetention } from '../../runbooks/retention';
@@ -27,7 +30,11 @@ function fail(msg: string): void {
 }
 
 export function register(program: Command): void {
-  const schedule = program.command('schedule').description('backup schedules (Temporal Schedules)');
+  const schedule = program
+    .command('schedule')
+    .description('backup and etcd maintenance schedules (Temporal Schedules)');
+  const catchupOk = (c: string) => /^[1-9][0-9]*(s|m|h|d)$/.test(c);
+  const badCatchup = (c: string) => `--catchup ${c}: expected a duration such as 10m, 1h or 1d`;
 
   schedule
     .command('backup')
@@ -51,8 +58,7 @@ export function register(program: Command): void {
         } catch (err) {
           return fail((err as Error).message);
         }
-        if (!/^[1-9][0-9]*(s|m|h|d)$/.test(o.catchup))
-          return fail(`--catchup ${o.catchup}: expected a duration such as 10m, 1h or 1d`);
+        if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
         const { input, inventory } = await inventoryInput(o.cluster);
         if (inventory.nodes.backup.length === 0)
           return fail(`${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
@@ -73,17 +79,47 @@ export function register(program: Command): void {
     );
 
   schedule
+    .command('etcd-maintain')
+    .description('create (or update) the cluster’s etcd maintenance schedule (pgha etcd maintain)')
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .requiredOption('--cron <expr>', "five cron fields in UTC, e.g. '0 4 * * 0' (Sundays 04:00)")
+    .option('--catchup <duration>', 'a missed run is made up within this window', '1h')
+    .action(async (o: { cluster: string; cron: string; catchup: string }) => {
+      try {
+        checkCron(o.cron);
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+      if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
+      const { input, inventory } = await inventoryInput(o.cluster);
+      await withClient(async (client) => {
+        const { handle, created } = await upsertEtcdMaintainSchedule(client, {
+          cluster: inventory.cluster,
+          inventory: input,
+          cron: o.cron,
+          catchupWindow: o.catchup as `${number}h`,
+          operator: operator(),
+        });
+        console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
+        console.log(describeSchedule(await handle.describe()));
+      });
+    });
+
+  schedule
     .command('list')
-    .description('pgha’s backup schedules')
+    .description('pgha’s schedules (backups, etcd maintenance)')
     .option('--cluster <name>', 'only this cluster’s')
     .action(async (o: { cluster?: string }) => {
       await withClient(async (client) => {
-        const rows = await listBackupSchedules(client, o.cluster);
-        if (rows.length === 0) console.log('no backup schedules');
-        for (const r of rows)
+        const rows = await listSchedules(client, o.cluster);
+        if (rows.length === 0) console.log('no pgha schedules');
+        for (const r of rows) {
+          const retention =
+            r.memo.pgha === 'backup-schedule' ? `  retention ${r.memo.retention ?? 'none'}` : '';
           console.log(
-            `${r.scheduleId}  ${r.paused ? 'PAUSED' : 'active'}  '${r.memo?.cron ?? '?'}'  retention ${r.memo?.retention ?? 'none'}  next ${r.next?.toISOString() ?? '-'}${r.note ? `  (${r.note})` : ''}`,
+            `${r.scheduleId}  ${r.paused ? 'PAUSED' : 'active'}  '${r.memo.cron}'${retention}  next ${r.next?.toISOString() ?? '-'}${r.note ? `  (${r.note})` : ''}`,
           );
+        }
       });
     });
 
@@ -97,19 +133,19 @@ export function register(program: Command): void {
   byId('describe', 'settings, state, last runs and next due times', (id) =>
     withClient(async (c) => describeSchedule(await c.schedule.getHandle(id).describe())),
   );
-  byId('pause', 'stop starting backups until unpaused', (id, o) =>
+  byId('pause', 'stop starting runs until unpaused', (id, o) =>
     withClient(async (c) => {
       await c.schedule.getHandle(id).pause(`paused by ${operator()}${o.reason ? `: ${o.reason}` : ''}`);
       return `paused ${id}`;
     }),
   );
-  byId('unpause', 'start backups again at the next due time', (id) =>
+  byId('unpause', 'start runs again at the next due time', (id) =>
     withClient(async (c) => {
       await c.schedule.getHandle(id).unpause(`unpaused by ${operator()}`);
       return `unpaused ${id}`;
     }),
   );
-  byId('trigger', 'start a backup now (skipped if one of this schedule still runs)', (id) =>
+  byId('trigger', 'start a run now (skipped if one of this schedule still runs)', (id) =>
     withClient(async (c) => {
       await c.schedule.getHandle(id).trigger(ScheduleOverlapPolicy.SKIP);
       return `triggered ${id}: follow it with \`pgha runs --cluster ...\``;

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { WorkflowFailedError } from '@temporalio/client';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -21,6 +21,13 @@ import type {
   EtcdMemberState,
   EtcdReplacePlan,
 } from '../../activities/etcd-ops';
+import {
+  etcdMaintainScheduleId,
+  listSchedules,
+  upsertBackupSchedule,
+  upsertEtcdMaintainSchedule,
+} from '../../clients/schedules';
+import type { EtcdMaintainScheduleMemo } from '../../clients/schedules';
 import { Failures } from '../../runbooks/failures';
 import type { InventoryInput } from '../../runbooks/schema';
 import { approve, progress } from '../../workflows/messages';
@@ -28,7 +35,7 @@ import type { RunbookProgress } from '../../workflows/messages';
 import type { EtcdMaintainReport, EtcdRestartReport } from '../../workflows/etcd';
 import { errorMessage } from '../../workflows/steps';
 import { repoRoot, waitFor } from '../helpers/local-common';
-import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -282,6 +289,56 @@ void describe('etcdMaintain', () => {
     assert.deepEqual(named(m.calls, 'etcdDefragMember'), ['etcd1', 'etcd3', 'etcd2']);
     assert.equal(m.calls.find((c) => c.activity === 'etcdPrecheck')!.args.allowAlarms, true);
     assert.equal(result.compaction?.revision, '77');
+  });
+
+  void test('on a Temporal Schedule: SKIP, catch-up, pause on failure; a trigger runs one maintenance; listed beside backups', async () => {
+    const m = mock({ leader: 'etcd2' });
+    const taskQueue = uniqueId('etcd-sched');
+    const cluster = uniqueId('es');
+    const o = { cluster, inventory: inventory(cluster), cron: '0 4 * * 0', taskQueue, operator: 'bob' };
+    const { handle, created } = await upsertEtcdMaintainSchedule(env.client, o);
+    assert.equal(created, true);
+    assert.equal(handle.scheduleId, etcdMaintainScheduleId(cluster));
+    const d = await handle.describe();
+    assert.equal(d.policies.overlap, 'SKIP');
+    assert.equal(d.policies.pauseOnFailure, true);
+    assert.equal(d.policies.catchupWindow, 3600_000);
+    const memo = d.memo as unknown as EtcdMaintainScheduleMemo;
+    assert.deepEqual([memo.pgha, memo.cron, memo.by], ['etcd-maintain-schedule', '0 4 * * 0', 'bob']);
+    assert.match(d.state.note ?? '', /etcd maintenance .* at '0 4 \* \* 0'/);
+    await assert.rejects(
+      upsertEtcdMaintainSchedule(env.client, { ...o, cron: '0 4 * *' }),
+      /--cron "0 4 \* \*": expected five cron fields/,
+    );
+    // listed with the cluster's backup schedules, each with its own memo
+    const backup = await upsertBackupSchedule(env.client, { ...o, cron: '0 3 * * *' });
+    assert.deepEqual(
+      (await listSchedules(env.client, cluster)).map((s) => [s.scheduleId, s.memo.pgha]),
+      [
+        [backup.handle.scheduleId, 'backup-schedule'],
+        [handle.scheduleId, 'etcd-maintain-schedule'],
+      ],
+    );
+    await backup.handle.delete();
+
+    const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+    await worker.runUntil(async () => {
+      await handle.trigger(ScheduleOverlapPolicy.SKIP);
+      const ran = await eventually(
+        'the triggered maintenance run',
+        async () => (await handle.describe()).info.recentActions,
+        (a) => a.length === 1,
+      );
+      const wf = ran[0]!.action.workflow;
+      assert.match(wf.workflowId, new RegExp(`^etcd-maintain-${cluster}-`));
+      const r = (await env.client.workflow
+        .getHandle(wf.workflowId, wf.firstExecutionRunId)
+        .result()) as EtcdMaintainReport;
+      assert.equal(r.compaction?.revision, '77');
+    });
+    assert.deepEqual(named(m.calls, 'etcdDefragMember'), ['etcd1', 'etcd3', 'etcd2']);
+    await handle.delete();
+    await assert.rejects(handle.describe(), ScheduleNotFoundError);
   });
 
   void test('defrag: false only reports', async () => {
