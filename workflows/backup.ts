@@ -36,21 +36,27 @@ const act = proxyActivities<Activities>(activityOptions.longWait);
 
 /**
  * The backup's name: from the workflow id and, since the `backup-name-per-run` patch, the run's
- * start time — stable across retries and worker restarts, new for every run (the CLI reuses the id
- * `backup-<cluster>` once the previous run ended; a name found again would be the old backup).
+ * start time and the end of its run id — stable across retries and worker restarts, new for every
+ * run (the CLI reuses the id `backup-<cluster>` once the previous run ended, and a second run can
+ * start within the same second; a name found again would be the old backup).
  */
-export function backupName(workflowId: string, startTime?: Date): string {
+export function backupName(workflowId: string, run?: { startTime: Date; runId: string }): string {
   const slug = workflowId
     .toLowerCase()
     .replace(/[^a-z0-9-]+/g, '-')
     .replace(/^-+|-+$/g, '');
-  if (!startTime) return `pgha-${slug}`.slice(0, 85);
-  const at = startTime
+  if (!run) return `pgha-${slug}`.slice(0, 85);
+  const at = run.startTime
     .toISOString()
     .replace(/\.\d+Z$/, '')
     .replace(/[-:]/g, '')
     .toLowerCase();
-  return `pgha-${slug.slice(0, 60).replace(/-+$/, '')}-${at}`;
+  // a run id's last hex digits are random (its first ones are a timestamp in UUIDv7)
+  const run6 = run.runId
+    .toLowerCase()
+    .replace(/[^0-9a-f]/g, '')
+    .slice(-6);
+  return `pgha-${slug.slice(0, 60).replace(/-+$/, '')}-${at}-${run6}`;
 }
 
 export async function backup(input: BackupInput): Promise<BackupResult> {
@@ -73,7 +79,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   }
   const info = workflowInfo();
   const name = patched(Patches.backupNamePerRun)
-    ? backupName(info.workflowId, info.startTime)
+    ? backupName(info.workflowId, { startTime: info.startTime, runId: info.runId })
     : backupName(info.workflowId);
   const plan = retention ? ['backup', 'retention'] : ['backup'];
   return runbook({ cluster: inv.cluster, operation: 'backup', plan }, async (rb) => {

@@ -29,9 +29,27 @@ async function healthy(clientUrl: string): Promise<boolean> {
   return res.ok && body.health === 'true';
 }
 
-/** Starts an n-member etcd cluster on loopback and waits (bounded) until every member is healthy. */
-export async function startLocalEtcd(
-  n = 1,
+type StartOptions = Parameters<typeof startOnce>[1];
+
+/**
+ * Starts an n-member etcd cluster on loopback and waits (bounded) until every member is healthy.
+ * A free port can be taken between freePort() and etcd's bind (an outgoing connection's ephemeral
+ * port, on a busy machine): with ports of its own choosing, that start is retried on new ports
+ * (3 tries at most); any other failure is thrown at once.
+ */
+export async function startLocalEtcd(n = 1, opts: StartOptions = {}): Promise<LocalEtcdCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(n, opts);
+    } catch (err) {
+      const raced = /address already in use/.test(String((err as Error).message));
+      if (!raced || opts.clientPort !== undefined || opts.peerPort !== undefined || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startOnce(
+  n: number,
   opts: {
     timeoutMs?: number;
     /** One loopback address per member (e.g. 127.0.0.51); default 127.0.0.1 with distinct ports. */

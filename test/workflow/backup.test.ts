@@ -75,9 +75,9 @@ void test('the backup is named after the workflow id and its description is the 
       taskQueue,
     });
     const r = await h.result();
-    const { startTime } = await h.describe();
-    assert.deepEqual(m.names, [backupName(h.workflowId, startTime)]);
-    assert.equal(r.name, backupName(h.workflowId, startTime));
+    const { startTime, runId } = await h.describe();
+    assert.deepEqual(m.names, [backupName(h.workflowId, { startTime, runId })]);
+    assert.equal(r.name, backupName(h.workflowId, { startTime, runId }));
     assert.equal((r as { server?: string }).server, cluster);
     // The CLI reuses the id once a run ended: the next run's backup has a name of its own.
     const h2 = await startRunbook<typeof backup>(env.client, {
@@ -121,10 +121,14 @@ void test('a cluster without a backup CT is refused before any activity', async 
 
 void test('backupName: stable, Barman-safe, one per run', () => {
   assert.equal(backupName('backup-labd-1'), 'pgha-backup-labd-1');
-  const at = new Date('2026-11-29T12:13:52.123Z');
-  assert.equal(backupName('backup-labd', at), 'pgha-backup-labd-20261129t121352');
-  assert.match(backupName('x'.repeat(200), at), /^pgha-x{60}-20261129t121352$/);
-  assert.match(backupName('backup-labd-2026-11-29T03:00:00Z', at), /^pgha-[a-z0-9-]{1,80}$/);
+  const startTime = new Date('2026-11-29T12:13:52.123Z');
+  const run = { startTime, runId: '01a22865-b46a-7c3a-bc55-5265cb2f4116' };
+  assert.equal(backupName('backup-labd', run), 'pgha-backup-labd-20261129t121352-2f4116');
+  // two runs in the same second (their run ids share the timestamp part): two names
+  const other = { startTime, runId: '01a22865-b46a-7c3a-bc55-5265cb9e0a7d' };
+  assert.notEqual(backupName('backup-labd', other), backupName('backup-labd', run));
+  assert.match(backupName('x'.repeat(200), run), /^pgha-x{60}-20261129t121352-2f4116$/);
+  assert.match(backupName('backup-labd-2026-11-29T03:00:00Z', run), /^pgha-[a-z0-9-]{1,90}$/);
   assert.equal(backupName('Backup_Lab/2'), 'pgha-backup-lab-2');
   assert.ok(backupName('x'.repeat(200)).length <= 85);
 });
