@@ -222,7 +222,7 @@ void test('the inventory edit: only vmid and ip change; a clash names its field;
   assert.match(out, /- \{ vmid: 112, hostname: etcd3, ip: 10\.213\.50\.54 \}/);
   assert.equal(setEtcdMemberAt(text, 'etcd3', {}), text);
   assert.throws(
-    () => checkedEdit(LAB, text, (t) => setEtcdMemberAt(t, 'etcd3', { ip: '10.213.51.9' })),
+    () => checkedEdit(LAB, text, (t) => setEtcdMemberAt(t, 'etcd3', { ip: '203.0.113.9' })),
     /nodes\.etcd\[2\]\.ip/,
   );
   assert.throws(

@@ -519,7 +519,7 @@ void describe('etcdReplace', () => {
     const r3 = await run(m, 'etcdReplace', {
       inventory: inventory(uniqueId('r')),
       member: 'etcd3',
-      ip: '192.168.1.5',
+      ip: '203.0.113.5', // TEST-NET-3: outside the subnet, and no one's private network
     });
     assert.equal(r3.error?.type, Failures.InvalidInventory);
     assert.match(r3.error!.message, /nodes\.etcd\[2\]\.ip/);
