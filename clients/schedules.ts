@@ -88,6 +88,30 @@ export function checkCron(cron: string): string {
   return c;
 }
 
+/** A schedule's action: start `workflowType` as pgha's `operation` on the cluster (id gets the due time appended). */
+function startAction(
+  o: { cluster: string; taskQueue?: string },
+  operation: string,
+  workflowType: string,
+  workflowId: string,
+  args: unknown[],
+  meta: ReturnType<typeof runbookMetadata>,
+) {
+  return {
+    type: 'startWorkflow' as const,
+    workflowType,
+    workflowId, // Temporal appends the due time: <workflowId>-<time>
+    taskQueue: o.taskQueue ?? defaultTaskQueue,
+    args,
+    typedSearchAttributes: [
+      { key: PgCluster, value: o.cluster },
+      { key: PgOperation, value: operation },
+    ],
+    staticSummary: meta.staticSummary,
+    staticDetails: meta.staticDetails,
+  };
+}
+
 function scheduleOptions(o: BackupScheduleOptions, cron: string, kind: BackupKind, retention?: string) {
   const args: [BackupInput] = [
     { inventory: o.inventory, kind, ...(retention ? { retention } : {}) } as BackupInput,
@@ -108,19 +132,7 @@ function scheduleOptions(o: BackupScheduleOptions, cron: string, kind: BackupKin
   );
   return {
     spec: { cronExpressions: [cron] },
-    action: {
-      type: 'startWorkflow' as const,
-      workflowType: 'backup',
-      workflowId, // Temporal appends the due time: backup-<cluster>-<time>
-      taskQueue: o.taskQueue ?? defaultTaskQueue,
-      args,
-      typedSearchAttributes: [
-        { key: PgCluster, value: o.cluster },
-        { key: PgOperation, value: 'backup' },
-      ],
-      staticSummary: meta.staticSummary,
-      staticDetails: meta.staticDetails,
-    },
+    action: startAction(o, 'backup', 'backup', workflowId, args, meta),
     policies: policies(o.catchupWindow),
     memo: memo as unknown as Record<string, unknown>,
     note: `pgha ${kind} backup of ${o.cluster} at '${cron}'${retention ? `, retention ${retention}` : ', no retention'}`,
@@ -173,19 +185,7 @@ export async function upsertEtcdMaintainSchedule(
   );
   return upsert(client, scheduleId, o.cluster, {
     spec: { cronExpressions: [cron] },
-    action: {
-      type: 'startWorkflow' as const,
-      workflowType: 'etcdMaintain',
-      workflowId, // Temporal appends the due time
-      taskQueue: o.taskQueue ?? defaultTaskQueue,
-      args,
-      typedSearchAttributes: [
-        { key: PgCluster, value: o.cluster },
-        { key: PgOperation, value: 'etcd-maintain' },
-      ],
-      staticSummary: meta.staticSummary,
-      staticDetails: meta.staticDetails,
-    },
+    action: startAction(o, 'etcd-maintain', 'etcdMaintain', workflowId, args, meta),
     policies: policies(o.catchupWindow),
     memo: memo as unknown as Record<string, unknown>,
     note: `pgha etcd maintenance (compact, defragment) of ${o.cluster} at '${cron}'`,
