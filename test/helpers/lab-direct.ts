@@ -250,16 +250,18 @@ export function refused(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** The leader's name as Patroni's GET /cluster tells it (the first member that answers), read directly. */
-export async function leaderDirect(inv: Inventory): Promise<string | undefined> {
+export interface ClusterMembers {
+  members: { name: string; role: string; state: string; timeline?: number; tags?: Record<string, unknown> }[];
+}
+
+/** Patroni's GET /cluster from the first member that answers, read directly. */
+export async function clusterDirect(inv: Inventory): Promise<ClusterMembers | undefined> {
   for (const n of inv.nodes.postgres) {
     try {
       const r = await fetch(`http://${n.ip}:${inv.ports.patroniRestApi}/cluster`, {
         signal: AbortSignal.timeout(3000),
       });
-      if (!r.ok) continue;
-      const c = (await r.json()) as { members: { name: string; role: string }[] };
-      return c.members.find((m) => m.role === 'leader' || m.role === 'master')?.name;
+      if (r.ok) return (await r.json()) as ClusterMembers;
     } catch {
       // next member
     }
@@ -267,15 +269,38 @@ export async function leaderDirect(inv: Inventory): Promise<string | undefined> 
   return undefined;
 }
 
-/** Bounded wait for a writable leader with every other member streaming from it (lag < 1 MiB); its name. */
+export const leaderIn = (c: ClusterMembers | undefined) =>
+  c?.members.find((m) => m.role === 'leader' || m.role === 'master')?.name;
+
+/**
+ * Patroni's own view (its member keys in etcd) shows every member other than the leader as a
+ * running replica. A replica streams (pg_stat_replication) before its Patroni writes its state at
+ * the end of the next HA loop: a demoted leader still reads 'stopped' for up to loop_wait, and a
+ * runbook's pre-check trusts Patroni's view.
+ */
+export const replicasRunningIn = (c: ClusterMembers | undefined, expected: number) =>
+  (c?.members ?? []).filter(
+    (m) => m.role !== 'leader' && m.role !== 'master' && (m.state === 'streaming' || m.state === 'running'),
+  ).length === expected;
+
+/** The leader's name as Patroni's GET /cluster tells it (the first member that answers), read directly. */
+export async function leaderDirect(inv: Inventory): Promise<string | undefined> {
+  return leaderIn(await clusterDirect(inv));
+}
+
+/**
+ * Bounded wait for a writable leader with every other member streaming from it (lag < 1 MiB), and
+ * Patroni's view agreeing (every replica running); its name.
+ */
 export async function waitHealthyDirect(inv: Inventory, timeoutMs = 180_000): Promise<string> {
   let leader = '';
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const l = await leaderDirect(inv);
+      const c = await clusterDirect(inv);
+      const l = leaderIn(c);
       const node = inv.nodes.postgres.find((n) => n.hostname === l);
-      if (l && node) {
+      if (l && node && replicasRunningIn(c, inv.nodes.postgres.length - 1)) {
         const r = await sqlAs(inv, node.ip, inv.ports.postgresql, async (c) => {
           const q = await c.query<{ n: number; rec: boolean }>(
             `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING}

@@ -45,7 +45,7 @@ import type { etcdReplace } from '../../workflows/etcd-replace';
 import type { switchover } from '../../workflows/switchover';
 import { fault, up } from '../../lab';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs, LabWriter, MEMBER_STREAMING } from '../helpers/lab-direct';
+import { inCt, sqlAs, LabWriter, waitHealthyDirect } from '../helpers/lab-direct';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
@@ -98,27 +98,7 @@ async function leaderNow(): Promise<{ name: string; timeline: number }> {
   }
   throw new Error('no running primary');
 }
-async function streamingReplicas(leader: string): Promise<string[]> {
-  return sqlAs(inv, pg(leader).ip, inv.ports.postgresql, async (c) =>
-    (
-      await c.query<{ n: string }>(
-        `select application_name as n from pg_stat_replication where ${MEMBER_STREAMING} order by 1`,
-      )
-    ).rows.map((r) => r.n),
-  );
-}
-async function healthy(): Promise<string> {
-  let leader = '';
-  await waitFor('a leader and both replicas streaming', 180_000, async () => {
-    try {
-      leader = (await leaderNow()).name;
-      return (await streamingReplicas(leader)).length === inv.nodes.postgres.length - 1;
-    } catch {
-      return false;
-    }
-  });
-  return leader;
-}
+const healthy = () => waitHealthyDirect(inv, 180_000);
 
 /** etcd.service's InvocationID in each etcd CT, read straight through LXC. */
 function invocations(): Record<string, string> {

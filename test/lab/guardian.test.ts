@@ -28,7 +28,7 @@ import type { deployCluster } from '../../workflows/deploy-cluster';
 import { guardianState, guardianWorkflowId } from '../../workflows/guardian';
 import { progress } from '../../workflows/messages';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
-import { inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
+import { inCt, sqlAs, waitHealthyDirect } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -81,25 +81,7 @@ async function leaderNow(): Promise<string | undefined> {
 }
 
 /** Leader writable and every other member streaming from it. */
-async function healthy(timeoutMs = 240_000): Promise<string> {
-  let leader = '';
-  await waitFor('a leader with every replica streaming', timeoutMs, async () => {
-    try {
-      const l = await leaderNow();
-      if (!l) return false;
-      const r = await one<{ n: number; rec: boolean }>(
-        ip(l),
-        `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING})::int as n,
-                pg_is_in_recovery() as rec`,
-      );
-      leader = l;
-      return !r.rec && r.n === inv.nodes.postgres.length - 1;
-    } catch {
-      return false;
-    }
-  });
-  return leader;
-}
+const healthy = (timeoutMs = 240_000) => waitHealthyDirect(inv, timeoutMs);
 const timelineOf = async (name: string) =>
   (
     await one<{ tl: number }>(

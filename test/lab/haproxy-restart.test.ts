@@ -34,7 +34,7 @@ import { labNotUpReason } from '../../lab/testing';
 import { loadInventory, resolveClusterSecrets } from '../../runbooks/inventory';
 import type { Inventory } from '../../runbooks/schema';
 import { findNode, memberByIp, memberNames, restApi, restApiAuth } from '../../runbooks/topology';
-import { sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
+import { sqlAs, waitHealthyDirect } from '../helpers/lab-direct';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 
 const skip = labNotUpReason();
@@ -75,28 +75,7 @@ void describe('HAProxy after a restart or a reload (pgha files)', { skip }, () =
     return undefined;
   };
   /** The leader, writable, with every other member streaming from it. */
-  const healthy = async (timeoutMs = 120_000) => {
-    let leader = '';
-    await waitFor('a leader with every replica streaming', timeoutMs, async () => {
-      const l = await leaderNow().catch(() => undefined);
-      if (!l) return false;
-      const r = await sqlAs(
-        inv,
-        findNode(inv, 'postgres', l).ip,
-        inv.ports.postgresql,
-        async (c) =>
-          (
-            await c.query<{ n: number; rec: boolean }>(
-              `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING})::int as n,
-                    pg_is_in_recovery() as rec`,
-            )
-          ).rows[0]!,
-      ).catch(() => undefined);
-      leader = l;
-      return r !== undefined && !r.rec && r.n === inv.nodes.postgres.length - 1;
-    });
-    return leader;
-  };
+  const healthy = (timeoutMs = 120_000) => waitHealthyDirect(inv, timeoutMs);
 
   before(async () => {
     inv = await loadInventory(LAB);

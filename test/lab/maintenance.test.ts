@@ -33,12 +33,12 @@ import { progress } from '../../workflows/messages';
 import type { reinitReplica } from '../../workflows/reinit';
 import type { applyConfig, rollingRestart } from '../../workflows/rolling-restart';
 import { errorMessage } from '../../workflows/steps';
-import { inCt, sqlAs, LabWriter, MEMBER_STREAMING, refused } from '../helpers/lab-direct';
+import { inCt, sqlAs, LabWriter, MEMBER_STREAMING, refused, waitHealthyDirect } from '../helpers/lab-direct';
 import { LXC_PATH } from '../../lab/paths';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
-import { repoRoot, sleep, waitFor } from '../helpers/local-common';
+import { repoRoot, sleep } from '../helpers/local-common';
 import { eventually, startTestServer, testCodecKey, uniqueId } from '../helpers/temporal';
 
 const skip = labNotUpReason();
@@ -97,15 +97,7 @@ async function streamingReplicas(leader: string): Promise<string[]> {
     ).rows.map((r) => r.n),
   );
 }
-async function healthy(): Promise<string> {
-  const leader = await leaderNow();
-  await waitFor(
-    'both replicas streaming',
-    120_000,
-    async () => (await streamingReplicas(leader)).length === inv.nodes.postgres.length - 1,
-  );
-  return leader;
-}
+const healthy = () => waitHealthyDirect(inv, 120_000);
 
 /** Every distinct postmaster_start_time each member reports, polled every 100 ms. */
 class StartTimes {

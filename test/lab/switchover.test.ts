@@ -37,8 +37,12 @@ import {
   switchoverRequests,
   timelineOf as timelineOfHost,
   withRuntime,
+  clusterDirect,
+  leaderIn,
+  replicasRunningIn,
   MEMBER_STREAMING,
 } from '../helpers/lab-direct';
+import type { ClusterMembers } from '../helpers/lab-direct';
 import { HAPROXY_WRITE_BACKEND } from '../../activities/render';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
@@ -86,31 +90,22 @@ const sql = <T>(host: string, port: number, fn: (c: Client) => Promise<T>) => sq
 const one = async <T>(host: string, q: string, params: unknown[] = [], port = inv.ports.postgresql) =>
   sql(host, port, async (c) => (await c.query(q, params)).rows[0] as T);
 
-interface ClusterJson {
-  members: { name: string; role: string; state: string; timeline?: number; tags?: Record<string, unknown> }[];
-}
+type ClusterJson = ClusterMembers;
 async function clusterJson(): Promise<ClusterJson> {
-  for (const n of inv.nodes.postgres) {
-    try {
-      const r = await fetch(`http://${n.ip}:${inv.ports.patroniRestApi}/cluster`, {
-        signal: AbortSignal.timeout(3000),
-      });
-      if (r.ok) return (await r.json()) as ClusterJson;
-    } catch {
-      // next member
-    }
-  }
-  throw new Error('no Patroni member answers /cluster');
+  const c = await clusterDirect(inv);
+  if (!c) throw new Error('no Patroni member answers /cluster');
+  return c;
 }
-const leaderOf = (c: ClusterJson) => c.members.find((m) => m.role === 'leader' || m.role === 'master')?.name;
+const leaderOf = leaderIn;
 
 /** Leader writable and every other member streaming from it with lag under 1 MiB. */
 async function healthy(timeoutMs = 180_000): Promise<string> {
   let leader = '';
   await waitFor('a leader with every replica streaming', timeoutMs, async () => {
     try {
-      const l = leaderOf(await clusterJson());
-      if (!l) return false;
+      const c = await clusterJson();
+      const l = leaderOf(c);
+      if (!l || !replicasRunningIn(c, inv.nodes.postgres.length - 1)) return false;
       const r = await one<{ n: number; rec: boolean }>(
         ip(l),
         `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING}

@@ -26,7 +26,7 @@ import { versionedVenv } from '../../runbooks/patroni-versions';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
 import type { UpgradePatroniReport, upgradePatroni } from '../../workflows/upgrade-patroni';
-import { LabWriter, inCt, sqlAs, MEMBER_STREAMING } from '../helpers/lab-direct';
+import { LabWriter, inCt, sqlAs, waitHealthyDirect } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -71,34 +71,9 @@ async function patroniJson(name: string): Promise<PatroniJson | null> {
     return null;
   }
 }
-async function leaderNow(): Promise<string | undefined> {
-  for (const n of names()) {
-    const p = await patroniJson(n);
-    if (p?.role === 'primary' || p?.role === 'master') return n;
-  }
-  return undefined;
-}
 
 /** The leader writable and every other member streaming from it with lag under 1 MiB. */
-async function healthy(timeoutMs = 180_000): Promise<string> {
-  let leader = '';
-  await waitFor('a leader with every replica streaming', timeoutMs, async () => {
-    try {
-      const l = await leaderNow();
-      if (!l) return false;
-      const r = await one<{ n: number; rec: boolean }>(
-        ip(l),
-        `select (select count(*) from pg_stat_replication where ${MEMBER_STREAMING}
-                 and pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576)::int as n, pg_is_in_recovery() as rec`,
-      );
-      leader = l;
-      return !r.rec && r.n === names().length - 1;
-    } catch {
-      return false;
-    }
-  });
-  return leader;
-}
+const healthy = (timeoutMs = 180_000) => waitHealthyDirect(inv, timeoutMs);
 const postmasterStart = async (name: string) =>
   (await one<{ t: string }>(ip(name), 'select pg_postmaster_start_time()::text as t')).t;
 const timelineOf = async (name: string) =>
