@@ -76,6 +76,13 @@ export type PgSettingRow = PgSettingInfo;
 
 export class PostgresUnreachableError extends Error {
   override readonly name = 'PostgresUnreachableError';
+  constructor(
+    message: string,
+    /** The connect error's code: ECONNREFUSED (nothing listens), ETIMEDOUT, a SQLSTATE (57P03: starting up). */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
 }
 export class PostgresAuthError extends Error {
   override readonly name = 'PostgresAuthError';
@@ -140,6 +147,7 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
       }
       throw new PostgresUnreachableError(
         `PostgreSQL ${where(conn)} did not accept a connection: ${e.code ?? ''} ${e.message ?? String(err)}`.trim(),
+        e.code,
       );
     }
     try {
@@ -366,7 +374,25 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
     );
   }
 
+  /**
+   * Whether a server listens at `conn`: 'accepting' (a session opened), 'answering' (a postmaster
+   * answered but refused the session: starting up, shutting down, a login rule), 'refused' (the TCP
+   * connect was refused: no postmaster), 'unreachable' (no answer in time).
+   */
+  async function pgListening(conn: PgConn): Promise<'accepting' | 'answering' | 'refused' | 'unreachable'> {
+    try {
+      await withClient(conn, async () => undefined);
+      return 'accepting';
+    } catch (err) {
+      if (err instanceof PostgresAuthError) return 'answering';
+      if (!(err instanceof PostgresUnreachableError)) throw err;
+      if (err.code === 'ECONNREFUSED') return 'refused';
+      return /^[0-9A-Z]{5}$/.test(err.code ?? '') ? 'answering' : 'unreachable';
+    }
+  }
+
   return {
+    pgListening,
     pgIsInRecovery,
     pgTimeline,
     pgIdentity,

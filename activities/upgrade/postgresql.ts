@@ -190,7 +190,7 @@ async function lookBack(
   deps: UpgradeDeps,
   args: RestartOntoArgs,
   before: string | null,
-  started: { failedSince?: number },
+  started: { failedSince?: number; silentSince?: number },
 ) {
   const { inv, member } = args;
   const st = await patroniOf(deps, inv, member);
@@ -215,7 +215,24 @@ async function lookBack(
     return { done: false, value, describe: `state ${st.state}` };
   }
   started.failedSince = undefined;
-  if (st.state !== 'running') return { done: false, value, describe: `state ${st.state}` };
+  if (st.state !== 'running') {
+    // Patroni 3.3 can report 'restarting' for as long as one waits after the new postmaster exited
+    // at once (a broken build): no server listens. A start that is only slow (recovery) listens and
+    // answers "starting up". Nothing listening for three HA loops is the build's failure.
+    const conn = sqlConn(inv, member);
+    const listening = await deps.postgres.pgListening(conn).catch(() => 'unreachable');
+    if (listening === 'refused') {
+      started.silentSince ??= Date.now();
+      const waited = Date.now() - started.silentSince;
+      if (waited >= 3 * args.inv.patroni.loopWait * 1000)
+        fail(
+          `${member}: PostgreSQL does not start (nothing listens on ${conn.host}:${conn.port} for ` +
+            `${Math.round(waited / 1000)} s while Patroni reports '${st.state}'); ` +
+            `see its server log and journalctl -u patroni`,
+        );
+    } else started.silentSince = undefined;
+    return { done: false, value, describe: `state ${st.state}, server ${listening}` };
+  }
   if (st.server_version !== args.wantNum) {
     return {
       done: false,
@@ -256,7 +273,7 @@ async function waitBack(
   before: string | null,
   what: string,
 ): Promise<Back> {
-  const started: { failedSince?: number } = {};
+  const started: { failedSince?: number; silentSince?: number } = {};
   try {
     return await pollUntil(
       { what: `${args.member} ${what}`, timeoutMs: args.timeoutMs ?? 300_000, intervalMs: 500 },
