@@ -4,7 +4,7 @@
  * scripts/test-services unpacks under .tools/.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -51,6 +51,17 @@ export async function waitFor(what: string, timeoutMs: number, check: () => Prom
 }
 
 /** A child process whose output is kept (the tail is shown when it fails) and that can be stopped. */
+/**
+ * A file in the test run's artifacts directory (PGHA_TEST_ARTIFACTS, set by scripts/test), or
+ * undefined when there is none (a test file run on its own).
+ */
+export function testArtifact(name: string): string | undefined {
+  const dir = process.env.PGHA_TEST_ARTIFACTS;
+  if (!dir) return undefined;
+  mkdirSync(dir, { recursive: true });
+  return join(dir, name);
+}
+
 export class Proc {
   readonly child: ChildProcess;
   private out = '';
@@ -63,8 +74,12 @@ export class Proc {
     opts: SpawnOptions = {},
   ) {
     this.child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    // The whole output also goes to the run's artifacts (scripts/test sets the directory): the
+    // secrets scan reads every worker's log.
+    const log = testArtifact(`proc-${name.replace(/[^A-Za-z0-9_.-]/g, '_')}-${this.child.pid ?? 'x'}.log`);
     const keep = (b: Buffer) => {
       this.out = (this.out + b.toString()).slice(-8000);
+      if (log) appendFileSync(log, b);
     };
     this.child.stdout?.on('data', keep);
     this.child.stderr?.on('data', keep);

@@ -4,13 +4,14 @@
  * a Worker per test, and the payload codec with a per-process key, as in production.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import type { WorkerOptions } from '@temporalio/worker';
 import { AesGcmCodec, pghaDataConverter } from '../../clients/codec';
 import { temporalBinary } from '../../temporal.config';
 import { searchAttributeKeys } from '../../workflows/messages';
-import { waitFor } from './local-common';
+import { testArtifact, waitFor } from './local-common';
 
 /** The codec key of this test process (the worker child processes get it through PGHA_CODEC_KEY). */
 export const testCodecKey = randomBytes(32);
@@ -27,8 +28,14 @@ export function installTestRuntime(): void {
 
 export async function startTestServer(): Promise<TestWorkflowEnvironment> {
   installTestRuntime();
+  // In a full run the server keeps its database in the run's artifacts, with this process's codec
+  // key beside it: the secrets scan (test/workflow/zz-secrets-scan.test.ts) reads them all at the end.
+  const db = testArtifact(`temporal-${process.pid}-${randomUUID().slice(0, 8)}.db`);
+  const key = testArtifact(`codec-${process.pid}.key`);
+  if (key) writeFileSync(key, testCodecKey.toString('base64'), { mode: 0o600 });
   return TestWorkflowEnvironment.createLocal({
     server: {
+      ...(db ? { dbFilename: db } : {}),
       executable: { type: 'existing-path', path: temporalBinary },
       ip: '127.0.0.1',
       searchAttributes: searchAttributeKeys,

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { utils } from 'ssh2';
 import { parse } from 'yaml';
 import { CommandTooLongError, HOST_COMMAND_MAX_BYTES, quote } from '../../activities/command';
@@ -142,6 +143,28 @@ void describe('ProxmoxHost against the lab', { skip }, () => {
       (await host.exec(CT, ['test', '-e', '/tmp/pgha-pwned'])).code,
       1,
       'an argument was executed',
+    );
+  });
+
+  void it('fuzz: 200 random argv lists (any code point but NUL, long ones, leading dashes) round-trip byte-exact', async () => {
+    const arg = fc
+      .oneof(
+        fc.string({ unit: 'binary', maxLength: 30 }),
+        fc.string({ unit: 'binary', minLength: 1000, maxLength: 3000 }),
+        fc.string({ unit: 'binary', maxLength: 10 }).map((x) => `-${x}`),
+        fc.constantFrom('--', '-', '-e', "'", '"', '\\', '$(id)', '`id`', '\n', ' '),
+      )
+      // no NUL (no command line carries one) and no lone surrogate (not text): quote() refuses both
+      .map((x) => x.replace(/\0/g, '').replace(/[\uD800-\uDFFF]/gu, ''));
+    const seed = process.env.PGHA_FUZZ_SEED === undefined ? undefined : Number(process.env.PGHA_FUZZ_SEED);
+    await fc.assert(
+      fc.asyncProperty(fc.array(arg, { minLength: 1, maxLength: 8 }), async (args) => {
+        const r = await host.execBuffer(CT, ['printf', '%s\\0', ...args]);
+        assert.equal(r.code, 0, r.stderr);
+        const expected = Buffer.concat(args.map((a) => Buffer.from(`${a}\0`, 'utf8')));
+        assert.ok(r.stdout.equals(expected), `argv ${JSON.stringify(args).slice(0, 400)}`);
+      }),
+      { numRuns: 200, seed },
     );
   });
 
