@@ -112,11 +112,11 @@ export function activitySummary(activityType: string, where: string): string {
 }
 
 /**
- * The activities of one profile, each called with a summary first (user metadata: it goes through
+ * The activities of one profile (or options of their own), each called with a summary first (user metadata: it goes through
  * the payload codec like every payload, and changes no command, so a released workflow replays).
  */
-export function summarized<A>(profile: ActivityProfile): Summarized<A> {
-  const plain = proxyActivities(activityOptions[profile]);
+export function summarized<A>(profile: ActivityProfile | ActivityOptions): Summarized<A> {
+  const plain = proxyActivities(typeof profile === 'string' ? activityOptions[profile] : profile);
   return new Proxy({} as Summarized<A>, {
     get(_, name) {
       if (typeof name !== 'string') throw new TypeError(`activity names are strings, got ${String(name)}`);

@@ -16,20 +16,14 @@
  * A member already reporting the target is skipped, so a run resumed after a worker crash never
  * restarts a member's Patroni twice.
  */
-import {
-  ApplicationFailure,
-  CancellationScope,
-  isCancellation,
-  patched,
-  proxyActivities,
-} from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, patched } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { SwitchResult, UpgradeMember, UpgradePlan } from '../activities/upgrade-patroni';
 import { Failures } from '../runbooks/failures';
 import { isPatroniVersion } from '../runbooks/patroni-versions';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { activityOptions, at, summarized } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
 import { Patches } from './patches';
 import { errorMessage, runbook } from './steps';
@@ -70,18 +64,18 @@ const finalTypes = [
 ];
 
 /** Pre-checks, pause/resume: a refusal is final. */
-const check = proxyActivities<Activities>({
+const check = summarized<Activities>({
   ...activityOptions.maintenance,
   startToCloseTimeout: '5m',
   retry: { ...activityOptions.maintenance.retry, nonRetryableErrorTypes: finalTypes },
 });
 /** Installing a venv from wheels: long (pip), heartbeating while each command runs. */
-const install = proxyActivities<Activities>({
+const install = summarized<Activities>({
   ...activityOptions.nodeStep,
   retry: { ...activityOptions.nodeStep.retry, nonRetryableErrorTypes: finalTypes },
 });
 /** A member's switch: one restart of its Patroni (an intent in the heartbeat) and a bounded wait. */
-const member = proxyActivities<Activities>({
+const member = summarized<Activities>({
   ...activityOptions.restart,
   retry: { ...activityOptions.restart.retry, nonRetryableErrorTypes: finalTypes },
 });
@@ -99,7 +93,7 @@ export async function upgradePatroni(input: UpgradePatroniInput): Promise<Upgrad
 
   return runbook({ cluster: inv.cluster, operation: 'upgrade-patroni', plan }, async (rb) => {
     const seen = await rb.step('pre-check', () =>
-      check.patroniUpgradePrecheck({ inv, to, maxLagBytes: input.maxLagBytes }),
+      check.patroniUpgradePrecheck(`cluster ${inv.cluster}`, { inv, to, maxLagBytes: input.maxLagBytes }),
     );
     const report: UpgradePatroniReport = {
       cluster: inv.cluster,
@@ -115,15 +109,19 @@ export async function upgradePatroni(input: UpgradePatroniInput): Promise<Upgrad
 
     const todo = seen.members.filter((m) => m.action === 'upgrade');
     await rb.step('install', () =>
-      Promise.all(todo.map((m) => install.patroniStageVersion({ inv, member: m.name, version: to }))),
+      Promise.all(
+        todo.map((m) => install.patroniStageVersion(at(inv, m.name), { inv, member: m.name, version: to })),
+      ),
     );
 
-    const resume = () => check.patroniSetPause({ inv, pause: false });
-    await rb.step('pause', () => check.patroniSetPause({ inv, pause: true }), { compensate: resume });
+    const resume = () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: false });
+    await rb.step('pause', () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: true }), {
+      compensate: resume,
+    });
 
     const switched: UpgradeMember[] = [];
     const switchTo = (m: UpgradeMember, version: string) =>
-      member.patroniSwitchMember({
+      member.patroniSwitchMember(at(inv, m.name), {
         inv,
         member: m.name,
         to: version,
@@ -175,7 +173,7 @@ export async function upgradePatroni(input: UpgradePatroniInput): Promise<Upgrad
 
     await rb.step('resume', resume);
     const after = await rb.step('verify', () =>
-      check.patroniUpgradePrecheck({ inv, to, maxLagBytes: input.maxLagBytes }),
+      check.patroniUpgradePrecheck(`cluster ${inv.cluster}`, { inv, to, maxLagBytes: input.maxLagBytes }),
     );
     if (!after.noop) {
       const behind = after.members
@@ -207,9 +205,13 @@ async function leaderLost(
   failed: UpgradeMember,
   why: string,
 ): Promise<void> {
-  const loss = await rb.step(`look at the leader ${leader}`, () => check.patroniLeaderLoss({ inv, leader }), {
-    node: leader,
-  });
+  const loss = await rb.step(
+    `look at the leader ${leader}`,
+    () => check.patroniLeaderLoss(at(inv, leader), { inv, leader }),
+    {
+      node: leader,
+    },
+  );
   if (!loss.lost) return;
   const versions = Object.entries(loss.versions ?? {})
     .map(([n, v]) => `${n} ${v ?? 'not answering'}`)

@@ -22,7 +22,6 @@ import {
   ParentClosePolicy,
   executeChild,
   isCancellation,
-  proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
@@ -31,7 +30,7 @@ import type { LinkResult, MemberUpgradeResult, UpgradeMember, UpgradeView } from
 import { DEFAULT_MAX_LAG_BYTES, pgVersionNum, pgVersionText } from '../runbooks/pg-version';
 import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { at, summarized } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
 import { errorMessage, runbook } from './steps';
 import type { Runbook } from './steps';
@@ -85,9 +84,9 @@ export interface UpgradeReport {
 }
 
 /** Pre-check: a refusal is final. */
-const check = proxyActivities<Activities>(activityOptions.maintenance);
+const check = summarized<Activities>('maintenance');
 /** The member steps: bounded waits that heartbeat; a retry looks before it acts. */
-const act = proxyActivities<Activities>(activityOptions.restart);
+const act = summarized<Activities>('restart');
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 
@@ -143,7 +142,12 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
   return runbook({ cluster: inv.cluster, operation: 'upgrade', plan: ['pre-check'] }, async (rb) => {
     const started = Date.now();
     const pre = await rb.step('pre-check', () =>
-      check.upgradePostgresPrecheck({ inv, to: input.to, maxLagBytes, maxXactAgeMs: input.maxXactAgeMs }),
+      check.upgradePostgresPrecheck(`cluster ${inv.cluster}`, {
+        inv,
+        to: input.to,
+        maxLagBytes,
+        maxXactAgeMs: input.maxXactAgeMs,
+      }),
     );
     const report: UpgradeReport = {
       cluster: inv.cluster,
@@ -181,7 +185,7 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
     for (let round = 1; round <= rounds; round++) {
       if (round > 1)
         view = await rb.step(`look again (${round})`, () =>
-          act.upgradeLook({ inv, toNum, build: pre.build }),
+          act.upgradeLook(`cluster ${inv.cluster}`, { inv, toNum, build: pre.build }),
         );
       const pending = view.members.filter((m) => !m.upgraded);
       if (pending.length === 0) break;
@@ -229,7 +233,9 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
       };
       report.members.push(result);
     }
-    const end = await rb.step('verify', () => act.upgradeLook({ inv, toNum, build: pre.build }));
+    const end = await rb.step('verify', () =>
+      act.upgradeLook(`cluster ${inv.cluster}`, { inv, toNum, build: pre.build }),
+    );
     const behind = end.members.filter((m) => !m.upgraded || m.state !== 'running');
     if (behind.length) {
       stopped(
@@ -241,9 +247,13 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
     // goes back into the read port; `ready` is a no-op on one that is not drained.
     for (const m of end.members) {
       if (m.role === 'replica' && !u.readied.has(m.name)) {
-        await rb.step(`ready ${m.name}`, () => act.upgradeReadPortIn({ inv, member: m.name }), {
-          node: m.name,
-        });
+        await rb.step(
+          `ready ${m.name}`,
+          () => act.upgradeReadPortIn(at(inv, m.name), { inv, member: m.name }),
+          {
+            node: m.name,
+          },
+        );
       }
     }
     report.leaderAfter = end.leader;
@@ -277,21 +287,25 @@ class Upgrade {
     await rb.step(
       `drain ${m.name}`,
       () =>
-        act.upgradeReadPortOut({
+        act.upgradeReadPortOut(at(inv, m.name), {
           inv,
           member: m.name,
           sessionsTimeoutMs: this.input.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
         }),
       // Cancelled: back into the read port once it is a healthy replica again.
-      { ...node, compensate: () => act.upgradeReadPortIn({ inv, member: m.name }) },
+      { ...node, compensate: () => act.upgradeReadPortIn(at(inv, m.name), { inv, member: m.name }) },
     );
     const link = await rb.step(
       `switch ${m.name} to ${this.build}`,
-      () => act.upgradeSwitchBuild({ inv, member: m.name, build: this.build }),
+      () => act.upgradeSwitchBuild(at(inv, m.name), { inv, member: m.name, build: this.build }),
       node,
     );
     const result = await this.restartOrRollBack(m, link.before, leader);
-    await rb.step(`ready ${m.name}`, () => act.upgradeReadPortIn({ inv, member: m.name }), node);
+    await rb.step(
+      `ready ${m.name}`,
+      () => act.upgradeReadPortIn(at(inv, m.name), { inv, member: m.name }),
+      node,
+    );
     this.readied.add(m.name);
     this.done.add(m.name);
     return result;
@@ -309,7 +323,7 @@ class Upgrade {
       return await rb.step(
         `restart ${m.name} on ${this.build}`,
         () =>
-          act.upgradeRestartMember({
+          act.upgradeRestartMember(at(inv, m.name), {
             inv,
             member: m.name,
             wantNum: this.toNum,
@@ -325,7 +339,7 @@ class Upgrade {
       const back = await rb.step(
         `roll back ${m.name}`,
         () =>
-          act.upgradeRollbackMember({
+          act.upgradeRollbackMember(at(inv, m.name), {
             inv,
             member: m.name,
             previous,
@@ -337,7 +351,7 @@ class Upgrade {
       if (m.role === 'replica')
         await rb.step(
           `ready ${m.name} (rolled back)`,
-          () => act.upgradeReadPortIn({ inv, member: m.name }),
+          () => act.upgradeReadPortIn(at(inv, m.name), { inv, member: m.name }),
           node,
         );
       stopped(
@@ -364,9 +378,13 @@ class Upgrade {
     // interrupted run left (on a member skipped since, or on the leader) goes first.
     for (const x of view.members) {
       if (!this.readied.has(x.name)) {
-        await rb.step(`ready ${x.name}`, () => act.upgradeReadPortIn({ inv, member: x.name }), {
-          node: x.name,
-        });
+        await rb.step(
+          `ready ${x.name}`,
+          () => act.upgradeReadPortIn(at(inv, x.name), { inv, member: x.name }),
+          {
+            node: x.name,
+          },
+        );
         this.readied.add(x.name);
       }
     }
@@ -374,7 +392,7 @@ class Upgrade {
     try {
       link = await rb.step(
         `switch ${m.name} to ${this.build}`,
-        () => act.upgradeSwitchBuild({ inv, member: m.name, build: this.build }),
+        () => act.upgradeSwitchBuild(at(inv, m.name), { inv, member: m.name, build: this.build }),
         node,
       );
     } catch (err) {
@@ -408,7 +426,7 @@ class Upgrade {
       await rb.step(
         `relink ${m.name} to its old build`,
         () =>
-          act.upgradeRelink({
+          act.upgradeRelink(at(inv, m.name), {
             inv,
             member: m.name,
             target: link.before,

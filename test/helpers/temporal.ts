@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import type { WorkerOptions } from '@temporalio/worker';
@@ -86,4 +87,17 @@ export async function eventually<T>(
     throw new Error(`${err.message}; last value: ${JSON.stringify(last)}`);
   });
   return last as T;
+}
+
+/** The summaries the activities of a run were scheduled with, in order, decoded with this process's key. */
+export async function activitySummaries(handle: { fetchHistory(): Promise<{ events?: unknown[] | null }> }) {
+  const out: string[] = [];
+  for (const e of ((await handle.fetchHistory()).events ?? []) as {
+    activityTaskScheduledEventAttributes?: unknown;
+    userMetadata?: { summary?: Parameters<typeof testCodec.decode>[0][number] | null } | null;
+  }[]) {
+    const s = e.activityTaskScheduledEventAttributes ? e.userMetadata?.summary : undefined;
+    if (s) out.push(defaultPayloadConverter.fromPayload<string>((await testCodec.decode([s]))[0]!));
+  }
+  return out;
 }

@@ -21,7 +21,7 @@ import type { InventoryInput } from '../../runbooks/schema';
 import type { UpgradeReport } from '../../workflows/upgrade-postgresql';
 import { errorMessage } from '../../workflows/steps';
 import { repoRoot } from '../helpers/local-common';
-import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+import { activitySummaries, createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -215,7 +215,11 @@ async function run(
   m: ReturnType<typeof mock>,
   input: Record<string, unknown>,
   workerOptions: { maxCachedWorkflows?: number } = {},
-): Promise<{ result?: UpgradeReport; error?: { message: string; type?: string } }> {
+): Promise<{
+  result?: UpgradeReport;
+  error?: { message: string; type?: string };
+  summaries: () => Promise<string[]>;
+}> {
   const taskQueue = uniqueId('up');
   const worker = await createTestWorker(env, { taskQueue, activities: m.activities, ...workerOptions });
   return worker.runUntil(async () => {
@@ -224,8 +228,9 @@ async function run(
       workflowId: uniqueId('upgradePostgresql'),
       args: [{ inventory: inventory(uniqueId('c')), to: '18.6', ...input }],
     });
+    const summaries = () => activitySummaries(handle);
     try {
-      return { result: (await handle.result()) as UpgradeReport };
+      return { result: (await handle.result()) as UpgradeReport, summaries };
     } catch (err) {
       assert.ok(err instanceof WorkflowFailedError, String(err));
       let cause: unknown = err.cause;
@@ -236,6 +241,7 @@ async function run(
           message: errorMessage(cause),
           type: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined,
         },
+        summaries,
       };
     }
   });
@@ -295,6 +301,15 @@ void describe('upgradePostgresql', () => {
     );
     assert.deepEqual([rep.switchover?.from, rep.switchover?.to], ['pg102', 'pg103']);
     assert.deepEqual([rep.leaderBefore, rep.leaderAfter], ['pg102', 'pg103']);
+    // The Web UI's timeline names each step's member (decoded with the key, as the codec server does).
+    const summaries = await r.summaries();
+    assert.match(summaries[0]!, /^upgradePostgresPrecheck cluster c-/);
+    for (const s of [
+      'upgradeReadPortOut pg103 (CT 103)',
+      'upgradeSwitchBuild pg104 (CT 104)',
+      'upgradeRestartMember pg102 (CT 102)',
+    ])
+      assert.ok(summaries.includes(s), `${s} in ${summaries.join(' | ')}`);
   });
 
   void test('members already on the target are skipped; no switchover when the leader already runs it', async () => {

@@ -1,0 +1,401 @@
+/**
+ * `npm run chaos [-- --kills N --server-kills M --seed S --runbooks a,b]` — durability under crashes,
+ * checked from outside pgha, on a deployed lab cluster (PGHA_LAB_INVENTORY, default
+ * runbooks/clusters/lab.yaml; any other inventory is refused before anything).
+ *
+ * A Temporal dev server (its own state directory and port) and a pgha worker run as child
+ * processes, as in production. A writer commits a row per transaction through the first HAProxy
+ * the whole time. For each runbook (switchover, rollingRestart, applyConfig, reinitReplica):
+ * one undisturbed run measures its duration D; then N runs (--kills, default 10), each with the
+ * worker SIGKILLed at a moment drawn uniformly from [0.05 D, 0.95 D] and a new worker started at
+ * once; M of all those runs (--server-kills, default 3) also have the Temporal server SIGKILLed at
+ * another such moment and started again on the same database a second later. The moments come
+ * from --seed (printed first): the same seed replays the same moments.
+ *
+ * After every run, from outside pgha (Patroni's REST API and SQL on the members):
+ *   - the run ended: completed, or refused (a definite refusal is an acceptable end);
+ *   - the cluster is healthy (a writable leader, every replica streaming) and every member agrees
+ *     on the leader and the timeline;
+ *   - lost: acknowledged commits of the writer missing on the leader;
+ *   - double actions: a member whose PostgreSQL started more than once during the run
+ *     (pg_postmaster_start_time() polled every second on each member) or more than one
+ *     POST /switchover received by Patroni (its journal).
+ *
+ * One line per run, then exactly:
+ *   chaos runs=<n> worker_kills=<n> server_kills=<n> completed=<n> refused=<n> lost=<n> double_actions=<n> unhealthy=<n>
+ * Exit 1 when anything was lost, done twice, left unhealthy, or a run failed.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Client as TemporalClient, Connection, WorkflowFailedError } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { clusterLeader, createPatroniActivities } from '../activities/patroni';
+import { AesGcmCodec, pghaDataConverter } from '../clients/codec';
+import { inventoryInput } from '../clients/inventory-input';
+import { startRunbook } from '../clients/runbook';
+import { resolveClusterSecrets } from '../runbooks/inventory';
+import { restApi } from '../runbooks/topology';
+import { switchoverRequests } from '../test/helpers/lab-direct';
+import { Writer, bounded, labCluster, requireLabInventory, sleep } from './common';
+
+const root = join(__dirname, '..');
+const LAB = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
+const RUN_BOUND_MS = 15 * 60_000;
+
+/** mulberry32: a small seeded generator, so a seed replays the same kill moments. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+
+/** The Temporal dev server through scripts/server.ts, in a state directory of its own. */
+class Server {
+  constructor(
+    readonly env: NodeJS.ProcessEnv,
+    readonly stateDir: string,
+  ) {}
+  start(): void {
+    execFileSync(
+      process.execPath,
+      ['--import', 'tsx', join(root, 'scripts/server.ts'), 'start', '--background'],
+      {
+        env: this.env,
+        stdio: 'ignore',
+        timeout: 120_000,
+      },
+    );
+  }
+  kill(): void {
+    const pid = Number(readFileSync(join(this.stateDir, 'server.pid'), 'utf8').trim());
+    process.kill(pid, 'SIGKILL');
+  }
+}
+
+/** A pgha worker (workers/main.ts) as a child process, its output appended to a log file. */
+class WorkerProc {
+  private child?: ChildProcess;
+  private n = 0;
+  constructor(
+    readonly env: NodeJS.ProcessEnv,
+    readonly logFile: string,
+  ) {}
+  async start(): Promise<void> {
+    const log = createWriteStream(this.logFile, { flags: 'a' });
+    let out = '';
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'workers/main.ts')], {
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.n++;
+    const keep = (b: Buffer) => {
+      out = (out + b.toString()).slice(-4000);
+      log.write(b);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    await bounded(`worker ${this.n} polling`, 90_000, async () => {
+      if (child.exitCode !== null) throw new Error(`the worker exited: ${out}`);
+      return out.includes('pgha worker: task queue') ? true : undefined;
+    });
+  }
+  kill(): void {
+    this.child?.kill('SIGKILL');
+  }
+  async stop(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill('SIGTERM');
+    await Promise.race([new Promise((r) => c.once('exit', r)), sleep(15_000)]);
+    c.kill('SIGKILL');
+  }
+}
+
+type Outcome = 'completed' | 'refused' | `failed: ${string}`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      kills: { type: 'string', default: '10' },
+      'server-kills': { type: 'string', default: '3' },
+      seed: { type: 'string' },
+      runbooks: { type: 'string', default: 'switchover,rollingRestart,applyConfig,reinitReplica' },
+    },
+  });
+  requireLabInventory('npm run chaos', 'kills workers and restarts PostgreSQL', LAB);
+  const kills = Number(values.kills);
+  const serverKills = Number(values['server-kills']);
+  const seed = values.seed !== undefined ? Number(values.seed) : randomBytes(4).readUInt32BE(0);
+  if (!Number.isInteger(kills) || kills < 1) throw new Error('--kills: a whole number ≥ 1');
+  if (!Number.isInteger(serverKills) || serverKills < 0)
+    throw new Error('--server-kills: a whole number ≥ 0');
+  if (!Number.isInteger(seed)) throw new Error('--seed: a whole number');
+  const names = values.runbooks.split(',');
+  console.log(`chaos seed=${seed} kills=${kills} server_kills=${serverKills} runbooks=${names.join(',')}`);
+  const random = rng(seed);
+
+  const { input, inventory: inv } = await inventoryInput(LAB);
+  const secrets = await resolveClusterSecrets(inv);
+  const patroni = createPatroniActivities();
+  const lab = labCluster(inv, secrets, patroni);
+
+  // Temporal and the worker, as child processes (killed and started again below).
+  const stateDir = mkdtempSync(join(tmpdir(), 'pgha-chaos-'));
+  const port = await freePort();
+  const key = randomBytes(32);
+  const base = {
+    ...process.env,
+    PGHA_STATE_DIR: stateDir,
+    PGHA_SERVER_PORT: String(port),
+    PGHA_UI_PORT: String(await freePort()),
+    TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
+    PGHA_TASK_QUEUE: `chaos-${seed}`,
+    PGHA_CODEC_KEY: key.toString('base64'),
+    PGHA_METRICS_ADDRESS: 'off',
+  };
+  const server = new Server(base, stateDir);
+  server.start();
+  const worker = new WorkerProc(base, join(stateDir, 'worker.log'));
+  await worker.start();
+  const connection = await Connection.connect({ address: base.TEMPORAL_ADDRESS });
+  const client = new TemporalClient({ connection, dataConverter: pghaDataConverter(new AesGcmCodec(key)) });
+  console.log(`state (server database, logs): ${stateDir}`);
+
+  const leader0 = await lab.settled(180_000);
+  const table = `chaos_${seed}`;
+  await lab.sqlOn(lab.ip(leader0), inv.ports.postgresql, (c) =>
+    c.query(`create table if not exists ${table} (id bigint primary key)`),
+  );
+  const haproxy = inv.nodes.haproxy[0]!;
+  const writer = new Writer({
+    conn: { host: haproxy.ip, port: inv.ports.haproxyWrite, user: lab.user, password: lab.password },
+    table,
+    rate: 20,
+    idBase: 1,
+    connectTimeoutMs: 5000,
+  });
+  writer.start();
+
+  let workMem = 4;
+  const specs: Record<string, (leader: string) => { workflow: string; args: Record<string, unknown> }> = {
+    switchover: () => ({ workflow: 'switchover', args: {} }),
+    rollingRestart: () => ({ workflow: 'rollingRestart', args: { leader: 'in-place' } }),
+    applyConfig: () => ({
+      workflow: 'applyConfig',
+      args: { set: { work_mem: `${(workMem = workMem === 4 ? 5 : 4)}MB` }, restart: 'none' },
+    }),
+    reinitReplica: (leader) => ({
+      workflow: 'reinitReplica',
+      args: { member: inv.nodes.postgres.map((n) => n.hostname).find((n) => n !== leader)! },
+    }),
+  };
+  for (const n of names)
+    if (!specs[n]) throw new Error(`--runbooks: ${n} is not one of ${Object.keys(specs).join(', ')}`);
+
+  const totals = {
+    runs: 0,
+    workerKills: 0,
+    serverKills: 0,
+    completed: 0,
+    refused: 0,
+    lost: 0,
+    double: 0,
+    unhealthy: 0,
+    failed: 0,
+  };
+  const killRuns = names.length * kills;
+  const serverKillRuns = new Set<number>();
+  while (serverKillRuns.size < Math.min(serverKills, killRuns))
+    serverKillRuns.add(Math.floor(random() * killRuns));
+  let killRun = 0;
+
+  /** Postmaster start times seen on each member while a run goes on (polled every second). */
+  const watchStarts = () => {
+    const seen: Record<string, Set<string>> = {};
+    let on = true;
+    const loop = (async () => {
+      while (on) {
+        await Promise.all(
+          inv.nodes.postgres.map(async (n) => {
+            const t = await lab
+              .sqlOn(n.ip, inv.ports.postgresql, async (c) =>
+                String(
+                  (await c.query<{ t: string }>('select pg_postmaster_start_time()::text as t')).rows[0]!.t,
+                ),
+              )
+              .catch(() => undefined);
+            if (t) (seen[n.hostname] ??= new Set()).add(t);
+          }),
+        );
+        await sleep(1000);
+      }
+    })();
+    return async () => {
+      on = false;
+      await loop;
+      return seen;
+    };
+  };
+
+  const awaitEnd = async (h: WorkflowHandle): Promise<Outcome> => {
+    const deadline = Date.now() + RUN_BOUND_MS;
+    for (;;) {
+      try {
+        await h.result();
+        return 'completed';
+      } catch (err) {
+        if (err instanceof WorkflowFailedError) {
+          const cause = (err.cause?.cause ?? err.cause) as Error | undefined;
+          const type = cause instanceof ApplicationFailure ? (cause.type ?? '') : '';
+          return /Refused$/.test(type) ? 'refused' : `failed: ${type} ${cause?.message ?? err.message}`;
+        }
+        // the server is down or restarting: ask again
+        if (Date.now() > deadline)
+          return `failed: no end within ${RUN_BOUND_MS} ms (${(err as Error).message})`;
+        await sleep(1000);
+      }
+    }
+  };
+
+  const oneRun = async (name: string, i: number, killAt?: number, serverKillAt?: number) => {
+    const leader = await lab.settled(240_000);
+    const spec = specs[name]!(leader);
+    const since = String(Math.floor(Date.now() / 1000) - 1);
+    const starts = watchStarts();
+    await sleep(1500); // a look at every member before the run
+    const t0 = Date.now();
+    const ackBefore = writer.attempts.filter((a) => a.ok).length;
+    const h = await startRunbook(client, {
+      workflow: spec.workflow,
+      args: [{ inventory: input, ...spec.args }],
+      cluster: inv.cluster,
+      operation: spec.workflow,
+      suffix: `chaos-${seed}-${i}`,
+      taskQueue: base.PGHA_TASK_QUEUE,
+      operator: 'chaos',
+    } as Parameters<typeof startRunbook>[1]);
+    const timers: Promise<void>[] = [];
+    if (killAt !== undefined)
+      timers.push(
+        sleep(killAt).then(async () => {
+          worker.kill();
+          totals.workerKills++;
+          await worker.start();
+        }),
+      );
+    if (serverKillAt !== undefined)
+      timers.push(
+        sleep(serverKillAt).then(async () => {
+          server.kill();
+          totals.serverKills++;
+          await sleep(1000);
+          server.start();
+        }),
+      );
+    const outcome = await awaitEnd(h as WorkflowHandle);
+    const took = Date.now() - t0;
+    await Promise.all(timers);
+    // After the run: healthy, agreeing, nothing lost, nothing done twice.
+    let healthy = true;
+    let leaderNow = '';
+    try {
+      leaderNow = await lab.settled(240_000);
+    } catch {
+      healthy = false;
+    }
+    const seen = await starts();
+    const views = await Promise.all(
+      inv.nodes.postgres.map(async (n) => {
+        const [p, c] = await Promise.all([
+          patroni
+            .patroniGetPatroni({ target: restApi(inv, n.hostname), timeoutMs: 3000 })
+            .catch(() => undefined),
+          patroni
+            .patroniGetCluster({ target: restApi(inv, n.hostname), timeoutMs: 3000 })
+            .catch(() => undefined),
+        ]);
+        return { timeline: p?.body?.timeline, leader: c?.body ? clusterLeader(c.body) : undefined };
+      }),
+    );
+    const agree =
+      new Set(views.map((v) => v.leader)).size === 1 &&
+      views[0]!.leader === leaderNow &&
+      new Set(views.map((v) => v.timeline)).size === 1;
+    if (!healthy || !agree) totals.unhealthy++;
+    const acked = writer.attempts.filter((a) => a.ok).map((a) => a.id);
+    const lost = healthy ? await lab.missing(leaderNow, table, acked) : 0;
+    totals.lost += lost;
+    const restarts = Object.fromEntries(Object.entries(seen).map(([m, s]) => [m, s.size - 1]));
+    const posts = switchoverRequests(inv, since);
+    const double =
+      Object.values(restarts).filter((r) => r > 1).length + (posts > (name === 'switchover' ? 1 : 0) ? 1 : 0);
+    totals.double += double;
+    totals.runs++;
+    if (outcome === 'completed') totals.completed++;
+    else if (outcome === 'refused') totals.refused++;
+    else totals.failed++;
+    console.log(
+      `chaos run=${i} runbook=${name} kill_worker_at=${killAt ?? '-'} kill_server_at=${serverKillAt ?? '-'} ` +
+        `outcome=${JSON.stringify(outcome)} took_ms=${took} acked=${acked.length - ackBefore} lost=${lost} ` +
+        `restarts=${JSON.stringify(restarts)} switchover_posts=${posts} healthy=${healthy} agree=${agree} ` +
+        `leader=${leaderNow}`,
+    );
+    return took;
+  };
+
+  let i = 0;
+  try {
+    for (const name of names) {
+      const d = await oneRun(name, i++);
+      for (let k = 0; k < kills; k++) {
+        const at = Math.round((0.05 + 0.9 * random()) * d);
+        const serverAt = serverKillRuns.has(killRun) ? Math.round((0.05 + 0.9 * random()) * d) : undefined;
+        killRun++;
+        await oneRun(name, i++, at, serverAt);
+      }
+    }
+  } finally {
+    await writer.stop();
+    await worker.stop();
+    await connection.close().catch(() => undefined);
+    try {
+      server.kill();
+    } catch {
+      // already gone
+    }
+  }
+  console.log(
+    `chaos runs=${totals.runs} worker_kills=${totals.workerKills} server_kills=${totals.serverKills} ` +
+      `completed=${totals.completed} refused=${totals.refused} lost=${totals.lost} ` +
+      `double_actions=${totals.double} unhealthy=${totals.unhealthy}`,
+  );
+  if (totals.lost || totals.double || totals.unhealthy || totals.failed) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  console.error(`npm run chaos: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+});
