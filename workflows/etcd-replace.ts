@@ -70,7 +70,9 @@ export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceR
   ];
   return runbook({ cluster: inv.cluster, operation: 'etcd-replace', plan }, async (rb) => {
     const args = { inv, next, member: name };
-    const seen = await rb.step('pre-check', () => check.etcdReplacePrecheck(args), { node: name });
+    const seen = await rb.step('pre-check', () => check.etcdReplacePrecheck(at(inv, name), args), {
+      node: name,
+    });
     let removed: EtcdReplaceReport['removed'] = 'not-listed';
     let added: EtcdReplaceReport['added'] = 'already-replaced';
     let memberId: string | undefined;
@@ -78,14 +80,22 @@ export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceR
       const oldId = seen.oldId;
       if (oldId !== undefined) {
         removed = (
-          await rb.step(`member remove ${name}`, () => check.etcdReplaceRemove({ ...args, oldId }), {
-            node: name,
-          })
+          await rb.step(
+            `member remove ${name}`,
+            () => check.etcdReplaceRemove(at(inv, name), { ...args, oldId }),
+            {
+              node: name,
+            },
+          )
         ).action;
       }
-      const add = await rb.step(`member add ${name}`, () => check.etcdReplaceAdd({ ...args, oldId }), {
-        node: name,
-      });
+      const add = await rb.step(
+        `member add ${name}`,
+        () => check.etcdReplaceAdd(at(inv, name), { ...args, oldId }),
+        {
+          node: name,
+        },
+      );
       added = add.action;
       memberId = add.id;
       await rb.step(
@@ -96,7 +106,12 @@ export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceR
     }
     const joined = await rb.step(
       `join ${name}`,
-      () => memberStep.etcdReplaceJoined({ next, member: name, memberId: memberId ?? seen.joinedId! }),
+      () =>
+        memberStep.etcdReplaceJoined(at(next, name), {
+          next,
+          member: name,
+          memberId: memberId ?? seen.joinedId!,
+        }),
       { node: name },
     );
     return { plan: seen, removed, added, joined };

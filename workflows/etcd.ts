@@ -18,7 +18,7 @@
  *   patroniDcsClean: check (no Patroni runs; the keys under /<namespace>/<scope>/) → approval gate
  *   → delete exactly those keys (checked again) → none left.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { workflowInfo } from '@temporalio/workflow';
 import type { ActivityOptions } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
@@ -36,11 +36,12 @@ import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
 import { invalidInput, inventoryOf, refuse } from './inventory';
 import { runbook } from './steps';
+import { at, summarized } from './activity-options';
 
 const final = [Failures.EtcdRefused, Failures.EtcdFailed];
 
 /** Looks and quick acts (pre-check, health, compaction): a refusal is final. */
-export const check = proxyActivities<Activities>({
+export const check = summarized<Activities>({
   startToCloseTimeout: '3m',
   heartbeatTimeout: '1m',
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
@@ -49,7 +50,7 @@ export const check = proxyActivities<Activities>({
  * One member's restart or defragmentation, or a snapshot: an act + a bounded wait that heartbeats.
  * A 30 s heartbeat timeout notices a dead worker quickly; the retry looks before it acts.
  */
-export const member = proxyActivities<Activities>({
+export const member = summarized<Activities>({
   startToCloseTimeout: '15m',
   heartbeatTimeout: '30s',
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
@@ -98,14 +99,19 @@ export async function etcdRestart(input: EtcdRestartInput): Promise<EtcdRestartR
   checkEtcdMembers(inv, input.members);
   const wanted = (n: string) => !input.members || input.members.includes(n);
   return runbook({ cluster: inv.cluster, operation: 'etcd-restart', plan: ['pre-check'] }, async (rb) => {
-    const state = await rb.step('pre-check', () => check.etcdPrecheck({ inv }));
+    const state = await rb.step('pre-check', () => check.etcdPrecheck(`cluster ${inv.cluster}`, { inv }));
     const { followers, leader } = leaderLast(state, wanted);
     const results: EtcdRestartResult[] = [];
     for (const m of followers) {
       results.push(
         await rb.step(
           `restart ${m.name}`,
-          () => member.etcdRestartMember({ inv, member: m.name, invocationBefore: m.invocation }),
+          () =>
+            member.etcdRestartMember(at(inv, m.name), {
+              inv,
+              member: m.name,
+              invocationBefore: m.invocation,
+            }),
           { node: m.name },
         ),
       );
@@ -114,7 +120,12 @@ export async function etcdRestart(input: EtcdRestartInput): Promise<EtcdRestartR
       results.push(
         await rb.step(
           `restart ${leader.name} (leader, after move-leader)`,
-          () => member.etcdRestartMember({ inv, member: leader.name, invocationBefore: leader.invocation }),
+          () =>
+            member.etcdRestartMember(at(inv, leader.name), {
+              inv,
+              member: leader.name,
+              invocationBefore: leader.invocation,
+            }),
           { node: leader.name },
         ),
       );
@@ -146,23 +157,29 @@ export async function etcdMaintain(input: EtcdMaintainInput): Promise<EtcdMainta
   if (typeof defrag !== 'boolean') invalidInput(`defrag ${JSON.stringify(defrag)}: true or false`);
   const plan = ['health', ...(defrag ? ['pre-check', 'compact'] : []), 'health after'];
   return runbook({ cluster: inv.cluster, operation: 'etcd-maintain', plan }, async (rb) => {
-    const before = await rb.step('health', () => check.etcdHealthReport({ inv }));
+    const before = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
     const report: EtcdMaintainReport = { before, defrag: [], after: before };
     if (defrag) {
-      const state = await rb.step('pre-check', () => check.etcdPrecheck({ inv, allowAlarms: true }));
-      report.compaction = await rb.step('compact', () => check.etcdCompact({ inv }));
+      const state = await rb.step('pre-check', () =>
+        check.etcdPrecheck(`cluster ${inv.cluster}`, { inv, allowAlarms: true }),
+      );
+      report.compaction = await rb.step('compact', () =>
+        check.etcdCompact(`cluster ${inv.cluster}`, { inv }),
+      );
       const { followers, leader } = leaderLast(state, () => true);
       for (const m of [...followers, ...(leader ? [leader] : [])]) {
         report.defrag.push(
           await rb.step(
             `defrag ${m.name}${m === leader ? ' (leader)' : ''}`,
-            () => member.etcdDefragMember({ inv, member: m.name }),
+            () => member.etcdDefragMember(at(inv, m.name), { inv, member: m.name }),
             { node: m.name },
           ),
         );
       }
     }
-    report.after = await rb.step('health after', () => check.etcdHealthReport({ inv }));
+    report.after = await rb.step('health after', () =>
+      check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }),
+    );
     return report;
   });
 }
@@ -195,7 +212,7 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
   }
   const plan = ['health', 'snapshot'];
   return runbook({ cluster: inv.cluster, operation: 'etcd-snapshot', plan }, async (rb) => {
-    const health = await rb.step('health', () => check.etcdHealthReport({ inv }));
+    const health = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
     const on =
       input.member ??
       health.members.find((m) => m.healthy && !m.isLeader)?.member ??
@@ -209,7 +226,7 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
     const name = snapshotName(inv.cluster, workflowInfo().startTime);
     return rb.step(
       'snapshot',
-      () => member.etcdSnapshotSave({ inv, member: on, name, keep: input.keep, dir: input.dir }),
+      () => member.etcdSnapshotSave(at(inv, on), { inv, member: on, name, keep: input.keep, dir: input.dir }),
       { node: on },
     );
   });
@@ -233,9 +250,9 @@ export async function patroniDcsClean(input: PatroniDcsCleanInput): Promise<Patr
   const inv = inventoryOf(input);
   const plan = ['check', { gate: 'before-delete' }, 'delete'];
   return runbook({ cluster: inv.cluster, operation: 'etcd-clean-dcs', plan }, async (rb) => {
-    const seen = await rb.step('check', () => check.dcsCleanCheck({ inv }));
+    const seen = await rb.step('check', () => check.dcsCleanCheck(`cluster ${inv.cluster}`, { inv }));
     const decision = await rb.approval('before-delete', { timeout: input.approvalTimeout ?? '1h' });
-    const result = await rb.step('delete', () => check.dcsCleanDelete({ inv }));
+    const result = await rb.step('delete', () => check.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }));
     return { check: seen, approvedBy: decision.approver, result };
   });
 }
