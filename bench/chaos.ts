@@ -180,12 +180,24 @@ async function main(): Promise<void> {
   server.start();
   const worker = new WorkerProc(base, join(stateDir, 'worker.log'));
   await worker.start();
+  // Interrupted (Ctrl-C, SIGTERM): the children go too.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      worker.kill();
+      try {
+        server.kill();
+      } catch {
+        // not running
+      }
+      process.exit(130);
+    });
   const connection = await Connection.connect({ address: base.TEMPORAL_ADDRESS });
   const client = new TemporalClient({ connection, dataConverter: pghaDataConverter(new AesGcmCodec(key)) });
   console.log(`state (server database, logs): ${stateDir}`);
 
   const leader0 = await lab.settled(180_000);
-  const table = `chaos_${seed}`;
+  // A table of this invocation's own (a replayed seed must not collide with an earlier run's ids).
+  const table = `chaos_${seed}_${Date.now()}`;
   await lab.sqlOn(lab.ip(leader0), inv.ports.postgresql, (c) =>
     c.query(`create table if not exists ${table} (id bigint primary key)`),
   );
@@ -297,11 +309,16 @@ async function main(): Promise<void> {
       taskQueue: base.PGHA_TASK_QUEUE,
       operator: 'chaos',
     } as Parameters<typeof startRunbook>[1]);
+    // A kill counts only when it lands while the run is still going (a run can end sooner than D).
+    let ended = false;
+    const landed = { worker: false, server: false };
     const timers: Promise<void>[] = [];
     if (killAt !== undefined)
       timers.push(
         sleep(killAt).then(async () => {
+          if (ended) return;
           worker.kill();
+          landed.worker = true;
           totals.workerKills++;
           await worker.start();
         }),
@@ -309,13 +326,16 @@ async function main(): Promise<void> {
     if (serverKillAt !== undefined)
       timers.push(
         sleep(serverKillAt).then(async () => {
+          if (ended) return;
           server.kill();
+          landed.server = true;
           totals.serverKills++;
           await sleep(1000);
           server.start();
         }),
       );
     const outcome = await awaitEnd(h as WorkflowHandle);
+    ended = true;
     const took = Date.now() - t0;
     await Promise.all(timers);
     // After the run: healthy, agreeing, nothing lost, nothing done twice.
@@ -344,8 +364,10 @@ async function main(): Promise<void> {
       new Set(views.map((v) => v.leader)).size === 1 &&
       views[0]!.leader === leaderNow &&
       new Set(views.map((v) => v.timeline)).size === 1;
-    if (!healthy || !agree) totals.unhealthy++;
     const acked = writer.attempts.filter((a) => a.ok).map((a) => a.id);
+    // A writer that acknowledged nothing during the run proves nothing about losses: unhealthy.
+    const writing = acked.length > ackBefore;
+    if (!healthy || !agree || !writing) totals.unhealthy++;
     const lost = healthy ? await lab.missing(leaderNow, table, acked) : 0;
     totals.lost += lost;
     const restarts = Object.fromEntries(Object.entries(seen).map(([m, s]) => [m, s.size - 1]));
@@ -358,9 +380,10 @@ async function main(): Promise<void> {
     else if (outcome === 'refused') totals.refused++;
     else totals.failed++;
     console.log(
-      `chaos run=${i} runbook=${name} kill_worker_at=${killAt ?? '-'} kill_server_at=${serverKillAt ?? '-'} ` +
+      `chaos run=${i} runbook=${name} kill_worker_at=${killAt === undefined ? '-' : `${killAt}${landed.worker ? '' : '(after-end)'}`} ` +
+        `kill_server_at=${serverKillAt === undefined ? '-' : `${serverKillAt}${landed.server ? '' : '(after-end)'}`} ` +
         `outcome=${JSON.stringify(outcome)} took_ms=${took} acked=${acked.length - ackBefore} lost=${lost} ` +
-        `restarts=${JSON.stringify(restarts)} switchover_posts=${posts} healthy=${healthy} agree=${agree} ` +
+        `restarts=${JSON.stringify(restarts)} switchover_posts=${posts} healthy=${healthy} agree=${agree} writing=${writing} ` +
         `leader=${leaderNow}`,
     );
     return took;
@@ -379,6 +402,11 @@ async function main(): Promise<void> {
     }
   } finally {
     await writer.stop();
+    await lab
+      .sqlOn(lab.ip(await lab.settled(60_000).catch(() => leader0)), inv.ports.postgresql, (c) =>
+        c.query(`drop table if exists ${table}`),
+      )
+      .catch(() => undefined);
     await worker.stop();
     await connection.close().catch(() => undefined);
     try {
