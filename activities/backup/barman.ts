@@ -28,6 +28,12 @@ export class BackupNotLeaderError extends Error {
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
+/**
+ * A database name as psql's `-d` value: a conninfo string, so a name holding `=` or starting with
+ * `-` is never read as connection parameters or an option.
+ */
+export const dbnameConninfo = (db: string) => `dbname='${db.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
 /** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */
 export async function psqlOnMember(
   deps: BackupDeps,
@@ -35,6 +41,7 @@ export async function psqlOnMember(
   member: string,
   sql: string,
   timeoutMs = 60_000,
+  database = 'postgres',
 ): Promise<string[][]> {
   const node = findNode(inv, 'postgres', member);
   const sh = await deps.shellFor(inv.proxmox);
@@ -60,7 +67,7 @@ export async function psqlOnMember(
     '-U',
     pg.superuser,
     '-d',
-    'postgres',
+    dbnameConninfo(database),
     '-f',
     '-',
   ];
