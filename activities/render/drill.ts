@@ -29,6 +29,7 @@ export interface DrillScratch {
   socketDir: string;
   conf: string;
   hba: string;
+  ident: string;
   log: string;
   port: number;
 }
@@ -49,6 +50,7 @@ export function drillScratch(inv: Inventory, id: string): DrillScratch {
     socketDir: `${dir}/run`,
     conf: `${dir}/drill.conf`,
     hba: `${dir}/pg_hba.conf`,
+    ident: `${dir}/pg_ident.conf`,
     log: `${dir}/postgres.log`,
     port: drillPort(inv),
   };
@@ -61,7 +63,7 @@ export function drillIsolation(s: DrillScratch): [string, string][] {
     ['port', String(s.port)],
     ['unix_socket_directories', s.socketDir],
     ['hba_file', s.hba],
-    ['ident_file', s.hba],
+    ['ident_file', s.ident],
     ['archive_mode', 'off'],
     ['hot_standby', 'off'],
     ['max_wal_senders', '0'],
@@ -98,5 +100,12 @@ recovery_target_action = 'promote'
   return [
     { path: s.conf, content: conf, mode: 0o600, owner: u, group: u },
     { path: s.hba, content: hba, mode: 0o600, owner: u, group: u },
+    {
+      path: s.ident,
+      content: header(inv.cluster, `restore drill ${s.id}: no user name maps`),
+      mode: 0o600,
+      owner: u,
+      group: u,
+    },
   ];
 }
