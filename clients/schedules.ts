@@ -22,7 +22,7 @@
 import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Client, ScheduleDescription, ScheduleHandle, ScheduleOptions } from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
-import { parseRetention } from '../runbooks/retention';
+import { parseBackupRef, parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
 import { taskQueue as defaultTaskQueue } from '../temporal.config';
 import type { BackupInput } from '../workflows/backup';
@@ -224,7 +224,7 @@ export async function upsertDrillSchedule(
   o: DrillScheduleOptions,
 ): Promise<{ handle: ScheduleHandle; created: boolean }> {
   const cron = checkCron(o.cron);
-  const backup = o.backup ?? 'latest';
+  const backup = parseBackupRef('--backup', o.backup ?? 'latest');
   const args: [RestoreDrillInput] = [{ inventory: o.inventory, backup }];
   const memo: DrillScheduleMemo = {
     pgha: 'drill-schedule',

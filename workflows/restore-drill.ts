@@ -24,9 +24,10 @@ import {
 import type { Activities } from '../activities';
 import type { DrillBackup, DrillChecks, DrillRestored } from '../activities/restore';
 import { Failures } from '../runbooks/failures';
+import { parseBackupRef } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
-import { inventoryOf, refuse } from './inventory';
+import { inventoryOf, invalidInput, refuse } from './inventory';
 import { errorMessage, runbook } from './steps';
 
 export interface RestoreDrillInput {
@@ -69,7 +70,12 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<RestoreDri
       `cluster ${inv.cluster} has no backup CT: add nodes.backup to its inventory, deploy and take a backup first`,
       Failures.InvalidInventory,
     );
-  const want = input.backup ?? 'latest';
+  let want = 'latest';
+  try {
+    want = parseBackupRef('backup', input.backup ?? 'latest');
+  } catch (err) {
+    invalidInput((err as Error).message);
+  }
   const info = workflowInfo();
   const scratchId = drillScratchId(info.workflowId, info.runId);
   const plan = ['choose backup', 'verify', 'restore', 'check', 'teardown'];
