@@ -86,7 +86,8 @@ export const activityOptions = {
    */
   drill: {
     startToCloseTimeout: '2h',
-    heartbeatTimeout: '1m',
+    heartbeatTimeout: '20s', // every command and wait heartbeats at least once a second
+
     retry: {
       initialInterval: '5s',
       maximumAttempts: 3,

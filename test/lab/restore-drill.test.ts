@@ -9,7 +9,10 @@
  *    with the same slots, and Barman's check passes;
  *  - a drill of a deliberately corrupted COPY of that backup (a new Barman backup id, bytes flipped
  *    in the test table's file) fails with DrillFailed naming the corrupted file, removes its scratch
- *    copy, and the original backup still verifies. The copy is deleted afterwards.
+ *    copy, and the original backup still verifies. The copy is deleted afterwards;
+ *  - a worker SIGKILLed between the copy and the copy accepting queries: a second worker finishes
+ *    the same drill (the copy kept, the RTO counted from the first start) and removes it.
+ * About 80 s on the lab.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +32,7 @@ import { inCt, sqlAs, waitHealthyDirect } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
-import { startWorkerProc, workerReady } from '../helpers/worker-procs';
+import { activityCalls, killAt, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { startTestServer, uniqueId } from '../helpers/temporal';
 
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
@@ -38,8 +41,14 @@ const skip = labNotUpReason();
 let env: TestWorkflowEnvironment;
 let inv: Inventory;
 let input: Awaited<ReturnType<typeof inventoryInput>>['input'];
-let worker: Proc | undefined;
+const procs: Proc[] = [];
 const taskQueue = uniqueId('drill-lab');
+const countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
+function startWorker(name: string): Proc {
+  const w = startWorkerProc({ name, address: env.address, taskQueue, countDir });
+  procs.push(w);
+  return w;
+}
 const ROWS = 2000;
 let taken: PhysicalBackupResult;
 let relpath: string;
@@ -64,14 +73,16 @@ const scratchLeft = () =>
     .join('\n');
 
 async function drill(backupRef: string) {
-  const h = await startRunbook<typeof restoreDrill>(env.client, {
+  return (await startDrill(backupRef)).result();
+}
+function startDrill(backupRef: string) {
+  return startRunbook<typeof restoreDrill>(env.client, {
     workflow: 'restoreDrill',
     args: [{ inventory: input, backup: backupRef }],
     cluster: inv.cluster,
     operation: 'drill',
     taskQueue,
   });
-  return h.result();
 }
 
 before(async () => {
@@ -79,13 +90,7 @@ before(async () => {
   ({ input, inventory: inv } = await inventoryInput(LAB));
   assert.ok(inv.nodes.backup.length > 0, `${LAB} has no backup CT (nodes.backup)`);
   env = await startTestServer();
-  worker = startWorkerProc({
-    name: 'worker-drill',
-    address: env.address,
-    taskQueue,
-    countDir: mkdtempSync(join(tmpdir(), 'pgha-count-')),
-  });
-  await workerReady(worker, 300_000);
+  await workerReady(startWorker('worker-1'), 300_000);
   const leader = await waitHealthyDirect(inv);
   await sqlOn(ip(leader), 'drop table if exists pgha_drill_test');
   await sqlOn(ip(leader), 'create table pgha_drill_test (id bigint primary key, note text not null)');
@@ -112,7 +117,7 @@ before(async () => {
 });
 
 after(async () => {
-  await worker?.stop();
+  for (const w of procs) await w.stop();
   await env?.teardown();
 });
 
@@ -210,5 +215,38 @@ void test(
         `${home}/meta/${copyId}-backup.info`,
       ]);
     }
+  },
+);
+
+void test(
+  'a worker SIGKILLed mid-restore: another worker finishes the same drill, the RTO counted from the first start',
+  { skip, timeout: 300_000 },
+  async () => {
+    const copied = () =>
+      inCt(backupVmid(), [
+        'sh',
+        '-c',
+        'for d in "$1"/*/; do [ -e "$d.pgha-copied" ] && [ ! -e "$d.pgha-ready" ] && echo yes; done; true',
+        'sh',
+        drillRoot(),
+      ]).includes('yes');
+    const h = await startDrill(taken.backupId);
+    // the copy is complete and the copy's PostgreSQL not yet accepting queries
+    const killedAt = await killAt(procs[0]!, 'the restore between copy and ready', 120_000, async () =>
+      copied(),
+    );
+    await workerReady(startWorker('worker-2'), 300_000);
+    const r = await h.result();
+    assert.deepEqual(r.problems, []);
+    assert.equal(
+      activityCalls(countDir, 'drillRestore') >= 2,
+      true,
+      'the restore ran again on the second worker',
+    );
+    assert.ok(Date.parse(r.restored.startedAt) < killedAt, `started ${r.restored.startedAt} before the kill`);
+    assert.ok(Date.parse(r.restored.readyAt) > killedAt, `ready ${r.restored.readyAt} after the kill`);
+    assert.ok(r.restored.rtoSeconds >= (killedAt - Date.parse(r.restored.startedAt)) / 1000);
+    assert.equal(r.checks.amcheck.ok, true);
+    assert.equal(scratchLeft(), '');
   },
 );
