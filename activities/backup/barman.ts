@@ -34,6 +34,44 @@ const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
  */
 export const dbnameConninfo = (db: string) => `dbname='${db.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
+/**
+ * psql's argv for SQL on stdin and tab-separated rows out, over a local socket: as the superuser,
+ * quiet, unaligned, stopping at the first error. Shared by the members and a drill's scratch copy.
+ */
+export function psqlArgv(
+  inv: Inventory,
+  to: { socketDir: string; port: number; database: string },
+): string[] {
+  return [
+    `${inv.postgresql.binDir}/psql`,
+    '-X',
+    '-q',
+    '-A',
+    '-t',
+    '-F',
+    '\t',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-h',
+    to.socketDir,
+    '-p',
+    String(to.port),
+    '-U',
+    inv.postgresql.superuser,
+    '-d',
+    dbnameConninfo(to.database),
+    '-f',
+    '-',
+  ];
+}
+
+/** psql's unaligned output as rows of fields. */
+export const psqlRows = (stdout: string): string[][] =>
+  stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
+
 /** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */
 export async function psqlOnMember(
   deps: BackupDeps,
@@ -45,41 +83,19 @@ export async function psqlOnMember(
 ): Promise<string[][]> {
   const node = findNode(inv, 'postgres', member);
   const sh = await deps.shellFor(inv.proxmox);
-  const pg = inv.postgresql;
   const argv = [
     'runuser',
     '-u',
-    pg.osUser,
+    inv.postgresql.osUser,
     '--',
-    `${pg.binDir}/psql`,
-    '-X',
-    '-q',
-    '-A',
-    '-t',
-    '-F',
-    '\t',
-    '-v',
-    'ON_ERROR_STOP=1',
-    '-h',
-    PG_SOCKET_DIR,
-    '-p',
-    String(inv.ports.postgresql),
-    '-U',
-    pg.superuser,
-    '-d',
-    dbnameConninfo(database),
-    '-f',
-    '-',
+    ...psqlArgv(inv, { socketDir: PG_SOCKET_DIR, port: inv.ports.postgresql, database }),
   ];
   const r = await sh.exec(node.vmid, argv, { stdin: sql, timeoutMs });
   if (r.code !== 0)
     throw new Error(
       `psql on ${member} (CT ${node.vmid}) exited with ${r.code}: ${r.stderr.trim().split('\n').slice(-4).join(' ')}`,
     );
-  return r.stdout
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split('\t'));
+  return psqlRows(r.stdout);
 }
 
 /** The roles and grants; returns what changed. */

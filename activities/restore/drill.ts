@@ -19,8 +19,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Failures } from '../../runbooks/failures';
 import type { Inventory } from '../../runbooks/schema';
 import { backupNode } from '../../runbooks/topology';
-import { barmanCli } from '../backup/cli';
-import { dbnameConninfo } from '../backup/barman';
+import { asBackupUser, barmanCli } from '../backup/cli';
+import { psqlArgv, psqlRows } from '../backup/barman';
 import {
   MARKER_TABLE,
   compareCounts,
@@ -32,7 +32,7 @@ import {
 import { readRecordedCounts } from '../backup/physical';
 import { BACKUP_ID, BACKUP_NAME, parseBackupRef } from '../../runbooks/retention';
 import type { BackupDeps } from '../backup/types';
-import { cancellationSignal, heartbeat, heartbeating } from '../poll';
+import { heartbeat } from '../poll';
 import {
   barmanServer,
   drillScratch,
@@ -64,13 +64,6 @@ export interface DrillBackup {
 const refuse = (message: string) =>
   ApplicationFailure.create({ type: Failures.DrillRefused, message, nonRetryable: true });
 
-async function backupCt(deps: BackupDeps, inv: Inventory) {
-  const node = backupNode(inv);
-  if (!node) throw refuse(`cluster ${inv.cluster} has no backup CT (nodes.backup): nothing to drill`);
-  const sh = await deps.shellFor(inv.proxmox);
-  return { node, sh };
-}
-
 /** A command as Barman's OS user in the backup CT; throws with the command's last lines unless `ok`. */
 async function asBarman(
   deps: BackupDeps,
@@ -78,16 +71,9 @@ async function asBarman(
   argv: string[],
   o: { timeoutMs?: number; stdin?: string; ok?: boolean } = {},
 ) {
-  const { node, sh } = await backupCt(deps, inv);
-  const r = await heartbeating(
-    () => argv.slice(0, 2).join(' '),
-    () =>
-      sh.exec(node.vmid, ['runuser', '-u', inv.backup.osUser, '--', ...argv], {
-        timeoutMs: o.timeoutMs ?? 120_000,
-        signal: cancellationSignal(),
-        ...(o.stdin === undefined ? {} : { stdin: o.stdin }),
-      }),
-  );
+  if (!backupNode(inv))
+    throw refuse(`cluster ${inv.cluster} has no backup CT (nodes.backup): nothing to drill`);
+  const r = await asBackupUser(deps, inv, argv, o);
   if (r.code !== 0 && !o.ok)
     throw new Error(
       `${argv[0]} ${argv[1] ?? ''} in the backup CT exited with ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-4).join(' ')}`,
@@ -204,37 +190,9 @@ async function running(deps: BackupDeps, inv: Inventory, s: DrillScratch): Promi
 
 /** psql against the scratch copy (its socket), one database. */
 function scratchSql(deps: BackupDeps, inv: Inventory, s: DrillScratch): SqlRunner {
-  return async (db, sql) => {
-    const r = await asBarman(
-      deps,
-      inv,
-      [
-        bin(inv, 'psql'),
-        '-X',
-        '-q',
-        '-A',
-        '-t',
-        '-F',
-        '\t',
-        '-v',
-        'ON_ERROR_STOP=1',
-        '-h',
-        s.socketDir,
-        '-p',
-        String(s.port),
-        '-U',
-        inv.postgresql.superuser,
-        '-d',
-        dbnameConninfo(db),
-        '-f',
-        '-',
-      ],
-      { stdin: sql, timeoutMs: 600_000 },
-    );
-    return r.stdout
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => l.split('\t'));
+  return async (database, sql) => {
+    const argv = psqlArgv(inv, { socketDir: s.socketDir, port: s.port, database });
+    return psqlRows((await asBarman(deps, inv, argv, { stdin: sql, timeoutMs: 600_000 })).stdout);
   };
 }
 

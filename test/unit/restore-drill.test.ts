@@ -8,10 +8,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { loadInventory } from '../../runbooks/inventory';
+import { assertGoldenDir } from '../helpers/golden';
 import type { Inventory } from '../../runbooks/schema';
 import {
   drillScratch,
@@ -31,7 +31,6 @@ import { startLocalPostgres, type LocalPostgres } from '../helpers/local-postgre
 
 const root = join(__dirname, '..', '..');
 const goldenDir = join(root, 'test', 'golden', 'drill');
-const update = process.env.UPDATE_GOLDEN === '1';
 const lab = (): Promise<Inventory> => loadInventory(join(root, 'runbooks', 'clusters', 'lab.yaml'));
 
 /** `key = value` lines of postgresql.conf, values unquoted. */
@@ -59,20 +58,7 @@ void describe('the scratch copy of a restore drill', () => {
       'MANIFEST.tsv',
       `${files.map((f) => `${f.path}\t${f.mode.toString(8).padStart(4, '0')}\t${f.owner}:${f.group}`).join('\n')}\npg_ctl -o\t${drillServerOptions(s)}\n`,
     );
-    if (update) {
-      await rm(goldenDir, { recursive: true, force: true });
-      for (const [key, content] of want) {
-        await mkdir(dirname(join(goldenDir, key)), { recursive: true });
-        await writeFile(join(goldenDir, key), content);
-      }
-    }
-    const have = (await readdir(goldenDir, { recursive: true, withFileTypes: true }))
-      .filter((e) => e.isFile())
-      .map((e) => join(e.parentPath, e.name).slice(goldenDir.length + 1))
-      .sort();
-    assert.deepEqual(have, [...want.keys()].sort());
-    for (const [key, content] of want)
-      assert.equal(content, await readFile(join(goldenDir, key), 'utf8'), `${key} differs`);
+    await assertGoldenDir(goldenDir, want);
   });
 
   void it('can never join or harm the cluster: loopback, own port, no archiving, no replication, no standby', () => {
