@@ -144,6 +144,17 @@ void test(
     assert.ok(mine, `the test table is among the counted ones: ${JSON.stringify(r.checks.counts)}`);
     assert.equal(mine.restored, ROWS);
     assert.equal(mine.atEnd, ROWS);
+    assert.equal(mine.atMarker, ROWS);
+    // what the backup recorded, read directly: the marker row's counts and the file beside the backup
+    const home = `${inv.backup.storage.path}/${barmanServer(inv)}`;
+    const file = JSON.parse(asBarman(['cat', `${home}/base/${taken.backupId}/pgha-counts.json`])) as unknown;
+    assert.deepEqual(file, taken.tableCounts);
+    const marked = await sqlOn<{ counts: { table: string; rows: number }[] }>(
+      ip(leader),
+      'select counts from pgha_backup_marker where id = $1',
+      [taken.name],
+    );
+    assert.equal(marked[0]?.counts.find((c) => c.table === '"public"."pgha_drill_test"')?.rows, ROWS);
     assert.ok(r.restored.rtoSeconds > 0 && r.restored.rtoSeconds < 120, `RTO ${r.restored.rtoSeconds} s`);
     assert.deepEqual(r.teardown, { stopped: true, removed: true });
 
