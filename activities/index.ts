@@ -19,6 +19,7 @@ import { createEtcdAdmin } from './etcd';
 import { createPatroniUpgradeActivities } from './upgrade-patroni';
 import { createUpgradeActivities } from './upgrade';
 import { createBackupActivities } from './backup';
+import { createRestoreActivities } from './restore';
 import { createGuardianActivities } from './guardian';
 import type { Inventory } from '../runbooks/schema';
 
@@ -58,6 +59,7 @@ export function createActivities(deps: ActivityDeps) {
       haproxyRunner: async (inv) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
     }),
     ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
+    ...createRestoreActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
   };
 }

@@ -13,16 +13,21 @@
  * the `etcdMaintain` runbook (health, compaction, defragmentation one member at a time) with the
  * same policies.
  *
+ * Restore drills: one per cluster, id `drill-<cluster>-scheduled`, whose action starts the
+ * `restoreDrill` runbook (by default on the latest backup) with the same policies: a failed drill
+ * pauses the schedule.
+ *
  * The CLI (clients/commands/schedule.ts) only parses flags and calls these.
  */
 import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Client, ScheduleDescription, ScheduleHandle, ScheduleOptions } from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
-import { parseRetention } from '../runbooks/retention';
+import { parseBackupRef, parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
 import { taskQueue as defaultTaskQueue } from '../temporal.config';
 import type { BackupInput } from '../workflows/backup';
 import type { EtcdMaintainInput } from '../workflows/etcd';
+import type { RestoreDrillInput } from '../workflows/restore-drill';
 import { PgCluster, PgOperation, runbookWorkflowId } from '../workflows/messages';
 import { inventoryDigest, runbookMetadata } from './runbook';
 
@@ -61,13 +66,25 @@ export interface EtcdMaintainScheduleMemo {
   by?: string;
 }
 
-export type ScheduleMemo = BackupScheduleMemo | EtcdMaintainScheduleMemo;
+/** What pgha keeps in a restore drill schedule's memo. */
+export interface DrillScheduleMemo {
+  pgha: 'drill-schedule';
+  cluster: string;
+  cron: string;
+  backup: string;
+  inventory: string;
+  by?: string;
+}
+
+export type ScheduleMemo = BackupScheduleMemo | EtcdMaintainScheduleMemo | DrillScheduleMemo;
 
 export const backupScheduleId = (cluster: string, kind: BackupKind) =>
   runbookWorkflowId('backup', cluster, kind);
 
 export const etcdMaintainScheduleId = (cluster: string) =>
   runbookWorkflowId('etcd-maintain', cluster, 'scheduled');
+
+export const drillScheduleId = (cluster: string) => runbookWorkflowId('drill', cluster, 'scheduled');
 
 /** The policies every pgha schedule has (see the top of this file). */
 const policies = (catchupWindow: Duration | undefined) => ({
@@ -192,6 +209,46 @@ export async function upsertEtcdMaintainSchedule(
   });
 }
 
+export type DrillScheduleOptions = Omit<BackupScheduleOptions, 'kind' | 'retention'> & {
+  /** latest (the default): each drill restores the newest DONE backup. */
+  backup?: string;
+};
+
+/**
+ * The cluster's restore drill schedule, created or brought to these settings (as above): its action
+ * starts `restoreDrill`; a drill that fails pauses the schedule (pause on failure), so a backup
+ * that does not restore is noticed.
+ */
+export async function upsertDrillSchedule(
+  client: Client,
+  o: DrillScheduleOptions,
+): Promise<{ handle: ScheduleHandle; created: boolean }> {
+  const cron = checkCron(o.cron);
+  const backup = parseBackupRef('--backup', o.backup ?? 'latest');
+  const args: [RestoreDrillInput] = [{ inventory: o.inventory, backup }];
+  const memo: DrillScheduleMemo = {
+    pgha: 'drill-schedule',
+    cluster: o.cluster,
+    cron,
+    backup,
+    inventory: inventoryDigest(o.inventory),
+    ...(o.operator ? { by: o.operator } : {}),
+  };
+  const workflowId = runbookWorkflowId('drill', o.cluster);
+  const scheduleId = drillScheduleId(o.cluster);
+  const meta = runbookMetadata(
+    { cluster: o.cluster, operation: 'drill', workflowId, args },
+    `schedule ${scheduleId}`,
+  );
+  return upsert(client, scheduleId, o.cluster, {
+    spec: { cronExpressions: [cron] },
+    action: startAction(o, 'drill', 'restoreDrill', workflowId, args, meta),
+    policies: policies(o.catchupWindow),
+    memo: memo as unknown as Record<string, unknown>,
+    note: `pgha restore drill of ${o.cluster} (backup ${backup}) at '${cron}'`,
+  });
+}
+
 async function upsert(
   client: Client,
   scheduleId: string,
@@ -244,7 +301,12 @@ export async function listSchedules(client: Client, cluster?: string): Promise<L
   const out: ListedSchedule[] = [];
   for await (const s of client.schedule.list()) {
     const memo = s.memo as ScheduleMemo | undefined;
-    if (memo?.pgha !== 'backup-schedule' && memo?.pgha !== 'etcd-maintain-schedule') continue;
+    if (
+      memo?.pgha !== 'backup-schedule' &&
+      memo?.pgha !== 'etcd-maintain-schedule' &&
+      memo?.pgha !== 'drill-schedule'
+    )
+      continue;
     if (cluster && memo.cluster !== cluster) continue;
     out.push({
       scheduleId: s.scheduleId,
@@ -263,7 +325,9 @@ export function describeSchedule(d: ScheduleDescription): string {
   const what =
     memo?.pgha === 'etcd-maintain-schedule'
       ? 'etcd maintenance'
-      : `kind ${memo?.kind ?? '?'}, retention ${memo?.retention ?? 'none'}`;
+      : memo?.pgha === 'drill-schedule'
+        ? `restore drill of backup ${memo.backup}`
+        : `kind ${memo?.kind ?? '?'}, retention ${memo?.retention ?? 'none'}`;
   const lines = [
     `schedule ${d.scheduleId}: ${d.state.paused ? 'PAUSED' : 'active'}${d.state.note ? ` — ${d.state.note}` : ''}`,
     `  cluster ${memo?.cluster ?? '?'}, ${what}, cron '${memo?.cron ?? '?'}', inventory ${memo?.inventory ?? '?'}`,

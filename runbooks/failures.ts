@@ -56,6 +56,10 @@ export const Failures = {
   BackupSetupError: 'BackupSetupError',
   /** A backup step reached a member that is not the leader (retryable: the leader is looked up again). */
   BackupNotLeader: 'BackupNotLeader',
+  /** A restore drill cannot use the backup asked for (unknown, not DONE, tablespaces, another major): nothing was restored. */
+  DrillRefused: 'DrillRefused',
+  /** A restore drill found a problem with the backup (named in the message): the backup is not proven. */
+  DrillFailed: 'DrillFailed',
   /** The guardian saw a new leader key holder that did not take writes in time (activities/guardian). */
   GuardianRouteTimeout: 'GuardianRouteTimeout',
 } as const;
@@ -66,6 +70,7 @@ export type FailureType = (typeof Failures)[keyof typeof Failures];
 export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.SwitchoverRefused,
   Failures.MaintenanceRefused,
+  Failures.DrillRefused,
   Failures.InvalidInput,
   Failures.InventoryError,
   Failures.InvalidConfigKey,

@@ -27,3 +27,17 @@ export function isRetention(text: string): boolean {
     return false;
   }
 }
+
+/** A pgha backup name (the marker id): `pgha-<workflow id slug>-...`. */
+export const BACKUP_NAME = /^pgha-[a-z0-9-]{1,80}$/;
+/** Barman's backup ids: a timestamp, e.g. 20261129T121352. */
+export const BACKUP_ID = /^\d{8}T\d{6}$/;
+
+/** Which backup a drill or a restore takes: `latest`, a Barman backup id or a pgha backup name. */
+export function parseBackupRef(field: string, text: string): string {
+  const s = String(text).trim();
+  if (s === 'latest' || BACKUP_ID.test(s) || BACKUP_NAME.test(s)) return s;
+  throw new Error(
+    `${field} ${JSON.stringify(s.slice(0, 80))}: expected latest, a Barman backup id (e.g. 20261129T121352, from barman list-backups) or a pgha backup name (pgha-...)`,
+  );
+}

@@ -11,6 +11,7 @@
  *   maintenance  a maintenance pre-check or quick read/write: a refusal is final
  *   restart      a member's restart (POST + bounded wait that heartbeats every second)
  *   longWait     a re-clone (POST /reinitialize + a bounded wait that heartbeats every second)
+ *   drill        a restore drill's copy, recovery and checks (hours, heartbeating)
  *
  * Pure data (no I/O): imported by workflows, so it runs in the workflow sandbox.
  *
@@ -78,6 +79,20 @@ export const activityOptions = {
     startToCloseTimeout: '20m',
     heartbeatTimeout: '30s',
     retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: maintenanceFinal },
+  },
+  /**
+   * A restore drill's steps (a copy of the whole backup and its recovery: hours for a large one,
+   * bounded inside; heartbeating through every wait); a refusal (unknown backup) is final.
+   */
+  drill: {
+    startToCloseTimeout: '2h',
+    heartbeatTimeout: '20s', // every command and wait heartbeats at least once a second
+
+    retry: {
+      initialInterval: '5s',
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: [Failures.DrillRefused],
+    },
   },
   /** The guardian's etcd watch: up to 10 min, heartbeating every second; a dead worker is noticed in 5 s, retried without end. */
   guardWatch: {

@@ -11,3 +11,4 @@ export { upgradePostgresql } from './upgrade-postgresql';
 export { backup } from './backup';
 export { clusterGuardian, failoverObserved } from './guardian';
 export { etcdReplace } from './etcd-replace';
+export { restoreDrill } from './restore-drill';

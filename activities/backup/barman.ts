@@ -28,23 +28,22 @@ export class BackupNotLeaderError extends Error {
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
-/** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */
-export async function psqlOnMember(
-  deps: BackupDeps,
+/**
+ * A database name as psql's `-d` value: a conninfo string, so a name holding `=` or starting with
+ * `-` is never read as connection parameters or an option.
+ */
+export const dbnameConninfo = (db: string) => `dbname='${db.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/**
+ * psql's argv for SQL on stdin and tab-separated rows out, over a local socket: as the superuser,
+ * quiet, unaligned, stopping at the first error. Shared by the members and a drill's scratch copy.
+ */
+export function psqlArgv(
   inv: Inventory,
-  member: string,
-  sql: string,
-  timeoutMs = 60_000,
-): Promise<string[][]> {
-  const node = findNode(inv, 'postgres', member);
-  const sh = await deps.shellFor(inv.proxmox);
-  const pg = inv.postgresql;
-  const argv = [
-    'runuser',
-    '-u',
-    pg.osUser,
-    '--',
-    `${pg.binDir}/psql`,
+  to: { socketDir: string; port: number; database: string },
+): string[] {
+  return [
+    `${inv.postgresql.binDir}/psql`,
     '-X',
     '-q',
     '-A',
@@ -54,25 +53,49 @@ export async function psqlOnMember(
     '-v',
     'ON_ERROR_STOP=1',
     '-h',
-    PG_SOCKET_DIR,
+    to.socketDir,
     '-p',
-    String(inv.ports.postgresql),
+    String(to.port),
     '-U',
-    pg.superuser,
+    inv.postgresql.superuser,
     '-d',
-    'postgres',
+    dbnameConninfo(to.database),
     '-f',
     '-',
+  ];
+}
+
+/** psql's unaligned output as rows of fields. */
+export const psqlRows = (stdout: string): string[][] =>
+  stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
+
+/** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */
+export async function psqlOnMember(
+  deps: BackupDeps,
+  inv: Inventory,
+  member: string,
+  sql: string,
+  timeoutMs = 60_000,
+  database = 'postgres',
+): Promise<string[][]> {
+  const node = findNode(inv, 'postgres', member);
+  const sh = await deps.shellFor(inv.proxmox);
+  const argv = [
+    'runuser',
+    '-u',
+    inv.postgresql.osUser,
+    '--',
+    ...psqlArgv(inv, { socketDir: PG_SOCKET_DIR, port: inv.ports.postgresql, database }),
   ];
   const r = await sh.exec(node.vmid, argv, { stdin: sql, timeoutMs });
   if (r.code !== 0)
     throw new Error(
       `psql on ${member} (CT ${node.vmid}) exited with ${r.code}: ${r.stderr.trim().split('\n').slice(-4).join(' ')}`,
     );
-  return r.stdout
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split('\t'));
+  return psqlRows(r.stdout);
 }
 
 /** The roles and grants; returns what changed. */

@@ -15,22 +15,36 @@ export interface CliResult {
   stderr: string;
 }
 
+/** `argv` in the backup CT as backup.osUser (heartbeating, killed on cancel); never throws on its exit. */
+export async function asBackupUser(
+  deps: BackupDeps,
+  inv: Inventory,
+  argv: string[],
+  o: { timeoutMs?: number; stdin?: string } = {},
+): Promise<CliResult> {
+  const node = backupNode(inv);
+  if (!node) throw new Error(`cluster ${inv.cluster} has no backup CT (nodes.backup)`);
+  const sh = await deps.shellFor(inv.proxmox);
+  const r = await heartbeating(
+    () => argv.slice(0, 3).join(' '),
+    () =>
+      sh.exec(node.vmid, ['runuser', '-u', inv.backup.osUser, '--', ...argv], {
+        timeoutMs: o.timeoutMs ?? 120_000,
+        signal: cancellationSignal(),
+        ...(o.stdin === undefined ? {} : { stdin: o.stdin }),
+      }),
+  );
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+}
+
 /** `barman <args...>` in the backup CT as backup.osUser. */
-export async function barmanCli(
+export function barmanCli(
   deps: BackupDeps,
   inv: Inventory,
   args: string[],
   timeoutMs = 120_000,
 ): Promise<CliResult> {
-  const node = backupNode(inv);
-  if (!node) throw new Error(`cluster ${inv.cluster} has no backup CT (nodes.backup)`);
-  const sh = await deps.shellFor(inv.proxmox);
-  const argv = ['runuser', '-u', inv.backup.osUser, '--', barmanExecutable(inv), ...args];
-  const r = await heartbeating(
-    () => `barman ${args.join(' ')}`,
-    () => sh.exec(node.vmid, argv, { timeoutMs, signal: cancellationSignal() }),
-  );
-  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+  return asBackupUser(deps, inv, [barmanExecutable(inv), ...args], { timeoutMs });
 }
 
 /** `barman check` lines `\tname: OK|FAILED (detail)` as a list. */

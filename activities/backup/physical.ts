@@ -1,7 +1,8 @@
 /**
  * A physical backup with Barman, converging on what the backup CT shows:
- *  1. a marker row (id = the backup's name, time, LSN) in pgha_backup_marker on the leader, for
- *     restore drills (written once: a retry finds it);
+ *  1. a marker row (id = the backup's name, time, LSN, and the row counts of the largest tables:
+ *     counts.ts) in pgha_backup_marker on the leader, for restore drills (written once: a retry
+ *     finds it);
  *  2. the backup named after the marker: a DONE one is taken as it is (a retry after a worker died
  *     mid-backup never starts a second). An earlier attempt's `barman backup` still running in the
  *     backup CT (the worker died, the command did not) is waited for; a half one it left (STARTED
@@ -11,15 +12,27 @@
  *     operator or a schedule asked for a backup now; with a spread checkpoint pg_basebackup waited
  *     3.5 min on the lab after a bulk load before copying anything;
  *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness);
- *  4. the result from `barman -f json show-backup`.
+ *  4. the row counts again, after the backup, beside the marker's in `pgha-counts.json` in the
+ *     backup's directory (written once; Barman deletes it with the backup);
+ *  5. the result from `barman -f json show-backup`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BACKUP_ID, BACKUP_NAME } from '../../runbooks/retention';
 import type { Inventory } from '../../runbooks/schema';
 import { clusterLeader } from '../patroni';
 import { heartbeat } from '../poll';
 import { barmanServer } from '../render';
-import { restApis } from '../../runbooks/topology';
+import { backupNode, restApis } from '../../runbooks/topology';
 import { psqlOnMember } from './barman';
+import {
+  MARKER_TABLE,
+  largestTableCounts,
+  literal,
+  mergeCounts,
+  type RecordedCount,
+  type SqlRunner,
+  type TableCount,
+} from './counts';
 import { barmanCli, barmanTasks, listBackups } from './cli';
 import type { BackupDeps } from './types';
 
@@ -40,10 +53,12 @@ export interface PhysicalBackupResult {
   postgresVersion: number;
   verified: boolean;
   walComplete: boolean;
+  /** Row counts of the largest tables at the marker and after the backup (restore drills compare them). */
+  tableCounts?: RecordedCount[];
 }
 
-/** A backup name Barman accepts and pgha can find again: the marker id. */
-export const BACKUP_NAME = /^pgha-[a-z0-9-]{1,80}$/;
+/** A backup name Barman accepts and pgha can find again: the marker id (runbooks/retention.ts). */
+export { BACKUP_ID, BACKUP_NAME };
 
 /** The leader's name, from the first member whose GET /cluster answers. */
 export async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
@@ -59,19 +74,76 @@ export async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string
   );
 }
 
+/**
+ * The marker row (written once: a retry finds it) with the row counts of the largest tables taken
+ * just before it (counts.ts), so a restored copy carries what it is compared against.
+ */
 export async function ensureMarker(deps: BackupDeps, inv: Inventory, leader: string, id: string) {
-  const rows = await psqlOnMember(
-    deps,
-    inv,
-    leader,
+  const sql: SqlRunner = (db, q) => psqlOnMember(deps, inv, leader, q, 300_000, db);
+  const select = `SELECT 'marker', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text, coalesce(counts::text, '') FROM ${MARKER_TABLE} WHERE id = '${id}';`;
+  let rows = await sql(
+    'postgres',
     `SET client_min_messages = warning;
-     CREATE TABLE IF NOT EXISTS pgha_backup_marker (id text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), lsn pg_lsn NOT NULL DEFAULT pg_current_wal_lsn());
-     INSERT INTO pgha_backup_marker (id) VALUES ('${id}') ON CONFLICT (id) DO NOTHING;
-     SELECT 'marker', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), lsn::text FROM pgha_backup_marker WHERE id = '${id}';`,
+     CREATE TABLE IF NOT EXISTS ${MARKER_TABLE} (id text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), lsn pg_lsn NOT NULL DEFAULT pg_current_wal_lsn());
+     ALTER TABLE ${MARKER_TABLE} ADD COLUMN IF NOT EXISTS counts jsonb;
+     ${select}`,
   );
+  if (!rows.some((r) => r[0] === 'marker')) {
+    const counts = await largestTableCounts(sql);
+    rows = await sql(
+      'postgres',
+      `INSERT INTO ${MARKER_TABLE} (id, counts) VALUES ('${id}', ${literal(JSON.stringify(counts))}::jsonb) ON CONFLICT (id) DO NOTHING;
+       ${select}`,
+    );
+  }
   const m = rows.find((r) => r[0] === 'marker');
   if (!m) throw new Error(`the marker ${id} was not found after it was written on ${leader}`);
-  return { id, at: m[1]!, lsn: m[2]!, leader };
+  const counts = m[3] ? (JSON.parse(m[3]) as TableCount[]) : undefined;
+  return { id, at: m[1]!, lsn: m[2]!, leader, ...(counts ? { counts } : {}) };
+}
+
+/** The file beside Barman's backup that holds the counts recorded for it (deleted with the backup). */
+export function countsPath(inv: Inventory, backupId: string): string {
+  if (!BACKUP_ID.test(backupId))
+    throw new Error(`backup id ${JSON.stringify(backupId)}: expected ${BACKUP_ID}`);
+  return `${inv.backup.storage.path}/${barmanServer(inv)}/base/${backupId}/${COUNTS_FILE}`;
+}
+export const COUNTS_FILE = 'pgha-counts.json';
+
+/** The recorded counts of a backup, or undefined when it has none (taken before pgha recorded them). */
+export async function readRecordedCounts(
+  deps: BackupDeps,
+  inv: Inventory,
+  backupId: string,
+): Promise<RecordedCount[] | undefined> {
+  const sh = await deps.shellFor(inv.proxmox);
+  const r = await sh.exec(backupNode(inv)!.vmid, ['cat', countsPath(inv, backupId)], { timeoutMs: 30_000 });
+  if (r.code !== 0) return undefined;
+  return JSON.parse(r.stdout) as RecordedCount[];
+}
+
+/**
+ * After the backup ended: the counts again, beside the ones at the marker, in a file beside the
+ * backup (found again on a retry, never recounted).
+ */
+async function recordCounts(
+  deps: BackupDeps,
+  inv: Inventory,
+  leader: string,
+  backupId: string,
+  atMarker: TableCount[] | undefined,
+): Promise<RecordedCount[]> {
+  const found = await readRecordedCounts(deps, inv, backupId);
+  if (found) return found;
+  const atEnd = await largestTableCounts((db, q) => psqlOnMember(deps, inv, leader, q, 300_000, db));
+  const merged = mergeCounts(atMarker, atEnd);
+  const sh = await deps.shellFor(inv.proxmox);
+  await sh.push(backupNode(inv)!.vmid, countsPath(inv, backupId), `${JSON.stringify(merged, null, 1)}\n`, {
+    mode: 0o640,
+    owner: inv.backup.osUser,
+    group: inv.backup.osUser,
+  });
+  return merged;
 }
 
 interface ShowBackup {
@@ -155,7 +227,7 @@ export async function physicalBackup(
     throw new Error(`backup name ${JSON.stringify(name)}: expected ${BACKUP_NAME}`);
   const server = barmanServer(inv);
   const leader = await leaderOf(deps, inv);
-  const marker = await ensureMarker(deps, inv, leader, name);
+  const { counts: markerCounts, ...marker } = await ensureMarker(deps, inv, leader, name);
   await settleEarlierAttempt(deps, inv, name, args.waitMs ?? 45 * 60_000);
   let b = await showBackup(deps, inv, name);
   if (!b || !COPY_DONE.includes(b.status)) {
@@ -185,6 +257,7 @@ export async function physicalBackup(
   if (b.status !== 'DONE') throw new Error(`backup ${b.backup_id} (${name}) is ${b.status}, not DONE`);
   const verify = await barmanCli(deps, inv, ['verify-backup', server, b.backup_id], 1_800_000);
   const check = await barmanCli(deps, inv, ['check-backup', server, b.backup_id], 600_000);
+  const tableCounts = await recordCounts(deps, inv, leader, b.backup_id, markerCounts);
   const i = b.base_backup_information;
   return {
     kind: 'physical',
@@ -203,5 +276,6 @@ export async function physicalBackup(
     postgresVersion: b.postgresql_version,
     verified: verify.code === 0,
     walComplete: check.code === 0,
+    tableCounts,
   };
 }

@@ -54,3 +54,4 @@ export function renderCluster(inv: Inventory, secrets: ClusterSecrets): Rendered
   );
 }
 export * from './barman';
+export * from './drill';

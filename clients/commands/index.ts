@@ -16,6 +16,7 @@ import * as upgradePatroni from './upgrade-patroni';
 import * as history from './history';
 import * as operatorOption from './operator';
 import * as backup from './backup';
+import * as drill from './drill';
 import * as schedule from './schedule';
 import { register as registerGuard } from './guard';
 
@@ -41,5 +42,6 @@ export function registerCommands(program: Command): void {
   // last: gives every command above `--by` (who is acting)
   operatorOption.register(program);
   backup.register(program);
+  drill.register(program);
   registerGuard(program);
 }

@@ -2,6 +2,7 @@
  *   pgha schedule backup --cluster FILE --cron '0 3 * * *' [--kind physical|logical]
  *                        [--retention 'RECOVERY WINDOW OF 7 DAYS' | 'REDUNDANCY 3'] [--catchup 1h]
  *   pgha schedule etcd-maintain --cluster FILE --cron '0 4 * * 0' [--catchup 1h]
+ *   pgha schedule drill --cluster FILE --cron '0 5 * * *' [--backup latest|ID|NAME] [--catchup 1h]
  *   pgha schedule list [--cluster NAME] | describe ID | pause ID [--reason R] | unpause ID | trigger ID | delete ID
  *
  * Runbook schedules (clients/schedules.ts): backups, one Temporal Schedule per cluster and kind;
@@ -19,10 +20,12 @@ import {
   describeSchedule,
   listSchedules,
   upsertBackupSchedule,
+  upsertDrillSchedule,
   upsertEtcdMaintainSchedule,
   type BackupKind,
 } from '../schedules';
 import { parseRetention } from '../../runbooks/retention';
+import { checkDrillBackup } from './drill';
 
 function fail(msg: string): void {
   console.error(`pgha: ${msg}`);
@@ -97,6 +100,42 @@ export function register(program: Command): void {
           cluster: inventory.cluster,
           inventory: input,
           cron: o.cron,
+          catchupWindow: o.catchup as `${number}h`,
+          operator: operator(),
+        });
+        console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
+        console.log(describeSchedule(await handle.describe()));
+      });
+    });
+
+  schedule
+    .command('drill')
+    .description('create (or update) the cluster’s restore drill schedule (pgha drill)')
+    .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
+    .requiredOption('--cron <expr>', "five cron fields in UTC, e.g. '0 5 * * *' (after the nightly backup)")
+    .option(
+      '--backup <id>',
+      'latest (each run restores the newest DONE backup), a Barman id or a name',
+      'latest',
+    )
+    .option('--catchup <duration>', 'a missed run is made up within this window', '1h')
+    .action(async (o: { cluster: string; cron: string; backup: string; catchup: string }) => {
+      try {
+        checkCron(o.cron);
+        checkDrillBackup(o.backup);
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+      if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
+      const { input, inventory } = await inventoryInput(o.cluster);
+      if (inventory.nodes.backup.length === 0)
+        return fail(`${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
+      await withClient(async (client) => {
+        const { handle, created } = await upsertDrillSchedule(client, {
+          cluster: inventory.cluster,
+          inventory: input,
+          cron: o.cron,
+          backup: o.backup,
           catchupWindow: o.catchup as `${number}h`,
           operator: operator(),
         });

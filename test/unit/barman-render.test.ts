@@ -7,10 +7,11 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { loadInventory } from '../../runbooks/inventory';
+import { assertGoldenDir, updateGolden } from '../helpers/golden';
 import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
 import {
   renderBackupFiles,
@@ -24,7 +25,6 @@ import { barmanConninfo } from '../../runbooks/topology';
 
 const root = join(__dirname, '..', '..');
 const goldenDir = join(root, 'test', 'golden', 'barman');
-const update = process.env.UPDATE_GOLDEN === '1';
 
 const FAKE: ClusterSecrets = {
   superuserPassword: '<superuser-password>',
@@ -59,24 +59,7 @@ void describe('Barman golden files (UPDATE_GOLDEN=1 rewrites them)', () => {
     );
     const want = new Map<string, string>(files.map((f) => [`backup1${f.path}`, f.content]));
     want.set('MANIFEST.tsv', `# path in the CT\tmode\towner:group\n${manifest.join('\n')}\n`);
-    if (update) {
-      await rm(goldenDir, { recursive: true, force: true });
-      for (const [key, content] of want) {
-        await mkdir(dirname(join(goldenDir, key)), { recursive: true });
-        await writeFile(join(goldenDir, key), content);
-      }
-    }
-    const have = (await readdir(goldenDir, { recursive: true, withFileTypes: true }))
-      .filter((e) => e.isFile())
-      .map((e) => join(e.parentPath, e.name).slice(goldenDir.length + 1))
-      .sort();
-    assert.deepEqual(have, [...want.keys()].sort());
-    for (const [key, content] of want)
-      assert.equal(
-        content,
-        await readFile(join(goldenDir, key), 'utf8'),
-        `${key} differs (UPDATE_GOLDEN=1 to accept)`,
-      );
+    await assertGoldenDir(goldenDir, want);
   });
 });
 
@@ -191,7 +174,7 @@ void describe('retention: Barman’s two policy forms, in a drop-in beside the s
     assert.equal(ini(f.content).retention_policy, 'RECOVERY WINDOW OF 7 DAYS');
     assert.match(f.content, /^\[lab\]$/m);
     const golden = join(root, 'test', 'golden', 'barman-retention', 'lab.retention.conf');
-    if (update) {
+    if (updateGolden) {
       await mkdir(dirname(golden), { recursive: true });
       await writeFile(golden, f.content);
     }

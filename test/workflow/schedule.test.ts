@@ -4,6 +4,7 @@
  * its memo and note; its action holds the inventory with secret references only; a trigger starts
  * a backup run that applies the retention; a second `schedule backup` updates it instead of adding
  * one; a failed backup pauses it; delete removes it. Bad flags are refused before anything exists.
+ * Restore drill schedules: the action starts restoreDrill (latest backup), a failed drill pauses it.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,8 +16,10 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import {
   backupScheduleId,
   describeSchedule,
+  drillScheduleId,
   listBackupSchedules,
   upsertBackupSchedule,
+  upsertDrillSchedule,
 } from '../../clients/schedules';
 import type { BackupScheduleMemo } from '../../clients/schedules';
 import type { InventoryInput } from '../../runbooks/schema';
@@ -161,4 +164,59 @@ void test('bad flags are refused before anything is created', async () => {
     /--retention .*'REDUNDANCY <n>'/,
   );
   assert.deepEqual(await listBackupSchedules(env.client, cluster), []);
+});
+
+void test('a restore drill schedule starts restoreDrill on the latest backup; a failed drill pauses it', async () => {
+  const calls: string[] = [];
+  const activities = {
+    drillChooseBackup: async (a: { backup: string }) => {
+      calls.push(`choose ${a.backup}`);
+      return { server: 'x', backupId: '20261129T030000', consistentLsn: '0/1', endLsn: '0/2' };
+    },
+    drillVerify: async () => ({ ok: false, detail: 'checksum mismatch for file "base/5/16390" (mock)' }),
+    drillRestore: async () => ({ rtoSeconds: 1 }),
+    drillCheck: async () => ({ problems: [] }),
+    drillTeardown: async () => {
+      calls.push('teardown');
+      return { stopped: true, removed: true };
+    },
+  };
+  const taskQueue = uniqueId('sched');
+  const cluster = uniqueId('sc');
+  const worker = await createTestWorker(env, { taskQueue, activities });
+  const { handle, created } = await upsertDrillSchedule(env.client, {
+    cluster,
+    inventory: labInput(cluster),
+    cron: '0 5 * * *',
+    taskQueue,
+  });
+  assert.ok(created);
+  assert.equal(handle.scheduleId, drillScheduleId(cluster));
+  const d = await handle.describe();
+  assert.equal(d.action.type, 'startWorkflow');
+  assert.equal(d.action.workflowType, 'restoreDrill');
+  assert.equal((d.memo as { pgha?: string }).pgha, 'drill-schedule');
+  assert.equal(d.policies.pauseOnFailure, true);
+  assert.equal(d.policies.overlap, ScheduleOverlapPolicy.SKIP);
+  assert.match(describeSchedule(d), /restore drill of backup latest/);
+  await worker.runUntil(async () => {
+    await handle.trigger(ScheduleOverlapPolicy.SKIP);
+    await eventually(
+      'the schedule paused after the failed drill',
+      async () => (await handle.describe()).state.paused,
+      (p) => p,
+      120_000,
+    );
+  });
+  assert.deepEqual(calls, ['choose latest', 'teardown']);
+  await assert.rejects(
+    upsertDrillSchedule(env.client, {
+      cluster,
+      inventory: labInput(cluster),
+      cron: '0 5 * * *',
+      backup: 'x;y',
+    }),
+    /--backup .*expected latest/,
+  );
+  await handle.delete();
 });
