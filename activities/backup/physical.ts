@@ -10,7 +10,8 @@
  *     backup CT (the data goes CT to CT, never through the worker), heartbeating. Immediate: an
  *     operator or a schedule asked for a backup now; with a spread checkpoint pg_basebackup waited
  *     3.5 min on the lab after a bulk load before copying anything;
- *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness);
+ *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness), their
+ *     outcome recorded in the backup CT for `pgha status --backup` (Barman keeps neither);
  *  4. the result from `barman -f json show-backup`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,7 +21,7 @@ import { heartbeat } from '../poll';
 import { barmanServer } from '../render';
 import { restApis } from '../../runbooks/topology';
 import { psqlOnMember } from './barman';
-import { barmanCli, barmanTasks, listBackups } from './cli';
+import { barmanCli, barmanTasks, listBackups, recordVerification } from './cli';
 import type { BackupDeps } from './types';
 
 export interface PhysicalBackupResult {
@@ -185,6 +186,12 @@ export async function physicalBackup(
   if (b.status !== 'DONE') throw new Error(`backup ${b.backup_id} (${name}) is ${b.status}, not DONE`);
   const verify = await barmanCli(deps, inv, ['verify-backup', server, b.backup_id], 1_800_000);
   const check = await barmanCli(deps, inv, ['check-backup', server, b.backup_id], 600_000);
+  await recordVerification(deps, inv, {
+    backupId: b.backup_id,
+    verified: verify.code === 0,
+    walComplete: check.code === 0,
+    at: new Date().toISOString(),
+  });
   const i = b.base_backup_information;
   return {
     kind: 'physical',

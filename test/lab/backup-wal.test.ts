@@ -13,7 +13,8 @@
  *    before the hard stop's last second and every one after the failover. (Asynchronous
  *    replication may lose the commits of the dead leader's last moments: the cluster lost those
  *    too, and they are counted and printed.)
- * The cluster is deployed first (deployCluster: idempotent, fast on a deployed cluster).
+ * The base backup's verification, as the backup recorded it for `pgha status --backup`, is read in
+ * the backup CT too. The cluster is deployed first (deployCluster: idempotent, fast on a deployed cluster).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +31,7 @@ import type { Inventory } from '../../runbooks/schema';
 import type { BackupResult } from '../../workflows/backup';
 import type { HandoffReport } from '../../workflows/switchover';
 import { barmanCheckPasses, barmanDirect, restoreArchive } from '../helpers/lab-backup';
-import { LabWriter, sqlAs, timelineOf, waitHealthyDirect } from '../helpers/lab-direct';
+import { LabWriter, inCt, sqlAs, timelineOf, waitHealthyDirect } from '../helpers/lab-direct';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
@@ -72,10 +73,35 @@ async function streamingFrom(leader: string): Promise<void> {
   await waitFor('barman check passing', 120_000, () => Promise.resolve(barmanCheckPasses(inv)));
 }
 
+/** A replica other than `dead` that Patroni reports running or streaming (the least lag first), bounded. */
+async function liveReplica(dead: string): Promise<string> {
+  let found: string | undefined;
+  await waitFor(`a running replica other than ${dead}`, 60_000, async () => {
+    for (const n of inv.nodes.postgres.filter((x) => x.hostname !== dead)) {
+      try {
+        const r = await fetch(`http://${n.ip}:${inv.ports.patroniRestApi}/cluster`, {
+          signal: AbortSignal.timeout(3000),
+        });
+        const c = (await r.json()) as { members: { name: string; state: string; lag?: number | string }[] };
+        const ok = c.members
+          .filter((m) => m.name !== dead && (m.state === 'running' || m.state === 'streaming'))
+          .sort((a, b) => (Number(a.lag) || 0) - (Number(b.lag) || 0));
+        found = ok[0]?.name;
+        if (found) return true;
+      } catch {
+        // the next member
+      }
+    }
+    return false;
+  });
+  return found!;
+}
+
 before(async () => {
   if (skip) return;
   ({ input, inventory: inv } = await inventoryInput(LAB));
   assert.ok(inv.nodes.backup.length > 0, `${LAB} has no backup CT (nodes.backup)`);
+  up({ inventory: LAB, log: () => undefined }); // a CT an earlier run left hard-stopped
   env = await startTestServer();
   worker = startWorkerProc({
     name: 'worker-1',
@@ -102,6 +128,14 @@ void test(
     const base = await run<BackupResult>('backup', 'backup');
     assert.equal(base.kind, 'physical');
     if (base.kind !== 'physical') return;
+    // What `pgha status --backup` shows as "verified": recorded in the backup CT by the backup.
+    const rec = JSON.parse(
+      inCt(inv.nodes.backup[0]!.vmid, [
+        'cat',
+        `${inv.backup.storage.path}/pgha-verified/${base.backupId}.json`,
+      ]),
+    ) as { backupId: string; verified: boolean; walComplete: boolean };
+    assert.deepEqual([rec.backupId, rec.verified, rec.walComplete], [base.backupId, true, true]);
     const tl0 = await timelineOf(inv, node(first).ip);
 
     const writer = await new LabWriter(inv, `pgha_wal_${Date.now()}`, inv.nodes.haproxy[0]!.ip).start();
@@ -116,18 +150,21 @@ void test(
       await streamingFrom(second);
 
       // A failover: the leader's CT hard-stopped, the failover runbook to a replica, the CT back.
-      const candidate = inv.nodes.postgres.find((n) => n.hostname !== second)!.hostname;
       const acked0 = writer.acked.length;
       await waitFor('the writer committing on the new leader', 30_000, () =>
         Promise.resolve(writer.acked.length > acked0 + 20),
       );
       stoppedAt = Date.now();
       console.log(fault.stopCt(node(second).vmid, { inventory: LAB }));
-      const fo = await run<HandoffReport>('failover', 'failover', { candidate });
-      assert.equal(fo.to, candidate);
-      up({ inventory: LAB, log: () => undefined });
+      try {
+        const candidate = await liveReplica(second);
+        const fo = await run<HandoffReport>('failover', 'failover', { candidate });
+        assert.equal(fo.to, candidate);
+      } finally {
+        up({ inventory: LAB, log: () => undefined });
+      }
       const third = await waitHealthyDirect(inv, 240_000);
-      assert.equal(third, candidate);
+      assert.notEqual(third, second);
       await streamingFrom(third);
       const ackedAfter = writer.acked.length;
       await waitFor('the writer committing after the failover', 30_000, () =>
