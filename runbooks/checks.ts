@@ -548,6 +548,7 @@ export function controlCharIssues(raw: unknown): InventoryIssue[] {
  * password Patroni sets).
  */
 function checkBackup({ doc, nodes, err }: Ctx): void {
+  checkBackupSynchronous({ doc, nodes, err });
   if (!Array.isArray(nodes.backup) || nodes.backup.length === 0) return;
   const secrets = obj(doc.secrets);
   for (const [name, file] of [
@@ -585,4 +586,36 @@ function checkBackup({ doc, nodes, err }: Ctx): void {
       );
     taken.push([`backup.${field}`, v]);
   }
+}
+
+/**
+ * backup.synchronous: Barman's receiver as the synchronous standby needs a backup CT, commits that
+ * wait for it (synchronous_commit neither off nor local), and synchronous_standby_names left to
+ * pgha (it names the receiver on every member).
+ */
+function checkBackupSynchronous({ doc, nodes, err }: Pick<Ctx, 'doc' | 'nodes' | 'err'>): void {
+  if (obj(doc.backup).synchronous !== true) return;
+  if (!Array.isArray(nodes.backup) || nodes.backup.length === 0)
+    err(
+      'backup.synchronous',
+      'true, and no backup CT',
+      'a backup CT in nodes.backup (its Barman is the synchronous standby)',
+      'add the backup CT under nodes.backup, or set backup.synchronous: false',
+    );
+  const params = obj(obj(doc.postgresql).parameters);
+  const commit = params.synchronous_commit;
+  if (commit === 'off' || commit === 'local' || commit === false)
+    err(
+      'postgresql.parameters.synchronous_commit',
+      `${show(String(commit))} with backup.synchronous: true`,
+      'on, remote_write or remote_apply (a commit waits for the synchronous standby)',
+      'remove synchronous_commit (default on), or set backup.synchronous: false',
+    );
+  if (params.synchronous_standby_names !== undefined)
+    err(
+      'postgresql.parameters.synchronous_standby_names',
+      `${show(String(params.synchronous_standby_names))} with backup.synchronous: true`,
+      "nothing: pgha names Barman's WAL receiver there on every member",
+      'remove postgresql.parameters.synchronous_standby_names',
+    );
 }

@@ -518,6 +518,16 @@ const BackupSchema = z.strictObject({
     z.string().regex(/^[a-z0-9_]{1,63}$/, { message: 'a replication slot name: a-z, 0-9, _ (at most 63)' }),
     { expected: 'a replication slot name: lowercase letters, digits and _ (at most 63)', example: 'barman' },
   ).default('barman'),
+  /**
+   * Barman's WAL receiver as the synchronous standby (zero RPO): every commit waits until the
+   * backup CT has flushed its WAL. `synchronous_standby_names` names it on every member
+   * (postgresql.auto.conf: Patroni owns the parameter in its own files), so it holds on whichever
+   * member leads. Writes stop while the receiver is down (pgha deploy --synchronous).
+   */
+  synchronous: help(z.boolean(), {
+    expected: 'true (Barman receives WAL synchronously: zero RPO) or false (asynchronously)',
+    example: 'false',
+  }).default(false),
 });
 
 const ProxmoxSchema = z.strictObject({

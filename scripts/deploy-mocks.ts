@@ -44,6 +44,11 @@ export function deployMocks(
       },
       installBackup: rec('installBackup'),
       waitBarmanReady: rec('waitBarmanReady', { server: 'lab', ok: true, checks: [] }),
+      // In runs patched deploy-backup-synchronous: what backup.synchronous (or --synchronous) asked.
+      ensureBackupSynchronous: async (a: { inv: { backup: { synchronous: boolean } } }) => {
+        calls.push(`ensureBackupSynchronous ${a.inv.backup.synchronous ? 'sync' : 'async'}`);
+        return { synchronous: a.inv.backup.synchronous, changed: [] };
+      },
       clusterStatus: async () => {
         calls.push('clusterStatus');
         return { verdict: opts.verdict ?? { status: 'healthy', reasons: [] } };

@@ -39,6 +39,11 @@ export interface DeployInput {
   approvalTimeout?: Duration;
   /** Start the cluster's guardian at the end (`pgha deploy --guard`); default: the inventory's `guardian`. */
   guard?: boolean;
+  /**
+   * Barman's WAL receiver as the synchronous standby (`pgha deploy --synchronous` / `--no-synchronous`);
+   * default: the inventory's `backup.synchronous`.
+   */
+  synchronousBackup?: boolean;
 }
 
 /** What the `guardian` step did: started the guardian, or found it running (nothing done). */
@@ -62,6 +67,9 @@ export async function deployCluster(input: DeployInput) {
   // The backup CT (issue 10): only for an inventory that has one, and only in runs that know it.
   const withBackup = inv.nodes.backup.length > 0 && patched(Patches.deployBackupCt);
   if (withBackup) plan.push('backup roles', 'backup install', 'backup check');
+  // Barman's receiver as the synchronous standby, or no longer (issue 10): in runs that know the step.
+  const withBackupSync = withBackup && patched(Patches.deployBackupSynchronous);
+  if (withBackupSync) plan.push('backup synchronous');
   // The guardian (issue 16): only when asked, and only in runs that know the step.
   const withGuardian = (input.guard ?? inv.guardian) === true && patched(Patches.deployGuardian);
   if (withGuardian) plan.push('guardian');
@@ -143,6 +151,18 @@ export async function deployCluster(input: DeployInput) {
       );
       await rb.step('backup check', () =>
         gate.waitBarmanReady(`barman check on ${inv.nodes.backup[0]!.hostname}`, { inv, timeoutMs: 240_000 }),
+      );
+    }
+    if (withBackupSync) {
+      // After barman check passed: from here on, with synchronous on, every commit waits for Barman.
+      const synchronous = input.synchronousBackup ?? inv.backup.synchronous;
+      await rb.step('backup synchronous', () =>
+        gate.ensureBackupSynchronous(
+          synchronous
+            ? `synchronous_standby_names = Barman's receiver on every member, sync on the leader`
+            : `Barman's receiver asynchronous (not in synchronous_standby_names)`,
+          { inv: { ...inv, backup: { ...inv.backup, synchronous } }, timeoutMs: 120_000 },
+        ),
       );
     }
 

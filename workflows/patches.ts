@@ -21,6 +21,8 @@ export const Patches = {
    * a leader lost while paused → the cluster resumed, Patroni's failover waited for, the run stops.
    */
   patroniUpgradeLeaderLoss: 'patroni-upgrade-leader-loss',
+  /** deployCluster's step `backup synchronous`: Barman's receiver in synchronous_standby_names (backup.synchronous) or not. */
+  deployBackupSynchronous: 'deploy-backup-synchronous',
   /** backup names its Barman backup after the workflow id and the run's start time (one per run). */
   backupNamePerRun: 'backup-name-per-run',
 } as const;

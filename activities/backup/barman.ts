@@ -15,10 +15,19 @@
 import { Failures } from '../../runbooks/failures';
 import { resolveClusterSecrets } from '../../runbooks/inventory';
 import type { Inventory } from '../../runbooks/schema';
-import { findNode, restApi, restApiAuth } from '../../runbooks/topology';
-import { PG_SOCKET_DIR } from '../render';
+import { backupNode, findNode, restApi, restApiAuth } from '../../runbooks/topology';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { heartbeat } from '../poll';
+import {
+  BARMAN_RECEIVER_NAME,
+  PG_SOCKET_DIR,
+  barmanServer,
+  barmanSynchronousStandbyNames,
+  synchronousStandbySql,
+} from '../render';
+import { barmanCli } from './cli';
 import { scramMatches, scramVerifier } from './scram';
-import type { BackupDeps, BackupPrepared, BackupTool } from './types';
+import type { BackupDeps, BackupPrepared, BackupSynchronous, BackupTool } from './types';
 
 export class BackupNotLeaderError extends Error {
   override readonly name = Failures.BackupNotLeader;
@@ -192,6 +201,105 @@ export async function ensureBarmanSlot(
   });
   if (r.status !== 200) throw new Error(`PATCH ${target.url}/config answered ${r.status}: ${r.text ?? ''}`);
   return [`permanent slot ${slot}`];
+}
+
+/** The leader's pg_stat_replication sync_state of Barman's receiver ('' when it is not connected). */
+async function receiverSyncState(deps: BackupDeps, inv: Inventory, leader: string): Promise<string> {
+  const rows = await psqlOnMember(
+    deps,
+    inv,
+    leader,
+    `select coalesce((select sync_state from pg_stat_replication where application_name = ${literal(BARMAN_RECEIVER_NAME)} and state = 'streaming' limit 1), '');`,
+  );
+  return rows[0]?.[0] ?? '';
+}
+
+/**
+ * backup.synchronous on the cluster: synchronous_standby_names in every member's
+ * postgresql.auto.conf names Barman's receiver (or, turned off, no longer does), each member
+ * checked first and changed only when it differs. Then, synchronous, the post-check: on the leader
+ * Barman's receiver streaming with sync_state 'sync', and in the backup CT its pg_receivewal
+ * running with --synchronous — restarted when it runs without (Barman chooses at start), bounded
+ * by `timeoutMs`, heartbeating. Writes
+ * wait for the receiver from the reload on: the step runs after `barman check` passed.
+ */
+export async function ensureBarmanSynchronous(
+  deps: BackupDeps,
+  args: { inv: Inventory; timeoutMs?: number },
+): Promise<BackupSynchronous> {
+  const { inv } = args;
+  const want = barmanSynchronousStandbyNames(inv);
+  const changed: string[] = [];
+  let leader: string | undefined;
+  for (const m of inv.nodes.postgres) {
+    const rows = await psqlOnMember(
+      deps,
+      inv,
+      m.hostname,
+      `select pg_is_in_recovery()::text, coalesce((select setting from pg_file_settings
+         where name = 'synchronous_standby_names' and sourcefile like '%/postgresql.auto.conf'
+         order by seqno desc limit 1), '');`,
+    );
+    const [recovery, current] = rows[0] ?? [];
+    if (recovery === 'false') leader = m.hostname;
+    const sql = synchronousStandbySql(inv, current ?? '');
+    if (sql.length === 0) continue;
+    await psqlOnMember(deps, inv, m.hostname, `${sql.join('\n')}\n`);
+    changed.push(m.hostname);
+  }
+  if (want === undefined) return { synchronous: false, changed };
+  if (!leader)
+    throw new BackupNotLeaderError(
+      `no member of ${inv.cluster} is the primary (all in recovery): synchronous_standby_names is set, its check needs the leader; retry when one leads`,
+    );
+  const timeoutMs = args.timeoutMs ?? 120_000;
+  const deadline = Date.now() + timeoutMs;
+  const server = barmanServer(inv);
+  for (;;) {
+    // pg_stat_replication says 'sync' as soon as the name is listed; the receiver acknowledges each
+    // write at once only when Barman started it with --synchronous (without, commits wait for the
+    // end of a WAL segment).
+    const [state, receiver] = [await receiverSyncState(deps, inv, leader), await receiverProcess(deps, inv)];
+    if (state === 'sync' && receiver === 'synchronous')
+      return { synchronous: true, changed, leader, syncState: state };
+    heartbeat({
+      what: `${BARMAN_RECEIVER_NAME} on ${leader}`,
+      syncState: state || 'not connected',
+      receiver,
+    });
+    // Barman chooses --synchronous when it starts receive-wal: one started before the setting is
+    // stopped; `barman cron` starts it again.
+    if (receiver === 'asynchronous') await barmanCli(deps, inv, ['receive-wal', '--stop', server]);
+    await barmanCli(deps, inv, ['-q', 'cron']);
+    if (Date.now() >= deadline)
+      throw new Error(
+        `Barman's receiver (${BARMAN_RECEIVER_NAME}) on ${leader} is ${state || 'not streaming'} (pg_receivewal ${receiver}) after ${timeoutMs} ms with synchronous_standby_names = ${want}: writes wait for it. Look at barman check ${server} and /var/log/barman/barman.log in the backup CT; set backup.synchronous: false and deploy again to stop waiting for it`,
+      );
+    await sleep(2000);
+  }
+}
+
+/** Barman's pg_receivewal in the backup CT: running with --synchronous, without, or not at all. */
+async function receiverProcess(
+  deps: BackupDeps,
+  inv: Inventory,
+): Promise<'synchronous' | 'asynchronous' | 'none'> {
+  const node = backupNode(inv);
+  if (!node) throw new Error(`cluster ${inv.cluster} has no backup CT (nodes.backup)`);
+  const sh = await deps.shellFor(inv.proxmox);
+  // The CT has no procps: the command lines from /proc.
+  const r = await sh.exec(
+    node.vmid,
+    [
+      'sh',
+      '-c',
+      'for p in /proc/[0-9]*; do tr "\\0" " " <"$p/cmdline" 2>/dev/null; echo; done | grep "^[^ ]*/pg_receivewal " || true',
+    ],
+    { timeoutMs: 30_000 },
+  );
+  const lines = r.stdout.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) return 'none';
+  return lines.some((l) => / --synchronous( |$)/.test(l)) ? 'synchronous' : 'asynchronous';
 }
 
 export const barman: BackupTool = {

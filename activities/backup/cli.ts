@@ -146,3 +146,66 @@ export async function barmanTasks(deps: BackupDeps, inv: Inventory): Promise<str
   const doc = JSON.parse(r.stdout) as Record<string, { pid: number; name: string }[]>;
   return (doc[server] ?? []).map((p) => p.name);
 }
+
+/**
+ * What pgha's own checks found for a backup, kept beside Barman's data (Barman records neither
+ * verify-backup nor check-backup): `<storage>/pgha-verified/<backup id>.json`, written by the
+ * physical backup after both ran, read by `pgha status --backup`.
+ */
+export interface BackupVerification {
+  backupId: string;
+  /** `barman verify-backup` (pg_verifybackup) passed. */
+  verified: boolean;
+  /** `barman check-backup` passed: every WAL file the backup needs is archived. */
+  walComplete: boolean;
+  at: string;
+}
+
+const BACKUP_ID = /^\d{8}T\d{6}$/;
+const verificationDir = (inv: Inventory) => `${inv.backup.storage.path}/pgha-verified`;
+
+export async function recordVerification(
+  deps: BackupDeps,
+  inv: Inventory,
+  v: BackupVerification,
+): Promise<void> {
+  if (!BACKUP_ID.test(v.backupId)) throw new Error(`not a Barman backup id: ${JSON.stringify(v.backupId)}`);
+  const node = backupNode(inv);
+  if (!node) throw new Error(`cluster ${inv.cluster} has no backup CT (nodes.backup)`);
+  const sh = await deps.shellFor(inv.proxmox);
+  const r = await sh.exec(
+    node.vmid,
+    [
+      'runuser',
+      '-u',
+      inv.backup.osUser,
+      '--',
+      'sh',
+      '-c',
+      'mkdir -p "$1" && cat >"$1/$2.json.new" && mv -f "$1/$2.json.new" "$1/$2.json"',
+      'sh',
+      verificationDir(inv),
+      v.backupId,
+    ],
+    { stdin: `${JSON.stringify(v)}\n`, timeoutMs: 30_000 },
+  );
+  if (r.code !== 0) throw new Error(`recording the verification of ${v.backupId} failed: ${r.stderr.trim()}`);
+}
+
+/** The recorded verification of a backup, or undefined when pgha recorded none. */
+export async function readVerification(
+  deps: BackupDeps,
+  inv: Inventory,
+  backupId: string,
+): Promise<BackupVerification | undefined> {
+  if (!BACKUP_ID.test(backupId)) return undefined;
+  const node = backupNode(inv);
+  if (!node) return undefined;
+  const sh = await deps.shellFor(inv.proxmox);
+  const r = await sh.exec(node.vmid, ['cat', `${verificationDir(inv)}/${backupId}.json`], {
+    timeoutMs: 15_000,
+  });
+  if (r.code !== 0) return undefined;
+  const v = JSON.parse(r.stdout) as BackupVerification;
+  return v.backupId === backupId ? v : undefined;
+}

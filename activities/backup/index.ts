@@ -3,7 +3,7 @@
  * only binds the dependencies; each operation is a top-level `(deps, args)` function.
  */
 import type { Inventory } from '../../runbooks/schema';
-import { barman } from './barman';
+import { barman, ensureBarmanSynchronous } from './barman';
 import { barmanCheck, waitBarmanReady } from './cli';
 import { physicalBackup } from './physical';
 import { applyRetention } from './retention';
@@ -11,7 +11,7 @@ import { applyLogicalRetention, logicalBackup } from './logical';
 import type { BackupDeps } from './types';
 
 export * from './types';
-export { ensureBarmanRoles, ensureBarmanSlot } from './barman';
+export { ensureBarmanRoles, ensureBarmanSlot, ensureBarmanSynchronous } from './barman';
 export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
 export { physicalBackup, settleEarlierAttempt, type PhysicalBackupResult } from './physical';
 export { applyRetention, type RetentionResult } from './retention';
@@ -22,6 +22,9 @@ export function createBackupActivities(deps: BackupDeps) {
   return {
     /** The cluster side of the backup CT: roles, grants and the permanent slot. */
     prepareBackupCluster: (args: { inv: Inventory; leader: string }) => barman.prepareCluster(deps, args),
+    /** backup.synchronous: Barman's receiver named in synchronous_standby_names on every member, checked 'sync' on the leader. */
+    ensureBackupSynchronous: (args: { inv: Inventory; timeoutMs?: number }) =>
+      ensureBarmanSynchronous(deps, args),
     /** One `barman check` of the cluster's server. */
     barmanCheck: (args: { inv: Inventory }) => barmanCheck(deps, args),
     /** Bounded wait (heartbeating) until `barman check` passes: WAL streaming and archiving work. */

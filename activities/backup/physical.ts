@@ -11,7 +11,8 @@
  *     backup CT (the data goes CT to CT, never through the worker), heartbeating. Immediate: an
  *     operator or a schedule asked for a backup now; with a spread checkpoint pg_basebackup waited
  *     3.5 min on the lab after a bulk load before copying anything;
- *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness);
+ *  3. `barman verify-backup` (pg_verifybackup) and `barman check-backup` (WAL completeness), their
+ *     outcome recorded in the backup CT for `pgha status --backup` (Barman keeps neither);
  *  4. the row counts again, after the backup, beside the marker's in `pgha-counts.json` in the
  *     backup's directory (written once; Barman deletes it with the backup);
  *  5. the result from `barman -f json show-backup`.
@@ -33,7 +34,7 @@ import {
   type SqlRunner,
   type TableCount,
 } from './counts';
-import { barmanCli, barmanTasks, listBackups } from './cli';
+import { barmanCli, barmanTasks, listBackups, recordVerification } from './cli';
 import type { BackupDeps } from './types';
 
 export interface PhysicalBackupResult {
@@ -257,6 +258,12 @@ export async function physicalBackup(
   if (b.status !== 'DONE') throw new Error(`backup ${b.backup_id} (${name}) is ${b.status}, not DONE`);
   const verify = await barmanCli(deps, inv, ['verify-backup', server, b.backup_id], 1_800_000);
   const check = await barmanCli(deps, inv, ['check-backup', server, b.backup_id], 600_000);
+  await recordVerification(deps, inv, {
+    backupId: b.backup_id,
+    verified: verify.code === 0,
+    walComplete: check.code === 0,
+    at: new Date().toISOString(),
+  });
   const tableCounts = await recordCounts(deps, inv, leader, b.backup_id, markerCounts);
   const i = b.base_backup_information;
   return {

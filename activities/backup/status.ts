@@ -5,13 +5,21 @@
  */
 import type { Inventory } from '../../runbooks/schema';
 import { psqlOnMember } from './barman';
-import { barmanCheck, listBackups } from './cli';
+import { barmanCheck, listBackups, readVerification } from './cli';
 import type { BackupDeps } from './types';
 
 export interface BackupStatus {
   server: string;
   backups: number;
-  last?: { backupId: string; name?: string; endTime?: string; ageSeconds?: number; sizeBytes?: number };
+  last?: {
+    backupId: string;
+    name?: string;
+    endTime?: string;
+    ageSeconds?: number;
+    sizeBytes?: number;
+    /** pgha's verify-backup + check-backup of it: both passed (true), one failed (false), none recorded (undefined). */
+    verified?: boolean;
+  };
   check: { ok: boolean; failing: string[] };
   /** The slot on the leader: active, and the bytes receive-wal has not flushed yet. */
   wal?: { leader: string; slotActive: boolean; lagBytes?: number };
@@ -43,6 +51,8 @@ export async function backupStatus(
         sizeBytes: last.size_bytes,
         ageSeconds: end ? Math.round((args.nowMs ?? Date.now()) / 1000 - Number(end)) : undefined,
       };
+      const v = await readVerification(d, inv, last.backup_id);
+      if (v) out.last.verified = v.verified && v.walComplete;
     }
   } catch (err) {
     out.errors.push(`barman list-backups: ${(err as Error).message}`);
@@ -87,6 +97,13 @@ const age = (s: number) =>
         ? `${Math.round(s / 3600)} h`
         : `${Math.round(s / 86400)} d`;
 
+const verifiedText = (v: boolean | undefined) =>
+  v === true
+    ? 'verified'
+    : v === false
+      ? 'VERIFICATION FAILED (barman verify-backup / check-backup)'
+      : 'not verified by pgha';
+
 /** The human text of the section; `next` is the schedules' next due times (when Temporal answered). */
 export function formatBackupStatus(b: BackupStatus, schedules?: string[]): string {
   const lines = [
@@ -95,7 +112,7 @@ export function formatBackupStatus(b: BackupStatus, schedules?: string[]): strin
   for (const f of b.check.failing) lines.push(`  failing: ${f}`);
   lines.push(
     b.last
-      ? `  last backup ${b.last.backupId} (${b.last.name ?? 'unnamed'}): ${b.last.ageSeconds !== undefined ? `${age(b.last.ageSeconds)} ago` : b.last.endTime}, ${((b.last.sizeBytes ?? 0) / 1048576).toFixed(1)} MiB; ${b.backups} DONE in all`
+      ? `  last backup ${b.last.backupId} (${b.last.name ?? 'unnamed'}): ${b.last.ageSeconds !== undefined ? `${age(b.last.ageSeconds)} ago` : b.last.endTime}, ${((b.last.sizeBytes ?? 0) / 1048576).toFixed(1)} MiB, ${verifiedText(b.last.verified)}; ${b.backups} DONE in all`
       : '  no DONE backup yet: pgha backup --cluster FILE',
   );
   if (b.wal)

@@ -19,6 +19,17 @@ export interface BackupPrepared {
   slot: string[];
 }
 
+/** What making the backup tool's receiver the synchronous standby (or no longer) did. */
+export interface BackupSynchronous {
+  /** backup.synchronous as applied. */
+  synchronous: boolean;
+  /** Members whose postgresql.auto.conf was changed (empty: all already as wanted). */
+  changed: string[];
+  /** Synchronous: the leader checked, and the receiver's sync_state there ('sync'). */
+  leader?: string;
+  syncState?: string;
+}
+
 /** The operations a backup manager provides to the runbooks. */
 export interface BackupTool {
   /** The cluster side: the tool's roles and grants, its replication slot. Idempotent. */

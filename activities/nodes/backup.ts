@@ -15,6 +15,7 @@ import {
   BARMAN_CONF_DIR,
   BARMAN_CRON_SERVICE_PATH,
   BARMAN_CRON_TIMER_PATH,
+  BARMAN_RECEIVE_WAL_SERVICE_PATH,
   BARMAN_LOG_DIR,
   barmanExecutable,
   renderBackupFiles,
@@ -26,6 +27,7 @@ import { ensureDir, ensureFiles, probe, run, succeeds } from './shell';
 import type { Ct, NodeChange, NodeDeps } from './types';
 
 export const BARMAN_TIMER = 'barman-cron.timer';
+export const BARMAN_RECEIVE_WAL = 'barman-receive-wal.service';
 
 export class BackupSetupError extends Error {
   override readonly name = Failures.BackupSetupError;
@@ -121,7 +123,7 @@ async function ensureBarmanVenv(ct: Ct, inv: Inventory): Promise<string[]> {
   return [`barman ${want}`];
 }
 
-/** Barman on the backup CT, configured, with `barman cron` running every minute. */
+/** Barman on the backup CT, configured, with `barman cron` running every minute and receive-wal as a service. */
 export async function installBackup(deps: NodeDeps, args: { inv: Inventory }): Promise<NodeChange> {
   const { inv } = args;
   const node = requireBackupNode(inv);
@@ -150,5 +152,14 @@ export async function installBackup(deps: NodeDeps, args: { inv: Inventory }): P
     running: true,
     onChange: 'restart',
   });
+  services.push(
+    ...(await ensureService(ct, {
+      unit: BARMAN_RECEIVE_WAL,
+      files: [BARMAN_RECEIVE_WAL_SERVICE_PATH],
+      filesChanged: files.includes(BARMAN_RECEIVE_WAL_SERVICE_PATH),
+      running: true,
+      onChange: 'restart',
+    })),
+  );
   return { node: node.hostname, vmid: ct.vmid, installed, files, services };
 }

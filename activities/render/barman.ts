@@ -18,7 +18,41 @@ export const BARMAN_CONF_PATH = '/etc/barman.conf';
 export const BARMAN_CONF_DIR = '/etc/barman.d';
 export const BARMAN_CRON_SERVICE_PATH = '/etc/systemd/system/barman-cron.service';
 export const BARMAN_CRON_TIMER_PATH = '/etc/systemd/system/barman-cron.timer';
+export const BARMAN_RECEIVE_WAL_SERVICE_PATH = '/etc/systemd/system/barman-receive-wal.service';
 export const BARMAN_LOG_DIR = '/var/log/barman';
+
+/**
+ * The application name of Barman's WAL receiver (pg_receivewal) in pg_stat_replication: Barman's
+ * default streaming_archiver_name, written out so that synchronous_standby_names can name it.
+ */
+export const BARMAN_RECEIVER_NAME = 'barman_receive_wal';
+
+/**
+ * synchronous_standby_names as pgha wants it in every member's postgresql.auto.conf: Barman's
+ * receiver with backup.synchronous (Barman then starts pg_receivewal --synchronous, flushing and
+ * acknowledging each write at once), nothing without (the setting is reset, the cluster's own).
+ */
+export function barmanSynchronousStandbyNames(inv: Inventory): string | undefined {
+  return inv.backup.synchronous && inv.nodes.backup.length > 0 ? BARMAN_RECEIVER_NAME : undefined;
+}
+
+/**
+ * The SQL that brings one member's postgresql.auto.conf to {@link barmanSynchronousStandbyNames},
+ * given what its postgresql.auto.conf holds now (`current`, '' for nothing): nothing when it is
+ * already so, and a value pgha did not set is reset only when it is Barman's receiver. ALTER
+ * SYSTEM and not Patroni's parameters: Patroni rewrites synchronous_standby_names in
+ * postgresql.conf itself (off: it removes it), and postgresql.auto.conf is read after it.
+ */
+export function synchronousStandbySql(inv: Inventory, current: string): string[] {
+  const want = barmanSynchronousStandbyNames(inv);
+  if (want !== undefined)
+    return current === want
+      ? []
+      : [`ALTER SYSTEM SET synchronous_standby_names = '${want}';`, 'SELECT pg_reload_conf();'];
+  return current === BARMAN_RECEIVER_NAME
+    ? ['ALTER SYSTEM RESET synchronous_standby_names;', 'SELECT pg_reload_conf();']
+    : [];
+}
 
 /** Barman's server name for a cluster: the cluster name (letters, digits, -; the schema checks it). */
 export function barmanServer(inv: Inventory): string {
@@ -55,6 +89,7 @@ conninfo = ${barmanConninfo(inv, 'conninfo')}
 streaming_conninfo = ${barmanConninfo(inv, 'streaming')}
 backup_method = postgres
 streaming_archiver = on
+streaming_archiver_name = ${BARMAN_RECEIVER_NAME}
 archiver = off
 slot_name = ${b.slot}
 create_slot = manual
@@ -154,6 +189,37 @@ WantedBy=timers.target
   ];
 }
 
+/**
+ * `barman receive-wal` as a service restarted 2 s after it ends. Barman runs pg_receivewal with
+ * --no-loop: it ends when the leader goes (a switchover, a failover), and `barman cron` would
+ * start it again only at the next minute. Measured on the lab: that minute is a hole in WAL
+ * streaming — and with backup.synchronous a minute in which no commit returns (the switchover's
+ * write check timed out). The cron timer stays: it archives and applies retention, and finds
+ * receive-wal running.
+ */
+export function renderBarmanReceiveWalUnit(inv: Inventory): RenderedFile {
+  const b = inv.backup;
+  const content = `${header(inv.cluster, 'barman receive-wal: WAL streaming, back within seconds after a leader change')}[Unit]
+Description=Barman receive-wal (cluster ${inv.cluster})
+Documentation=https://docs.pgbarman.org/
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=${b.osUser}
+Group=${b.osUser}
+Environment=PATH=${inv.postgresql.binDir}:/usr/bin:/bin
+ExecStart=${barmanExecutable(inv)} -q receive-wal ${barmanServer(inv)}
+Restart=always
+RestartSec=2s
+
+[Install]
+WantedBy=multi-user.target
+`;
+  return { path: BARMAN_RECEIVE_WAL_SERVICE_PATH, content, mode: 0o644, owner: 'root', group: 'root' };
+}
+
 /** Every file of the backup CT, in the order to write them. */
 export function renderBackupFiles(inv: Inventory, secrets: ClusterSecrets): RenderedFile[] {
   return [
@@ -161,5 +227,6 @@ export function renderBackupFiles(inv: Inventory, secrets: ClusterSecrets): Rend
     renderBarmanServerConf(inv),
     renderBarmanPgpass(inv, secrets),
     ...renderBarmanCronUnits(inv),
+    renderBarmanReceiveWalUnit(inv),
   ];
 }

@@ -20,6 +20,11 @@ export function register(program: Command): void {
       '--guard',
       "then start the cluster's guardian (as `pgha guard start`; a running one is kept); default: the inventory's `guardian`",
     )
+    .option(
+      '--synchronous',
+      "with a backup CT: Barman's WAL receiver becomes the synchronous standby (zero RPO; every commit waits for it); default: the inventory's backup.synchronous",
+    )
+    .option('--no-synchronous', "with a backup CT: Barman's WAL receiver asynchronous again")
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
     .option(
       '--print-input',
@@ -30,13 +35,23 @@ export function register(program: Command): void {
         cluster: string;
         approvalTimeout?: string;
         guard?: boolean;
+        synchronous?: boolean;
         wait: boolean;
         printInput?: boolean;
       }) => {
         if (o.printInput) {
           const { input } = await inventoryInput(o.cluster);
           console.log(
-            JSON.stringify({ inventory: input, approvalTimeout: o.approvalTimeout, guard: o.guard }, null, 2),
+            JSON.stringify(
+              {
+                inventory: input,
+                approvalTimeout: o.approvalTimeout,
+                guard: o.guard,
+                synchronousBackup: o.synchronous,
+              },
+              null,
+              2,
+            ),
           );
           return;
         }
@@ -49,6 +64,7 @@ export function register(program: Command): void {
                 inventory: input,
                 approvalTimeout: o.approvalTimeout as Duration | undefined,
                 ...(o.guard ? { guard: true } : {}),
+                ...(o.synchronous !== undefined ? { synchronousBackup: o.synchronous } : {}),
               },
             ],
             cluster: inventory.cluster,

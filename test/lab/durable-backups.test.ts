@@ -25,7 +25,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { upsertBackupSchedule } from '../../clients/schedules';
 import { inventoryInput } from '../../clients/inventory-input';
 import { startRunbook } from '../../clients/runbook';
-import { barmanExecutable, barmanServer } from '../../activities/render';
+import { barmanServer } from '../../activities/render';
+import { barmanDirect, listBackupsDirect } from '../helpers/lab-backup';
 import type { Inventory } from '../../runbooks/schema';
 import type { PhysicalBackupResult } from '../../activities/backup';
 import type { BackupResult, backup } from '../../workflows/backup';
@@ -58,20 +59,8 @@ const backupVmid = () => inv.nodes.backup[0]!.vmid;
 const ip = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!.ip;
 
 /** `barman ARGS` in the backup CT as Barman's user, read directly (throws on a non-zero exit). */
-const barman = (args: string[], timeoutMs = 120_000) =>
-  inCt(backupVmid(), ['runuser', '-u', inv.backup.osUser, '--', barmanExecutable(inv), ...args], {
-    timeoutMs,
-  });
-
-interface Listed {
-  backup_id: string;
-  backup_name?: string;
-  status: string;
-}
-const listBackups = (): Listed[] =>
-  (JSON.parse(barman(['-f', 'json', 'list-backups', barmanServer(inv)])) as Record<string, Listed[]>)[
-    barmanServer(inv)
-  ] ?? [];
+const barman = (args: string[], timeoutMs = 120_000) => barmanDirect(inv, args, timeoutMs);
+const listBackups = () => listBackupsDirect(inv);
 
 const sqlOn = <T>(host: string, q: string, params: unknown[] = [], port = inv.ports.postgresql) =>
   sqlAs(inv, host, port, async (c) => (await c.query(q, params)).rows[0] as T);

@@ -7,6 +7,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
@@ -14,12 +15,16 @@ import { loadInventory } from '../../runbooks/inventory';
 import { assertGoldenDir, updateGolden } from '../helpers/golden';
 import type { ClusterSecrets, Inventory } from '../../runbooks/schema';
 import {
+  BARMAN_RECEIVER_NAME,
+  barmanSynchronousStandbyNames,
   renderBackupFiles,
   renderBarmanRetentionConf,
   renderPatroniYml,
   renderPgHba,
+  synchronousStandbySql,
   type RenderedFile,
 } from '../../activities/render';
+import { validateInventory } from '../../runbooks/schema';
 import { parseRetention } from '../../runbooks/retention';
 import { barmanConninfo } from '../../runbooks/topology';
 
@@ -180,5 +185,67 @@ void describe('retention: Barman’s two policy forms, in a drop-in beside the s
     }
     assert.equal(f.content, await readFile(golden, 'utf8'), 'UPDATE_GOLDEN=1 to accept');
     assert.throws(() => renderBarmanRetentionConf(inv, 'REDUNDANCY 3\n[barman]'), /parseRetention/);
+  });
+});
+
+void describe('backup.synchronous: Barman’s receiver as the synchronous standby', () => {
+  const labDoc = () =>
+    parse(readFileSync(join(root, 'runbooks', 'clusters', 'lab.yaml'), 'utf8')) as Record<
+      string,
+      Record<string, unknown>
+    >;
+  const errors = (doc: unknown) =>
+    validateInventory(doc)
+      .issues.filter((i) => i.severity === 'error')
+      .map((i) => `${i.path}: ${i.found} → ${i.fix}`);
+
+  void it('names the receiver in the server file, so synchronous_standby_names can name it', async () => {
+    const conf = byPath(renderBackupFiles(await lab(), FAKE), '/etc/barman.d/lab.conf').content;
+    assert.equal(ini(conf).streaming_archiver_name, BARMAN_RECEIVER_NAME);
+  });
+
+  void it('sets synchronous_standby_names on a member only when it differs, and resets only its own value', async () => {
+    const async_ = await lab();
+    assert.equal(async_.backup.synchronous, false, 'asynchronous unless asked');
+    const sync = { ...async_, backup: { ...async_.backup, synchronous: true } };
+    assert.equal(barmanSynchronousStandbyNames(sync), 'barman_receive_wal');
+    assert.deepEqual(synchronousStandbySql(sync, ''), [
+      "ALTER SYSTEM SET synchronous_standby_names = 'barman_receive_wal';",
+      'SELECT pg_reload_conf();',
+    ]);
+    assert.deepEqual(synchronousStandbySql(sync, 'barman_receive_wal'), [], 'already so: nothing');
+    assert.equal(barmanSynchronousStandbyNames(async_), undefined);
+    assert.deepEqual(synchronousStandbySql(async_, 'barman_receive_wal'), [
+      'ALTER SYSTEM RESET synchronous_standby_names;',
+      'SELECT pg_reload_conf();',
+    ]);
+    assert.deepEqual(synchronousStandbySql(async_, ''), []);
+    assert.deepEqual(synchronousStandbySql(async_, 'pg103'), [], 'a value pgha did not set is kept');
+    const noCt = { ...sync, nodes: { ...sync.nodes, backup: [] } };
+    assert.equal(barmanSynchronousStandbyNames(noCt), undefined, 'no backup CT: nothing to wait for');
+  });
+
+  void it('validate: synchronous needs a backup CT, commits that wait, and synchronous_standby_names left to pgha', () => {
+    const ok = labDoc();
+    ok.backup = { ...ok.backup, synchronous: true };
+    assert.deepEqual(errors(ok), []);
+    const noCt = labDoc();
+    noCt.backup = { ...noCt.backup, synchronous: true };
+    delete noCt.nodes!.backup;
+    assert.match(
+      errors(noCt).join('\n'),
+      /^backup\.synchronous: true, and no backup CT → add the backup CT/m,
+    );
+    const local = labDoc();
+    local.backup = { ...local.backup, synchronous: true };
+    (local.postgresql!.parameters as Record<string, unknown>).synchronous_commit = 'local';
+    assert.match(errors(local).join('\n'), /^postgresql\.parameters\.synchronous_commit: "local"/m);
+    const named = labDoc();
+    named.backup = { ...named.backup, synchronous: true };
+    (named.postgresql!.parameters as Record<string, unknown>).synchronous_standby_names = '*';
+    assert.match(errors(named).join('\n'), /^postgresql\.parameters\.synchronous_standby_names: /m);
+    const notBool = labDoc();
+    notBool.backup = { ...notBool.backup, synchronous: 'yes' };
+    assert.match(errors(notBool).join('\n'), /^backup\.synchronous: /m);
   });
 });

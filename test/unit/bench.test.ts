@@ -29,6 +29,12 @@ const BENCHES = [
     refusal:
       /bench:failover hard-stops the leader's CT and changes Patroni's timings, so it only runs against a lab inventory/,
   },
+  {
+    name: 'bench:backup',
+    file: 'backup.ts',
+    refusal:
+      /bench:backup hard-stops the leader CT and changes synchronous_standby_names, so it only runs against a lab inventory/,
+  },
 ] as const;
 
 function bench(script: string, inventory: string, args: string[] = []) {

@@ -88,11 +88,31 @@ void test('the seed order: etcd (checked), then PostgreSQL + Patroni (leader fir
   // The backup CT (lab.yaml has backup1): Barman connects through HAProxy, so after it; the roles
   // and slot on the leader before Barman is installed, barman check last.
   assert.deepEqual(
-    c.filter((x) => /^(prepareBackupCluster|installBackup|waitBarmanReady)/.test(x)),
-    ['prepareBackupCluster pg102', 'installBackup', 'waitBarmanReady'],
+    c.filter((x) => /^(prepareBackupCluster|installBackup|waitBarmanReady|ensureBackupSynchronous)/.test(x)),
+    ['prepareBackupCluster pg102', 'installBackup', 'waitBarmanReady', 'ensureBackupSynchronous async'],
   );
   assert.ok(firstIndex(c, 'checkThroughHaproxy') < firstIndex(c, 'prepareBackupCluster'));
   assert.equal(c[c.length - 1], 'clusterStatus');
+});
+
+void test('--synchronous (synchronousBackup): the backup synchronous step asks for it, after barman check', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('dep');
+  await worker.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: labInput(cluster), synchronousBackup: true }],
+      cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    return h.result();
+  });
+  const c = m.calls;
+  assert.deepEqual(phase(c, 'ensureBackupSynchronous'), ['ensureBackupSynchronous sync']);
+  assert.ok(lastIndex(c, 'waitBarmanReady') < firstIndex(c, 'ensureBackupSynchronous'));
 });
 
 void test('a leader that already exists is kept (a resumed or repeated deploy)', async () => {
