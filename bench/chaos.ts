@@ -102,25 +102,43 @@ class WorkerProc {
     readonly env: NodeJS.ProcessEnv,
     readonly logFile: string,
   ) {}
+  /**
+   * Starts a worker and waits until it polls. One that exits at once (the server is being started
+   * again after a kill: "cannot reach Temporal") is started again, as systemd's Restart= would.
+   */
   async start(): Promise<void> {
     const log = createWriteStream(this.logFile, { flags: 'a' });
     let out = '';
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'workers/main.ts')], {
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    this.n++;
-    const keep = (b: Buffer) => {
-      out = (out + b.toString()).slice(-4000);
-      log.write(b);
+    let child: ChildProcess | undefined;
+    const spawnOne = () => {
+      out = '';
+      child = spawn(process.execPath, ['--import', 'tsx', join(root, 'workers/main.ts')], {
+        env: this.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      this.child = child;
+      this.n++;
+      const keep = (b: Buffer) => {
+        out = (out + b.toString()).slice(-4000);
+        log.write(b);
+      };
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
     };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    await bounded(`worker ${this.n} polling`, 90_000, async () => {
-      if (child.exitCode !== null) throw new Error(`the worker exited: ${out}`);
-      return out.includes('pgha worker: task queue') ? true : undefined;
-    });
+    spawnOne();
+    await bounded(
+      `worker ${this.n} polling`,
+      120_000,
+      async () => {
+        if (child!.exitCode !== null) {
+          log.write(`chaos: the worker exited (${child!.exitCode}); starting it again\n`);
+          spawnOne();
+          return undefined;
+        }
+        return out.includes('pgha worker: task queue') ? true : undefined;
+      },
+      1000,
+    );
   }
   kill(): void {
     this.child?.kill('SIGKILL');
@@ -313,31 +331,39 @@ async function main(): Promise<void> {
     let ended = false;
     const landed = { worker: false, server: false };
     const timers: Promise<void>[] = [];
+    // (each timer's rejection is read by allSettled below; this keeps it from being unhandled before)
+    const settle = (p: Promise<void>) => (p.catch(() => undefined), p);
     if (killAt !== undefined)
       timers.push(
-        sleep(killAt).then(async () => {
-          if (ended) return;
-          worker.kill();
-          landed.worker = true;
-          totals.workerKills++;
-          await worker.start();
-        }),
+        settle(
+          sleep(killAt).then(async () => {
+            if (ended) return;
+            worker.kill();
+            landed.worker = true;
+            totals.workerKills++;
+            await worker.start();
+          }),
+        ),
       );
     if (serverKillAt !== undefined)
       timers.push(
-        sleep(serverKillAt).then(async () => {
-          if (ended) return;
-          server.kill();
-          landed.server = true;
-          totals.serverKills++;
-          await sleep(1000);
-          server.start();
-        }),
+        settle(
+          sleep(serverKillAt).then(async () => {
+            if (ended) return;
+            server.kill();
+            landed.server = true;
+            totals.serverKills++;
+            await sleep(1000);
+            server.start();
+          }),
+        ),
       );
     const outcome = await awaitEnd(h as WorkflowHandle);
     ended = true;
     const took = Date.now() - t0;
-    await Promise.all(timers);
+    // A kill or a restart that failed is the harness's failure: said, and the chaos run stops.
+    const harness = (await Promise.allSettled(timers)).find((t) => t.status === 'rejected');
+    if (harness) throw new Error(`chaos harness: ${String((harness as PromiseRejectedResult).reason)}`);
     // After the run: healthy, agreeing, nothing lost, nothing done twice.
     let healthy = true;
     let leaderNow = '';
