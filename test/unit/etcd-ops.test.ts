@@ -7,28 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
 import { ApplicationFailure } from '@temporalio/common';
 import { createEtcdOpsActivities } from '../../activities/etcd-ops';
 import type { EtcdOpsDeps } from '../../activities/etcd-ops';
 import type { EtcdEndpointHealth } from '../../activities/etcd';
 import { Failures } from '../../runbooks/failures';
-import { parseInventory } from '../../runbooks/schema';
 import type { Inventory } from '../../runbooks/schema';
-import { repoRoot } from '../helpers/local-common';
+import { labInventory } from '../helpers/lab-inventory';
 
-const inv: Inventory = (() => {
-  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  const secrets = Object.fromEntries(
-    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
-  );
-  return parseInventory({ ...raw, secrets });
-})();
+const inv: Inventory = labInventory();
 
 interface FakeMember {
   name: string;

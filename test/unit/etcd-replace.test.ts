@@ -12,7 +12,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
 import { ApplicationFailure } from '@temporalio/common';
 import { createEtcdOpsActivities } from '../../activities/etcd-ops';
 import type { EtcdOpsDeps } from '../../activities/etcd-ops';
@@ -20,19 +19,14 @@ import type { EtcdEndpointHealth, EtcdMember } from '../../activities/etcd';
 import { CLUSTER_MARKER } from '../../activities/nodes/types';
 import { Failures } from '../../runbooks/failures';
 import { parseInventory } from '../../runbooks/schema';
-import type { Inventory, InventoryInput } from '../../runbooks/schema';
+import type { Inventory } from '../../runbooks/schema';
 import { checkedEdit, editInventoryFile, setEtcdMemberAt } from '../../clients/inventory-edit';
 import { withEtcdMemberAt } from '../../workflows/etcd-replace';
 import { repoRoot } from '../helpers/local-common';
+import { labInventoryInput } from '../helpers/lab-inventory';
 
 const LAB = join(repoRoot, 'runbooks/clusters/lab.yaml');
-const raw = (() => {
-  const r = parse(readFileSync(LAB, 'utf8')) as Record<string, unknown>;
-  const secrets = Object.fromEntries(
-    Object.keys(r.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
-  );
-  return { ...r, secrets } as InventoryInput;
-})();
+const raw = labInventoryInput();
 const inv: Inventory = parseInventory(raw);
 const moved: Inventory = parseInventory(withEtcdMemberAt(raw, 'etcd3', { vmid: 112, ip: '10.213.50.54' }));
 

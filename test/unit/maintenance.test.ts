@@ -9,9 +9,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -19,20 +16,10 @@ import { BEAT_EVERY_MS } from '../../activities/poll';
 import { createMaintenanceActivities } from '../../activities/maintenance';
 import type { MaintenanceDeps, RestartResult } from '../../activities/maintenance';
 import type { PgConn, PgReplicationRow, PgSettingRow } from '../../activities/postgres';
-import { parseInventory } from '../../runbooks/schema';
 import type { Inventory } from '../../runbooks/schema';
-import { repoRoot } from '../helpers/local-common';
+import { labInventory } from '../helpers/lab-inventory';
 
-const inv: Inventory = (() => {
-  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  const secrets = Object.fromEntries(
-    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
-  );
-  return parseInventory({ ...raw, secrets });
-})();
+const inv: Inventory = labInventory();
 const ipOf = (m: string) => inv.nodes.postgres.find((n) => n.hostname === m)!.ip;
 const nameOf = (ip: string) => inv.nodes.postgres.find((n) => n.ip === ip)!.hostname;
 

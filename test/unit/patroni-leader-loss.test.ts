@@ -10,28 +10,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createPatroniUpgradeActivities } from '../../activities/upgrade-patroni';
 import type { PatroniUpgradeDeps } from '../../activities/upgrade-patroni';
 import { PatroniUnreachableError } from '../../activities/patroni';
 import type { PatroniActivities, PatroniTarget } from '../../activities/patroni';
 import type { PostgresActivities } from '../../activities/postgres';
-import { parseInventory } from '../../runbooks/schema';
-import { repoRoot } from '../helpers/local-common';
+import type { Inventory } from '../../runbooks/schema';
+import { labInventory } from '../helpers/lab-inventory';
 
-const inv = (() => {
-  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  const secrets = Object.fromEntries(
-    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
-  );
-  return parseInventory({ ...raw, secrets });
-})();
+const inv: Inventory = labInventory();
 const [A, B, C] = inv.nodes.postgres.map((n) => n.hostname) as [string, string, string];
 
 /** A cluster of three: who is dead, who holds the leader key, the pause, what each runs. */

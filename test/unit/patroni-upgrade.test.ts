@@ -12,9 +12,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { CtShell } from '../../activities/nodes';
@@ -30,20 +27,10 @@ import {
   pgMajorOf,
   versionedVenv,
 } from '../../runbooks/patroni-versions';
-import { parseInventory } from '../../runbooks/schema';
 import type { Inventory } from '../../runbooks/schema';
-import { repoRoot } from '../helpers/local-common';
+import { labInventory } from '../helpers/lab-inventory';
 
-const inv: Inventory = (() => {
-  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  const secrets = Object.fromEntries(
-    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
-  );
-  return parseInventory({ ...raw, secrets });
-})();
+const inv: Inventory = labInventory();
 const VENV = '/opt/patroni';
 
 void test('versions: order, the PostgreSQL 18 warning, the venv of a version', () => {

@@ -6,28 +6,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createUpgradeActivities } from '../../activities/upgrade';
 import type { UpgradeDeps } from '../../activities/upgrade';
 import type { PatroniNodeStatus } from '../../activities/patroni';
-import { parseInventory } from '../../runbooks/schema';
 import type { Inventory } from '../../runbooks/schema';
-import { repoRoot } from '../helpers/local-common';
+import { labInventory } from '../helpers/lab-inventory';
 
 /** The lab's inventory with a 1 s HA loop, so "three loops" is 3 s here. */
 const inv: Inventory = (() => {
-  const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab.yaml'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  const secrets = Object.fromEntries(
-    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_UNIT_UNUSED']),
-  );
-  const i = parseInventory({ ...raw, secrets });
+  const i = labInventory();
   return { ...i, patroni: { ...i.patroni, loopWait: 1 } };
 })();
 const member = inv.nodes.postgres[1]!.hostname;
