@@ -22,3 +22,10 @@ export async function inventoryInput(file: string): Promise<{ input: InventoryIn
   for (const k of Object.keys(secrets)) secrets[k] = absolutizeRef(secrets[k]!, base);
   return { input: raw, inventory };
 }
+
+/** Why a cluster cannot take a backup or a drill (it has no backup CT), or undefined when it can. */
+export function noBackupCt(file: string, inventory: Inventory): string | undefined {
+  return inventory.nodes.backup.length === 0
+    ? `${file}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`
+    : undefined;
+}

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { parseBackupRef } from '../../runbooks/retention';
 import type { RestoreDrillResult, restoreDrill } from '../../workflows/restore-drill';
 import { withClient } from '../connection';
-import { inventoryInput } from '../inventory-input';
+import { inventoryInput, noBackupCt } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
 
@@ -48,8 +48,9 @@ export function register(program: Command): void {
       }
       await withClient(async (client) => {
         const { input, inventory } = await inventoryInput(o.cluster);
-        if (inventory.nodes.backup.length === 0) {
-          console.error(`pgha: ${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
+        const noBackup = noBackupCt(o.cluster, inventory);
+        if (noBackup) {
+          console.error(`pgha: ${noBackup}`);
           process.exitCode = 2;
           return;
         }

@@ -13,7 +13,7 @@ import { ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Command } from 'commander';
 import { operator } from '../operator';
 import { withClient } from '../connection';
-import { inventoryInput } from '../inventory-input';
+import { inventoryInput, noBackupCt } from '../inventory-input';
 import {
   BACKUP_KINDS,
   checkCron,
@@ -63,8 +63,8 @@ export function register(program: Command): void {
         }
         if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
         const { input, inventory } = await inventoryInput(o.cluster);
-        if (inventory.nodes.backup.length === 0)
-          return fail(`${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
+        const noBackup = noBackupCt(o.cluster, inventory);
+        if (noBackup) return fail(noBackup);
         await withClient(async (client) => {
           const { handle, created } = await upsertBackupSchedule(client, {
             cluster: inventory.cluster,
@@ -128,8 +128,8 @@ export function register(program: Command): void {
       }
       if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
       const { input, inventory } = await inventoryInput(o.cluster);
-      if (inventory.nodes.backup.length === 0)
-        return fail(`${o.cluster}: cluster ${inventory.cluster} has no backup CT (nodes.backup)`);
+      const noBackup = noBackupCt(o.cluster, inventory);
+      if (noBackup) return fail(noBackup);
       await withClient(async (client) => {
         const { handle, created } = await upsertDrillSchedule(client, {
           cluster: inventory.cluster,
