@@ -21,6 +21,7 @@ import { createUpgradeActivities } from './upgrade';
 import { createBackupActivities } from './backup';
 import { createRestoreActivities } from './restore';
 import { createGuardianActivities } from './guardian';
+import { aliveWhileRunning } from './poll';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -39,7 +40,7 @@ export function createActivities(deps: ActivityDeps) {
     createHaproxyActivities({ runner: runnerFromCtExec(await proxmox.get(inv.proxmox)) });
   const statusFor = async (inv: Inventory) =>
     createStatusActivities({ etcd, patroni, postgres, haproxy: await haproxyFor(inv) });
-  return {
+  return aliveWhileRunning({
     ...createSmokeActivities({ stateDir: deps.stateDir }),
     ...etcd,
     ...patroni,
@@ -61,7 +62,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createRestoreActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
-  };
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -46,7 +46,11 @@ export function heartbeat(details?: unknown): void {
   if (ctx) heartbeatOn(ctx, details);
 }
 
+/** The details this attempt heartbeated last (what the liveness ticker repeats). */
+const lastDetails = new WeakMap<Context, unknown>();
+
 function heartbeatOn(ctx: Context, details: unknown): void {
+  lastDetails.set(ctx, details);
   const intents = intentsOf(ctx);
   if (Object.keys(intents).length === 0) {
     ctx.heartbeat(details);
@@ -113,9 +117,9 @@ export function carriedIntents<T extends object>(): Partial<T> {
 
 /**
  * How often a long wait heartbeats: a fraction of the shortest heartbeat timeout the workflows give
- * a long activity (30 s), so a dead worker is noticed in time and a live one is never timed out.
+ * a long activity (10 s), so a dead worker is noticed in time and a live one is never timed out.
  */
-export const BEAT_EVERY_MS = 5000;
+export const BEAT_EVERY_MS = 2000;
 
 /** Runs `fn` while a ticker heartbeats `details()` every `everyMs` (a plain call outside an activity). */
 async function ticking<T>(details: () => unknown, everyMs: number, fn: () => Promise<T>): Promise<T> {
@@ -151,6 +155,33 @@ export function heartbeating<T>(phase: () => string, fn: () => Promise<T>, every
   const hb = activityContext()?.info.heartbeatTimeoutMs;
   const every = everyMs ?? (hb ? Math.max(50, Math.min(1000, Math.floor(hb / 4))) : 1000);
   return ticking(() => ({ phase: phase() }), every, fn);
+}
+
+/**
+ * Runs `fn` while a ticker repeats this attempt's last heartbeat (with its intents) every
+ * `BEAT_EVERY_MS` at most — a third of the heartbeat timeout when that is shorter. The heartbeat
+ * timeout then says one thing only: the worker running the activity is gone (SIGKILLed, its host
+ * down), whatever await the activity is in. A hung command is bounded by its own timeout and by the
+ * activity's start-to-close timeout. The worker wraps every activity in it (activities/index.ts).
+ */
+export function whileAlive<T>(fn: () => Promise<T>): Promise<T> {
+  const ctx = activityContext();
+  const hb = ctx?.info.heartbeatTimeoutMs;
+  if (!ctx || !hb) return fn();
+  const every = Math.max(100, Math.min(BEAT_EVERY_MS, Math.floor(hb / 3)));
+  return ticking(() => lastDetails.get(ctx), every, fn);
+}
+
+/** Every activity of `acts` run under `whileAlive`. */
+export function aliveWhileRunning<A extends object>(acts: A): A {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(acts)) {
+    out[name] =
+      typeof fn === 'function'
+        ? (...args: unknown[]) => whileAlive(() => (fn as (...a: unknown[]) => Promise<unknown>)(...args))
+        : fn;
+  }
+  return out as A;
 }
 
 export function cancellationSignal(): AbortSignal | undefined {

@@ -35,21 +35,22 @@ const maintenanceFinal = [
 export const activityOptions = {
   quick: {
     startToCloseTimeout: '30s',
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '1s', maximumAttempts: 5 },
   },
   nodeStep: {
     startToCloseTimeout: '15m',
-    heartbeatTimeout: '30s', // they heartbeat while each command runs: a dead worker is noticed in 30 s
+    heartbeatTimeout: '10s', // every activity heartbeats while it runs (whileAlive): a dead worker is noticed in 10 s
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
   },
   gate: {
     startToCloseTimeout: '10m',
-    heartbeatTimeout: '30s',
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '5s', maximumAttempts: 2 },
   },
   precheck: {
     startToCloseTimeout: '5m',
-    heartbeatTimeout: '1m',
+    heartbeatTimeout: '10s',
     retry: {
       initialInterval: '2s',
       maximumAttempts: 2,
@@ -63,7 +64,7 @@ export const activityOptions = {
   },
   maintenance: {
     startToCloseTimeout: '3m',
-    heartbeatTimeout: '1m',
+    heartbeatTimeout: '10s',
     retry: {
       initialInterval: '2s',
       maximumAttempts: 3,
@@ -72,12 +73,12 @@ export const activityOptions = {
   },
   restart: {
     startToCloseTimeout: '12m',
-    heartbeatTimeout: '30s',
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: maintenanceFinal },
   },
   longWait: {
     startToCloseTimeout: '20m',
-    heartbeatTimeout: '30s',
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: maintenanceFinal },
   },
   /**
@@ -86,7 +87,7 @@ export const activityOptions = {
    */
   drill: {
     startToCloseTimeout: '2h',
-    heartbeatTimeout: '20s', // every command and wait heartbeats at least once a second
+    heartbeatTimeout: '10s',
 
     retry: {
       initialInterval: '5s',

@@ -43,7 +43,7 @@ const final = [Failures.EtcdRefused, Failures.EtcdFailed];
 /** Looks and quick acts (pre-check, health, compaction): a refusal is final. */
 export const check = summarized<Activities>({
   startToCloseTimeout: '3m',
-  heartbeatTimeout: '1m',
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
 } satisfies ActivityOptions);
 /**
@@ -52,7 +52,7 @@ export const check = summarized<Activities>({
  */
 export const member = summarized<Activities>({
   startToCloseTimeout: '15m',
-  heartbeatTimeout: '30s',
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: final },
 } satisfies ActivityOptions);
 

@@ -5,8 +5,8 @@
 import { posix } from 'node:path';
 import type { Inventory } from '../../runbooks/schema';
 import { onlineInstallRecipes } from '../render';
-import { heartbeat } from '../poll';
-import { probe, push, run, succeeds, whileBeating } from './shell';
+import { heartbeat, keepBeating } from '../poll';
+import { probe, push, run, succeeds } from './shell';
 import { NodeCommandError } from './types';
 import type { Ct } from './types';
 
@@ -64,7 +64,7 @@ export async function runOnlineRecipe(ct: Ct, inv: Inventory, component: string)
   if (!recipe) return [];
   for (const step of recipe.steps) {
     heartbeat({ vmid: ct.vmid, step: step.why });
-    const r = await whileBeating(probe(ct, step.argv, 900_000), { vmid: ct.vmid, step: step.why });
+    const r = await keepBeating(probe(ct, step.argv, 900_000), { vmid: ct.vmid, step: step.why });
     if (!(step.okExitCodes ?? [0]).includes(r.code))
       throw new NodeCommandError(ct.vmid, step.argv, r.code, r.stderr);
   }

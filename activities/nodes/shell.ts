@@ -6,27 +6,14 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { RenderedFile } from '../render';
-import { cancellationSignal, heartbeat } from '../poll';
+import { cancellationSignal, heartbeat, keepBeating } from '../poll';
 import { NodeCommandError } from './types';
 import type { Ct } from './types';
 
-/**
- * Heartbeats every few seconds while a command runs, so a short heartbeat timeout notices a dead
- * worker quickly without cutting off a long apt or pip install (and cancellation is delivered).
- */
-export async function whileBeating<T>(work: Promise<T>, details: unknown): Promise<T> {
-  heartbeat(details);
-  const timer = setInterval(() => heartbeat(details), 5000);
-  try {
-    return await work;
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /** Runs argv in the CT; a non-zero exit is a NodeCommandError. Returns stdout. */
 export async function run(ct: Ct, argv: string[], timeoutMs = 120_000): Promise<string> {
-  const r = await whileBeating(ct.sh.exec(ct.vmid, argv, { timeoutMs, signal: cancellationSignal() }), {
+  heartbeat({ vmid: ct.vmid, command: argv[0] });
+  const r = await keepBeating(ct.sh.exec(ct.vmid, argv, { timeoutMs, signal: cancellationSignal() }), {
     vmid: ct.vmid,
     command: argv[0],
   });

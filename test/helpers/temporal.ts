@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
@@ -46,9 +47,14 @@ export async function startTestServer(): Promise<TestWorkflowEnvironment> {
   });
 }
 
-/** The test workflows (test/helpers/workflows.ts, which re-exports every pgha workflow), bundled once. */
-let bundle: ReturnType<typeof bundleWorkflowCode> | undefined;
-export function testBundle(): ReturnType<typeof bundleWorkflowCode> {
+/**
+ * The test workflows (test/helpers/workflows.ts, which re-exports every pgha workflow), bundled once:
+ * by scripts/test for the whole run (PGHA_TEST_BUNDLE), else once per process.
+ */
+let bundle: Promise<{ code: string }> | undefined;
+export function testBundle(): Promise<{ code: string }> {
+  const prebuilt = process.env.PGHA_TEST_BUNDLE;
+  if (prebuilt) bundle ??= readFile(prebuilt, 'utf8').then((code) => ({ code }));
   bundle ??= bundleWorkflowCode({
     workflowsPath: require.resolve('./workflows'),
     failureConverterPath: require.resolve('../../converter/failure-converter'),

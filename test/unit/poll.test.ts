@@ -13,6 +13,8 @@ import {
   PollTimeoutError,
   priorIntent,
   recordIntent,
+  whileAlive,
+  aliveWhileRunning,
 } from '../../activities/poll';
 import { resolveSecretRef, SecretRefError } from '../../activities/secrets';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -293,5 +295,49 @@ void describe('kept heartbeat details and heartbeating waits', () => {
     } finally {
       mock.timers.reset();
     }
+  });
+  void it('whileAlive repeats the last heartbeat (with its intents) while the activity awaits anything, and stops with it', async () => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    try {
+      const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 10_000 });
+      const beats: unknown[] = [];
+      env.on('heartbeat', (d: unknown) => beats.push(d));
+      let release!: () => void;
+      const wait = new Promise<void>((r) => (release = r));
+      let started = false;
+      const acts = aliveWhileRunning({
+        step: async (n: number) => {
+          recordIntent('restart:pg103', n);
+          heartbeat({ phase: 'POST /restart' });
+          started = true;
+          await wait; // an await that beats nothing itself (a command, a connect)
+          return n + 1;
+        },
+      });
+      const done = env.run(() => acts.step(41));
+      while (!started) await new Promise((r) => setImmediate(r));
+      const own = beats.length;
+      mock.timers.tick(Math.min(BEAT_EVERY_MS, 10_000 / 3) * 3);
+      const ticked = beats.slice(own);
+      assert.equal(ticked.length, 3, 'one repeat per tick while the await is pending');
+      for (const b of ticked)
+        assert.deepEqual(b, { phase: 'POST /restart', intents: { 'restart:pg103': 41 } });
+      release();
+      assert.equal(await done, 42);
+      const after = beats.length;
+      mock.timers.tick(BEAT_EVERY_MS * 5);
+      assert.equal(beats.length, after, 'the ticker stopped with the activity');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  void it('whileAlive is a plain call outside an activity and in one without a heartbeat timeout', async () => {
+    assert.equal(await whileAlive(async () => 7), 7);
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: undefined });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    assert.equal(await env.run(() => whileAlive(async () => 8)), 8);
+    assert.deepEqual(beats, []);
   });
 });

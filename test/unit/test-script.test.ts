@@ -35,15 +35,34 @@ function run(args: string[], env: Record<string, string>) {
       PATH: `${dir}:${process.env.PATH}`,
       PGHA_TEST_CHECKS: '',
       PGHA_TEST_TIMEOUT_MS: '',
+      PGHA_WORKFLOW_BUNDLE: '',
+      PGHA_TEST_BUNDLE: '',
       ...env,
     },
     encoding: 'utf8',
   });
+  const all = readFileSync(log, 'utf8').trim().split('\n').filter(Boolean);
+  const bundling = /^npx tsx scripts\/bundle\.ts /;
   return {
     code: r.status,
     stderr: r.stderr,
-    calls: readFileSync(log, 'utf8').trim().split('\n').filter(Boolean),
+    /** Every call but the two bundle builds (they run side by side, in either order). */
+    calls: all.filter((c) => !bundling.test(c)),
+    bundles: all.filter((c) => bundling.test(c)).sort(),
+    all,
   };
+}
+
+/** The two bundles scripts/test builds once per run, before the first test. */
+function assertBundledOnce(r: ReturnType<typeof run>): void {
+  assert.equal(r.bundles.length, 2, r.all.join('; '));
+  assert.match(r.bundles[0]!, /bundles\/test-workflows\.js test\/helpers\/workflows\.ts$/);
+  assert.match(r.bundles[1]!, /bundles\/workflows\.js$/);
+  const firstNode = r.all.findIndex((c) => c.startsWith('node '));
+  assert.ok(
+    r.all.every((c, i) => !c.startsWith('npx tsx scripts/bundle.ts') || i < firstNode),
+    'bundled before the tests',
+  );
 }
 
 void test('npm test: tsc, eslint ., prettier --check . first, then the whole suite', () => {
@@ -52,6 +71,23 @@ void test('npm test: tsc, eslint ., prettier --check . first, then the whole sui
   assert.deepEqual(r.calls.slice(0, 3), ['npx tsc --noEmit -p .', 'npx eslint .', 'npx prettier --check .']);
   assert.equal(r.calls.length, 4);
   assert.match(r.calls[3]!, /^node --import tsx --test .*test\/unit\/.*test\/workflow\/.*test\/lab\//);
+  assertBundledOnce(r);
+});
+
+void test('a workflow bundle that does not build stops npm test before any test runs', () => {
+  const r = run(['test/unit/test-script.test.ts'], { FAIL_ON: 'tsx' });
+  assert.equal(r.code, 1);
+  assert.ok(!r.all.some((c) => c.startsWith('node ')), 'no test ran');
+  assert.match(r.stderr, /bundling .* failed/);
+});
+
+void test('bundles named by PGHA_WORKFLOW_BUNDLE and PGHA_TEST_BUNDLE are used as they are', () => {
+  const r = run(['test/unit/test-script.test.ts'], {
+    PGHA_WORKFLOW_BUNDLE: '/b/w.js',
+    PGHA_TEST_BUNDLE: '/b/t.js',
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.bundles, []);
 });
 
 void test('a failing check stops npm test before any test runs, naming it', () => {
@@ -76,6 +112,7 @@ void test('a subset (npm test -- FILE) runs just those tests; PGHA_TEST_CHECKS=1
   const file = 'test/unit/test-script.test.ts';
   const subset = run([file], {});
   assert.equal(subset.code, 0, subset.stderr);
+  assertBundledOnce(subset);
   // every test file, test and hook bounded: 20 min unless PGHA_TEST_TIMEOUT_MS says otherwise
   assert.deepEqual(subset.calls, [
     `node --import tsx --test --test-concurrency=1 --test-force-exit --test-timeout=1200000 --test-reporter=spec ${file}`,
