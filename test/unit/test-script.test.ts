@@ -24,6 +24,9 @@ function run(args: string[], env: Record<string, string>) {
       file,
       `#!/usr/bin/env bash\necho "${tool} $*" >> ${log}\n` +
         (tool === 'npx' ? `[ -n "\${FAIL_ON:-}" ] && [ "$1" = "$FAIL_ON" ] && exit 1\n` : '') +
+        (tool === 'node'
+          ? `[ -n "\${PGHA_FAIL_NODE_ON:-}" ] && case "$*" in *"$PGHA_FAIL_NODE_ON"*) exit 1;; esac\n`
+          : '') +
         'exit 0\n',
     );
     chmodSync(file, 0o755);
@@ -69,9 +72,33 @@ void test('npm test: tsc, eslint ., prettier --check . first, then the whole sui
   const r = run([], {});
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.calls.slice(0, 3), ['npx tsc --noEmit -p .', 'npx eslint .', 'npx prettier --check .']);
-  assert.equal(r.calls.length, 4);
-  assert.match(r.calls[3]!, /^node --import tsx --test .*test\/unit\/.*test\/workflow\/.*test\/lab\//);
+  // the lab tests and the unit + workflow tests side by side, then the secrets scan after both
+  const nodes = r.calls.slice(3);
+  assert.equal(nodes.length, 3, r.calls.join('; '));
+  assert.ok(nodes.every((c) => c.startsWith('node --import tsx --test --test-concurrency=1 ')));
+  const lab = nodes.find((c) => c.includes('test/lab/'));
+  const rest = nodes.find((c) => c.includes('test/unit/'));
+  assert.ok(lab && !/test\/(unit|workflow)\//.test(lab), `one runner for the lab tests alone: ${lab}`);
+  assert.ok(
+    rest &&
+      rest.includes('test/workflow/') &&
+      !rest.includes('test/lab/') &&
+      !rest.includes('zz-secrets-scan'),
+  );
+  assert.match(nodes[2]!, / test\/workflow\/zz-secrets-scan\.test\.ts$/, 'the secrets scan runs last, alone');
   assertBundledOnce(r);
+  // PGHA_TEST_SERIAL=1: one runner, every file
+  const serial = run([], { PGHA_TEST_SERIAL: '1' });
+  assert.equal(serial.code, 0, serial.stderr);
+  assert.equal(serial.calls.length, 4);
+  assert.match(serial.calls[3]!, /^node --import tsx --test .*test\/unit\/.*test\/workflow\/.*test\/lab\//);
+});
+
+void test('a failing runner fails npm test, the other runners still run', () => {
+  const r = run([], { PGHA_FAIL_NODE_ON: 'test/lab/' });
+  assert.equal(r.code, 1, 'exit 1 when the lab runner fails');
+  assert.equal(r.calls.filter((c) => c.startsWith('node ')).length, 3, r.calls.join('; '));
+  assert.match(r.all.join('\n'), /zz-secrets-scan/);
 });
 
 void test('a workflow bundle that does not build stops npm test before any test runs', () => {

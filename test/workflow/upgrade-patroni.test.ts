@@ -6,6 +6,7 @@
  *    look at the leader resumes and waits for Patroni's failover, the run stops naming both;
  *  - the happy path: install, pause, replicas first, the leader last, resume, verify;
  *  - --dry-run and "already at the target": only the pre-check runs (nothing touched);
+ *  - a worker that loses the run at every phase boundary: the same acts, each once;
  *  - a malformed target is refused before any activity runs.
  */
 import { after, before, test } from 'node:test';
@@ -117,9 +118,13 @@ function mocks(opts: {
   };
 }
 
-async function run(m: ReturnType<typeof mocks>, args: { to?: string; dryRun?: boolean } = {}) {
+async function run(
+  m: ReturnType<typeof mocks>,
+  args: { to?: string; dryRun?: boolean } = {},
+  workerOpts: { maxCachedWorkflows?: number } = {},
+) {
   const taskQueue = uniqueId('upat');
-  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities, ...workerOpts });
   const cluster = uniqueId('upat');
   return worker.runUntil(async () => {
     const h = await startRunbook<typeof upgradePatroni>(env.client, {
@@ -204,6 +209,23 @@ void test('the whole run: replicas first, the leader last, resumed, verified', a
     'pause false',
     'precheck',
   ]);
+});
+
+void test('a worker that loses the run at every phase boundary (no cache: each step replayed from history): each member switched once, paused and resumed once', async () => {
+  // maxCachedWorkflows 0: after every activity the run is rebuilt from its history, as a new worker
+  // does after a crash at that boundary; also when the leader is lost mid-run.
+  for (const opts of [{}, { failOn: 'pg104', leaderLostTo: 'pg103' }]) {
+    const calm = mocks({ before: cluster3(), ...opts });
+    const a = await run(calm);
+    const m = mocks({ before: cluster3(), ...opts });
+    const b = await run(m, {}, { maxCachedWorkflows: 0 });
+    assert.deepEqual(m.calls, calm.calls, JSON.stringify(opts));
+    assert.equal(b.r?.outcome, a.r?.outcome);
+    assert.equal(String(b.err), String(a.err));
+    const switched = m.calls.filter((c) => c.startsWith('switch '));
+    assert.equal(new Set(switched).size, switched.length, `no member switched twice: ${switched.join(', ')}`);
+    assert.ok(m.calls.filter((c) => c === 'pause true').length <= 1);
+  }
 });
 
 void test('dry run, and a cluster already at the target: only the pre-check runs', async () => {
