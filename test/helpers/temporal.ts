@@ -27,7 +27,14 @@ export function installTestRuntime(): void {
   Runtime.install({ logger: new DefaultLogger(level) });
 }
 
-export async function startTestServer(): Promise<TestWorkflowEnvironment> {
+export interface TestServerOptions {
+  /** Serve the Web UI on this port (off by default: only test/workflow/web-ui.test.ts looks at it). */
+  uiPort?: number;
+  /** The Web UI decodes payloads and summaries through this codec server (`pgha codec-server`). */
+  uiCodecEndpoint?: string;
+}
+
+export async function startTestServer(opts: TestServerOptions = {}): Promise<TestWorkflowEnvironment> {
   installTestRuntime();
   // In a full run the server keeps its database in the run's artifacts, with this process's codec
   // key beside it: the secrets scan (test/workflow/zz-secrets-scan.test.ts) reads them all at the end.
@@ -41,6 +48,8 @@ export async function startTestServer(): Promise<TestWorkflowEnvironment> {
       ip: '127.0.0.1',
       searchAttributes: searchAttributeKeys,
       log: { format: 'pretty', level: 'error' },
+      ...(opts.uiPort ? { ui: true, uiPort: opts.uiPort } : {}),
+      ...(opts.uiCodecEndpoint ? { extraArgs: ['--ui-codec-endpoint', opts.uiCodecEndpoint] } : {}),
     },
     client: { dataConverter: pghaDataConverter(testCodec) },
   });
