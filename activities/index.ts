@@ -21,6 +21,7 @@ import { createUpgradeActivities } from './upgrade';
 import { createBackupActivities } from './backup';
 import { createRestoreActivities } from './restore';
 import { createGuardianActivities } from './guardian';
+import { createNotifyActivities } from './notify';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -61,6 +62,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createRestoreActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
+    ...createNotifyActivities(),
   };
 }
 

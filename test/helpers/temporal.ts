@@ -19,12 +19,25 @@ export const testCodecKey = randomBytes(32);
 export const testCodec = new AesGcmCodec(testCodecKey);
 
 let runtimeInstalled = false;
-/** Worker logs at WARN (set PGHA_TEST_LOG=INFO to see every workflow log line). */
-export function installTestRuntime(): void {
-  if (runtimeInstalled) return;
+/**
+ * Worker logs at WARN (set PGHA_TEST_LOG=INFO to see every workflow log line). With `prometheus`
+ * (host:port), the process's workers serve their metrics there, as workers/main.ts does on
+ * PGHA_METRICS_ADDRESS: call it first (the runtime is installed once per process).
+ */
+export function installTestRuntime(opts: { prometheus?: string } = {}): void {
+  if (runtimeInstalled) {
+    if (opts.prometheus)
+      throw new Error('installTestRuntime({ prometheus }) must come before any server or worker');
+    return;
+  }
   runtimeInstalled = true;
   const level = (process.env.PGHA_TEST_LOG ?? 'WARN') as 'WARN';
-  Runtime.install({ logger: new DefaultLogger(level) });
+  Runtime.install({
+    logger: new DefaultLogger(level),
+    ...(opts.prometheus
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: opts.prometheus } } } }
+      : {}),
+  });
 }
 
 export interface TestServerOptions {
