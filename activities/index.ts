@@ -22,6 +22,7 @@ import { createBackupActivities } from './backup';
 import { createRestoreActivities } from './restore';
 import { createGuardianActivities } from './guardian';
 import { aliveWhileRunning } from './poll';
+import { createNotifyActivities } from './notify';
 import type { Inventory } from '../runbooks/schema';
 
 export interface ActivityDeps {
@@ -63,6 +64,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createRestoreActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
   });
+    ...createNotifyActivities(),
+  };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -62,6 +62,11 @@ export const Failures = {
   DrillFailed: 'DrillFailed',
   /** The guardian saw a new leader key holder that did not take writes in time (activities/guardian). */
   GuardianRouteTimeout: 'GuardianRouteTimeout',
+  // Notifications (activities/notify.ts): never fail a runbook, but are not retried either.
+  /** notify.webhook does not resolve to an http(s) URL. */
+  NotifyWebhookInvalid: 'NotifyWebhookInvalid',
+  /** The webhook refused the message (4xx other than 408/429: revoked, wrong URL). */
+  NotifyWebhookRefused: 'NotifyWebhookRefused',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];

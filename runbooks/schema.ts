@@ -118,6 +118,11 @@ const secretRefMessage =
 const secretRefFix =
   'store the password in a file (mode 0600) and write file:/path/to/it (`pgha secrets init` creates missing file: secrets), or export it and write env:NAME';
 
+const webhookRefExpected =
+  'a secret reference env:NAME or file:PATH to the webhook URL (Slack-compatible JSON POST; a literal URL is not accepted)';
+const webhookRefFix =
+  'store the webhook URL in a file (mode 0600) and write file:/path/to/it, or export it and write env:NAME (the URL is a secret: never the URL itself)';
+
 /** What is wrong with a secret field's text; a non-reference is described by its length only. */
 const refProblem = (v: string) =>
   v.startsWith('env:') || v.startsWith('file:')
@@ -610,6 +615,20 @@ export const InventoryInputSchema = z.strictObject({
       'true or false (true: pgha deploy ends by starting the failover guardian, as pgha guard start; a running one is kept)',
     example: 'true',
   }).default(false),
+  /**
+   * Optional: where pgha tells people what its runbooks do (started, approval needed, paused,
+   * completed, refused, failed). The webhook URL is a secret (a Slack webhook's path is its key): a
+   * reference only, resolved by the notify activity.
+   */
+  notify: z
+    .strictObject({
+      webhook: help(grammar(z.string(), refProblem, webhookRefExpected, webhookRefFix, true), {
+        expected: webhookRefExpected,
+        example: 'file:/var/lib/pgha/secrets/<cluster>/webhook-url',
+        secret: true,
+      }),
+    })
+    .optional(),
   secrets: SecretsSchema,
 });
 
@@ -730,6 +749,7 @@ export function validateInventory(raw: unknown, opts: ValidateOptions = {}): Val
       'proxmox.hostKeyFingerprint',
       (raw as { proxmox?: { hostKeyFingerprint?: unknown } }).proxmox?.hostKeyFingerprint,
     ],
+    ['notify.webhook', (raw as { notify?: { webhook?: unknown } }).notify?.webhook],
     ...[...SECRET_NAMES, ...BACKUP_SECRET_NAMES].map((n): [string, unknown] => [
       `secrets.${n}`,
       (raw as { secrets?: Record<string, unknown> }).secrets?.[n],
@@ -782,6 +802,7 @@ function finalize(p: Parsed, opts: ValidateOptions): Inventory {
         ? { streamingBarmanPassword: abs(p.secrets.streamingBarmanPassword) }
         : {}),
     },
+    ...(p.notify ? { notify: { webhook: abs(p.notify.webhook) } } : {}),
     patroni: {
       ...p.patroni,
       ...resolveTiming(p.patroni),

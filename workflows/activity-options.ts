@@ -12,6 +12,7 @@
  *   restart      a member's restart (POST + bounded wait that heartbeats every second)
  *   longWait     a re-clone (POST /reinitialize + a bounded wait that heartbeats every second)
  *   drill        a restore drill's copy, recovery and checks (hours, heartbeating)
+ *   notify       a webhook notification: bounded, retried for a minute, never fails the runbook
  *
  * Pure data (no I/O): imported by workflows, so it runs in the workflow sandbox.
  *
@@ -109,6 +110,20 @@ export const activityOptions = {
       initialInterval: '1s',
       maximumAttempts: 3,
       nonRetryableErrorTypes: [Failures.GuardianRouteTimeout],
+    },
+  },
+  /**
+   * A notification (activities/notify.ts): one POST bounded at 10 s, retried for a minute at most;
+   * a refused or invalid webhook is final. The runbook never fails for it.
+   */
+  notify: {
+    startToCloseTimeout: '15s',
+    scheduleToCloseTimeout: '1m',
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '10s',
+      nonRetryableErrorTypes: [Failures.NotifyWebhookInvalid, Failures.NotifyWebhookRefused],
     },
   },
 } satisfies Record<string, ActivityOptions>;

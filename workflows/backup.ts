@@ -18,6 +18,7 @@ import type { InventoryInput } from '../runbooks/schema';
 import { activityOptions } from './activity-options';
 import { inventoryOf, invalidInput, refuse } from './inventory';
 import { Patches } from './patches';
+import { recordBackup } from './metrics';
 import { runbook } from './steps';
 
 export interface BackupInput {
@@ -82,9 +83,10 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     ? backupName(info.workflowId, { startTime: info.startTime, runId: info.runId })
     : backupName(info.workflowId);
   const plan = retention ? ['backup', 'retention'] : ['backup'];
-  return runbook({ cluster: inv.cluster, operation: 'backup', plan }, async (rb) => {
+  return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'backup', plan }, async (rb) => {
     if (kind === 'logical') {
       const dump: BackupResult = await rb.step('backup', () => act.logicalBackup({ inv, name }));
+      recordBackup(inv.cluster, kind, dump.endTime);
       if (retention)
         dump.retention = await rb.step('retention', () =>
           act.applyLogicalRetention({ inv, policy: retention }),
@@ -92,6 +94,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       return dump;
     }
     const done: BackupResult = await rb.step('backup', () => act.physicalBackup({ inv, name }));
+    recordBackup(inv.cluster, kind, done.endTime);
     if (retention)
       done.retention = await rb.step('retention', () => act.applyRetention({ inv, policy: retention }));
     return done;

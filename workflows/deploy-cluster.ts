@@ -75,7 +75,7 @@ export async function deployCluster(input: DeployInput) {
   if (withGuardian) plan.push('guardian');
   plan.push('status');
 
-  return runbook({ cluster: inv.cluster, operation: 'deploy', plan }, async (rb) => {
+  return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'deploy', plan }, async (rb) => {
     const each = <T>(role: 'etcd' | 'postgres' | 'haproxy', fn: (hostname: string) => Promise<T>) =>
       Promise.all(inv.nodes[role].map((n) => fn(n.hostname)));
     const all = (role: 'etcd' | 'postgres' | 'haproxy') => at(inv, ...inv.nodes[role].map((n) => n.hostname));

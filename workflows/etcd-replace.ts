@@ -68,52 +68,55 @@ export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceR
     `install ${name}`,
     `join ${name}`,
   ];
-  return runbook({ cluster: inv.cluster, operation: 'etcd-replace', plan }, async (rb) => {
-    const args = { inv, next, member: name };
-    const seen = await rb.step('pre-check', () => check.etcdReplacePrecheck(at(inv, name), args), {
-      node: name,
-    });
-    let removed: EtcdReplaceReport['removed'] = 'not-listed';
-    let added: EtcdReplaceReport['added'] = 'already-replaced';
-    let memberId: string | undefined;
-    if (!seen.alreadyReplaced) {
-      const oldId = seen.oldId;
-      if (oldId !== undefined) {
-        removed = (
-          await rb.step(
-            `member remove ${name}`,
-            () => check.etcdReplaceRemove(at(inv, name), { ...args, oldId }),
-            {
-              node: name,
-            },
-          )
-        ).action;
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-replace', plan },
+    async (rb) => {
+      const args = { inv, next, member: name };
+      const seen = await rb.step('pre-check', () => check.etcdReplacePrecheck(at(inv, name), args), {
+        node: name,
+      });
+      let removed: EtcdReplaceReport['removed'] = 'not-listed';
+      let added: EtcdReplaceReport['added'] = 'already-replaced';
+      let memberId: string | undefined;
+      if (!seen.alreadyReplaced) {
+        const oldId = seen.oldId;
+        if (oldId !== undefined) {
+          removed = (
+            await rb.step(
+              `member remove ${name}`,
+              () => check.etcdReplaceRemove(at(inv, name), { ...args, oldId }),
+              {
+                node: name,
+              },
+            )
+          ).action;
+        }
+        const add = await rb.step(
+          `member add ${name}`,
+          () => check.etcdReplaceAdd(at(inv, name), { ...args, oldId }),
+          {
+            node: name,
+          },
+        );
+        added = add.action;
+        memberId = add.id;
+        await rb.step(
+          `install ${name}`,
+          () => node.installEtcd(at(next, name), { inv: next, hostname: name, join: true }),
+          { node: name },
+        );
       }
-      const add = await rb.step(
-        `member add ${name}`,
-        () => check.etcdReplaceAdd(at(inv, name), { ...args, oldId }),
-        {
-          node: name,
-        },
-      );
-      added = add.action;
-      memberId = add.id;
-      await rb.step(
-        `install ${name}`,
-        () => node.installEtcd(at(next, name), { inv: next, hostname: name, join: true }),
+      const joined = await rb.step(
+        `join ${name}`,
+        () =>
+          memberStep.etcdReplaceJoined(at(next, name), {
+            next,
+            member: name,
+            memberId: memberId ?? seen.joinedId!,
+          }),
         { node: name },
       );
-    }
-    const joined = await rb.step(
-      `join ${name}`,
-      () =>
-        memberStep.etcdReplaceJoined(at(next, name), {
-          next,
-          member: name,
-          memberId: memberId ?? seen.joinedId!,
-        }),
-      { node: name },
-    );
-    return { plan: seen, removed, added, joined };
-  });
+      return { plan: seen, removed, added, joined };
+    },
+  );
 }

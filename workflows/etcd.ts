@@ -98,41 +98,48 @@ export async function etcdRestart(input: EtcdRestartInput): Promise<EtcdRestartR
   const inv = inventoryOf(input);
   checkEtcdMembers(inv, input.members);
   const wanted = (n: string) => !input.members || input.members.includes(n);
-  return runbook({ cluster: inv.cluster, operation: 'etcd-restart', plan: ['pre-check'] }, async (rb) => {
-    const state = await rb.step('pre-check', () => check.etcdPrecheck(`cluster ${inv.cluster}`, { inv }));
-    const { followers, leader } = leaderLast(state, wanted);
-    const results: EtcdRestartResult[] = [];
-    for (const m of followers) {
-      results.push(
-        await rb.step(
-          `restart ${m.name}`,
-          () =>
-            member.etcdRestartMember(at(inv, m.name), {
-              inv,
-              member: m.name,
-              invocationBefore: m.invocation,
-            }),
-          { node: m.name },
-        ),
-      );
-    }
-    if (leader) {
-      results.push(
-        await rb.step(
-          `restart ${leader.name} (leader, after move-leader)`,
-          () =>
-            member.etcdRestartMember(at(inv, leader.name), {
-              inv,
-              member: leader.name,
-              invocationBefore: leader.invocation,
-            }),
-          { node: leader.name },
-        ),
-      );
-    }
-    const last = results[results.length - 1];
-    return { leaderBefore: state.leader!, leaderAfter: last?.leaderAfter ?? state.leader!, members: results };
-  });
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-restart', plan: ['pre-check'] },
+    async (rb) => {
+      const state = await rb.step('pre-check', () => check.etcdPrecheck(`cluster ${inv.cluster}`, { inv }));
+      const { followers, leader } = leaderLast(state, wanted);
+      const results: EtcdRestartResult[] = [];
+      for (const m of followers) {
+        results.push(
+          await rb.step(
+            `restart ${m.name}`,
+            () =>
+              member.etcdRestartMember(at(inv, m.name), {
+                inv,
+                member: m.name,
+                invocationBefore: m.invocation,
+              }),
+            { node: m.name },
+          ),
+        );
+      }
+      if (leader) {
+        results.push(
+          await rb.step(
+            `restart ${leader.name} (leader, after move-leader)`,
+            () =>
+              member.etcdRestartMember(at(inv, leader.name), {
+                inv,
+                member: leader.name,
+                invocationBefore: leader.invocation,
+              }),
+            { node: leader.name },
+          ),
+        );
+      }
+      const last = results[results.length - 1];
+      return {
+        leaderBefore: state.leader!,
+        leaderAfter: last?.leaderAfter ?? state.leader!,
+        members: results,
+      };
+    },
+  );
 }
 
 // ---- etcd maintain ----
@@ -156,32 +163,35 @@ export async function etcdMaintain(input: EtcdMaintainInput): Promise<EtcdMainta
   const defrag = input.defrag ?? true;
   if (typeof defrag !== 'boolean') invalidInput(`defrag ${JSON.stringify(defrag)}: true or false`);
   const plan = ['health', ...(defrag ? ['pre-check', 'compact'] : []), 'health after'];
-  return runbook({ cluster: inv.cluster, operation: 'etcd-maintain', plan }, async (rb) => {
-    const before = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
-    const report: EtcdMaintainReport = { before, defrag: [], after: before };
-    if (defrag) {
-      const state = await rb.step('pre-check', () =>
-        check.etcdPrecheck(`cluster ${inv.cluster}`, { inv, allowAlarms: true }),
-      );
-      report.compaction = await rb.step('compact', () =>
-        check.etcdCompact(`cluster ${inv.cluster}`, { inv }),
-      );
-      const { followers, leader } = leaderLast(state, () => true);
-      for (const m of [...followers, ...(leader ? [leader] : [])]) {
-        report.defrag.push(
-          await rb.step(
-            `defrag ${m.name}${m === leader ? ' (leader)' : ''}`,
-            () => member.etcdDefragMember(at(inv, m.name), { inv, member: m.name }),
-            { node: m.name },
-          ),
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-maintain', plan },
+    async (rb) => {
+      const before = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
+      const report: EtcdMaintainReport = { before, defrag: [], after: before };
+      if (defrag) {
+        const state = await rb.step('pre-check', () =>
+          check.etcdPrecheck(`cluster ${inv.cluster}`, { inv, allowAlarms: true }),
         );
+        report.compaction = await rb.step('compact', () =>
+          check.etcdCompact(`cluster ${inv.cluster}`, { inv }),
+        );
+        const { followers, leader } = leaderLast(state, () => true);
+        for (const m of [...followers, ...(leader ? [leader] : [])]) {
+          report.defrag.push(
+            await rb.step(
+              `defrag ${m.name}${m === leader ? ' (leader)' : ''}`,
+              () => member.etcdDefragMember(at(inv, m.name), { inv, member: m.name }),
+              { node: m.name },
+            ),
+          );
+        }
       }
-    }
-    report.after = await rb.step('health after', () =>
-      check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }),
-    );
-    return report;
-  });
+      report.after = await rb.step('health after', () =>
+        check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }),
+      );
+      return report;
+    },
+  );
 }
 
 // ---- etcd snapshot ----
@@ -211,25 +221,29 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
     invalidInput(`keep ${JSON.stringify(input.keep)}: give a whole number ≥ 1 (how many snapshots to keep)`);
   }
   const plan = ['health', 'snapshot'];
-  return runbook({ cluster: inv.cluster, operation: 'etcd-snapshot', plan }, async (rb) => {
-    const health = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
-    const on =
-      input.member ??
-      health.members.find((m) => m.healthy && !m.isLeader)?.member ??
-      health.members.find((m) => m.healthy)?.member;
-    if (!on) {
-      refuse(
-        `no healthy etcd member to take a snapshot on (${health.warnings.join('; ')}); nothing was done`,
-        Failures.EtcdRefused,
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-snapshot', plan },
+    async (rb) => {
+      const health = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
+      const on =
+        input.member ??
+        health.members.find((m) => m.healthy && !m.isLeader)?.member ??
+        health.members.find((m) => m.healthy)?.member;
+      if (!on) {
+        refuse(
+          `no healthy etcd member to take a snapshot on (${health.warnings.join('; ')}); nothing was done`,
+          Failures.EtcdRefused,
+        );
+      }
+      const name = snapshotName(inv.cluster, workflowInfo().startTime);
+      return rb.step(
+        'snapshot',
+        () =>
+          member.etcdSnapshotSave(at(inv, on), { inv, member: on, name, keep: input.keep, dir: input.dir }),
+        { node: on },
       );
-    }
-    const name = snapshotName(inv.cluster, workflowInfo().startTime);
-    return rb.step(
-      'snapshot',
-      () => member.etcdSnapshotSave(at(inv, on), { inv, member: on, name, keep: input.keep, dir: input.dir }),
-      { node: on },
-    );
-  });
+    },
+  );
 }
 
 // ---- the scoped clean of Patroni's keys ----
@@ -249,10 +263,13 @@ export interface PatroniDcsCleanReport {
 export async function patroniDcsClean(input: PatroniDcsCleanInput): Promise<PatroniDcsCleanReport> {
   const inv = inventoryOf(input);
   const plan = ['check', { gate: 'before-delete' }, 'delete'];
-  return runbook({ cluster: inv.cluster, operation: 'etcd-clean-dcs', plan }, async (rb) => {
-    const seen = await rb.step('check', () => check.dcsCleanCheck(`cluster ${inv.cluster}`, { inv }));
-    const decision = await rb.approval('before-delete', { timeout: input.approvalTimeout ?? '1h' });
-    const result = await rb.step('delete', () => check.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }));
-    return { check: seen, approvedBy: decision.approver, result };
-  });
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-clean-dcs', plan },
+    async (rb) => {
+      const seen = await rb.step('check', () => check.dcsCleanCheck(`cluster ${inv.cluster}`, { inv }));
+      const decision = await rb.approval('before-delete', { timeout: input.approvalTimeout ?? '1h' });
+      const result = await rb.step('delete', () => check.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }));
+      return { check: seen, approvedBy: decision.approver, result };
+    },
+  );
 }

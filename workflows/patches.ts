@@ -25,4 +25,6 @@ export const Patches = {
   deployBackupSynchronous: 'deploy-backup-synchronous',
   /** backup names its Barman backup after the workflow id and the run's start time (one per run). */
   backupNamePerRun: 'backup-name-per-run',
+  /** A run of an inventory with notify.webhook tells it: started, approval needed, paused, and how it ended. */
+  notifyWebhook: 'notify-webhook',
 } as const;

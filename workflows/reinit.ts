@@ -49,7 +49,7 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
   }
   const member = input.member;
   const plan = ['pre-check', 'marker row', 'reinitialize', 'marker row on the replica'];
-  return runbook({ cluster: inv.cluster, operation: 'reinit', plan }, async (rb) => {
+  return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'reinit', plan }, async (rb) => {
     const snap: ClusterSnapshot = await rb.step('pre-check', () =>
       check.maintenancePrecheck(`cluster ${inv.cluster} (${member} may be broken)`, {
         inv,

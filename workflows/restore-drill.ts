@@ -79,7 +79,7 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<RestoreDri
   const info = workflowInfo();
   const scratchId = drillScratchId(info.workflowId, info.runId);
   const plan = ['choose backup', 'verify', 'restore', 'check', 'teardown'];
-  return runbook({ cluster: inv.cluster, operation: 'drill', plan }, async (rb) => {
+  return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'drill', plan }, async (rb) => {
     const backup = await rb.step('choose backup', () => act.drillChooseBackup({ inv, backup: want }));
     const teardown = () => act.drillTeardown({ inv, scratchId });
     const problems: string[] = [];

@@ -233,18 +233,21 @@ export async function rollingRestart(input: RollingRestartInput): Promise<Restar
   const leaderMode = input.leader ?? 'in-place';
   checkLeaderMode(leaderMode, 'leader');
   checkMembers(inv, input.members);
-  return runbook({ cluster: inv.cluster, operation: 'restart', plan: ['pre-check'] }, async (rb) => {
-    const snap = await rb.step('pre-check', () =>
-      check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv, maxLagBytes: input.maxLagBytes }),
-    );
-    return restartMembers(rb, inv, snap, {
-      inventory: input.inventory,
-      members: input.members,
-      leader: leaderMode,
-      onlyPendingRestart: input.onlyPendingRestart ?? false,
-      maxLagBytes: input.maxLagBytes,
-    });
-  });
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'restart', plan: ['pre-check'] },
+    async (rb) => {
+      const snap = await rb.step('pre-check', () =>
+        check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv, maxLagBytes: input.maxLagBytes }),
+      );
+      return restartMembers(rb, inv, snap, {
+        inventory: input.inventory,
+        members: input.members,
+        leader: leaderMode,
+        onlyPendingRestart: input.onlyPendingRestart ?? false,
+        maxLagBytes: input.maxLagBytes,
+      });
+    },
+  );
 }
 
 export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigReport> {
@@ -258,7 +261,7 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
   }
   const plan = ['pre-check', 'patch config', 'wait picked up'];
   const keys = Object.keys(input.set).join(', ');
-  return runbook({ cluster: inv.cluster, operation: 'config', plan }, async (rb) => {
+  return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'config', plan }, async (rb) => {
     const snap = await rb.step('pre-check', () =>
       check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv }),
     );

@@ -78,7 +78,11 @@ import type {
 } from './messages';
 import { Patches } from './patches';
 import { clusterLock } from './lock';
+import { summarized } from './activity-options';
+import { countRun, recordStep } from './metrics';
 import { Failures } from '../runbooks/failures';
+import type { Activities } from '../activities';
+import type { RunEvent, RunEventKind } from '../activities/notify';
 
 /** A step name, or an approval gate: `{ gate: 'before-bootstrap' }`. */
 export type PlanEntry = string | { gate: string };
@@ -93,6 +97,8 @@ export interface RunbookOptions {
   lock?: boolean;
   /** The longest a pause may last before the runbook ends with PauseTimedOut (default 7 days). */
   maxPause?: Duration;
+  /** The inventory's `notify`: its webhook is told when the run starts, waits, pauses and ends. */
+  notify?: { webhook: string };
 }
 
 export interface StepOptions {
@@ -136,7 +142,21 @@ export function failureTypeOf(err: unknown): string | undefined {
  */
 export function recordOutcome(outcome: RunOutcome): void {
   if (patched(Patches.outcomeAttribute)) upsertSearchAttributes([{ key: PgOutcome, value: outcome }]);
+  // The pgha_runs metric, once per run: by the runbook's own cluster and operation, or (a refusal
+  // before the runbook started) the ones the run was started with.
+  if (outcomeCounted) return;
+  outcomeCounted = true;
+  const info = workflowInfo();
+  countRun(
+    activeRunbook?.cluster ?? info.typedSearchAttributes.get(PgCluster) ?? '',
+    activeRunbook?.operation ?? info.typedSearchAttributes.get(PgOperation) ?? info.workflowType,
+    outcome,
+  );
 }
+
+// Workflow module state is per run (the SDK isolates each workflow's globals).
+let outcomeCounted = false;
+let activeRunbook: { cluster: string; operation: string } | undefined;
 
 export class Runbook {
   readonly cluster: string;
@@ -148,10 +168,15 @@ export class Runbook {
   private pauseRequest?: { by?: string; reason?: string; at: string };
   private waitingGate?: StepProgress;
   private lockHandle?: ChildWorkflowHandle<typeof clusterLock>;
+  /** The webhook reference, in runs that notify (an inventory with notify, a run that knows it). */
+  private readonly webhook?: string;
+  private readonly notifications: Promise<void>[] = [];
 
   constructor(opts: RunbookOptions) {
     this.cluster = opts.cluster;
     this.operation = opts.operation;
+    this.webhook = opts.notify?.webhook && patched(Patches.notifyWebhook) ? opts.notify.webhook : undefined;
+    activeRunbook = { cluster: opts.cluster, operation: opts.operation };
     this.lockEnabled = opts.lock ?? true;
     this.maxPause = opts.maxPause ?? '7 days';
     this.state = {
@@ -292,6 +317,7 @@ export class Runbook {
     this.state.state = 'waiting-approval';
     this.waitingGate = g;
     this.showDetails();
+    void this.notify({ kind: 'approval-needed', gate, deadline: g.deadline });
     let decided: boolean;
     try {
       decided = await condition(() => g.decision !== undefined, timeoutMs, {
@@ -334,6 +360,7 @@ export class Runbook {
     ]);
     try {
       if (this.lockEnabled) await this.acquireLock();
+      void this.notify({ kind: 'started' });
       const result = await body(this);
       this.finish('completed', 'all steps completed');
       return result;
@@ -360,12 +387,53 @@ export class Runbook {
     } finally {
       await CancellationScope.nonCancellable(async () => {
         await this.releaseLock();
+        await this.notifyEnd();
         await condition(allHandlersFinished);
       });
     }
   }
 
   // ---- internals ----
+
+  /**
+   * Tells the webhook (when the inventory has one) about the run; resolves when delivered or given
+   * up (a warning in the log): a notification never fails or holds up the runbook.
+   */
+  private notify(e: Pick<RunEvent, 'kind'> & Partial<RunEvent>): Promise<void> {
+    if (!this.webhook) return Promise.resolve();
+    const info = workflowInfo();
+    const event: RunEvent = {
+      cluster: this.cluster,
+      operation: this.operation,
+      workflowId: info.workflowId,
+      runId: info.runId,
+      operators: info.typedSearchAttributes.get(PgOperator) ?? [],
+      startedAt: this.state.startedAt,
+      ...e,
+    };
+    const sent = notifier.notifyRun(`${e.kind} → notify.webhook`, { webhook: this.webhook, event }).then(
+      () => undefined,
+      (err: unknown) => log.warn(`notification ${e.kind} not delivered`, { error: errorMessage(err) }),
+    );
+    this.notifications.push(sent);
+    return sent;
+  }
+
+  /** The end of the run, told after every earlier notification (waited for, never failing). */
+  private async notifyEnd(): Promise<void> {
+    if (!this.webhook) return;
+    await Promise.all(this.notifications);
+    const p = this.state;
+    const kind: RunEventKind =
+      p.state === 'failed' ? (p.result === 'refused' ? 'refused' : 'failed') : (p.state as RunEventKind);
+    const ended = p.endedAt ? Date.parse(p.endedAt) : Date.now();
+    await this.notify({
+      kind,
+      outcome: p.outcome,
+      failureType: p.failureType,
+      durationMs: ended - Date.parse(p.startedAt),
+    });
+  }
 
   /** Honours a pause before a step or gate starts. */
   private async checkpoint(): Promise<void> {
@@ -374,6 +442,7 @@ export class Runbook {
     const { by, reason } = this.pauseRequest;
     log.info('runbook paused', { by, reason });
     this.showDetails();
+    void this.notify({ kind: 'paused', by, reason });
     const summary = `paused by ${by ?? 'someone'}: waiting for pgha resume`;
     if (!(await condition(() => this.pauseRequest === undefined, this.maxPause, { summary }))) {
       throw ApplicationFailure.create({
@@ -413,6 +482,14 @@ export class Runbook {
 
   private leave(s: StepProgress): void {
     s.endedAt = now();
+    if (s.kind === 'step' && s.startedAt)
+      recordStep(
+        this.cluster,
+        this.operation,
+        s.name,
+        s.status,
+        Date.parse(s.endedAt) - Date.parse(s.startedAt),
+      );
     if (this.state.current === s.name) this.state.current = undefined;
   }
 
@@ -531,6 +608,9 @@ export class Runbook {
     this.state.lock.state = 'released';
   }
 }
+
+/** Notifications: a POST each, retried for a minute at most; their failure never fails the runbook. */
+const notifier = summarized<Activities>('notify');
 
 /** Runs `body` as a runbook: `return runbook({ cluster, operation, plan }, async (rb) => { ... })`. */
 export function runbook<T>(opts: RunbookOptions, body: (rb: Runbook) => Promise<T>): Promise<T> {

@@ -27,6 +27,7 @@ import { at as onNode, summarized } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
 import { Patches } from './patches';
 import { scheduleProblem } from './schedule';
+import { recordHandoff } from './metrics';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -104,7 +105,14 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
   plan.push('hand-off', 'verify');
 
   return runbook(
-    { cluster: inv.cluster, operation: 'switchover', plan, lock: input.lock ?? true },
+    {
+      cluster: inv.cluster,
+      operation: 'switchover',
+      plan,
+      lock: input.lock ?? true,
+      // Run inside another runbook (lock: false), it leaves notifying to that one.
+      notify: input.lock === false ? undefined : inv.notify,
+    },
     async (rb) => {
       const precheck = (what: string) =>
         check.switchoverPrecheck(
@@ -144,6 +152,7 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
         () => check.switchoverVerify(verifySummary(plan2), { inv, plan: plan2 }),
         { node: plan2.candidate },
       );
+      recordHandoff(inv.cluster, plan2.action, cut.timings);
       return report(plan2, cut, verify);
     },
   );
@@ -155,7 +164,12 @@ export async function failover(input: FailoverInput): Promise<HandoffReport> {
     invalidInput('candidate is missing: a failover needs the member to promote (pgha failover --to pgX)');
   }
   return runbook(
-    { cluster: inv.cluster, operation: 'failover', plan: ['pre-checks', 'hand-off', 'verify'] },
+    {
+      cluster: inv.cluster,
+      notify: inv.notify,
+      operation: 'failover',
+      plan: ['pre-checks', 'hand-off', 'verify'],
+    },
     async (rb) => {
       const p = await rb.step('pre-checks', () =>
         check.switchoverPrecheck(
@@ -177,6 +191,7 @@ export async function failover(input: FailoverInput): Promise<HandoffReport> {
           check.switchoverVerify(verifySummary(p), { inv, plan: p, rejoinTimeoutMs: p.leader ? 120_000 : 0 }),
         { node: p.candidate },
       );
+      recordHandoff(inv.cluster, p.action, cut.timings);
       return report(p, cut, verify);
     },
   );

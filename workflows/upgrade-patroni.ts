@@ -91,103 +91,106 @@ export async function upgradePatroni(input: UpgradePatroniInput): Promise<Upgrad
   if (input.approve && !input.dryRun) plan.push({ gate: 'upgrade' });
   if (!input.dryRun) plan.push('install', 'pause');
 
-  return runbook({ cluster: inv.cluster, operation: 'upgrade-patroni', plan }, async (rb) => {
-    const seen = await rb.step('pre-check', () =>
-      check.patroniUpgradePrecheck(`cluster ${inv.cluster}`, { inv, to, maxLagBytes: input.maxLagBytes }),
-    );
-    const report: UpgradePatroniReport = {
-      cluster: inv.cluster,
-      to,
-      outcome: 'upgraded',
-      plan: seen,
-      members: [],
-      postgresRestarted: [],
-    };
-    if (seen.noop) return { ...report, outcome: 'already-at-target' };
-    if (input.dryRun) return { ...report, outcome: 'dry-run' };
-    if (input.approve) await rb.approval('upgrade', { timeout: input.approvalTimeout ?? '1h' });
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'upgrade-patroni', plan },
+    async (rb) => {
+      const seen = await rb.step('pre-check', () =>
+        check.patroniUpgradePrecheck(`cluster ${inv.cluster}`, { inv, to, maxLagBytes: input.maxLagBytes }),
+      );
+      const report: UpgradePatroniReport = {
+        cluster: inv.cluster,
+        to,
+        outcome: 'upgraded',
+        plan: seen,
+        members: [],
+        postgresRestarted: [],
+      };
+      if (seen.noop) return { ...report, outcome: 'already-at-target' };
+      if (input.dryRun) return { ...report, outcome: 'dry-run' };
+      if (input.approve) await rb.approval('upgrade', { timeout: input.approvalTimeout ?? '1h' });
 
-    const todo = seen.members.filter((m) => m.action === 'upgrade');
-    await rb.step('install', () =>
-      Promise.all(
-        todo.map((m) => install.patroniStageVersion(at(inv, m.name), { inv, member: m.name, version: to })),
-      ),
-    );
+      const todo = seen.members.filter((m) => m.action === 'upgrade');
+      await rb.step('install', () =>
+        Promise.all(
+          todo.map((m) => install.patroniStageVersion(at(inv, m.name), { inv, member: m.name, version: to })),
+        ),
+      );
 
-    const resume = () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: false });
-    await rb.step('pause', () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: true }), {
-      compensate: resume,
-    });
-
-    const switched: UpgradeMember[] = [];
-    const switchTo = (m: UpgradeMember, version: string) =>
-      member.patroniSwitchMember(at(inv, m.name), {
-        inv,
-        member: m.name,
-        to: version,
-        role: m.role,
-        leader: seen.leader,
-        postmasterBefore: m.postmasterStartTime,
+      const resume = () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: false });
+      await rb.step('pause', () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: true }), {
+        compensate: resume,
       });
-    for (const m of todo) {
-      try {
-        report.members.push(await rb.step(`switch ${m.name}`, () => switchTo(m, to), { node: m.name }));
-        switched.push(m);
-      } catch (err) {
-        if (!isCancellation(err) && patched(Patches.patroniUpgradeLeaderLoss)) {
-          await leaderLost(rb, inv, seen.leader, to, m, errorMessage(err));
-        }
-        // Roll back this member and every one switched before it (newest first), then resume:
-        // the cluster ends on the versions it had, serving, not paused.
-        const undo = [m, ...[...switched].reverse()];
-        const notes: string[] = [];
-        await CancellationScope.nonCancellable(async () => {
-          for (const u of undo) {
-            try {
-              await rb.step(`roll back ${u.name}`, () => switchTo(u, u.version), { node: u.name });
-              notes.push(`${u.name} back on Patroni ${u.version}`);
-            } catch (e) {
-              notes.push(`${u.name} NOT rolled back (${errorMessage(e)}): run ${undoHint(u)}`);
-            }
-          }
-          try {
-            await rb.step('resume', resume);
-            notes.push('cluster resumed');
-          } catch (e) {
-            notes.push(
-              `resume FAILED (${errorMessage(e)}): run patronictl resume, or PATCH /config {"pause": false}`,
-            );
-          }
+
+      const switched: UpgradeMember[] = [];
+      const switchTo = (m: UpgradeMember, version: string) =>
+        member.patroniSwitchMember(at(inv, m.name), {
+          inv,
+          member: m.name,
+          to: version,
+          role: m.role,
+          leader: seen.leader,
+          postmasterBefore: m.postmasterStartTime,
         });
-        if (isCancellation(err)) throw err;
+      for (const m of todo) {
+        try {
+          report.members.push(await rb.step(`switch ${m.name}`, () => switchTo(m, to), { node: m.name }));
+          switched.push(m);
+        } catch (err) {
+          if (!isCancellation(err) && patched(Patches.patroniUpgradeLeaderLoss)) {
+            await leaderLost(rb, inv, seen.leader, to, m, errorMessage(err));
+          }
+          // Roll back this member and every one switched before it (newest first), then resume:
+          // the cluster ends on the versions it had, serving, not paused.
+          const undo = [m, ...[...switched].reverse()];
+          const notes: string[] = [];
+          await CancellationScope.nonCancellable(async () => {
+            for (const u of undo) {
+              try {
+                await rb.step(`roll back ${u.name}`, () => switchTo(u, u.version), { node: u.name });
+                notes.push(`${u.name} back on Patroni ${u.version}`);
+              } catch (e) {
+                notes.push(`${u.name} NOT rolled back (${errorMessage(e)}): run ${undoHint(u)}`);
+              }
+            }
+            try {
+              await rb.step('resume', resume);
+              notes.push('cluster resumed');
+            } catch (e) {
+              notes.push(
+                `resume FAILED (${errorMessage(e)}): run patronictl resume, or PATCH /config {"pause": false}`,
+              );
+            }
+          });
+          if (isCancellation(err)) throw err;
+          throw ApplicationFailure.create({
+            type: Failures.PatroniUpgradeFailed,
+            nonRetryable: true,
+            message:
+              `Patroni upgrade of ${m.name} to ${to} failed: ${errorMessage(err)}. Rolled back: ${notes.join('; ')}. ` +
+              `PostgreSQL kept running throughout; look at journalctl -u patroni on ${m.name}, fix the cause, and run ` +
+              `pgha upgrade patroni --to ${to} again (members already on ${to} are skipped)`,
+          });
+        }
+      }
+
+      await rb.step('resume', resume);
+      const after = await rb.step('verify', () =>
+        check.patroniUpgradePrecheck(`cluster ${inv.cluster}`, { inv, to, maxLagBytes: input.maxLagBytes }),
+      );
+      if (!after.noop) {
+        const behind = after.members
+          .filter((m) => m.action !== 'already')
+          .map((m) => `${m.name} (${m.version})`);
         throw ApplicationFailure.create({
           type: Failures.PatroniUpgradeFailed,
           nonRetryable: true,
-          message:
-            `Patroni upgrade of ${m.name} to ${to} failed: ${errorMessage(err)}. Rolled back: ${notes.join('; ')}. ` +
-            `PostgreSQL kept running throughout; look at journalctl -u patroni on ${m.name}, fix the cause, and run ` +
-            `pgha upgrade patroni --to ${to} again (members already on ${to} are skipped)`,
+          message: `after the upgrade, not every member runs Patroni ${to}: ${behind.join(', ')}; run pgha upgrade patroni --to ${to} again`,
         });
       }
-    }
-
-    await rb.step('resume', resume);
-    const after = await rb.step('verify', () =>
-      check.patroniUpgradePrecheck(`cluster ${inv.cluster}`, { inv, to, maxLagBytes: input.maxLagBytes }),
-    );
-    if (!after.noop) {
-      const behind = after.members
-        .filter((m) => m.action !== 'already')
-        .map((m) => `${m.name} (${m.version})`);
-      throw ApplicationFailure.create({
-        type: Failures.PatroniUpgradeFailed,
-        nonRetryable: true,
-        message: `after the upgrade, not every member runs Patroni ${to}: ${behind.join(', ')}; run pgha upgrade patroni --to ${to} again`,
-      });
-    }
-    report.postgresRestarted = report.members.filter((r) => r.postgresRestarted).map((r) => r.member);
-    return report;
-  });
+      report.postgresRestarted = report.members.filter((r) => r.postgresRestarted).map((r) => r.member);
+      return report;
+    },
+  );
 }
 
 /**

@@ -139,127 +139,130 @@ export async function upgradePostgresql(input: UpgradeInput): Promise<UpgradeRep
   const inv = inventoryOf(input);
   const toNum = checkInput(input);
   const maxLagBytes = input.maxLagBytes;
-  return runbook({ cluster: inv.cluster, operation: 'upgrade', plan: ['pre-check'] }, async (rb) => {
-    const started = Date.now();
-    const pre = await rb.step('pre-check', () =>
-      check.upgradePostgresPrecheck(`cluster ${inv.cluster}`, {
-        inv,
-        to: input.to,
-        maxLagBytes,
-        maxXactAgeMs: input.maxXactAgeMs,
-      }),
-    );
-    const report: UpgradeReport = {
-      cluster: inv.cluster,
-      to: pre.build,
-      outcome: 'upgraded',
-      message: '',
-      plan: planUpgrade(pre),
-      members: [],
-      leaderBefore: pre.leader,
-      leaderAfter: pre.leader,
-      timelineBefore: pre.timeline,
-      timelineAfter: pre.timeline,
-      startedAt: new Date(started).toISOString(),
-      tookMs: 0,
-    };
-    const finish = (outcome: UpgradeReport['outcome'], message: string) => {
-      report.outcome = outcome;
-      report.message = message;
-      report.tookMs = Date.now() - started;
-      return report;
-    };
-    if (pre.alreadyAtTarget) {
-      return finish(
-        'already-at-target',
-        `every member already runs PostgreSQL ${pgVersionText(toNum)}: nothing to do`,
+  return runbook(
+    { cluster: inv.cluster, notify: inv.notify, operation: 'upgrade', plan: ['pre-check'] },
+    async (rb) => {
+      const started = Date.now();
+      const pre = await rb.step('pre-check', () =>
+        check.upgradePostgresPrecheck(`cluster ${inv.cluster}`, {
+          inv,
+          to: input.to,
+          maxLagBytes,
+          maxXactAgeMs: input.maxXactAgeMs,
+        }),
       );
-    }
-    if (input.dryRun) {
-      return finish('dry-run', `dry run: the plan above; nothing was touched`);
-    }
-
-    const u = new Upgrade(rb, inv, input, pre.build, toNum, maxLagBytes ?? DEFAULT_MAX_LAG_BYTES);
-    let view: UpgradeView = pre;
-    const rounds = pre.members.length * 2 + 2;
-    for (let round = 1; round <= rounds; round++) {
-      if (round > 1)
-        view = await rb.step(`look again (${round})`, () =>
-          act.upgradeLook(`cluster ${inv.cluster}`, { inv, toNum, build: pre.build }),
-        );
-      const pending = view.members.filter((m) => !m.upgraded);
-      if (pending.length === 0) break;
-      const again = pending.find((m) => u.done.has(m.name));
-      if (again) {
-        stopped(
-          `${again.name} runs ${again.running ?? 'an unknown version'} again after it was upgraded in this run; ` +
-            `nothing is done twice — look at it (pgha status), then start the upgrade again`,
-        );
-      }
-      const down = pending.find((m) => m.role === 'replica' && m.state !== 'running');
-      if (down) {
-        // The leader the run began with, gone: Patroni failed over (upgradeLook waited for a leader).
-        const lost =
-          down.name === pre.leader && view.leader !== pre.leader
-            ? ` (the leader when the run began: Patroni failed over to ${view.leader})`
-            : '';
-        const vmid = inv.nodes.postgres.find((n) => n.hostname === down.name)?.vmid;
-        stopped(
-          `${down.name} is ${down.state}, not running${lost}: it cannot be upgraded now, and nothing more is done while a member is down. ` +
-            `The cluster serves on leader ${view.leader}; upgraded so far: ${u.doneList()}. Bring ${down.name} back ` +
-            `(its CT: pct start ${vmid}; it rejoins as a replica — or pgha reinit), check pgha status, then start the upgrade again ` +
-            `(members already on ${pre.build} are skipped; the new leader is upgraded last, after one switchover)`,
-        );
-      }
-      // Replicas first — also after a failover: the new leader waits until every replica is done.
-      const replica = pending.find((m) => m.role === 'replica');
-      if (replica) {
-        report.members.push(await u.replica(replica, view.leader));
-        continue;
-      }
-      const leader = pending.find((m) => m.role === 'leader')!;
-      if (report.switchover) {
-        stopped(
-          `${leader.name} leads on ${leader.running} after this run's switchover: a second switchover is never done. ` +
-            `Upgraded: ${u.doneList()}. Start the upgrade again to finish (it plans from the cluster as it is)`,
-        );
-      }
-      const { result, handoff } = await u.leader(leader, view);
-      report.switchover = {
-        from: handoff.from,
-        to: handoff.to,
-        outcome: handoff.outcome,
-        timings: handoff.timings,
+      const report: UpgradeReport = {
+        cluster: inv.cluster,
+        to: pre.build,
+        outcome: 'upgraded',
+        message: '',
+        plan: planUpgrade(pre),
+        members: [],
+        leaderBefore: pre.leader,
+        leaderAfter: pre.leader,
+        timelineBefore: pre.timeline,
+        timelineAfter: pre.timeline,
+        startedAt: new Date(started).toISOString(),
+        tookMs: 0,
       };
-      report.members.push(result);
-    }
-    const end = await rb.step('verify', () =>
-      act.upgradeLook(`cluster ${inv.cluster}`, { inv, toNum, build: pre.build }),
-    );
-    const behind = end.members.filter((m) => !m.upgraded || m.state !== 'running');
-    if (behind.length) {
-      stopped(
-        `after the upgrade ${behind.map((m) => `${m.name} runs ${m.running ?? '?'} (${m.state})`).join(', ')}; ` +
-          `upgraded: ${u.doneList()}; look at pgha status`,
-      );
-    }
-    // A replica an earlier, crashed run left drained (this run skipped it: it was on the target)
-    // goes back into the read port; `ready` is a no-op on one that is not drained.
-    for (const m of end.members) {
-      if (m.role === 'replica' && !u.readied.has(m.name)) {
-        await rb.step(
-          `ready ${m.name}`,
-          () => act.upgradeReadPortIn(at(inv, m.name), { inv, member: m.name }),
-          {
-            node: m.name,
-          },
+      const finish = (outcome: UpgradeReport['outcome'], message: string) => {
+        report.outcome = outcome;
+        report.message = message;
+        report.tookMs = Date.now() - started;
+        return report;
+      };
+      if (pre.alreadyAtTarget) {
+        return finish(
+          'already-at-target',
+          `every member already runs PostgreSQL ${pgVersionText(toNum)}: nothing to do`,
         );
       }
-    }
-    report.leaderAfter = end.leader;
-    report.timelineAfter = end.timeline;
-    return finish('upgraded', `every member runs PostgreSQL ${pgVersionText(toNum)}`);
-  });
+      if (input.dryRun) {
+        return finish('dry-run', `dry run: the plan above; nothing was touched`);
+      }
+
+      const u = new Upgrade(rb, inv, input, pre.build, toNum, maxLagBytes ?? DEFAULT_MAX_LAG_BYTES);
+      let view: UpgradeView = pre;
+      const rounds = pre.members.length * 2 + 2;
+      for (let round = 1; round <= rounds; round++) {
+        if (round > 1)
+          view = await rb.step(`look again (${round})`, () =>
+            act.upgradeLook(`cluster ${inv.cluster}`, { inv, toNum, build: pre.build }),
+          );
+        const pending = view.members.filter((m) => !m.upgraded);
+        if (pending.length === 0) break;
+        const again = pending.find((m) => u.done.has(m.name));
+        if (again) {
+          stopped(
+            `${again.name} runs ${again.running ?? 'an unknown version'} again after it was upgraded in this run; ` +
+              `nothing is done twice — look at it (pgha status), then start the upgrade again`,
+          );
+        }
+        const down = pending.find((m) => m.role === 'replica' && m.state !== 'running');
+        if (down) {
+          // The leader the run began with, gone: Patroni failed over (upgradeLook waited for a leader).
+          const lost =
+            down.name === pre.leader && view.leader !== pre.leader
+              ? ` (the leader when the run began: Patroni failed over to ${view.leader})`
+              : '';
+          const vmid = inv.nodes.postgres.find((n) => n.hostname === down.name)?.vmid;
+          stopped(
+            `${down.name} is ${down.state}, not running${lost}: it cannot be upgraded now, and nothing more is done while a member is down. ` +
+              `The cluster serves on leader ${view.leader}; upgraded so far: ${u.doneList()}. Bring ${down.name} back ` +
+              `(its CT: pct start ${vmid}; it rejoins as a replica — or pgha reinit), check pgha status, then start the upgrade again ` +
+              `(members already on ${pre.build} are skipped; the new leader is upgraded last, after one switchover)`,
+          );
+        }
+        // Replicas first — also after a failover: the new leader waits until every replica is done.
+        const replica = pending.find((m) => m.role === 'replica');
+        if (replica) {
+          report.members.push(await u.replica(replica, view.leader));
+          continue;
+        }
+        const leader = pending.find((m) => m.role === 'leader')!;
+        if (report.switchover) {
+          stopped(
+            `${leader.name} leads on ${leader.running} after this run's switchover: a second switchover is never done. ` +
+              `Upgraded: ${u.doneList()}. Start the upgrade again to finish (it plans from the cluster as it is)`,
+          );
+        }
+        const { result, handoff } = await u.leader(leader, view);
+        report.switchover = {
+          from: handoff.from,
+          to: handoff.to,
+          outcome: handoff.outcome,
+          timings: handoff.timings,
+        };
+        report.members.push(result);
+      }
+      const end = await rb.step('verify', () =>
+        act.upgradeLook(`cluster ${inv.cluster}`, { inv, toNum, build: pre.build }),
+      );
+      const behind = end.members.filter((m) => !m.upgraded || m.state !== 'running');
+      if (behind.length) {
+        stopped(
+          `after the upgrade ${behind.map((m) => `${m.name} runs ${m.running ?? '?'} (${m.state})`).join(', ')}; ` +
+            `upgraded: ${u.doneList()}; look at pgha status`,
+        );
+      }
+      // A replica an earlier, crashed run left drained (this run skipped it: it was on the target)
+      // goes back into the read port; `ready` is a no-op on one that is not drained.
+      for (const m of end.members) {
+        if (m.role === 'replica' && !u.readied.has(m.name)) {
+          await rb.step(
+            `ready ${m.name}`,
+            () => act.upgradeReadPortIn(at(inv, m.name), { inv, member: m.name }),
+            {
+              node: m.name,
+            },
+          );
+        }
+      }
+      report.leaderAfter = end.leader;
+      report.timelineAfter = end.timeline;
+      return finish('upgraded', `every member runs PostgreSQL ${pgVersionText(toNum)}`);
+    },
+  );
 }
 
 /** The member steps of one run, and what it has done so far. */

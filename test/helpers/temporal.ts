@@ -20,15 +20,35 @@ export const testCodecKey = randomBytes(32);
 export const testCodec = new AesGcmCodec(testCodecKey);
 
 let runtimeInstalled = false;
-/** Worker logs at WARN (set PGHA_TEST_LOG=INFO to see every workflow log line). */
-export function installTestRuntime(): void {
-  if (runtimeInstalled) return;
+/**
+ * Worker logs at WARN (set PGHA_TEST_LOG=INFO to see every workflow log line). With `prometheus`
+ * (host:port), the process's workers serve their metrics there, as workers/main.ts does on
+ * PGHA_METRICS_ADDRESS: call it first (the runtime is installed once per process).
+ */
+export function installTestRuntime(opts: { prometheus?: string } = {}): void {
+  if (runtimeInstalled) {
+    if (opts.prometheus)
+      throw new Error('installTestRuntime({ prometheus }) must come before any server or worker');
+    return;
+  }
   runtimeInstalled = true;
   const level = (process.env.PGHA_TEST_LOG ?? 'WARN') as 'WARN';
-  Runtime.install({ logger: new DefaultLogger(level) });
+  Runtime.install({
+    logger: new DefaultLogger(level),
+    ...(opts.prometheus
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: opts.prometheus } } } }
+      : {}),
+  });
 }
 
-export async function startTestServer(): Promise<TestWorkflowEnvironment> {
+export interface TestServerOptions {
+  /** Serve the Web UI on this port (off by default: only test/workflow/web-ui.test.ts looks at it). */
+  uiPort?: number;
+  /** The Web UI decodes payloads and summaries through this codec server (`pgha codec-server`). */
+  uiCodecEndpoint?: string;
+}
+
+export async function startTestServer(opts: TestServerOptions = {}): Promise<TestWorkflowEnvironment> {
   installTestRuntime();
   // In a full run the server keeps its database in the run's artifacts, with this process's codec
   // key beside it: the secrets scan (test/workflow/zz-secrets-scan.test.ts) reads them all at the end.
@@ -42,6 +62,8 @@ export async function startTestServer(): Promise<TestWorkflowEnvironment> {
       ip: '127.0.0.1',
       searchAttributes: searchAttributeKeys,
       log: { format: 'pretty', level: 'error' },
+      ...(opts.uiPort ? { ui: true, uiPort: opts.uiPort } : {}),
+      ...(opts.uiCodecEndpoint ? { extraArgs: ['--ui-codec-endpoint', opts.uiCodecEndpoint] } : {}),
     },
     client: { dataConverter: pghaDataConverter(testCodec) },
   });

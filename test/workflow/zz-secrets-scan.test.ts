@@ -6,7 +6,8 @@
  * also the saved histories in test/histories (exported without the codec) and the state of
  * `scripts/up` (.pgha: its server's database and its worker's log) when present. The values looked
  * for: the lab's secrets (passwords, from the files its inventory names), the Proxmox SSH private
- * key, and every test process's payload codec key — each as it is, and in base64 at each of the
+ * key, every test process's payload codec key and every webhook URL a test gave a notify.webhook
+ * reference (webhook-*.url, test/workflow/notify.test.ts) — each as it is, and in base64 at each of the
  * three alignments (exported payloads are base64 inside JSON).
  *
  * A test file run on its own has no artifacts directory: then this one skips, saying so.
@@ -66,12 +67,15 @@ void test(
     }
     const keys = files(dir!, (f) => /codec-\d+\.key$/.test(f));
     for (const k of keys) secrets.push([`a test codec key (${k})`, readFileSync(k, 'utf8').trim()]);
+    const isHook = (f: string) => /webhook-[\w.-]+\.url$/.test(f);
+    for (const u of files(dir!, isHook))
+      secrets.push([`a webhook URL (${u})`, readFileSync(u, 'utf8').trim()]);
     const codecKey = join(repoRoot, '.pgha/codec.key');
     if (existsSync(codecKey))
       secrets.push(['the codec key of scripts/up', readFileSync(codecKey, 'utf8').trim()]);
 
     const haystacks = [
-      ...files(dir!, (f) => !/codec-\d+\.key$/.test(f)),
+      ...files(dir!, (f) => !/codec-\d+\.key$/.test(f) && !isHook(f)),
       ...files(join(repoRoot, 'test/histories'), (f) => f.endsWith('.json')),
       ...files(join(repoRoot, '.pgha'), (f) => /\.(db|log)$/.test(f)),
     ];
