@@ -63,9 +63,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createRestoreActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
-  });
     ...createNotifyActivities(),
-  };
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;
