@@ -12,6 +12,7 @@
  *   restart      a member's restart (POST + bounded wait that heartbeats every second)
  *   longWait     a re-clone (POST /reinitialize + a bounded wait that heartbeats every second)
  *   drill        a restore drill's copy, recovery and checks (hours, heartbeating)
+ *   restore      a restore's plan, copy, bootstrap and checks (hours, heartbeating)
  *
  * Pure data (no I/O): imported by workflows, so it runs in the workflow sandbox.
  *
@@ -92,6 +93,19 @@ export const activityOptions = {
       initialInterval: '5s',
       maximumAttempts: 3,
       nonRetryableErrorTypes: [Failures.DrillRefused],
+    },
+  },
+  /**
+   * A restore's steps (the copy of a whole backup and its WAL, the bootstrap's recovery: hours for a
+   * large one, bounded inside, heartbeating); a refusal (backup, window, cluster) is final.
+   */
+  restore: {
+    startToCloseTimeout: '2h',
+    heartbeatTimeout: '20s',
+    retry: {
+      initialInterval: '5s',
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: [Failures.RestoreRefused],
     },
   },
   /** The guardian's etcd watch: up to 10 min, heartbeating every second; a dead worker is noticed in 5 s, retried without end. */

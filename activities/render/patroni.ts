@@ -119,7 +119,8 @@ export function dcsParameters(inv: Inventory): Record<string, string | number | 
 
 /** Where a restore stages the base backup and its WAL on the restoring member (same file system as the data). */
 export function restoreStaging(inv: Inventory, tag: string): { dir: string; data: string; wal: string } {
-  if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(tag)) throw new Error(`restore tag ${JSON.stringify(tag)}: expected [a-z0-9-]`);
+  if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(tag))
+    throw new Error(`restore tag ${JSON.stringify(tag)}: expected [a-z0-9-]`);
   const dir = `${inv.postgresql.dataDir.replace(/\/[^/]+$/, '')}/pgha-restore-${tag}`;
   return { dir, data: `${dir}/data`, wal: `${dir}/wal` };
 }
@@ -139,7 +140,9 @@ export function restoreBootstrap(inv: Inventory, tag: string, target: RestoreTar
   return {
     method: RESTORE_METHOD,
     [RESTORE_METHOD]: {
-      command: ['/bin/sh', '-c', mv, RESTORE_METHOD, inv.postgresql.dataDir, st.data].map((a) => quoteArg(a)).join(' '),
+      command: ['/bin/sh', '-c', mv, RESTORE_METHOD, inv.postgresql.dataDir, st.data]
+        .map((a) => quoteArg(a))
+        .join(' '),
       no_params: true,
       keep_existing_recovery_conf: false,
       recovery_conf: {
