@@ -20,7 +20,13 @@
  * twice and the kept-aside data is never removed before the verification passed.
  */
 import type { Duration } from '@temporalio/common';
-import { ApplicationFailure, CancellationScope, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RestorePlan, RestoreVerified } from '../activities/restore';
 import { Failures } from '../runbooks/failures';
@@ -64,6 +70,9 @@ export interface RestoreResult {
   firstBackup?: string;
 }
 
+/** The plan once it is made (what will be lost, the window, the backup): the CLI prints it before the gate. */
+export const restorePlanQuery = defineQuery<RestorePlan | undefined>('restorePlan');
+
 const act = summarized<Activities>('restore');
 const node = summarized<Activities>('nodeStep');
 const gate = summarized<Activities>('gate');
@@ -104,6 +113,8 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     'verify',
     'old data',
   ];
+  let made: RestorePlan | undefined;
+  setHandler(restorePlanQuery, () => made);
   return runbook({ cluster: inv.cluster, operation: 'restore', plan }, async (rb) => {
     const p = await rb.step('plan', () =>
       act.restorePlan(`${source.cluster} → ${inv.cluster}`, {
@@ -115,6 +126,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         tag,
       }),
     );
+    made = p;
     if (input.dryRun) return { outcome: 'dry-run', plan: p, oldDirectories: 'none' };
     let approvedBy: string | undefined;
     if (mustApprove || p.members.some((m) => m.hasData))
