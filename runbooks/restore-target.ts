@@ -34,7 +34,9 @@ export function parseRestoreTarget(f: RestoreTargetFlags): RestoreTarget {
     f.targetImmediate === true && '--target-immediate',
   ].filter((x): x is string => typeof x === 'string');
   if (given.length > 1)
-    throw new Error(`${given.join(' and ')}: give at most one recovery target (none: recover to the end of the archive)`);
+    throw new Error(
+      `${given.join(' and ')}: give at most one recovery target (none: recover to the end of the archive)`,
+    );
   if (f.targetTime !== undefined) {
     const t = String(f.targetTime).trim();
     if (!TIME.test(t) || Number.isNaN(Date.parse(t.replace(' ', 'T'))))
@@ -46,7 +48,9 @@ export function parseRestoreTarget(f: RestoreTargetFlags): RestoreTarget {
   if (f.targetLsn !== undefined) {
     const l = String(f.targetLsn).trim().toUpperCase();
     if (!LSN.test(l))
-      throw new Error(`--target-lsn ${JSON.stringify(l.slice(0, 40))} is not an LSN: give it as PostgreSQL prints it, e.g. --target-lsn 0/3000148`);
+      throw new Error(
+        `--target-lsn ${JSON.stringify(l.slice(0, 40))} is not an LSN: give it as PostgreSQL prints it, e.g. --target-lsn 0/3000148`,
+      );
     return { kind: 'lsn', lsn: l };
   }
   if (f.targetName !== undefined) {

@@ -40,7 +40,10 @@ interface Boot {
 void describe("restore: Patroni's custom bootstrap", () => {
   void it('lab: patroni.yml of the restoring member matches test/golden/restore/ (UPDATE_GOLDEN=1 to accept)', async () => {
     const inv = await lab();
-    const f = renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE, { tag: 'restore-lab-4f2a1c', target: TARGET });
+    const f = renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE, {
+      tag: 'restore-lab-4f2a1c',
+      target: TARGET,
+    });
     await assertGoldenDir(join(root, 'test', 'golden', 'restore'), new Map([[`pg1${f.path}`, f.content]]));
   });
 
@@ -48,7 +51,8 @@ void describe("restore: Patroni's custom bootstrap", () => {
     const inv = await lab();
     const st = restoreStaging(inv, 'restore-lab-4f2a1c');
     const y = parse(
-      renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE, { tag: 'restore-lab-4f2a1c', target: TARGET }).content,
+      renderPatroniYml(inv, inv.nodes.postgres[0]!, FAKE, { tag: 'restore-lab-4f2a1c', target: TARGET })
+        .content,
     ) as { bootstrap: Boot };
     const b = y.bootstrap;
     assert.equal(b.method, RESTORE_METHOD);
@@ -57,13 +61,20 @@ void describe("restore: Patroni's custom bootstrap", () => {
     assert.equal(m.keep_existing_recovery_conf, false);
     // Patroni splits the command with shlex (POSIX): the same argv comes back
     const argv = JSON.parse(
-      execFileSync('python3', ['-c', 'import json,shlex,sys; print(json.dumps(shlex.split(sys.argv[1])))', m.command], {
-        encoding: 'utf8',
-      }),
+      execFileSync(
+        'python3',
+        ['-c', 'import json,shlex,sys; print(json.dumps(shlex.split(sys.argv[1])))', m.command],
+        {
+          encoding: 'utf8',
+        },
+      ),
     ) as string[];
     assert.deepEqual(argv.slice(0, 2), ['/bin/sh', '-c']);
     assert.deepEqual(argv.slice(3), [RESTORE_METHOD, inv.postgresql.dataDir, st.data]);
-    assert.ok(st.dir.startsWith(inv.postgresql.dataDir.replace(/\/[^/]+$/, '/')), 'staging beside the data directory');
+    assert.ok(
+      st.dir.startsWith(inv.postgresql.dataDir.replace(/\/[^/]+$/, '/')),
+      'staging beside the data directory',
+    );
     assert.equal(m.recovery_conf.restore_command, `cp ${st.wal}/%f "%p"`);
     assert.equal(m.recovery_conf.recovery_target_action, 'promote');
     assert.equal(m.recovery_conf.recovery_target_timeline, 'latest');
@@ -100,11 +111,17 @@ void describe('restore: the recovery target flags', () => {
   });
 
   void it('refuses two targets, a time without its zone, a bad LSN, a name with a quote', () => {
-    assert.throws(() => parseRestoreTarget({ targetTime: '2026-11-29T23:05:00Z', targetLsn: '0/1' }), /at most one/);
+    assert.throws(
+      () => parseRestoreTarget({ targetTime: '2026-11-29T23:05:00Z', targetLsn: '0/1' }),
+      /at most one/,
+    );
     assert.throws(() => parseRestoreTarget({ targetTime: '2026-11-29T23:05:00' }), /--target-time.*zone/);
     assert.throws(() => parseRestoreTarget({ targetTime: 'yesterday' }), /--target-time/);
     assert.throws(() => parseRestoreTarget({ targetLsn: '0/3000148; rm' }), /--target-lsn/);
-    assert.throws(() => parseRestoreTarget({ targetName: "x'\nrecovery_target_action = 'shutdown" }), /--target-name/);
+    assert.throws(
+      () => parseRestoreTarget({ targetName: "x'\nrecovery_target_action = 'shutdown" }),
+      /--target-name/,
+    );
   });
 
   void it('orders LSNs by value, not as text', () => {
