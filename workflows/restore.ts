@@ -82,6 +82,9 @@ const etcd = summarized<Activities>({
   retry: { initialInterval: '2s', maximumAttempts: 3, nonRetryableErrorTypes: [Failures.EtcdRefused] },
 });
 
+/** The clean refuses while a member's state cannot be told (a `pct status` that failed once): asked again. */
+const cleanAgain = { attempts: 3, retryDelay: '5s' } as const;
+
 const postgres = (inv: Inventory) => inv.nodes.postgres.map((n) => n.hostname);
 
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
@@ -139,7 +142,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         await rb.step(`stop ${h}`, () => act.restoreStopMember(at(inv, h), { inv, hostname: h }), {
           node: h,
         });
-      await rb.step('clean dcs', () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }));
+      await rb.step('clean dcs', () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }), cleanAgain);
       // 2. the old data directories renamed aside: the rollback path
       for (const h of postgres(inv))
         await rb.step(`move aside ${h}`, () => act.restoreMoveAside(at(inv, h), { inv, hostname: h, tag }), {
@@ -228,7 +231,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         result.firstBackup = `none: ${inv.cluster} ${inv.nodes.backup.length ? 'is a new cluster (its backup CT is set up by pgha deploy)' : 'has no backup CT'}`;
       return result;
     } catch (err) {
-      const why = errorMessage(err);
+      const why = isCancellation(err) ? 'cancelled' : errorMessage(err);
       await CancellationScope.nonCancellable(async () => {
         for (const h of postgres(inv))
           await rb.step(
@@ -236,7 +239,11 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
             () => act.restoreRollbackMember(at(inv, h), { inv, hostname: h, tag }),
             { node: h },
           );
-        await rb.step('clean dcs again', () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }));
+        await rb.step(
+          'clean dcs again',
+          () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }),
+          cleanAgain,
+        );
         const first = p.restoreOn;
         const had = p.members.filter((m) => m.hasData).map((m) => m.hostname);
         if (had.includes(first)) {

@@ -449,7 +449,8 @@ export async function restoreStage(
   );
   // the WAL from the backup's first segment on (every timeline), and every history file
   const walList =
-    'cd "$1" && find . -type f | awk -v b="$2" \'{ n = $0; sub(/.*\\//, "", n); if (n ~ /^[0-9A-F]{8}\\.history$/ || (n ~ /^[0-9A-F]{24}$/ && substr(n, 9, 16) >= b)) print }\' | tar -cf - -T -';
+    // (no regex intervals: Debian's mawk has none)
+    'cd "$1" && find . -type f | awk -v b="$2" \'{ n = $0; sub(/.*\\//, "", n); if ((length(n) == 16 && n ~ /^[0-9A-F]+\\.history$/) || (length(n) == 24 && n ~ /^[0-9A-F]+$/ && substr(n, 9, 16) >= b)) print }\' | tar -cf - -T -';
   await pipe(
     'its WAL',
     [
@@ -472,18 +473,20 @@ export async function restoreStage(
   await inMember(deps, inv, hostname, [
     'sh',
     '-c',
-    'cd "$1/data" && rm -f postmaster.pid postmaster.opts standby.signal recovery.signal && rm -rf pg_replslot/* && printf "# emptied by the pgha restore\\n" > postgresql.auto.conf && chmod 0700 . && chown -R "$2:$2" "$1" && mv -T "$1/data" "$3" && mv -T "$1/wal" "$4" && rmdir "$1" && touch "$5"',
+    'cd "$1/data" && rm -f postmaster.pid postmaster.opts standby.signal recovery.signal && rm -rf pg_replslot/* && printf "# emptied by the pgha restore\\n" > postgresql.auto.conf && chmod 0700 . && chown -R "$2:$2" "$1" && chown "$2:$2" "$5" && mv -T "$1/data" "$3" && mv -T "$1/wal" "$4" && rmdir "$1"',
     'prepare',
     attempt,
     pg.osUser,
     st.data,
     st.wal,
-    complete,
+    st.dir,
   ]);
   if (!(await exists(deps, inv, hostname, `${st.data}/PG_VERSION`)))
     throw new Error(`${hostname}: the staged copy in ${st.data} has no PG_VERSION`);
   const c = await count();
   if (c.walFiles === 0) throw new Error(`${hostname}: no WAL file was staged from the archive`);
+  // complete only now, after its checks (a retry finding this file stages nothing again)
+  await inMember(deps, inv, hostname, ['touch', complete]);
   return { staged: st.dir, ...c, seconds: Math.round((Date.now() - started) / 100) / 10, again: false };
 }
 
