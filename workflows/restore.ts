@@ -23,6 +23,7 @@ import type { Duration } from '@temporalio/common';
 import {
   ApplicationFailure,
   CancellationScope,
+  isCancellation,
   defineQuery,
   setHandler,
   workflowInfo,
