@@ -76,7 +76,9 @@ export function lsnValue(lsn: string): bigint {
 export function recoveryTargetSettings(t: RestoreTarget): Record<string, string> {
   switch (t.kind) {
     case 'time':
-      return { recovery_target_time: t.time };
+      // PostgreSQL reads it when the configuration is loaded, before time zone abbreviations are:
+      // 'Z' is refused there ("invalid value"), a numeric offset is not
+      return { recovery_target_time: t.time.replace('T', ' ').replace(/Z$/, '+00') };
     case 'lsn':
       return { recovery_target_lsn: t.lsn };
     case 'name':

@@ -523,8 +523,44 @@ export async function restoreBootstrap(
     throw new Error(
       `${hostname}: neither ${inv.postgresql.dataDir} nor a complete staged copy in ${st.dir}: stage it again`,
     );
+  // a failed bootstrap of an earlier attempt left Patroni's `<data>.failed` (the staged copy, not the old data)
+  const failed = `${inv.postgresql.dataDir}.failed`;
+  await inMember(deps, inv, hostname, ['rm', '-rf', '--one-file-system', failed], { timeoutMs: 600_000 });
   await pushPatroniYml(deps, inv, hostname, { tag, target });
   await inMember(deps, inv, hostname, ['systemctl', 'start', 'patroni']);
+  // Patroni renames the data directory to <data>.failed when the bootstrap fails, and tries again
+  // without end (nothing staged any more): fail at once with PostgreSQL's own words
+  const deadline = Date.now() + 7_200_000;
+  for (;;) {
+    if (await exists(deps, inv, hostname, failed)) {
+      const log = await inMember(
+        deps,
+        inv,
+        hostname,
+        ['journalctl', '-u', 'patroni', '--no-pager', '-n', '300'],
+        { ok: true },
+      );
+      const why = log.stdout
+        .split('\n')
+        .filter((l) => /FATAL|invalid value|PANIC/.test(l))
+        .slice(-3);
+      await inMember(deps, inv, hostname, ['systemctl', 'stop', 'patroni'], { ok: true, timeoutMs: 180_000 });
+      throw new Error(
+        `${hostname}: Patroni's restore bootstrap failed: ${why.map((l) => l.replace(/^.*?\]: /, '')).join(' | ') || 'see journalctl -u patroni'}`,
+      );
+    }
+    const up = await inMember(
+      deps,
+      inv,
+      hostname,
+      [`${inv.postgresql.binDir}/pg_ctl`, 'status', '-D', inv.postgresql.dataDir],
+      { ok: true, as: inv.postgresql.osUser },
+    );
+    if (up.code === 0 && !(await exists(deps, inv, hostname, `${inv.postgresql.dataDir}/recovery.signal`)))
+      break;
+    if (Date.now() > deadline) throw new Error(`${hostname}: the restore did not finish recovery in 2 h`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   return { bootstrapped: true };
 }
 

@@ -78,7 +78,7 @@ void describe("restore: Patroni's custom bootstrap", () => {
     assert.equal(m.recovery_conf.restore_command, `cp ${st.wal}/%f "%p"`);
     assert.equal(m.recovery_conf.recovery_target_action, 'promote');
     assert.equal(m.recovery_conf.recovery_target_timeline, 'latest');
-    assert.equal(m.recovery_conf.recovery_target_time, TARGET.time);
+    assert.equal(m.recovery_conf.recovery_target_time, '2026-11-29 23:05:00.250+00');
   });
 
   void it('without a restore: no custom method (initdb, as deploy renders it)', async () => {
