@@ -672,9 +672,14 @@ export async function restoreRollbackMember(
     await inMember(deps, inv, hostname, ['mv', '-T', old, inv.postgresql.dataDir]);
     putBack = true;
   }
-  await inMember(deps, inv, hostname, ['rm', '-rf', '--one-file-system', restoreStaging(inv, tag).dir], {
-    timeoutMs: 600_000,
-  });
+  // the staging, and what a failed bootstrap left (Patroni's <data>.failed: the staged copy)
+  await inMember(
+    deps,
+    inv,
+    hostname,
+    ['rm', '-rf', '--one-file-system', restoreStaging(inv, tag).dir, `${inv.postgresql.dataDir}.failed`],
+    { timeoutMs: 600_000 },
+  );
   if (putBack && !(await exists(deps, inv, hostname, `${inv.postgresql.dataDir}/PG_VERSION`)))
     throw new Error(`${hostname}: ${inv.postgresql.dataDir} has no PG_VERSION after putting ${old} back`);
   return { putBack };
