@@ -144,13 +144,13 @@ void test(
   'in place to a time T between two known commits: exactly the rows before T, a new timeline, replicas streaming',
   { skip, timeout: 900_000 },
   async (t) => {
-    const before = await timelineOf(inv, await waitHealthyDirect(inv));
+    const before = await timelineOf(inv, ip(await waitHealthyDirect(inv)));
     const h = await restoreRun({ targetTime: T });
     const r = await h.result();
     t.diagnostic(`restored to ${T}: ${r.verified?.stoppedAt}; first backup ${r.firstBackup}`);
     assert.equal(r.outcome, 'restored');
     const leader = await waitHealthyDirect(inv);
-    assert.ok((await timelineOf(inv, leader)) > before, 'a new timeline');
+    assert.ok((await timelineOf(inv, ip(leader))) > before, 'a new timeline');
     const replicas = await sqlOn<{ c: string }>(
       ip(leader),
       "select count(*)::text as c from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'",
