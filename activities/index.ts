@@ -61,7 +61,11 @@ export function createActivities(deps: ActivityDeps) {
       haproxyRunner: async (inv) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
     }),
     ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
-    ...createRestoreActivities({ shellFor: (section) => proxmox.get(section), patroni }),
+    ...createRestoreActivities({
+      shellFor: (section) => proxmox.get(section),
+      hostFor: (section) => proxmox.get(section),
+      patroni,
+    }),
     ...createGuardianActivities({ patroni, postgres, etcd, haproxyFor, proxmoxFor: (s) => proxmox.get(s) }),
     ...createNotifyActivities(),
   });

@@ -60,6 +60,10 @@ export const Failures = {
   DrillRefused: 'DrillRefused',
   /** A restore drill found a problem with the backup (named in the message): the backup is not proven. */
   DrillFailed: 'DrillFailed',
+  /** A restore cannot go ahead (unknown backup, another cluster's, a target outside the recoverable window): nothing was changed. */
+  RestoreRefused: 'RestoreRefused',
+  /** A restore failed after it changed something; the message says whether the old data was put back. */
+  RestoreFailed: 'RestoreFailed',
   /** The guardian saw a new leader key holder that did not take writes in time (activities/guardian). */
   GuardianRouteTimeout: 'GuardianRouteTimeout',
   // Notifications (activities/notify.ts): never fail a runbook, but are not retried either.
@@ -76,6 +80,7 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.SwitchoverRefused,
   Failures.MaintenanceRefused,
   Failures.DrillRefused,
+  Failures.RestoreRefused,
   Failures.InvalidInput,
   Failures.InventoryError,
   Failures.InvalidConfigKey,

@@ -13,6 +13,7 @@
  *   longWait     a re-clone (POST /reinitialize + a bounded wait that heartbeats every second)
  *   drill        a restore drill's copy, recovery and checks (hours, heartbeating)
  *   notify       a webhook notification: bounded, retried for a minute, never fails the runbook
+ *   restore      a restore's plan, copy, bootstrap and checks (hours, heartbeating)
  *
  * Pure data (no I/O): imported by workflows, so it runs in the workflow sandbox.
  *
@@ -94,6 +95,19 @@ export const activityOptions = {
       initialInterval: '5s',
       maximumAttempts: 3,
       nonRetryableErrorTypes: [Failures.DrillRefused],
+    },
+  },
+  /**
+   * A restore's steps (the copy of a whole backup and its WAL, the bootstrap's recovery: hours for a
+   * large one, bounded inside, heartbeating); a refusal (backup, window, cluster) is final.
+   */
+  restore: {
+    startToCloseTimeout: '2h',
+    heartbeatTimeout: '10s',
+    retry: {
+      initialInterval: '5s',
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: [Failures.RestoreRefused],
     },
   },
   /** The guardian's etcd watch: up to 10 min, heartbeating every second; a dead worker is noticed in 5 s, retried without end. */

@@ -12,3 +12,4 @@ export { backup } from './backup';
 export { clusterGuardian, failoverObserved } from './guardian';
 export { etcdReplace } from './etcd-replace';
 export { restoreDrill } from './restore-drill';
+export { restore } from './restore';

@@ -140,8 +140,9 @@ export async function installBackup(deps: NodeDeps, args: { inv: Inventory }): P
       'install.postgresql.method must be offline for a backup CT (the client binaries come from the same build)',
     );
   installed.push(...(await ensurePostgresBuild(ct, inv, inv.install.postgresql.dir)));
-  // Barman runs file(1) on WAL files (compression and encryption detection).
-  installed.push(...(await ensureDebs(ct, b.install.dir, ['file'])));
+  // Barman runs file(1) on WAL files (compression and encryption detection); `barman restore`
+  // copies with rsync.
+  installed.push(...(await ensureDebs(ct, b.install.dir, ['file', 'rsync'])));
   installed.push(...(await ensureBarmanVenv(ct, inv)));
   const rendered = renderBackupFiles(inv, await resolveClusterSecrets(inv));
   const files = await ensureFiles(ct, rendered);

@@ -21,6 +21,8 @@ import { Document } from 'yaml';
 import type { ClusterSecrets, Inventory, Node } from '../../runbooks/schema';
 import { backupNode, barmanSources } from '../../runbooks/topology';
 import { header, type RenderedFile } from './files';
+import { quoteArg } from '../command';
+import { recoveryTargetSettings, type RestoreTarget } from '../../runbooks/restore-target';
 
 export const PATRONI_UNIT_PATH = '/etc/systemd/system/patroni.service';
 export const PG_SOCKET_DIR = '/var/run/postgresql';
@@ -115,7 +117,50 @@ export function dcsParameters(inv: Inventory): Record<string, string | number | 
   return params;
 }
 
-export function renderPatroniYml(inv: Inventory, node: Node, secrets: ClusterSecrets): RenderedFile {
+/** Where a restore stages the base backup and its WAL on the restoring member (same file system as the data). */
+export function restoreStaging(inv: Inventory, tag: string): { dir: string; data: string; wal: string } {
+  if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(tag))
+    throw new Error(`restore tag ${JSON.stringify(tag)}: expected [a-z0-9-]`);
+  const dir = `${inv.postgresql.dataDir.replace(/\/[^/]+$/, '')}/pgha-restore-${tag}`;
+  return { dir, data: `${dir}/data`, wal: `${dir}/wal` };
+}
+
+/** The name of Patroni's custom bootstrap method a restore renders. */
+export const RESTORE_METHOD = 'pgha_restore';
+
+/**
+ * Patroni's custom bootstrap for a restore (`bootstrap.method: pgha_restore`): the command moves the
+ * staged base backup into the (absent) data directory — a rename on one file system, so Patroni
+ * never waits for a copy — and PostgreSQL recovers from the staged WAL (restore_command reads only
+ * files in the member's own staging directory) to the target, then is promoted (a new timeline).
+ */
+export function restoreBootstrap(inv: Inventory, tag: string, target: RestoreTarget) {
+  const st = restoreStaging(inv, tag);
+  const mv = `rmdir "$1" 2>/dev/null; mv -T "$2" "$1"`;
+  return {
+    method: RESTORE_METHOD,
+    [RESTORE_METHOD]: {
+      command: ['/bin/sh', '-c', mv, RESTORE_METHOD, inv.postgresql.dataDir, st.data]
+        .map((a) => quoteArg(a))
+        .join(' '),
+      no_params: true,
+      keep_existing_recovery_conf: false,
+      recovery_conf: {
+        restore_command: `cp ${st.wal}/%f "%p"`,
+        recovery_target_timeline: 'latest',
+        recovery_target_action: 'promote',
+        ...recoveryTargetSettings(target),
+      },
+    },
+  };
+}
+
+export function renderPatroniYml(
+  inv: Inventory,
+  node: Node,
+  secrets: ClusterSecrets,
+  restore?: { tag: string; target: RestoreTarget },
+): RenderedFile {
   const m = member(inv, node);
   const p = inv.patroni;
   const pg = inv.postgresql;
@@ -149,6 +194,7 @@ export function renderPatroniYml(inv: Inventory, node: Node, secrets: ClusterSec
         },
       },
       initdb: [{ encoding: pg.encoding }, ...(pg.dataChecksums ? ['data-checksums'] : [])],
+      ...(restore ? restoreBootstrap(inv, restore.tag, restore.target) : {}),
     },
     postgresql: {
       listen: `${m.ip},127.0.0.1:${inv.ports.postgresql}`,

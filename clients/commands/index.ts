@@ -17,6 +17,7 @@ import * as history from './history';
 import * as operatorOption from './operator';
 import * as backup from './backup';
 import * as drill from './drill';
+import * as restore from './restore';
 import * as schedule from './schedule';
 import { register as registerGuard } from './guard';
 
@@ -43,5 +44,6 @@ export function registerCommands(program: Command): void {
   operatorOption.register(program);
   backup.register(program);
   drill.register(program);
+  restore.register(program);
   registerGuard(program);
 }
