@@ -286,17 +286,20 @@ export const haproxyRoles: Check = (o) => {
   const s = o.status;
   const fail: string[] = [];
   const unknown: string[] = [];
-  if (!s.haproxy.asked) unknown.push(`HAProxy not asked: ${s.haproxy.reason}`);
+  const h = s.haproxy;
+  if (!h.asked) unknown.push(`HAProxy not asked: ${h.reason}`);
   else {
-    for (const n of s.haproxy.nodes.filter((x) => x.reachable)) {
-      for (const b of [s.haproxy.writeBackend, s.haproxy.readBackend].filter((x): x is string =>
-        Boolean(x),
-      )) {
+    for (const n of h.nodes.filter((x) => x.reachable)) {
+      for (const b of [h.writeBackend, h.readBackend].filter((x): x is string => Boolean(x))) {
         const listed = new Set(n.servers.filter((sv) => sv.backend === b).map((sv) => sv.server));
         const missing = o.postgres.map((p) => p.name).filter((m) => !listed.has(m));
         if (missing.length > 0)
           fail.push(`HAProxy ${n.name}: backend ${b} does not list ${missing.join(', ')}`);
-        for (const sv of n.servers.filter((x) => x.backend === b && /MAINT|DRAIN/.test(x.state + x.status)))
+        // The write backend's are the status verdict's (judgeDrained, with the fix command).
+        const held = n.servers.filter(
+          (x) => x.backend === b && b !== h.writeBackend && /MAINT|DRAIN/.test(x.state + x.status),
+        );
+        for (const sv of held)
           fail.push(`HAProxy ${n.name}: ${b}/${sv.server} is ${sv.status} (${sv.state})`);
       }
     }

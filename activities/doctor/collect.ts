@@ -46,7 +46,8 @@ export interface DoctorDeps {
 export const PATRONI_JOURNAL_PATTERN =
   'Failed to get list of machines|DCS is not accessible|EtcdConnectionFailed|no action\\.|Lock owner:|acquired session lock|promoted self to leader';
 export const PATRONI_JOURNAL_LINES = 40;
-export const PATRONI_JOURNAL_SINCE = '-5min';
+/** Recent: the last few HA loops. (`-n` is not used: with `-g` journalctl prints newest first.) */
+export const PATRONI_JOURNAL_SINCE = '-2min';
 
 const ok = <T>(value: T): Observed<T> => ({ ok: true, value });
 const bad = <T>(error: unknown): Observed<T> => ({ ok: false, error: msg(error) });
@@ -158,8 +159,6 @@ function postgresCt(
             '-u',
             'patroni',
             `--since=${PATRONI_JOURNAL_SINCE}`,
-            '-n',
-            String(PATRONI_JOURNAL_LINES),
             '--no-pager',
             '-o',
             'short-iso',
@@ -170,7 +169,8 @@ function postgresCt(
         )
       )
         .split('\n')
-        .filter((l) => l.trim() !== '' && !l.startsWith('-- ')),
+        .filter((l) => l.trim() !== '' && !l.startsWith('-- '))
+        .slice(-PATRONI_JOURNAL_LINES),
     ),
     observe(async () => {
       const rows = await deps.postgres.pgSettings({
