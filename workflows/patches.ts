@@ -25,4 +25,6 @@ export const Patches = {
   deployBackupSynchronous: 'deploy-backup-synchronous',
   /** backup names its Barman backup after the workflow id and the run's start time (one per run). */
   backupNamePerRun: 'backup-name-per-run',
+  /** --dry-run (input.dryRun): the pre-checks, then the ordered plan per node; nothing else runs. */
+  dryRunPlans: 'dry-run-plans',
 } as const;
