@@ -113,7 +113,7 @@ async function limited<T>(fn: () => Promise<T>): Promise<T> {
 async function run(deps: DoctorDeps, vmid: number, argv: string[], okCodes = [0]): Promise<string> {
   const ct = deps.ct;
   if (!ct) throw new Error(deps.ctUnavailable ?? 'no Proxmox host connection');
-  const r = await limited(() => ct.exec(vmid, argv, { timeoutMs: deps.timeoutMs ?? 5000 }));
+  const r = await limited(() => ct.exec(vmid, argv, { timeoutMs: deps.timeoutMs ?? 15_000 }));
   if (!okCodes.includes(r.code))
     throw new Error(`${argv[0]} exited ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}`);
   return r.stdout;
@@ -209,7 +209,7 @@ async function patroniConfig(deps: DoctorDeps, inv: Inventory): Promise<Observed
   const errors: string[] = [];
   for (const target of restApis(inv)) {
     try {
-      const a = await deps.patroni.patroniGetConfig({ target, timeoutMs: deps.timeoutMs ?? 5000 });
+      const a = await deps.patroni.patroniGetConfig({ target, timeoutMs: deps.timeoutMs ?? 15_000 });
       if (a.status === 200 && a.body) return ok(a.body);
       errors.push(`${target.member}: ${a.status}`);
     } catch (err) {
