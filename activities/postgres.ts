@@ -344,6 +344,38 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
   }
 
   /**
+   * pg_hba_file_rules: what pg_hba.conf says now (what the next reload loads), one row per line,
+   * with the parse error of a bad line. The view is superuser-only by default.
+   */
+  async function pgHbaRules(conn: PgConn): Promise<PgHbaRule[]> {
+    return withClient(conn, async (c) => {
+      const r = await c.query<{
+        line_number: number;
+        type: string | null;
+        database: string[] | null;
+        user_name: string[] | null;
+        address: string | null;
+        netmask: string | null;
+        auth_method: string | null;
+        error: string | null;
+      }>(
+        `select line_number, type, database, user_name, address, netmask, auth_method, error
+           from pg_hba_file_rules order by line_number`,
+      );
+      return r.rows.map((x) => ({
+        lineNumber: x.line_number,
+        type: x.type ?? '',
+        database: x.database ?? [],
+        userName: x.user_name ?? [],
+        address: x.address,
+        netmask: x.netmask,
+        authMethod: x.auth_method ?? '',
+        error: x.error,
+      }));
+    });
+  }
+
+  /**
    * The oldest open transaction of a client backend (not this session), for the upgrade's
    * pre-check: a long transaction would hold a switchover's shutdown checkpoint.
    */
@@ -401,12 +433,25 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
     pgReadProbe,
     pgWaitRecovery,
     pgSettings,
+    pgHbaRules,
     pgOldestXact,
     pgCheckpoint,
   };
 }
 
 export type PostgresActivities = ReturnType<typeof createPostgresActivities>;
+
+/** One line of pg_hba.conf as pg_hba_file_rules shows it. */
+export interface PgHbaRule {
+  lineNumber: number;
+  type: string;
+  database: string[];
+  userName: string[];
+  address: string | null;
+  netmask: string | null;
+  authMethod: string;
+  error: string | null;
+}
 
 /** The oldest open transaction on a server (pgOldestXact). */
 export interface PgOldestXact {

@@ -28,7 +28,7 @@ import { approve, lockWorkflowId, progress, searchAttributeKeys } from '../workf
 import type { RunbookProgress } from '../workflows/messages';
 import type { smoke } from '../workflows/smoke';
 import type { deployCluster } from '../workflows/deploy-cluster';
-import type { failover, switchover } from '../workflows/switchover';
+import type { failover, HandoffReport, switchover } from '../workflows/switchover';
 import type { applyConfig, rollingRestart } from '../workflows/rolling-restart';
 import type { reinitReplica } from '../workflows/reinit';
 import { inventoryInput } from '../clients/inventory-input';
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
           operation: 'switchover',
           taskQueue: 'record-lab',
         });
-        const switched = await s.result();
+        const switched = (await s.result()) as HandoffReport;
         recorded.push(s);
         names.set(s.workflowId, `lab-switchover-${inventory.cluster}`);
         // The other released runbooks, each on the cluster as the previous one left it.

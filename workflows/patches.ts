@@ -27,4 +27,6 @@ export const Patches = {
   backupNamePerRun: 'backup-name-per-run',
   /** A run of an inventory with notify.webhook tells it: started, approval needed, paused, and how it ended. */
   notifyWebhook: 'notify-webhook',
+  /** --dry-run (input.dryRun): the pre-checks, then the ordered plan per node; nothing else runs. */
+  dryRunPlans: 'dry-run-plans',
 } as const;

@@ -10,13 +10,15 @@
  * Resumable: the reinitialize step looks at the member's postmaster start time and state before
  * acting, so a resumed run never re-clones twice.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ClusterSnapshot, RestartResult } from '../activities/maintenance';
 import type { InventoryInput } from '../runbooks/schema';
 import { Failures } from '../runbooks/failures';
 import { at, summarized } from './activity-options';
 import { invalidInput, inventoryOf } from './inventory';
+import { dryRunReport, type DryRunReport } from './dry-run';
+import { Patches } from './patches';
 import { runbook } from './steps';
 
 export interface ReinitInput {
@@ -25,6 +27,8 @@ export interface ReinitInput {
   member: string;
   /** Lag bound it must be back within (default maximum_lag_on_failover). */
   maxLagBytes?: number;
+  /** Run the pre-check, return the ordered plan; touch nothing. */
+  dryRun?: boolean;
 }
 
 export interface ReinitReport {
@@ -39,7 +43,7 @@ const check = summarized<Activities>('maintenance');
 /** The re-clone: POST + a bounded wait (heartbeats every second); the retry looks before it acts. */
 const long = summarized<Activities>('longWait');
 
-export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
+export async function reinitReplica(input: ReinitInput): Promise<ReinitReport | DryRunReport> {
   const inv = inventoryOf(input);
   const known = inv.nodes.postgres.map((n) => n.hostname);
   if (typeof input.member !== 'string' || !known.includes(input.member)) {
@@ -48,7 +52,9 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
     );
   }
   const member = input.member;
-  const plan = ['pre-check', 'marker row', 'reinitialize', 'marker row on the replica'];
+  // Only a run asked for a dry run takes this branch (older histories never carry dryRun).
+  const dry = input.dryRun === true && patched(Patches.dryRunPlans);
+  const plan = dry ? ['pre-check'] : ['pre-check', 'marker row', 'reinitialize', 'marker row on the replica'];
   return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'reinit', plan }, async (rb) => {
     const snap: ClusterSnapshot = await rb.step('pre-check', () =>
       check.maintenancePrecheck(`cluster ${inv.cluster} (${member} may be broken)`, {
@@ -64,6 +70,14 @@ export async function reinitReplica(input: ReinitInput): Promise<ReinitReport> {
           `then pgha reinit --member ${member}`,
         Failures.MaintenanceRefused,
       );
+    }
+    if (dry) {
+      return dryRunReport(inv.cluster, 'reinit', [
+        `pre-check passed: leader ${snap.leader}; ${member} is a replica`,
+        `marker row: one row written on leader ${at(inv, snap.leader)}`,
+        `reinitialize ${at(inv, member)}: POST /reinitialize (its data directory removed, cloned again from ${snap.leader}), then streaming within the lag bound`,
+        `marker row on the replica: the row read on ${at(inv, member)}`,
+      ]);
     }
     const before = snap.members.find((m) => m.name === member);
     const marker = await rb.step('marker row', () =>

@@ -28,6 +28,7 @@ import { invalidInput, inventoryOf } from './inventory';
 import { Patches } from './patches';
 import { scheduleProblem } from './schedule';
 import { recordHandoff } from './metrics';
+import { dryRunReport, type DryRunReport } from './dry-run';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -45,6 +46,8 @@ export interface SwitchoverInput {
    * runbook that holds the lock (rollingRestart's leader restart through a switchover).
    */
   lock?: boolean;
+  /** Run the pre-checks, return the ordered plan per node; touch nothing (no wait, no gate). */
+  dryRun?: boolean;
 }
 
 export interface FailoverInput {
@@ -53,6 +56,8 @@ export interface FailoverInput {
   candidate: string;
   /** Fail over even though a healthy leader exists (it is cut off). */
   force?: boolean;
+  /** Run the pre-checks, return the ordered plan per node; touch nothing. */
+  dryRun?: boolean;
 }
 
 export interface HandoffReport {
@@ -95,9 +100,27 @@ function scheduledMs(at: string | undefined): number | undefined {
   return t;
 }
 
-export async function switchover(input: SwitchoverInput): Promise<HandoffReport> {
+export async function switchover(input: SwitchoverInput): Promise<HandoffReport | DryRunReport> {
   const inv = inventoryOf(input);
   const at = scheduledMs(input.scheduledAt);
+  // Only a run asked for a dry run takes this branch (older histories never carry dryRun).
+  if (input.dryRun && patched(Patches.dryRunPlans)) {
+    return runbook({ cluster: inv.cluster, operation: 'switchover', plan: ['pre-checks'] }, async (rb) => {
+      const p = await rb.step('pre-checks', () =>
+        check.switchoverPrecheck(`switchover pre-checks (dry run): cluster ${inv.cluster}`, {
+          inv,
+          action: 'switchover',
+          candidate: input.candidate,
+        }),
+      );
+      return handoffPlan(inv, 'switchover', p, [
+        at !== undefined &&
+          `wait until ${input.scheduledAt} (a durable timer; the cluster is checked again then)`,
+        input.approvalTimeout !== undefined &&
+          `gate switchover: wait up to ${String(input.approvalTimeout)} for pgha approve, then re-check`,
+      ]);
+    });
+  }
   const plan: PlanEntry[] = ['pre-checks'];
   if (at !== undefined) plan.push('wait until scheduled');
   if (input.approvalTimeout) plan.push({ gate: 'switchover' });
@@ -158,10 +181,23 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport>
   );
 }
 
-export async function failover(input: FailoverInput): Promise<HandoffReport> {
+export async function failover(input: FailoverInput): Promise<HandoffReport | DryRunReport> {
   const inv = inventoryOf(input);
   if (typeof input.candidate !== 'string' || input.candidate === '') {
     invalidInput('candidate is missing: a failover needs the member to promote (pgha failover --to pgX)');
+  }
+  if (input.dryRun && patched(Patches.dryRunPlans)) {
+    return runbook({ cluster: inv.cluster, operation: 'failover', plan: ['pre-checks'] }, async (rb) => {
+      const p = await rb.step('pre-checks', () =>
+        check.switchoverPrecheck(`failover pre-checks (dry run): cluster ${inv.cluster}`, {
+          inv,
+          action: 'failover',
+          candidate: input.candidate,
+          force: input.force,
+        }),
+      );
+      return handoffPlan(inv, 'failover', p, []);
+    });
   }
   return runbook(
     {
@@ -195,6 +231,22 @@ export async function failover(input: FailoverInput): Promise<HandoffReport> {
       return report(p, cut, verify);
     },
   );
+}
+
+/** The dry run's plan: what the pre-checks saw, then each step on its node. */
+function handoffPlan(
+  inv: ReturnType<typeof inventoryOf>,
+  operation: 'switchover' | 'failover',
+  p: HandoffPlan,
+  waits: (string | false)[],
+): DryRunReport {
+  const haproxies = inv.nodes.haproxy.map((n) => n.hostname).join(', ');
+  return dryRunReport(inv.cluster, operation, [
+    `pre-checks passed: leader ${p.leader ?? '(none)'} on timeline ${p.timeline}; candidate ${p.candidate}${p.chosen ? ' (chosen: the fit replica with the least lag)' : ''}${p.forced ? ' (forced)' : ''}`,
+    ...waits,
+    `hand-off on ${onNode(inv, p.candidate)}: ${postSummary(p)}; ${p.leader ? `${p.leader} cut in HAProxy ${haproxies} as it stops` : 'no leader to cut'}; writes routed to ${p.candidate} in HAProxy ${haproxies} once it is writable`,
+    `verify: ${verifySummary(p)}`,
+  ]);
 }
 
 /** `POST /switchover pg102 → pg103`: the timeline's summary of the hand-off. */

@@ -10,6 +10,7 @@ import * as upgrade from './upgrade';
 import { register as registerLab } from './lab';
 import { register as registerSecrets } from './secrets';
 import { register as registerStatus } from './status';
+import { register as registerDoctor } from './doctor';
 import { register as registerValidate } from './validate';
 import { register as registerEtcd } from './etcd';
 import * as upgradePatroni from './upgrade-patroni';
@@ -32,6 +33,7 @@ export function registerCommands(program: Command): void {
   registerValidate(program);
   registerSecrets(program);
   registerStatus(program);
+  registerDoctor(program);
   deploy.register(program);
   switchover.register(program);
   maintenance.register(program);

@@ -15,6 +15,7 @@ import { ConfigKeyError, classifyConfig } from '../../runbooks/patroni-config';
 import type { ConfigValue } from '../../runbooks/patroni-config';
 import type { Inventory } from '../../runbooks/schema';
 import type { reinitReplica, ReinitReport } from '../../workflows/reinit';
+import { isDryRun, type DryRunReport } from '../../workflows/dry-run';
 import type {
   ApplyConfigReport,
   RestartReport,
@@ -198,24 +199,27 @@ export function register(program: Command): void {
     )
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .requiredOption('--member <name>', 'the replica, e.g. pg103')
+    .option('--dry-run', 'run the pre-check and print the ordered plan; touch nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action(async (o: { cluster: string; member: string; wait: boolean }) => {
+    .action(async (o: { cluster: string; member: string; dryRun?: boolean; wait: boolean }) => {
       try {
         await withClient(async (client) => {
           const { input, inventory } = await inventoryInput(o.cluster);
           checkMembers(inventory, [o.member]);
           const handle = await startRunbook<typeof reinitReplica>(client, {
             workflow: 'reinitReplica',
-            args: [{ inventory: input, member: o.member }],
+            args: [{ inventory: input, member: o.member, dryRun: o.dryRun }],
             cluster: inventory.cluster,
             operation: 'reinit',
           });
-          await follow(client, handle, o.wait, (r: ReinitReport) =>
-            [
-              `${r.member} re-initialised from ${r.leader}: ${r.reinit.action === 'restarted' ? 're-cloned' : 'found re-cloned already (resumed run)'}` +
-                `, lag ${r.reinit.lagBytes ?? '?'} B, postmaster ${r.reinit.postmasterBefore ?? '?'} → ${r.reinit.postmasterAfter ?? '?'}`,
-              `marker row ${r.markerRow} written on ${r.leader} before is on ${r.member}`,
-            ].join('\n'),
+          await follow(client, handle, o.wait, (r: ReinitReport | DryRunReport) =>
+            isDryRun(r)
+              ? r.plan.map((l, i) => `  ${i + 1}. ${l}`).join('\n')
+              : [
+                  `${r.member} re-initialised from ${r.leader}: ${r.reinit.action === 'restarted' ? 're-cloned' : 'found re-cloned already (resumed run)'}` +
+                    `, lag ${r.reinit.lagBytes ?? '?'} B, postmaster ${r.reinit.postmasterBefore ?? '?'} → ${r.reinit.postmasterAfter ?? '?'}`,
+                  `marker row ${r.markerRow} written on ${r.leader} before is on ${r.member}`,
+                ].join('\n'),
           );
         });
       } catch (err) {

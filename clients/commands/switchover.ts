@@ -54,6 +54,7 @@ export function register(program: Command): void {
     )
     .option('--approve', 'stop at gate `switchover` until `pgha approve <id> --gate switchover --by NAME`')
     .option('--approval-timeout <duration>', 'how long the gate waits for a decision', '1h')
+    .option('--dry-run', 'run the pre-checks and print the ordered plan per node; touch nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
     .action(
       async (o: {
@@ -62,6 +63,7 @@ export function register(program: Command): void {
         at?: string;
         approve?: boolean;
         approvalTimeout: string;
+        dryRun?: boolean;
         wait: boolean;
       }) => {
         if (o.at !== undefined && Number.isNaN(Date.parse(o.at))) {
@@ -89,6 +91,7 @@ export function register(program: Command): void {
                 candidate: o.to,
                 scheduledAt: o.at === undefined ? undefined : new Date(o.at).toISOString(),
                 approvalTimeout: o.approve ? (o.approvalTimeout as Duration) : undefined,
+                dryRun: o.dryRun,
               },
             ],
             cluster: inventory.cluster,
@@ -108,13 +111,14 @@ export function register(program: Command): void {
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .requiredOption('--to <member>', 'the replica to promote')
     .option('--force', 'fail over even though a healthy leader exists')
+    .option('--dry-run', 'run the pre-checks and print the ordered plan; touch nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action(async (o: { cluster: string; to: string; force?: boolean; wait: boolean }) => {
+    .action(async (o: { cluster: string; to: string; force?: boolean; dryRun?: boolean; wait: boolean }) => {
       await withClient(async (client) => {
         const { input, inventory } = await inventoryInput(o.cluster);
         const handle = await startRunbook<typeof failover>(client, {
           workflow: 'failover',
-          args: [{ inventory: input, candidate: o.to, force: o.force }],
+          args: [{ inventory: input, candidate: o.to, force: o.force, dryRun: o.dryRun }],
           cluster: inventory.cluster,
           operation: 'failover',
         });

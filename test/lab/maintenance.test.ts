@@ -30,7 +30,7 @@ import { startRunbook } from '../../clients/runbook';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import { progress } from '../../workflows/messages';
-import type { reinitReplica } from '../../workflows/reinit';
+import type { ReinitReport, reinitReplica } from '../../workflows/reinit';
 import type { applyConfig, rollingRestart } from '../../workflows/rolling-restart';
 import { errorMessage } from '../../workflows/steps';
 import { inCt, sqlAs, LabWriter, MEMBER_STREAMING, refused, waitHealthyDirect } from '../helpers/lab-direct';
@@ -458,7 +458,7 @@ void test(
     await worker.kill();
     worker = startWorker('worker-3');
     await ready(worker);
-    const r = await h.result();
+    const r = (await h.result()) as ReinitReport;
     assert.equal(r.member, target);
     assert.equal(r.leader, leader);
     assert.equal(count('reinitMember'), calls0 + 2, 'the step in flight was retried by the new worker');

@@ -19,6 +19,7 @@ import type { InventoryInput } from '../../runbooks/schema';
 import { progress } from '../../workflows/messages';
 import type { RunbookProgress } from '../../workflows/messages';
 import type { ReinitReport } from '../../workflows/reinit';
+import type { DryRunReport } from '../../workflows/dry-run';
 import type { ApplyConfigReport, RestartReport } from '../../workflows/rolling-restart';
 import { errorMessage } from '../../workflows/steps';
 import { repoRoot } from '../helpers/local-common';
@@ -459,6 +460,34 @@ void describe('reinitReplica', () => {
     assert.equal(m.calls[2]!.args.postmasterBefore, member('pg104', 'replica').postmasterStartTime);
     assert.deepEqual(m.calls[3]!.args, { inv: m.calls[3]!.args.inv, member: 'pg104', id: '42' });
     assert.equal(result.markerRow, '42');
+  });
+
+  void test('--dry-run: only the read-only pre-check runs; the plan names each step on its node', async () => {
+    const m = mock({ snap: snapshot('pg102') });
+    const { result } = await run<DryRunReport>(m, 'reinitReplica', {
+      inventory: inventory(uniqueId('c')),
+      member: 'pg104',
+      dryRun: true,
+    });
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['maintenancePrecheck'],
+    );
+    assert.equal(result?.outcome, 'dry-run');
+    assert.deepEqual(
+      result.plan.map((l) => l.split(':')[0]),
+      ['pre-check passed', 'marker row', 'reinitialize pg104 (CT 104)', 'marker row on the replica'],
+    );
+    assert.match(result.plan[2]!, /cloned again from pg102/);
+    // The leader is refused in a dry run as in a real one.
+    const l = mock({ snap: snapshot('pg104') });
+    const r = await run(l, 'reinitReplica', {
+      inventory: inventory(uniqueId('c')),
+      member: 'pg104',
+      dryRun: true,
+    });
+    assert.equal(r.error?.type, Failures.MaintenanceRefused);
+    assert.deepEqual(touched(l.calls), []);
   });
 
   void test('refuses the leader (naming the fix) and an unknown member, touching nothing', async () => {

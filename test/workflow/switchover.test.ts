@@ -26,6 +26,7 @@ import { createSwitchoverActivities } from '../../activities/switchover';
 import type { CutoverResult, RuntimeSessions } from '../../activities/switchover';
 import type { InventoryInput } from '../../runbooks/schema';
 import type { failover, HandoffReport, switchover } from '../../workflows/switchover';
+import type { DryRunReport } from '../../workflows/dry-run';
 import { errorMessage } from '../../workflows/steps';
 import { approve, progress } from '../../workflows/messages';
 import { repoRoot, waitFor } from '../helpers/local-common';
@@ -798,7 +799,7 @@ void test('--approve: nothing is touched before the gate is approved; then re-ch
     assert.deepEqual(fake.posts, [], 'no POST before approval');
     assert.deepEqual(fake.commands, [], 'HAProxy untouched before approval');
     await h.executeUpdate(approve, { args: [{ gate: 'switchover', approver: 'test' }] });
-    const res = await h.result();
+    const res = (await h.result()) as HandoffReport;
     const steps = (await h.query(progress)).steps.map((s) => `${s.name}:${s.status}`);
     assert.deepEqual(steps, [
       'pre-checks:completed',
@@ -819,4 +820,56 @@ void test('--at: a durable timer; the hand-off starts only at that time', async 
   const r = await run(fake, 'switchover', { candidate: 'pg103', scheduledAt: at.toISOString() });
   assert.equal(r.to, 'pg103');
   assert.ok(r.timings.postedAt! >= at.getTime(), `POST at ${r.timings.postedAt}, scheduled ${at.getTime()}`);
+});
+
+/** A dry run: its result and the activity types its history scheduled. */
+async function runDry(fake: FakeCluster, workflow: 'switchover' | 'failover', args: object) {
+  const taskQueue = uniqueId('sw');
+  const cluster = uniqueId('sw');
+  const worker = await createTestWorker(env, { taskQueue, activities: fake.activities() });
+  return worker.runUntil(async () => {
+    const h = await startRunbook<typeof switchover>(env.client, {
+      workflow,
+      args: [{ inventory: labInput(cluster), dryRun: true, ...args }] as Parameters<typeof switchover>,
+      cluster,
+      operation: workflow,
+      taskQueue,
+    });
+    const result = (await h.result()) as unknown as DryRunReport;
+    const history = await env.client.workflow.getHandle(h.workflowId).fetchHistory();
+    const scheduled = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter((n): n is string => Boolean(n));
+    return { result, scheduled };
+  });
+}
+
+void test('--dry-run: only the read-only pre-check is scheduled; the plan names each step on its node; nothing touched', async () => {
+  const fake = new FakeCluster();
+  const { result, scheduled } = await runDry(fake, 'switchover', {
+    candidate: 'pg104',
+    approvalTimeout: '1h',
+  });
+  assert.deepEqual(scheduled, ['switchoverPrecheck']);
+  assert.equal(result.outcome, 'dry-run');
+  assert.equal(result.operation, 'switchover');
+  assert.match(result.plan[0]!, /^pre-checks passed: leader pg102 on timeline 1; candidate pg104$/);
+  assert.match(result.plan[1]!, /^gate switchover: wait up to 1h for pgha approve, then re-check$/);
+  assert.match(
+    result.plan[2]!,
+    /^hand-off on pg104 \(CT 104\): POST \/switchover pg102 → pg104; pg102 cut in HAProxy haproxy1, haproxy2/,
+  );
+  assert.match(result.plan[3]!, /^verify: pg104 leads on timeline 2, pg102 rejoins/);
+  assert.equal(result.plan.length, 4);
+  assert.deepEqual(fake.posts, []);
+  assert.deepEqual(fake.commands, []);
+  assert.equal(fake.leader(), 'pg102');
+
+  // failover: the same, and a refused pre-check is still a refusal (a dry run says no as the real one would).
+  const f = await runDry(fake, 'failover', { candidate: 'pg103', force: true });
+  assert.deepEqual(f.scheduled, ['switchoverPrecheck']);
+  assert.match(f.result.plan.join('\n'), /POST \/failover pg102 → pg103/);
+  assert.deepEqual(fake.posts, []);
+  await assert.rejects(runDry(fake, 'failover', { candidate: 'pg103' }), WorkflowFailedError);
+  assert.deepEqual(fake.commands, []);
 });
