@@ -62,6 +62,15 @@ export const Failures = {
   DrillFailed: 'DrillFailed',
   /** The guardian saw a new leader key holder that did not take writes in time (activities/guardian). */
   GuardianRouteTimeout: 'GuardianRouteTimeout',
+  // The major upgrade (workflows/upgrade-major.ts):
+  /** Its pre-check said no (pg_upgrade --check, an extension, a member behind): nothing was changed. */
+  MajorUpgradeRefused: 'MajorUpgradeRefused',
+  /** A step did not end as asked (the workflow rolls back to the old major if before the point of no return). */
+  MajorUpgradeFailed: 'MajorUpgradeFailed',
+  /** Failed before the point of no return: the old major was brought back and serves. */
+  MajorUpgradeRolledBack: 'MajorUpgradeRolledBack',
+  /** Failed after the new cluster started: no way back to the old major; the message says where it stands. */
+  MajorUpgradePastPoint: 'MajorUpgradePastPoint',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];
@@ -77,4 +86,5 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.InvalidInventory,
   Failures.EtcdRefused,
   Failures.PatroniUpgradeRefused,
+  Failures.MajorUpgradeRefused,
 ];
