@@ -8,6 +8,7 @@
 import { posix } from 'node:path';
 import type { Inventory } from '../../runbooks/schema';
 import { ensureDir, probe, run } from '../nodes/shell';
+import { keepBeating } from '../poll';
 import { asPg, bin, controlData, exists, memberCt, psql, refuse } from './common';
 import type { MajorCheckResult, MajorDeps } from './types';
 
@@ -107,26 +108,30 @@ export async function majorCheck(deps: MajorDeps, args: MajorLeaderArgs): Promis
       `extension(s) ${missing.join(', ')} are installed in the old cluster but not available in PostgreSQL ${next.versions.postgresql} (${shareDir}/extension): install them into the new build first`,
     );
 
-  const check = await probe(
-    ct,
-    asPg(next, [
-      bin(next, 'pg_upgrade'),
-      '--check',
-      '--link',
-      '-b',
-      pg.binDir,
-      '-B',
-      next.postgresql.binDir,
-      '-d',
-      oldData,
-      '-D',
-      newData,
-      '-U',
-      pg.superuser,
-      '-p',
-      String(inv.ports.postgresql),
-    ]),
-    600_000,
+  // pg_upgrade --check reads every database's catalog: heartbeat through it.
+  const check = await keepBeating(
+    probe(
+      ct,
+      asPg(next, [
+        bin(next, 'pg_upgrade'),
+        '--check',
+        '--link',
+        '-b',
+        pg.binDir,
+        '-B',
+        next.postgresql.binDir,
+        '-d',
+        oldData,
+        '-D',
+        newData,
+        '-U',
+        pg.superuser,
+        '-p',
+        String(inv.ports.postgresql),
+      ]),
+      600_000,
+    ),
+    { leader, step: 'pg_upgrade --check' },
   );
   const tail = `${check.stdout}\n${check.stderr}`.trim().split('\n').slice(-12).join('\n');
   if (check.code !== 0)

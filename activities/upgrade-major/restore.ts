@@ -13,6 +13,7 @@
 import { posix } from 'node:path';
 import { PG_UPGRADE_UNIT, asPg, bin, exists, fail, memberCt, pgRunning } from './common';
 import { probe, run } from '../nodes/shell';
+import { keepBeating } from '../poll';
 import type { MajorLeaderArgs } from './check';
 import type { Inventory } from '../../runbooks/schema';
 import type { MajorDeps } from './types';
@@ -26,7 +27,10 @@ export async function majorRestoreOld(
   const oldData = inv.postgresql.dataDir;
   const newData = next.postgresql.dataDir;
   const restored: string[] = [];
-  await probe(ct, ['systemctl', 'stop', PG_UPGRADE_UNIT], 120_000);
+  await keepBeating(probe(ct, ['systemctl', 'stop', PG_UPGRADE_UNIT], 120_000), {
+    leader,
+    step: 'stop pg_upgrade',
+  });
   await probe(ct, ['systemctl', 'reset-failed', PG_UPGRADE_UNIT]);
   if ((await exists(ct, `${newData}/patroni.dynamic.json`)) || (await pgRunning(ct, next, newData)))
     fail(
