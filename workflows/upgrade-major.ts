@@ -169,6 +169,8 @@ export async function upgradeMajor(input: UpgradeMajorInput): Promise<UpgradeMaj
 
 class MajorUpgrade {
   private readonly members: string[];
+  /** When the stop began: writes are refused from there until the new leader is up. */
+  private stopAt?: number;
   constructor(
     private readonly rb: Runbook,
     private readonly inv: Inventory,
@@ -192,7 +194,7 @@ class MajorUpgrade {
         node: pre.leader,
       });
       await rb.step('pause', () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: true }));
-      report.downMs = Date.now();
+      this.stopAt = Date.now();
       await rb.step('stop', () => act.majorStop(`cluster ${inv.cluster}`, { inv, leader: pre.leader }));
       if (input.approve) await rb.approval('pg_upgrade', { timeout: input.approvalTimeout ?? '1h' });
       report.pgUpgrade = await rb.step(
@@ -277,7 +279,7 @@ class MajorUpgrade {
         },
         { node: leader },
       );
-      if (report.downMs !== undefined) report.downMs = Date.now() - report.downMs;
+      if (this.stopAt !== undefined) report.downMs = Date.now() - this.stopAt;
       for (const r of pre.replicas) {
         step = `re-clone ${r}`;
         await rb.step(

@@ -49,7 +49,8 @@ export async function majorPgUpgrade(deps: MajorDeps, args: MajorLeaderArgs): Pr
     (await controlData(ct, next, newData))?.['Database cluster state'] === 'shut down';
 
   let unit = await unitOf(ct);
-  if (!unit || unit.sub !== 'running') {
+  const joined = unit?.sub === 'running';
+  if (!joined) {
     if (await done()) return { action: 'already-done', tookMs: Date.now() - started };
     if (unit?.active === 'failed' || unit?.sub === 'exited')
       fail(
@@ -97,5 +98,5 @@ export async function majorPgUpgrade(deps: MajorDeps, args: MajorLeaderArgs): Pr
     fail(
       `pg_upgrade on ${leader} failed (unit ${PG_UPGRADE_UNIT}: ${unit?.active ?? '?'}/${unit?.result ?? '?'}):\n${await journal(ct)}`,
     );
-  return { action: 'ran', tookMs: Date.now() - started };
+  return { action: joined ? 'joined' : 'ran', tookMs: Date.now() - started };
 }

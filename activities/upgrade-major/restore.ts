@@ -13,7 +13,8 @@
 import { posix } from 'node:path';
 import { PG_UPGRADE_UNIT, asPg, bin, exists, fail, memberCt, pgRunning } from './common';
 import { probe, run } from '../nodes/shell';
-import { keepBeating } from '../poll';
+import { keepBeating, pollUntil } from '../poll';
+import { patroniOf } from '../maintenance/common';
 import type { MajorLeaderArgs } from './check';
 import type { Inventory } from '../../runbooks/schema';
 import type { MajorDeps } from './types';
@@ -76,5 +77,17 @@ export async function majorStartOld(
     await run(ct, ['systemctl', 'start', 'patroni'], 180_000);
     started.push('patroni');
   }
+  // Post-check: its REST API answers (the resume that follows goes through it).
+  await pollUntil(
+    { what: `${member}'s Patroni REST API answering`, timeoutMs: 120_000, intervalMs: 500 },
+    async () => {
+      const st = await patroniOf(deps, inv, member);
+      return {
+        done: st !== null,
+        value: undefined,
+        describe: st ? `state ${st.state ?? '?'}` : 'not answering',
+      };
+    },
+  );
   return { started };
 }

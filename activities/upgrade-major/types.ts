@@ -43,8 +43,11 @@ export interface MajorStopResult {
 }
 
 export interface MajorPgUpgradeResult {
-  /** ran: pg_upgrade ran in this call; already-done: a completed pg_upgrade was found (never run twice). */
-  action: 'ran' | 'already-done';
+  /**
+   * ran: started and finished in this call; joined: an earlier attempt's pg_upgrade was found
+   * running and waited for; already-done: a finished one was found. Never started twice.
+   */
+  action: 'ran' | 'joined' | 'already-done';
   tookMs: number;
 }
 
