@@ -112,7 +112,7 @@ void test(
     );
 
     assert.equal(await servesOn(17), leader, 'the same leader');
-    assert.equal(lab.sh(leader, 'ls', '/var/lib/pgsql'), '17', 'the new data directory removed');
+    assert.equal(lab.sh(leader, 'ls', '/var/lib/pgsql/18'), '', 'the new data directory removed');
     lab.sh(leader, 'test', '-f', '/var/lib/pgsql/17/data/global/pg_control');
   },
 );
@@ -129,7 +129,13 @@ void test(
     const writer = await new LabWriter(t.inv, 'major_writer', haproxy().ip).start();
     try {
       const h = await start();
-      await killAt(t.worker, 'pg_upgrade running', 120_000, () => stepIs(h, 'pg_upgrade', 'running'), 200);
+      // Seen in the CT, not through a query: killAt asks again while the worker is frozen.
+      const pgUpgradeRuns = () =>
+        Promise.resolve(
+          inCt(vmidOf(leader), ['systemctl', 'show', '-p', 'SubState', 'pgha-pg-upgrade']).trim() ===
+            'SubState=running',
+        );
+      await killAt(t.worker, 'pg_upgrade running', 180_000, pgUpgradeRuns, 200);
       const w2 = t.startWorker('worker-2');
       await workerReady(w2, 120_000);
       const report = await h.result();
