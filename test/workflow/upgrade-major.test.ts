@@ -130,7 +130,10 @@ function norm(calls: string[]): string[] {
   let run: string[] = [];
   const name = (c: string) => c.split(' ')[0];
   for (const c of calls) {
-    if (run.length && name(run[0]!) !== name(c)) (out.push(...run.sort()), (run = []));
+    if (run.length && name(run[0]!) !== name(c)) {
+      out.push(...run.sort());
+      run = [];
+    }
     run.push(c);
   }
   return [...out, ...run.sort()];
