@@ -18,6 +18,7 @@ import { createEtcdOpsActivities } from './etcd-ops';
 import { createEtcdAdmin } from './etcd';
 import { createPatroniUpgradeActivities } from './upgrade-patroni';
 import { createUpgradeActivities } from './upgrade';
+import { createMajorUpgradeActivities } from './upgrade-major';
 import { createBackupActivities } from './backup';
 import { createRestoreActivities } from './restore';
 import { createGuardianActivities } from './guardian';
@@ -41,6 +42,14 @@ export function createActivities(deps: ActivityDeps) {
     createHaproxyActivities({ runner: runnerFromCtExec(await proxmox.get(inv.proxmox)) });
   const statusFor = async (inv: Inventory) =>
     createStatusActivities({ etcd, patroni, postgres, haproxy: await haproxyFor(inv) });
+  const upgradeDeps = {
+    patroni,
+    postgres,
+    etcd,
+    shellFor: (s: Inventory['proxmox']) => proxmox.get(s),
+    haproxyFor,
+    haproxyRunner: async (inv: Inventory) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
+  };
   return aliveWhileRunning({
     ...createSmokeActivities({ stateDir: deps.stateDir }),
     ...etcd,
@@ -52,14 +61,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createMaintenanceActivities({ patroni, postgres, etcd }),
     ...createEtcdOpsActivities({ etcd, admin: createEtcdAdmin(), patroni, hostFor: (s) => proxmox.get(s) }),
     ...createPatroniUpgradeActivities({ patroni, postgres, etcd, shellFor: (s) => proxmox.get(s) }),
-    ...createUpgradeActivities({
-      patroni,
-      postgres,
-      etcd,
-      shellFor: (s) => proxmox.get(s),
-      haproxyFor,
-      haproxyRunner: async (inv) => runnerFromCtExec(await proxmox.get(inv.proxmox)),
-    }),
+    ...createUpgradeActivities(upgradeDeps),
+    ...createMajorUpgradeActivities(upgradeDeps),
     ...createBackupActivities({ shellFor: (section) => proxmox.get(section), patroni }),
     ...createRestoreActivities({
       shellFor: (section) => proxmox.get(section),

@@ -71,6 +71,15 @@ export const Failures = {
   NotifyWebhookInvalid: 'NotifyWebhookInvalid',
   /** The webhook refused the message (4xx other than 408/429: revoked, wrong URL). */
   NotifyWebhookRefused: 'NotifyWebhookRefused',
+  // The major upgrade (workflows/upgrade-major.ts):
+  /** Its pre-check said no (pg_upgrade --check, an extension, a member behind): nothing was changed. */
+  MajorUpgradeRefused: 'MajorUpgradeRefused',
+  /** A step did not end as asked (the workflow rolls back to the old major if before the point of no return). */
+  MajorUpgradeFailed: 'MajorUpgradeFailed',
+  /** Failed before the point of no return: the old major was brought back and serves. */
+  MajorUpgradeRolledBack: 'MajorUpgradeRolledBack',
+  /** Failed after the new cluster started: no way back to the old major; the message says where it stands. */
+  MajorUpgradePastPoint: 'MajorUpgradePastPoint',
 } as const;
 
 export type FailureType = (typeof Failures)[keyof typeof Failures];
@@ -87,4 +96,5 @@ export const REFUSAL_TYPES: readonly FailureType[] = [
   Failures.InvalidInventory,
   Failures.EtcdRefused,
   Failures.PatroniUpgradeRefused,
+  Failures.MajorUpgradeRefused,
 ];

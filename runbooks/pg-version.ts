@@ -62,3 +62,66 @@ export function upgradeProblem(member: string, fromNum: number, toNum: number): 
   }
   return null;
 }
+
+/**
+ * The build a major upgrade goes to: `--to 18` → the newest 18.x build the install source has,
+ * `--to 18.6` → exactly that one; undefined when there is none.
+ */
+export function findMajorBuild(builds: readonly PgBuild[], to: string): PgBuild | undefined {
+  if (/^\d{1,3}$/.test(to.trim())) {
+    const major = Number(to.trim());
+    return builds
+      .filter((b) => Math.floor((pgVersionNum(b.version) ?? 0) / 10000) === major)
+      .sort((a, b) => pgVersionNum(b.version)! - pgVersionNum(a.version)!)[0];
+  }
+  return findPgBuild(builds, to);
+}
+
+/** A path with the segment naming major `from` (`17`, `pgsql-17`) naming `to` instead; null when none does. */
+export function swapMajor(path: string, from: number, to: number): string | null {
+  let swapped = false;
+  const out = path.split('/').map((seg) => {
+    const m = /^((?:pgsql|postgresql|postgres|pg)[-_]?)?(\d{1,2})((?:\.\d+){0,2})$/.exec(seg);
+    if (!m || Number(m[2]) !== from) return seg;
+    swapped = true;
+    return `${m[1] ?? ''}${to}`;
+  });
+  return swapped ? out.join('/') : null;
+}
+
+/**
+ * The inventory as it is after a major upgrade to `build` (18.6.0), pure: versions.postgresql the
+ * new build, postgresql.binDir / dataDir the same layout with the new major (/usr/pgsql-17/bin →
+ * /usr/pgsql-18/bin, /var/lib/pgsql/17/data → /var/lib/pgsql/18/data): the new data directory
+ * beside the old, on the same file system, as pg_upgrade --link needs. Throws naming the field
+ * when a directory does not say its major (the new one could not be put beside it).
+ */
+export function majorTargetInput<T extends MajorInventoryShape>(input: T, build: string): T {
+  const from = parsePgVersion(String(input.versions?.postgresql ?? ''));
+  const to = parsePgVersion(build);
+  if (!from || !to)
+    throw new Error(`versions.postgresql ${String(input.versions?.postgresql)}: not a version`);
+  const pg = { ...(input.postgresql ?? {}) };
+  for (const k of ['binDir', 'dataDir'] as const) {
+    const v = pg[k];
+    if (typeof v !== 'string') continue; // the default follows versions.postgresql
+    const swapped = swapMajor(v, from.major, to.major);
+    if (swapped === null)
+      throw new Error(
+        `postgresql.${k} ${v} names no PostgreSQL ${from.major} directory: the new one cannot be placed beside it; ` +
+          `use the layout /usr/pgsql-<major>/bin and /var/lib/pgsql/<major>/data, or omit ${k}`,
+      );
+    pg[k] = swapped;
+  }
+  return {
+    ...input,
+    versions: { ...input.versions, postgresql: `${to.major}.${to.minor}` },
+    postgresql: pg,
+  };
+}
+
+/** The parts of an inventory (raw or parsed) a major upgrade changes. */
+export interface MajorInventoryShape {
+  versions?: { postgresql?: unknown };
+  postgresql?: { binDir?: unknown; dataDir?: unknown };
+}

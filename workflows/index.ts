@@ -8,6 +8,7 @@ export { reinitReplica } from './reinit';
 export { etcdRestart, etcdMaintain, etcdSnapshot, patroniDcsClean } from './etcd';
 export { upgradePatroni } from './upgrade-patroni';
 export { upgradePostgresql } from './upgrade-postgresql';
+export { upgradeMajor } from './upgrade-major';
 export { backup } from './backup';
 export { clusterGuardian, failoverObserved } from './guardian';
 export { etcdReplace } from './etcd-replace';

@@ -2,6 +2,7 @@
  * `pgha upgrade <component>`: the rolling upgrade runbooks, with live step progress.
  *
  *   pgha upgrade postgresql --cluster FILE --to 18.6 [--dry-run] [--approve] [--max-lag 10MiB] [--max-xact-age 15s]
+ *   pgha upgrade postgresql --cluster FILE --to 18 --major [--dry-run] [--approve]   (pg_upgrade: ./upgrade-major.ts)
  *
  * The hook for other components (`pgha upgrade patroni`): `upgradeCommand(program)` returns the one
  * `upgrade` command group (made on first use), `upgradeOptions(cmd)` adds the options every upgrade
@@ -20,6 +21,7 @@ import { withClient } from '../connection';
 import { inventoryInput } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
+import { upgradeMajorCommand } from './upgrade-major';
 
 export class UpgradeUsageError extends Error {}
 
@@ -66,6 +68,8 @@ export interface UpgradeCliOptions {
   maxLag: string;
   maxXactAge: string;
   wait: boolean;
+  /** `upgrade postgresql --major`: pg_upgrade to the next major (workflows/upgrade-major.ts). */
+  major?: boolean;
 }
 
 export function upgradeOptions(cmd: Command): Command {
@@ -170,14 +174,29 @@ export function register(program: Command): void {
       .description(
         'rolling PostgreSQL minor upgrade: replicas one at a time (out of the read port, new build beside the old, restart, back), one switchover, the old leader last',
       ),
-  ).action(async (o: UpgradeCliOptions) => {
-    if (pgVersionNum(o.to) === null) {
-      console.error(
-        `pgha: --to ${JSON.stringify(o.to)} is not a PostgreSQL minor version: use e.g. --to 18.6`,
-      );
-      process.exitCode = 2;
-      return;
-    }
-    await runUpgrade('upgradePostgresql', 'postgresql', o);
-  });
+  )
+    .option(
+      '--major',
+      'a major upgrade with pg_upgrade --link (--to 18): the cluster stops; gate `pg_upgrade` with --approve',
+    )
+    .action(async (o: UpgradeCliOptions) => {
+      if (o.major) {
+        try {
+          await upgradeMajorCommand(o);
+        } catch (err) {
+          if (!(err instanceof UpgradeUsageError)) throw err;
+          console.error(`pgha: ${err.message}`);
+          process.exitCode = 2;
+        }
+        return;
+      }
+      if (pgVersionNum(o.to) === null) {
+        console.error(
+          `pgha: --to ${JSON.stringify(o.to)} is not a PostgreSQL minor version: use e.g. --to 18.6`,
+        );
+        process.exitCode = 2;
+        return;
+      }
+      await runUpgrade('upgradePostgresql', 'postgresql', o);
+    });
 }

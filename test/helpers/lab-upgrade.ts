@@ -217,16 +217,24 @@ export class StartTimes {
   }
 }
 
-/** The setup of an upgrade lab test file: the cluster deployed, on 18.4, healthy; a worker process. */
-export async function upgradeLabSetup(prefix: string) {
+/**
+ * The setup of an upgrade lab test file: the cluster deployed, healthy, and prepared (default: on
+ * 18.4); a worker process. `inventory` defaults to LAB (the major upgrade's test uses lab17.yaml).
+ */
+export async function upgradeLabSetup(
+  prefix: string,
+  /** fresh: CTs just made from the base image (no HAProxy yet whose drains to undo). */
+  opts: { inventory?: string; fresh?: boolean; prepare?: (lab: LabCluster) => Promise<void> } = {},
+) {
+  const file = opts.inventory ?? LAB;
   execFileSync(
     process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), 'secrets', 'init', '--cluster', LAB],
+    ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), 'secrets', 'init', '--cluster', file],
     { cwd: repoRoot, timeout: 60_000 },
   );
-  const { input, inventory: inv } = await inventoryInput(LAB);
+  const { input, inventory: inv } = await inventoryInput(file);
   const lab = labCluster(inv);
-  lab.resetDrains();
+  if (!opts.fresh) lab.resetDrains();
   const env: TestWorkflowEnvironment = await startTestServer();
   const taskQueue = uniqueId(prefix);
   const countDir = mkdtempSync(join(tmpdir(), 'pgha-count-'));
@@ -248,7 +256,7 @@ export async function upgradeLabSetup(prefix: string) {
   });
   await d.result();
   await lab.healthy();
-  await lab.backTo184();
+  await (opts.prepare ? opts.prepare(lab) : lab.backTo184());
 
   /** The pgha CLI against this test's server and task queue. */
   const pgha = (...args: string[]): { status: number | null; out: string } => {

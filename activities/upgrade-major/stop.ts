@@ -1,0 +1,89 @@
+/**
+ * majorStop: the whole cluster down, cleanly, with Patroni paused (its service stops without
+ * touching PostgreSQL, and nothing starts it again): Patroni's service on every member, then the
+ * leader's PostgreSQL (a fast shutdown writes the shutdown checkpoint and sends it to the
+ * replicas), then each replica once it has replayed that checkpoint. The post-check: every member
+ * stopped cleanly at the same "Latest checkpoint location" — so the old cluster can come back as it
+ * was (the rollback) and nothing the leader wrote is missing on a replica. The PostgreSQL manual's
+ * pg_upgrade "verify standby servers" step; the leader goes down first, else the replicas could
+ * not have its shutdown checkpoint. Converges: members already stopped are only checked.
+ */
+import { memberNames } from '../../runbooks/topology';
+import { run } from '../nodes/shell';
+import { patroniOf } from '../maintenance/common';
+import { pollUntil } from '../poll';
+import { asPg, bin, controlData, fail, lsnNum, memberCt, pgRunning, psql } from './common';
+import type { MajorLeaderArgs } from './check';
+import type { MajorDeps, MajorStopResult } from './types';
+
+const CKPT = 'Latest checkpoint location';
+
+export async function majorStop(
+  deps: MajorDeps,
+  args: Omit<MajorLeaderArgs, 'next'>,
+): Promise<MajorStopResult> {
+  const { inv, leader } = args;
+  const names = memberNames(inv);
+  const replicas = names.filter((m) => m !== leader);
+  const dataDir = inv.postgresql.dataDir;
+  // Pre-check: a Patroni that answers must be paused, or stopping it would stop PostgreSQL its own way.
+  for (const m of names) {
+    const st = await patroniOf(deps, inv, m);
+    if (st && !st.pause) fail(`${m}: Patroni is not paused; pause the cluster first (nothing was stopped)`);
+  }
+  for (const m of names) await run(await memberCt(deps, inv, m), ['systemctl', 'stop', 'patroni'], 180_000);
+
+  const stopped: string[] = [];
+  const stopPg = async (m: string) => {
+    const ct = await memberCt(deps, inv, m);
+    if (!(await pgRunning(ct, inv, dataDir))) return;
+    await run(
+      ct,
+      asPg(inv, [bin(inv, 'pg_ctl'), 'stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '300']),
+      330_000,
+    );
+    stopped.push(m);
+  };
+  await stopPg(leader);
+  const lctl = await controlData(await memberCt(deps, inv, leader), inv, dataDir);
+  if (lctl?.['Database cluster state'] !== 'shut down')
+    fail(
+      `the leader ${leader} is not cleanly shut down (state ${lctl?.['Database cluster state'] ?? 'unknown'})`,
+    );
+  const ckpt = lctl[CKPT]!;
+
+  const checkpoints: Record<string, string> = { [leader]: ckpt };
+  for (const m of replicas) {
+    const ct = await memberCt(deps, inv, m);
+    if (await pgRunning(ct, inv, dataDir)) {
+      await pollUntil(
+        {
+          what: `${m} replayed the leader's shutdown checkpoint ${ckpt}`,
+          timeoutMs: 60_000,
+          intervalMs: 500,
+        },
+        async () => {
+          const [[lsn] = []] = await psql(ct, inv, 'SELECT pg_last_wal_replay_lsn()');
+          return {
+            done: !!lsn && lsnNum(lsn) > lsnNum(ckpt),
+            value: lsn,
+            describe: `replayed up to ${lsn ?? 'nothing'}`,
+          };
+        },
+      );
+      await stopPg(m);
+    }
+    const ctl = await controlData(ct, inv, dataDir);
+    checkpoints[m] = ctl?.[CKPT] ?? 'unknown';
+    if (ctl?.['Database cluster state'] !== 'shut down in recovery')
+      fail(
+        `${m} is not cleanly shut down as a replica (state ${ctl?.['Database cluster state'] ?? 'unknown'})`,
+      );
+  }
+  const behind = replicas.filter((m) => checkpoints[m] !== ckpt);
+  if (behind.length)
+    fail(
+      `not every member stopped at the leader's checkpoint ${ckpt}: ${behind.map((m) => `${m} at ${checkpoints[m]}`).join(', ')}`,
+    );
+  return { checkpoints, stopped };
+}
