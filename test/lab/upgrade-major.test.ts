@@ -1,3 +1,4 @@
+// pgha-test: own-lab — its own CTs (runbooks/clusters/lab17.yaml), so scripts/test runs it beside the main lab tests
 /**
  * upgradeMajor end to end on a lab cluster of its own deployed at PostgreSQL 17 (CI's main lab
  * runs 18): runbooks/clusters/lab17.yaml (or PGHA_LAB17_INVENTORY) — 3 etcd, 2 PostgreSQL +

@@ -76,15 +76,21 @@ void test('npm test: tsc, eslint ., prettier --check . first, then the whole sui
   const nodes = r.calls.slice(3);
   assert.equal(nodes.length, 3, r.calls.join('; '));
   assert.ok(nodes.every((c) => c.startsWith('node --import tsx --test --test-concurrency=1 ')));
-  const lab = nodes.find((c) => c.includes('test/lab/'));
   const rest = nodes.find((c) => c.includes('test/unit/'));
+  const lab = nodes.find((c) => c !== rest && c.includes('test/lab/'));
   assert.ok(lab && !/test\/(unit|workflow)\//.test(lab), `one runner for the lab tests alone: ${lab}`);
+  assert.ok(rest && rest.includes('test/workflow/') && !rest.includes('zz-secrets-scan'), rest);
+  // a lab test on CTs of its own (marked `// pgha-test: own-lab`) runs beside the main lab's
+  const files = (c: string) => c.split(' ').filter((w) => w.endsWith('.test.ts'));
+  const ownLab = (f: string) => readFileSync(join(repoRoot, f), 'utf8').startsWith('// pgha-test: own-lab');
   assert.ok(
-    rest &&
-      rest.includes('test/workflow/') &&
-      !rest.includes('test/lab/') &&
-      !rest.includes('zz-secrets-scan'),
+    files(rest)
+      .filter((f) => f.startsWith('test/lab/'))
+      .every(ownLab),
+    rest,
   );
+  assert.ok(!files(lab).some(ownLab), lab);
+  assert.ok(files(rest).includes('test/lab/upgrade-major.test.ts'), 'the 17 → 18 lab test on its own CTs');
   assert.match(nodes[2]!, / test\/workflow\/zz-secrets-scan\.test\.ts$/, 'the secrets scan runs last, alone');
   assertBundledOnce(r);
   // PGHA_TEST_SERIAL=1: one runner, every file
