@@ -245,6 +245,9 @@ void test(
     })();
     try {
       const r = await ending(await startSwitchover(), 180_000);
+      console.log(
+        `leader ${from} cut off etcd: switchover ${r.ok ? `to ${r.ok.to}` : `refused: ${r.refused}`}`,
+      );
       if (r.ok) assert.equal(r.ok.outcome, 'switched');
       else assert.ok(r.refused);
     } finally {
@@ -277,6 +280,7 @@ void test(
       const missing = r.ok.verify.haproxy.find((h) => h.node === down.hostname);
       assert.ok(missing, `the report names ${down.hostname}: ${JSON.stringify(r.ok.verify.haproxy)}`);
       assert.equal(missing.writeLandedOn, null);
+      assert.equal(missing.down, true);
     } finally {
       const leader = await recover();
       await noCommitLost(leader);
@@ -352,6 +356,9 @@ void test(
       );
       stopCt(node(from).vmid);
       const r = await ending(h, 240_000);
+      console.log(
+        `leader CT ${from} stopped mid-hand-off: ${r.ok ? `switched to ${r.ok.to}` : `refused: ${r.refused}`}`,
+      );
       if (r.ok) assert.equal(r.ok.to, candidate);
       const leaders = await writable();
       assert.ok(leaders.length <= 1, `writable: ${leaders.join(', ')}`);
