@@ -19,7 +19,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +27,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inventoryInput } from '../../clients/inventory-input';
 import { startRunbook } from '../../clients/runbook';
 import { HAPROXY_WRITE_BACKEND } from '../../activities/render';
+import { fault, up as labUp } from '../../lab';
 import { ensureSshd, stopSshd } from '../../lab/sshd';
 import { labNotUpReason } from '../../lab/testing';
 import type { Inventory } from '../../runbooks/schema';
@@ -61,14 +61,8 @@ let writer: LabWriter;
 const taskQueue = uniqueId('faults-lab');
 const table = `faults_${uniqueId('w').replace(/-/g, '_')}`;
 
-function labCli(...args: string[]): string {
-  return execFileSync(
-    process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'clients/pgha.ts'), 'lab', '--inventory', LAB, ...args],
-    { cwd: repoRoot, encoding: 'utf8', timeout: 300_000 },
-  );
-}
-const stopCt = (vmid: number) => labCli('fault', 'stop-ct', String(vmid));
+// In-process (lab/index.ts, what `pgha lab` runs): no CLI process to start per call.
+const stopCt = (vmid: number) => fault.stopCt(vmid, { inventory: LAB });
 const node = (name: string) => inv.nodes.postgres.find((n) => n.hostname === name)!;
 const epoch = () => String(Math.floor(Date.now() / 1000));
 
@@ -114,7 +108,7 @@ async function etcdHealthy(timeoutMs = 120_000): Promise<void> {
 
 /** Back to healthy after a fault: the stopped CTs started, etcd and Patroni settled; the leader. */
 async function recover(): Promise<string> {
-  labCli('up');
+  labUp({ inventory: LAB });
   await etcdHealthy();
   return waitHealthyDirect(inv, 240_000);
 }
