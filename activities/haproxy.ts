@@ -114,6 +114,8 @@ export interface RuntimeSession {
 export interface RuntimeSessions {
   sessions: RuntimeSession[];
   close(): void;
+  /** Nodes left out because their CT is stopped (see openRuntimeSessions' `isDown`). */
+  down?: string[];
 }
 
 /** The byte stream a session runs over: `pct exec <vmid> -- socat ...` kept open (proxmox openSession). */
@@ -190,29 +192,43 @@ class PromptSession implements RuntimeSession {
 
 /**
  * Opens a `prompt`-mode session on each node, over the streams `open` gives (production: proxmox.ts
- * execStream of `socatArgv(node)` in the node's CT). All or nothing: a failure closes those opened.
+ * execStream of `socatArgv(node)` in the node's CT). All or nothing — a failure closes those opened —
+ * except for a node `isDown` confirms is down (its CT stopped) after its session failed: it is left
+ * out and named in `down` (a stopped HAProxy routes nothing; started again, it admits only the
+ * server whose own `/primary` check passes). At least one session, or an error.
  */
 export async function openRuntimeSessions(
   nodes: HaproxyNode[],
   open: (node: HaproxyNode) => Promise<RuntimeStream>,
   onClose?: () => void,
+  isDown?: (node: HaproxyNode) => Promise<boolean>,
 ): Promise<RuntimeSessions> {
   const sessions: RuntimeSession[] = [];
+  const down: string[] = [];
   const closeAll = () => {
     for (const s of sessions) s.close();
     onClose?.();
   };
   try {
     for (const node of nodes) {
-      const s = new PromptSession(node.name, await open(node));
-      sessions.push(s);
-      await s.command('prompt', 10_000);
+      let s: PromptSession | undefined;
+      try {
+        s = new PromptSession(node.name, await open(node));
+        await s.command('prompt', 10_000);
+        sessions.push(s);
+      } catch (err) {
+        s?.close();
+        if (!(await isDown?.(node).catch(() => false))) throw err;
+        down.push(node.name);
+      }
     }
+    if (sessions.length === 0)
+      throw new Error(`haproxy: every HAProxy node is down (${down.join(', ')}): nothing to route through`);
   } catch (err) {
     closeAll();
     throw err;
   }
-  return { sessions, close: closeAll };
+  return { sessions, close: closeAll, down };
 }
 
 /**

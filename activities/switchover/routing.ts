@@ -20,7 +20,8 @@ export const haproxyNodes = (inv: Inventory): HaproxyNode[] =>
 
 /**
  * A `prompt`-mode runtime session per HAProxy node, over proxmox openSession (the deps' shared
- * transport, or a connection of their own that closes with them).
+ * transport, or a connection of their own that closes with them). A node whose CT `pct status`
+ * reports stopped is left out (named in `down`): pgha routes through the HAProxy nodes that run.
  */
 export async function sessionsFor(deps: SwitchoverDeps, inv: Inventory): Promise<RuntimeSessions> {
   if (deps.openRuntimeSessions) return deps.openRuntimeSessions(inv);
@@ -32,6 +33,7 @@ export async function sessionsFor(deps: SwitchoverDeps, inv: Inventory): Promise
       haproxyNodes(inv),
       (node) => host.openSession(node.vmid!, socatArgv(node)).then(runtimeStream),
       own ? () => setTimeout(() => host.close(), 200).unref() : undefined,
+      async (node) => (await host.status(node.vmid!)) === 'stopped',
     );
   } catch (err) {
     if (own) host.close();

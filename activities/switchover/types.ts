@@ -88,7 +88,8 @@ export interface VerifyResult {
   timeline: number;
   oldLeader?:
     { name: string; state: string; lagBytes: number | null } | { name: string; state: 'unreachable' };
-  haproxy: { node: string; writeServerUp: string[]; writeLandedOn: string | null }[];
+  /** `down`: the node's CT was stopped, so it was neither routed nor checked (the others were). */
+  haproxy: { node: string; writeServerUp: string[]; writeLandedOn: string | null; down?: true }[];
   members: { name: string; role: string; state: string; timeline?: number; lagBytes: number | null }[];
 }
 

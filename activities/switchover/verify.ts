@@ -89,6 +89,7 @@ export async function switchoverVerify(
     }
   }
   const sessions = await sessionsFor(deps, inv);
+  const down = new Set(sessions.down ?? []);
   try {
     for (const n of memberNames(inv)) if (n !== cand) await backUnderChecks(sessions, n);
     // No server may be left drained (or in maintenance) once the hand-off is over: a drained leader
@@ -118,6 +119,11 @@ export async function switchoverVerify(
   const out: VerifyResult['haproxy'] = [];
   for (const node of haproxyNodes(inv)) {
     const h = { hostname: node.name };
+    if (down.has(node.name)) {
+      // its CT is stopped: reported, not routed (started again, it admits only a passing /primary)
+      out.push({ node: node.name, writeServerUp: [], writeLandedOn: null, down: true });
+      continue;
+    }
     const rows = await pollUntil(
       {
         what: `haproxy ${h.hostname}: writes to ${cand} only, every server under its checks`,

@@ -48,24 +48,30 @@ export function register(program: Command): void {
 
   const f = lab.command('fault').description('fault injection for tests');
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
-  f.command('stop-ct <vmid>')
+  f.command('stop-ct')
+    .argument('<vmid>', 'the CT id', vmidArg)
     .description('hard-stop a CT (pct stop)')
-    .action((vmid: string) => say(fault.stopCt(vmidArg(vmid), { inventory: inventory() })));
-  f.command('destroy-ct <vmid>')
+    .action((vmid: number) => say(fault.stopCt(vmid, { inventory: inventory() })));
+  f.command('destroy-ct')
+    .argument('<vmid>', 'the CT id', vmidArg)
     .description(
       'destroy a CT (pct destroy: stopped, config and root filesystem removed; lab up recreates it empty)',
     )
-    .action((vmid: string) => say(fault.destroyCt(vmidArg(vmid), { inventory: inventory() })));
-  f.command('partition <vmid>')
+    .action((vmid: number) => say(fault.destroyCt(vmid, { inventory: inventory() })));
+  f.command('partition')
+    .argument('<vmid>', 'the CT id', vmidArg)
     .description('cut a CT off the lab bridge (its veth leaves pglab0)')
-    .action((vmid: string) => say(fault.partition(vmidArg(vmid), { inventory: inventory() })));
-  f.command('heal <vmid>')
+    .action((vmid: number) => say(fault.partition(vmid, { inventory: inventory() })));
+  f.command('heal')
+    .argument('<vmid>', 'the CT id', vmidArg)
     .description('put a partitioned CT back on the bridge')
-    .action((vmid: string) => say(fault.heal(vmidArg(vmid), { inventory: inventory() })));
-  f.command('kill <vmid> <service>')
+    .action((vmid: number) => say(fault.heal(vmid, { inventory: inventory() })));
+  f.command('kill')
+    .argument('<vmid>', 'the CT id', vmidArg)
+    .argument('<service>', 'the systemd unit')
     .description("kill a systemd service's processes inside a CT (SIGKILL by default)")
     .option('-s, --signal <signal>', 'signal to send', 'SIGKILL')
-    .action((vmid: string, service: string, opts: { signal: string }) =>
-      say(fault.kill(vmidArg(vmid), service, opts.signal, { inventory: inventory() })),
+    .action((vmid: number, service: string, opts: { signal: string }) =>
+      say(fault.kill(vmid, service, opts.signal, { inventory: inventory() })),
     );
 }

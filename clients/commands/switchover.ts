@@ -29,7 +29,12 @@ export function describeReport(r: HandoffReport): string {
     lines.push(
       `old leader ${o.name}: ${o.state}${'lagBytes' in o && o.lagBytes !== null ? `, lag ${o.lagBytes} B` : ''}`,
     );
-  for (const h of r.verify.haproxy) lines.push(`haproxy ${h.node}: writes land on ${h.writeLandedOn}`);
+  for (const h of r.verify.haproxy)
+    lines.push(
+      h.down
+        ? `haproxy ${h.node}: DOWN (CT stopped): not routed; started again, it routes by its own checks`
+        : `haproxy ${h.node}: writes land on ${h.writeLandedOn}`,
+    );
   return lines.join('\n');
 }
 

@@ -326,6 +326,44 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
     assert.equal(closed, 1);
   });
 
+  // Regression (test/lab/faults.test.ts): one HAProxy CT stopped failed the whole switchover with
+  // "haproxy haproxy2: runtime session closed"; pgha now routes through the nodes that run.
+  void it('a node whose CT is stopped is left out and named in down; only a confirmed stop', async () => {
+    const gone = { name: 'haproxy9', socket: '/nonexistent/admin.sock' };
+    const asked: string[] = [];
+    const rs = await openRuntimeSessions([gone, hap.node], socatStream, undefined, (n) => {
+      asked.push(n.name);
+      return Promise.resolve(true);
+    });
+    try {
+      assert.deepEqual(asked, ['haproxy9'], 'asked only about the node whose session failed');
+      assert.deepEqual(rs.down, ['haproxy9']);
+      assert.deepEqual(
+        rs.sessions.map((s) => s.node),
+        [hap.node.name],
+      );
+      assert.equal(await rs.sessions[0]!.command('set server slow/pg102 state ready'), '');
+    } finally {
+      rs.close();
+    }
+    let closed = 0;
+    await assert.rejects(
+      openRuntimeSessions(
+        [hap.node, gone],
+        socatStream,
+        () => closed++,
+        () => Promise.resolve(false),
+      ),
+      /haproxy haproxy9: runtime session closed/,
+      'a node that runs but does not answer still fails all',
+    );
+    assert.equal(closed, 1);
+    await assert.rejects(
+      openRuntimeSessions([gone], socatStream, undefined, () => Promise.resolve(true)),
+      /every HAProxy node is down \(haproxy9\)/,
+    );
+  });
+
   void it('a node whose socket does not answer is an error from the runner', async () => {
     await assert.rejects(
       h.haproxyShowStat({ node: { name: 'haproxy9', socket: '/nonexistent/admin.sock' } }),

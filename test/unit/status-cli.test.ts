@@ -204,7 +204,7 @@ void describe('npx pgha status (the CLI) against real etcd and PostgreSQL on loo
       /refusing to connect to 127\.0\.0\.51, .*outside PGHA_TARGET_NETWORKS=10\.213\.50\.0\/24/,
     );
     const missing = await pgha(['status', '--cluster', join(dir, 'nope.yaml')]);
-    assert.equal(missing.code, 1);
+    assert.equal(missing.code, 2); // bad input: refused before anything (clients/program.ts)
     assert.match(missing.stderr, /nope\.yaml cannot be read \(ENOENT\)/);
   });
 });
