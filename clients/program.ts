@@ -37,8 +37,13 @@ function shown(v: string): string {
   return JSON.stringify(v.length > 200 ? `${v.slice(0, 200)}…` : v);
 }
 
-/** Every `--cluster <file>` is an inventory that loads, or the command is refused before it acts. */
+/**
+ * Every `--cluster <file>` is an inventory that loads, or the command is refused before it acts —
+ * except `pgha validate`, whose report on a file that does not load is its answer (exit 1, every
+ * error, JSON with --json).
+ */
 async function checkClusterFile(action: Command): Promise<void> {
+  if (action.name() === 'validate') return;
   const takesFile = action.options.some((o) => o.long === '--cluster' && o.flags.includes('<file>'));
   const file: unknown = action.opts().cluster;
   if (!takesFile || typeof file !== 'string') return;

@@ -33,7 +33,7 @@ import { labNotUpReason } from '../../lab/testing';
 import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { RestartReport, rollingRestart } from '../../workflows/rolling-restart';
-import type { switchover } from '../../workflows/switchover';
+import type { HandoffReport, switchover } from '../../workflows/switchover';
 import { errorMessage } from '../../workflows/steps';
 import {
   LabWriter,
@@ -113,14 +113,16 @@ async function recover(): Promise<string> {
   return waitHealthyDirect(inv, 240_000);
 }
 
-function startSwitchover(candidate?: string) {
-  return startRunbook<typeof switchover>(env.client, {
+async function startSwitchover(candidate?: string) {
+  const h = await startRunbook<typeof switchover>(env.client, {
     workflow: 'switchover',
     args: [{ inventory: input, candidate }],
     cluster: inv.cluster,
     operation: 'switchover',
     taskQueue,
   });
+  // not a dry run: it ends in the hand-off report
+  return h as typeof h & { result(): Promise<HandoffReport> };
 }
 
 /** The run's end within `ms`: its report, or the failure's message (a definite refusal). */

@@ -476,7 +476,7 @@ void describe('the CLI (real processes, temporary files, no network)', () => {
       d.nodes.postgres = d.nodes.postgres.slice(0, 1);
       await writeFile(join(dir, 'bad.yaml'), toYaml(d));
       const bad = await cli(['validate', '--cluster', join(dir, 'bad.yaml')]);
-      assert.equal(bad.code, 1);
+      assert.equal(bad.code, 1, 'validate reports an invalid inventory: exit 1');
       assert.match(bad.stderr, /3 errors/);
       assert.match(
         bad.stderr,
@@ -555,8 +555,8 @@ void describe('the CLI (real processes, temporary files, no network)', () => {
       d.secrets.replicationPassword = 'file:other/x';
       await writeFile(join(dir, 'bad.yaml'), toYaml(d));
       const bad = await cli(['secrets', 'init', '--cluster', join(dir, 'bad.yaml')], env);
-      assert.equal(bad.code, 1);
-      assert.match(bad.stderr, /invalid inventory, nothing done/);
+      assert.equal(bad.code, 2, 'bad input: exit 2');
+      assert.match(bad.stderr, /--cluster .*bad\.yaml": not a valid inventory, nothing done/);
       await assert.rejects(stat(join(dir, 'other')));
     } finally {
       await rm(dir, { recursive: true, force: true });
