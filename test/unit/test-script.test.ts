@@ -40,6 +40,8 @@ function run(args: string[], env: Record<string, string>) {
       PGHA_TEST_TIMEOUT_MS: '',
       PGHA_WORKFLOW_BUNDLE: '',
       PGHA_TEST_BUNDLE: '',
+      // its own: the real run's artifacts (the second runner's report among them) are not written over
+      PGHA_TEST_ARTIFACTS: dir,
       ...env,
     },
     encoding: 'utf8',

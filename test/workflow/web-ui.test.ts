@@ -86,7 +86,16 @@ async function shot(page: Page, name: string): Promise<void> {
 /** The first element with this text, waited for (bounded); a screenshot of the page when it never comes. */
 async function visible(page: Page, text: string | RegExp): Promise<void> {
   try {
-    await page.getByText(text).first().waitFor({ state: 'visible', timeout: UI_WAIT_MS });
+    // The UI sometimes answers a first load with its 500 page ("Internal Error. Try a refresh"), seen
+    // once in CI: what it advises is done, at most twice; the text must then come.
+    const wanted = page.getByText(text).first();
+    for (let reloads = 0; ; reloads++) {
+      const error = page.getByText('Internal Error', { exact: true });
+      await wanted.or(error).first().waitFor({ state: 'visible', timeout: UI_WAIT_MS });
+      if (reloads >= 2 || !(await error.isVisible())) break;
+      await page.reload();
+    }
+    await wanted.waitFor({ state: 'visible', timeout: UI_WAIT_MS });
   } catch (err) {
     await shot(
       page,
