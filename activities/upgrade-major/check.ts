@@ -9,7 +9,7 @@ import { posix } from 'node:path';
 import type { Inventory } from '../../runbooks/schema';
 import { ensureDir, probe, run } from '../nodes/shell';
 import { keepBeating } from '../poll';
-import { asPg, bin, controlData, exists, memberCt, psql, refuse } from './common';
+import { asPg, bin, controlData, exists, memberCt, pgUpgradeArgv, psql, refuse } from './common';
 import type { MajorCheckResult, MajorDeps } from './types';
 
 export interface MajorLeaderArgs {
@@ -41,7 +41,6 @@ async function localeArgs(ct: Parameters<typeof psql>[0], inv: Inventory): Promi
 export async function majorCheck(deps: MajorDeps, args: MajorLeaderArgs): Promise<MajorCheckResult> {
   const { inv, next, leader } = args;
   const ct = await memberCt(deps, inv, leader);
-  const oldData = inv.postgresql.dataDir;
   const newData = next.postgresql.dataDir;
   const pg = inv.postgresql;
   if (!(await exists(ct, `${next.postgresql.binDir}/pg_upgrade`)))
@@ -112,23 +111,7 @@ export async function majorCheck(deps: MajorDeps, args: MajorLeaderArgs): Promis
   const check = await keepBeating(
     probe(
       ct,
-      asPg(next, [
-        bin(next, 'pg_upgrade'),
-        '--check',
-        '--link',
-        '-b',
-        pg.binDir,
-        '-B',
-        next.postgresql.binDir,
-        '-d',
-        oldData,
-        '-D',
-        newData,
-        '-U',
-        pg.superuser,
-        '-p',
-        String(inv.ports.postgresql),
-      ]),
+      asPg(next, [...pgUpgradeArgv(inv, next, ['--check']), '-p', String(inv.ports.postgresql)]),
       600_000,
     ),
     { leader, step: 'pg_upgrade --check' },

@@ -34,6 +34,23 @@ export function asPg(inv: Inventory, argv: string[]): string[] {
 
 export const bin = (inv: Inventory, tool: string) => posix.join(inv.postgresql.binDir, tool);
 
+/** pg_upgrade --link from the old cluster (`inv`) to the new one (`next`), `extra` first (--check). */
+export const pgUpgradeArgv = (inv: Inventory, next: Inventory, extra: string[] = []): string[] => [
+  bin(next, 'pg_upgrade'),
+  ...extra,
+  '--link',
+  '-b',
+  inv.postgresql.binDir,
+  '-B',
+  next.postgresql.binDir,
+  '-d',
+  inv.postgresql.dataDir,
+  '-D',
+  next.postgresql.dataDir,
+  '-U',
+  inv.postgresql.superuser,
+];
+
 /** psql on the member's own socket as the superuser (peer): one query, rows of `|`-separated fields. */
 export async function psql(ct: Ct, inv: Inventory, sql: string, db = 'postgres'): Promise<string[][]> {
   const out = await run(

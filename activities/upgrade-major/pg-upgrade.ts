@@ -14,7 +14,7 @@
  */
 import { pollUntil } from '../poll';
 import { probe, run } from '../nodes/shell';
-import { PG_UPGRADE_UNIT, bin, controlData, exists, fail, memberCt, pgRunning } from './common';
+import { PG_UPGRADE_UNIT, controlData, exists, fail, memberCt, pgRunning, pgUpgradeArgv } from './common';
 import type { MajorLeaderArgs } from './check';
 import type { MajorDeps, MajorPgUpgradeResult } from './types';
 
@@ -73,18 +73,7 @@ export async function majorPgUpgrade(deps: MajorDeps, args: MajorLeaderArgs): Pr
       '-p',
       'RemainAfterExit=yes',
       '--',
-      bin(next, 'pg_upgrade'),
-      '--link',
-      '-b',
-      pg.binDir,
-      '-B',
-      next.postgresql.binDir,
-      '-d',
-      oldData,
-      '-D',
-      newData,
-      '-U',
-      pg.superuser,
+      ...pgUpgradeArgv(inv, next),
     ]);
   }
   unit = await pollUntil(

