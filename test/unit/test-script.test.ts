@@ -25,7 +25,10 @@ function run(args: string[], env: Record<string, string>) {
       `#!/usr/bin/env bash\necho "${tool} $*" >> ${log}\n` +
         (tool === 'npx' ? `[ -n "\${FAIL_ON:-}" ] && [ "$1" = "$FAIL_ON" ] && exit 1\n` : '') +
         (tool === 'node'
-          ? `[ -n "\${PGHA_FAIL_NODE_ON:-}" ] && case "$*" in *"$PGHA_FAIL_NODE_ON"*) exit 1;; esac\n`
+          ? // a failing run ends as the spec reporter's does: its failing tests, where, the error
+            `[ -n "\${PGHA_FAIL_NODE_ON:-}" ] && case "$*" in *"$PGHA_FAIL_NODE_ON"*)\n` +
+            `  printf '✔ passes\\n✖ failing tests:\\n\\ntest at x.test.ts:3:5\\n✖ the broken one (9ms)\\n  Error: why\\n    at stack\\n'\n` +
+            `  exit 1;; esac\n`
           : '') +
         'exit 0\n',
     );
@@ -51,6 +54,7 @@ function run(args: string[], env: Record<string, string>) {
   return {
     code: r.status,
     stderr: r.stderr,
+    stdout: r.stdout,
     /** Every call but the two bundle builds (they run side by side, in either order). */
     calls: all.filter((c) => !bundling.test(c)),
     bundles: all.filter((c) => bundling.test(c)).sort(),
@@ -107,6 +111,16 @@ void test('a failing runner fails npm test, the other runners still run', () => 
   assert.equal(r.code, 1, 'exit 1 when the lab runner fails');
   assert.equal(r.calls.filter((c) => c.startsWith('node ')).length, 3, r.calls.join('; '));
   assert.match(r.all.join('\n'), /zz-secrets-scan/);
+  // CI keeps the tail of the output: the failing test, by name and first error line, comes last
+  const at = r.stdout.lastIndexOf('== failing lab tests');
+  assert.ok(at > r.stdout.lastIndexOf('== unit and workflow tests'), r.stdout);
+  const tail = r.stdout.slice(at);
+  assert.match(
+    tail,
+    /== failing lab tests[^\n]*\n[^]*test at x\.test\.ts:3:5\n✖ the broken one \(9ms\)\n {2}Error: why\n/,
+  );
+  assert.doesNotMatch(tail, /at stack/);
+  assert.match(tail, /npm test: lab tests exit 1, /);
 });
 
 void test('a workflow bundle that does not build stops npm test before any test runs', () => {
