@@ -231,18 +231,83 @@ export async function openRuntimeSessions(
   return { sessions, close: closeAll, down };
 }
 
+/** A server `show servers state` reports in an admin state (srv_admin_state not 0). */
+export interface ForcedServer {
+  backend: string;
+  server: string;
+  /** srv_admin_state: bit 0x01 forced maintenance, 0x08 forced drain (others: inherited / config). */
+  admin: number;
+}
+
+/** HAProxy's maintenance bits of srv_admin_state (forced, inherited, config, resolution, hostname). */
+const ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
+
 /**
- * Servers of `show servers state <backend>` whose admin state is not 0 (maint, drain ...):
+ * The servers of a `show servers state <backend>` answer whose admin state is not 0 (maint, drain ...):
  * fields be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
  */
-export function adminForced(answer: string): string[] {
-  const out: string[] = [];
+export function forcedServers(answer: string): ForcedServer[] {
+  const out: ForcedServer[] = [];
   for (const line of answer.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 7 || !/^\d+$/.test(f[0]!)) continue;
-    if (f[6] !== '0') out.push(`${f[1]}/${f[3]} (admin state ${f[6]})`);
+    if (f[6] !== '0') out.push({ backend: f[1]!, server: f[3]!, admin: Number(f[6]) });
   }
   return out;
+}
+
+/** {@link forcedServers} as `backend/server (admin state N)`, for messages. */
+export const adminForced = (answer: string): string[] =>
+  forcedServers(answer).map((f) => `${f.backend}/${f.server} (admin state ${f.admin})`);
+
+/**
+ * The runtime commands that put a forced server back under its health checks, in order. `leads`:
+ * whether the member leads now (its own /primary 200), when the caller knows. A drain alone is
+ * lifted with `state ready`, which leaves the operational state to the checks. A member that does
+ * not lead is forced DOWN first (a `ready` after maintenance marks a server UP at once, until its
+ * next check — writes must never reach a replica); so is one in maintenance whose role is unknown.
+ * The leader is never forced DOWN (`on-marked-down shutdown-sessions` would cut its clients).
+ */
+export function settleCommands(f: ForcedServer, leads?: boolean): string[] {
+  const at = `set server ${checkName('backend', f.backend)}/${checkName('server', f.server)}`;
+  const maint = (f.admin & ADMIN_MAINT) !== 0;
+  const down = leads === false || (leads === undefined && maint);
+  // Out of maintenance into a drain first: leaving maintenance marks a server UP at once (measured),
+  // and a forced health sent while in maintenance does not survive that; drained, it does.
+  return [
+    ...(maint ? [`${at} state drain`] : []),
+    ...(down ? [`${at} health down`] : []),
+    `${at} state ready`,
+  ];
+}
+
+/**
+ * One HAProxy node: every server of `backends` left in an admin state put back under its checks
+ * ({@link settleCommands}; `leads` says whether a member leads now, when the caller knows), then
+ * read back. Returns what it settled (`backend/server`); throws, naming the node and what is still
+ * forced, when a server stays so. `command` sends one runtime command to this node.
+ */
+export async function settleNode(
+  node: string,
+  command: (cmd: string) => Promise<string>,
+  backends: { backend: string; leads?: (server: string) => Promise<boolean | undefined> }[],
+): Promise<string[]> {
+  const settled: string[] = [];
+  const show = (backend: string) => command(`show servers state ${checkName('backend', backend)}`);
+  for (const b of backends) {
+    for (const f of forcedServers(await show(b.backend))) {
+      for (const cmd of settleCommands(f, await b.leads?.(f.server))) {
+        const answer = (await command(cmd)).trim();
+        if (answer !== '') throw new Error(`haproxy ${node}: ${cmd}: ${answer}`);
+      }
+      settled.push(`${f.backend}/${f.server}`);
+    }
+  }
+  const left: string[] = [];
+  for (const b of backends) left.push(...adminForced(await show(b.backend)));
+  if (left.length)
+    throw new Error(`haproxy ${node}: still in an admin state after settling: ${left.join(', ')}`);
+  return settled;
 }
 
 const NAME_RE = /^[A-Za-z0-9_.:-]+$/;

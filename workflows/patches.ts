@@ -29,4 +29,9 @@ export const Patches = {
   notifyWebhook: 'notify-webhook',
   /** --dry-run (input.dryRun): the pre-checks, then the ordered plan per node; nothing else runs. */
   dryRunPlans: 'dry-run-plans',
+  /**
+   * switchover / failover: a hand-off step that failed (however: refused, the leader's CT gone, the
+   * attempts run out) is followed by switchoverSettle — no server left drained on any HAProxy.
+   */
+  settleAfterFailedHandoff: 'settle-after-failed-handoff',
 } as const;

@@ -17,7 +17,7 @@
  * Every end is definite: completed with a report, or failed with what was found (the leader
  * still X and nothing changed, or exactly where the cluster stands).
  */
-import { ApplicationFailure, patched, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, log, patched, sleep } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { CutoverResult, HandoffPlan, VerifyResult } from '../activities/switchover';
@@ -29,7 +29,8 @@ import { Patches } from './patches';
 import { scheduleProblem } from './schedule';
 import { recordHandoff } from './metrics';
 import { dryRunReport, type DryRunReport } from './dry-run';
-import { runbook } from './steps';
+import { errorMessage, runbook } from './steps';
+import type { Runbook } from './steps';
 import type { PlanEntry } from './steps';
 
 export interface SwitchoverInput {
@@ -163,13 +164,7 @@ export async function switchover(input: SwitchoverInput): Promise<HandoffReport 
         }
       }
       const plan2 = p;
-      const cut = await rb.step(
-        'hand-off',
-        () => handoff.switchoverCutover(postSummary(plan2), { inv, plan: plan2 }),
-        {
-          node: plan2.candidate,
-        },
-      );
+      const cut = await handOff(rb, inv, plan2);
       const verify = await rb.step(
         'verify',
         () => check.switchoverVerify(verifySummary(plan2), { inv, plan: plan2 }),
@@ -213,13 +208,7 @@ export async function failover(input: FailoverInput): Promise<HandoffReport | Dr
           { inv, action: 'failover', candidate: input.candidate, force: input.force },
         ),
       );
-      const cut = await rb.step(
-        'hand-off',
-        () => handoff.switchoverCutover(postSummary(p), { inv, plan: p }),
-        {
-          node: p.candidate,
-        },
-      );
+      const cut = await handOff(rb, inv, p);
       // A forced failover away from a live leader waits for it to rejoin; a dead one is not waited for.
       const verify = await rb.step(
         'verify',
@@ -230,6 +219,43 @@ export async function failover(input: FailoverInput): Promise<HandoffReport | Dr
       recordHandoff(inv.cluster, p.action, cut.timings);
       return report(p, cut, verify);
     },
+  );
+}
+
+/**
+ * The hand-off step. When it fails — whatever ended it — HAProxy is settled before the run ends:
+ * no server left drained on any node (activities/switchover/routing.ts settleRouting), so new writes
+ * are never held behind a drain nobody will lift. A settle that fails too is logged; the run fails
+ * with the hand-off's own error, and pgha status names any server still drained.
+ */
+async function handOff(
+  rb: Runbook,
+  inv: ReturnType<typeof inventoryOf>,
+  p: HandoffPlan,
+): Promise<CutoverResult> {
+  return rb.step(
+    'hand-off',
+    async () => {
+      try {
+        return await handoff.switchoverCutover(postSummary(p), { inv, plan: p });
+      } catch (err) {
+        if (patched(Patches.settleAfterFailedHandoff)) {
+          await CancellationScope.nonCancellable(() =>
+            check
+              .switchoverSettle(`HAProxy back under its checks after the ${p.action} did not complete`, {
+                inv,
+              })
+              .then(
+                (r) => log.info('HAProxy settled after the hand-off', { settled: r.settled }),
+                (e) =>
+                  log.warn('HAProxy could not be settled after the hand-off', { error: errorMessage(e) }),
+              ),
+          );
+        }
+        throw err;
+      }
+    },
+    { node: p.candidate },
   );
 }
 

@@ -1,6 +1,13 @@
 /** HAProxy on one node: package, haproxy.cfg (checked before it goes live), started or reloaded. */
 import type { Inventory } from '../../runbooks/schema';
-import { HAPROXY_CFG_PATH, HAPROXY_HOLD_LUA_PATH } from '../render';
+import { runnerFromCtExec, settleNode } from '../haproxy';
+import {
+  HAPROXY_ADMIN_SOCKET,
+  HAPROXY_CFG_PATH,
+  HAPROXY_HOLD_LUA_PATH,
+  HAPROXY_READ_BACKEND,
+  HAPROXY_WRITE_BACKEND,
+} from '../render';
 import { markCluster, nodeCt, renderFor } from './context';
 import { ensureDebs, runOnlineRecipe } from './packages';
 import { ensureService } from './service';
@@ -48,5 +55,15 @@ export async function installHaproxy(
     onChange: 'reload',
     validate: haproxyCheck(HAPROXY_CFG_PATH),
   });
+  // A deploy holds the cluster lock, so no hand-off is under way: a server left drained or in
+  // maintenance (an interrupted switchover or upgrade; a reload keeps those states) goes back under
+  // its checks here, or new writes through this HAProxy would be held and then refused.
+  const runtime = runnerFromCtExec(ct.sh);
+  const admin = { name: hostname, vmid: ct.vmid, socket: HAPROXY_ADMIN_SOCKET };
+  const settled = await settleNode(hostname, (cmd) => runtime(admin, cmd, { timeoutMs: 10_000 }), [
+    { backend: HAPROXY_WRITE_BACKEND },
+    { backend: HAPROXY_READ_BACKEND, leads: async () => false },
+  ]);
+  for (const s of settled) services.push(`${s}: back under its checks`);
   return { node: hostname, vmid: ct.vmid, installed, files, services };
 }

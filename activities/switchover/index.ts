@@ -10,6 +10,7 @@ import type { HandoffPlan, SwitchoverDeps } from './types';
 import { switchoverCutover } from './handoff';
 import { switchoverPrecheck } from './precheck';
 import { switchoverVerify } from './verify';
+import { settleRouting } from './routing';
 
 export type {
   CutoverResult,
@@ -35,6 +36,8 @@ export function createSwitchoverActivities(deps: SwitchoverDeps) {
       switchoverPrecheck(deps, args),
     switchoverCutover: (args: Parameters<typeof switchoverCutover>[1]) => switchoverCutover(deps, args),
     switchoverVerify: (args: Parameters<typeof switchoverVerify>[1]) => switchoverVerify(deps, args),
+    /** After a hand-off that did not complete: no server left drained on any HAProxy (routing.ts). */
+    switchoverSettle: (args: { inv: Parameters<typeof settleRouting>[1] }) => settleRouting(deps, args.inv),
   };
 }
 

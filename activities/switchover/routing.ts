@@ -6,7 +6,7 @@
  */
 import type { Inventory } from '../../runbooks/schema';
 import { memberNames } from '../../runbooks/topology';
-import { openRuntimeSessions, socatArgv } from '../haproxy';
+import { openRuntimeSessions, settleNode, socatArgv } from '../haproxy';
 import type { HaproxyNode, RuntimeSessions, RuntimeStream } from '../haproxy';
 import { ProxmoxHost } from '../proxmox';
 import type { PctSession, ProxmoxInventorySection } from '../proxmox';
@@ -120,4 +120,32 @@ export async function route(
   }
   await admitLeader(s, leader);
   return s.sessions.map((x) => x.node);
+}
+
+/**
+ * Nobody left drained: after a hand-off that did not complete — whatever ended it: Patroni's
+ * refusal, the leader's CT gone mid-hand-off, a worker killed until the attempts ran out, a runtime
+ * session that died under the release — every HAProxy's write and read backends are put back under
+ * their checks over fresh sessions, and read back. A member that leads now (its own /primary 200)
+ * goes back to `ready` without being forced DOWN (its clients stay); every other one is forced DOWN
+ * first in the write backend. Returns what was settled, per node; throws naming what stays forced.
+ */
+export async function settleRouting(
+  deps: SwitchoverDeps,
+  inv: Inventory,
+): Promise<{ settled: string[]; down: string[] }> {
+  const s = await sessionsFor(deps, inv);
+  try {
+    const settled: string[] = [];
+    for (const x of s.sessions) {
+      const done = await settleNode(x.node, (cmd) => x.command(cmd, 5000), [
+        { backend: HAPROXY_WRITE_BACKEND, leads: (m) => primary200(deps, inv, m) },
+        { backend: HAPROXY_READ_BACKEND, leads: async () => false },
+      ]);
+      settled.push(...done.map((d) => `${x.node}: ${d}`));
+    }
+    return { settled, down: s.down ?? [] };
+  } finally {
+    s.close();
+  }
 }

@@ -5,6 +5,8 @@ import { EventEmitter } from 'node:events';
 import {
   adminForced,
   createHaproxyActivities,
+  settleCommands,
+  settleNode,
   openRuntimeSessions,
   parseShowStat,
   socatArgv,
@@ -311,6 +313,61 @@ void describe('haproxy activities against a real HAProxy on loopback (checks on 
     } finally {
       rs.close();
     }
+  });
+
+  void it('settleNode: a drained leader back to ready as it is, a replica in maintenance forced DOWN first; none left forced', async () => {
+    const rs = await openRuntimeSessions([hap.node], socatStream);
+    try {
+      const [s] = rs.sessions;
+      const sent: string[] = [];
+      const cmd = (c: string) => (sent.push(c), s!.command(c));
+      // as a hand-off cut short leaves it: the leader (pg103) drained; pg102 in maintenance; a read drain
+      assert.equal(await s!.command('set server slow/pg103 state drain'), '');
+      assert.equal(await s!.command('set server slow/pg102 state maint'), '');
+      assert.equal(await s!.command('set server replicas/pg102 state drain'), '');
+      const settled = await settleNode(hap.node.name, cmd, [
+        { backend: 'slow', leads: async (m) => m === 'pg103' },
+        { backend: 'replicas', leads: async () => false },
+      ]);
+      assert.deepEqual(settled.sort(), ['replicas/pg102', 'slow/pg102', 'slow/pg103']);
+      const sets = sent.filter((c) => c.startsWith('set '));
+      assert.deepEqual(sets, [
+        'set server slow/pg102 state drain',
+        'set server slow/pg102 health down',
+        'set server slow/pg102 state ready',
+        'set server slow/pg103 state ready',
+        'set server replicas/pg102 health down',
+        'set server replicas/pg102 state ready',
+      ]);
+      for (const b of ['slow', 'replicas'])
+        assert.deepEqual(adminForced(await s!.command(`show servers state ${b}`)), [], b);
+      // slow checks (3 s): what settling left is observable before the next check — the leader UP
+      // (its clients kept), the replica DOWN (a `ready` after maintenance alone would have made it UP)
+      const rows = await h.haproxyShowStat({ node: hap.node });
+      const state = (b: string, sv: string) => rows.find((r) => r.backend === b && r.server === sv)?.state;
+      assert.equal(state('slow', 'pg103'), 'UP');
+      assert.equal(state('slow', 'pg102'), 'DOWN');
+      // nothing forced: nothing sent
+      sent.length = 0;
+      assert.deepEqual(await settleNode(hap.node.name, cmd, [{ backend: 'slow' }]), []);
+      assert.ok(!sent.some((c) => c.startsWith('set ')), sent.join('; '));
+    } finally {
+      rs.close();
+    }
+  });
+
+  void it('settleCommands: a drain alone is lifted as it is when the role is unknown; maintenance forces DOWN first', () => {
+    assert.deepEqual(settleCommands({ backend: 'w', server: 'a', admin: 8 }), ['set server w/a state ready']);
+    assert.deepEqual(settleCommands({ backend: 'w', server: 'a', admin: 1 }), [
+      'set server w/a state drain',
+      'set server w/a health down',
+      'set server w/a state ready',
+    ]);
+    assert.deepEqual(settleCommands({ backend: 'w', server: 'a', admin: 9 }, true), [
+      'set server w/a state drain',
+      'set server w/a state ready',
+    ]);
+    assert.throws(() => settleCommands({ backend: 'w', server: 'a;shutdown', admin: 8 }), /only letters/);
   });
 
   void it('opening sessions is all or nothing: a node that does not answer closes the ones opened', async () => {

@@ -102,6 +102,13 @@ class FakeCluster {
   /** Fail the first `health up` command (as a worker dying mid-hand-off would leave it). */
   failFirstUp = false;
   private failedUp = false;
+  /**
+   * The hand-off's runtime session to this HAProxy node dies right after its pre-POST drain (every
+   * later command on it fails): as a session lost under load, so the hand-off's own release cannot
+   * reach that node. Sessions opened later (settle, verify) work.
+   */
+  sessionDiesAfterDrain?: string;
+  private sessionsOpened = 0;
   /** HAProxy admin state per `<node> <backend>/<server>` (0 ready, 8 drain, 1 maint). */
   admin: Record<string, number> = {};
   /** HAProxy operational state forced by pgha per `<node> <backend>/<server>` (up/down). */
@@ -341,11 +348,17 @@ class FakeCluster {
   sessions = async (): Promise<RuntimeSessions> => {
     this.maybeDie('before-post');
     await this.gate();
+    const first = this.sessionsOpened++ === 0;
     return {
       sessions: ['haproxy1', 'haproxy2'].map((node) => ({
         node,
         command: async (cmd: string) => {
           await this.gate();
+          const drained = Object.keys(this.admin).some(
+            (k) => k.startsWith(`${node} `) && this.admin[k] === 8,
+          );
+          if (first && node === this.sessionDiesAfterDrain && drained && !/ state drain$/.test(cmd))
+            throw new Error(`haproxy ${node}: runtime session closed`);
           if (
             this.failFirstUp &&
             !this.failedUp &&
@@ -577,6 +590,37 @@ void test('Patroni refuses: a definite end — the leader is still pg102, HAProx
   });
   assert.deepEqual(fake.posts, ['switchover pg102 -> pg103'], 'POSTed once, not retried');
   assert.ok(!fake.commands.some((c) => c.includes('pg103 health up')));
+});
+
+void test('Patroni refuses and the hand-off cannot undo its drain on one HAProxy (its session died): the run settles HAProxy before it ends — nothing left drained, the leader never forced DOWN', async () => {
+  const fake = new FakeCluster();
+  fake.behaviour = 'refuse';
+  fake.sessionDiesAfterDrain = 'haproxy2';
+  await assert.rejects(run(fake, 'switchover', { candidate: 'pg103' }), (err: unknown) => {
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.match(errorMessage(err.cause), /switchover to pg103 did not happen: Patroni answered 412/);
+    return true;
+  });
+  assert.deepEqual(fake.posts, ['switchover pg102 -> pg103']);
+  // what the hand-off itself left: haproxy2 still draining both (its release could not reach it)
+  assert.equal(fake.adminAfterCut.length, 0, 'the hand-off failed: it returned nothing');
+  assert.deepEqual(
+    Object.entries(fake.admin).filter(([, v]) => v !== 0),
+    [],
+    `nothing left drained once the run ended: ${JSON.stringify(fake.admin)}`,
+  );
+  assert.ok(
+    fake.commands.includes('haproxy2: set server postgres_primary/pg102 state ready'),
+    'the leader drain lifted on haproxy2',
+  );
+  assert.ok(
+    fake.commands.includes('haproxy2: set server postgres_primary/pg103 health down'),
+    'the candidate back under its checks',
+  );
+  assert.ok(
+    !fake.commands.some((c) => c.endsWith('postgres_primary/pg102 health down')),
+    'the leader never forced DOWN',
+  );
 });
 
 void test('a stalled hand-off ends in a definite, reported state (no leader), not a guess', async () => {
