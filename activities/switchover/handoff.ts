@@ -142,15 +142,22 @@ async function follow(c: Loop, t0: number, post?: PostState, quietMs?: number): 
  */
 async function release(c: Loop, seen: LeaderNow): Promise<void> {
   c.released = true;
-  for (const name of [c.old, c.cand]) {
-    if (!name) continue;
-    if (seen.leader !== name) {
-      await backUnderChecks(c.sessions, name).catch(() => undefined);
-      continue;
-    }
-    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} state ready`).catch(() => undefined);
-    await all(c.sessions, `set server ${HAPROXY_WRITE_BACKEND}/${name} health up`).catch(() => undefined);
-  }
+  // Node by node: a session that fails (it died under load) does not stop the others; what it
+  // could not do, the workflow's settle step does over a fresh session (routing.ts settleRouting).
+  await Promise.all(
+    c.sessions.sessions.map(async (x) => {
+      const one: RuntimeSessions = { sessions: [x], close: () => undefined };
+      for (const name of [c.old, c.cand]) {
+        if (!name) continue;
+        if (seen.leader !== name) {
+          await backUnderChecks(one, name).catch(() => undefined);
+          continue;
+        }
+        await all(one, `set server ${HAPROXY_WRITE_BACKEND}/${name} state ready`).catch(() => undefined);
+        await all(one, `set server ${HAPROXY_WRITE_BACKEND}/${name} health up`).catch(() => undefined);
+      }
+    }),
+  );
 }
 
 const when = (ms: number) => new Date(ms).toISOString();
