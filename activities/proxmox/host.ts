@@ -19,7 +19,7 @@ import { FINGERPRINT, resolveProxmoxConfig } from './config';
 import type { ProxmoxConfig, ProxmoxInventorySection } from './config';
 import { ProxmoxError, tail } from './errors';
 import { EXEC_MARK, KILL_SCRIPT, KILL_TIMEOUT_MS, NOT_RUNNING, PUSH_SCRIPT, UNKNOWN_CT } from './scripts';
-import { collect, connectSsh } from './ssh';
+import { collect, connectSsh, recordExit, recordedExit } from './ssh';
 import type { ExecOptions, ExecResult, PctSession, PushOptions, SessionOptions } from './types';
 
 export class ProxmoxHost {
@@ -164,7 +164,7 @@ export class ProxmoxHost {
     const client = await this.connection();
     return new Promise((resolve, reject) => {
       try {
-        client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel)));
+        client.exec(command, (err, channel) => (err ? reject(err) : resolve(recordExit(channel))));
       } catch (err) {
         reject(err as Error);
       }
@@ -281,7 +281,13 @@ export class ProxmoxHost {
       });
       channel.on('close', () => {
         release();
-        resolve(status);
+        // the status recorded from the channel's first moment (an early 'exit' is missed above)
+        const seen = recordedExit(channel);
+        resolve(
+          seen && (seen.code !== undefined || seen.signal)
+            ? { code: seen.code ?? 255, signal: seen.signal }
+            : status,
+        );
       });
     });
     channel.on('error', () => undefined); // surfaces as the exit; never an unhandled 'error'
