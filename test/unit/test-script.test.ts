@@ -30,6 +30,10 @@ function run(args: string[], env: Record<string, string>) {
             `  printf '✔ passes\\n✖ failing tests:\\n\\ntest at x.test.ts:3:5\\n✖ the broken one (9ms)\\n  Error: why\\n    at stack\\n'\n` +
             `  exit 1;; esac\n`
           : '') +
+        (tool === 'node'
+          ? // a test that leaves a process behind (detached: its own session, reparented to init)
+            `[ -n "\${PGHA_LEAVE_BEHIND:-}" ] && { setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! >> "$PGHA_LEAVE_BEHIND"; }\n`
+          : '') +
         'exit 0\n',
     );
     chmodSync(file, 0o755);
@@ -232,4 +236,24 @@ void test('scripts/up exits 0 only when the deploy succeeded and the status is h
     );
     assert.match(r.stderr, /the cluster is NOT healthy/);
   }
+});
+
+void test('what a run leaves behind (a server or worker a killed test never stopped) is stopped when the run ends', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgha-test-leftover-'));
+  const pidsFile = join(dir, 'pids');
+  // running: /proc/<pid>/stat exists and its state is not Z (a stopped orphan whose reaper has
+  // not reaped it yet is a zombie: gone, though `kill -0` still finds it)
+  const alive = (pid: number) => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const r = run(['test/unit/test-script.test.ts'], { PGHA_LEAVE_BEHIND: pidsFile });
+  assert.equal(r.code, 0, r.stderr);
+  const pids = readFileSync(pidsFile, 'utf8').trim().split('\n').map(Number);
+  assert.ok(pids.length >= 1 && pids.every((p) => p > 1), `started: ${pids.join(', ')}`);
+  assert.deepEqual(pids.filter(alive), [], 'none left running');
+  assert.match(r.stderr, /stopping \d+ process\(es\) this run left behind/);
 });
