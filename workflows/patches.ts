@@ -29,4 +29,10 @@ export const Patches = {
   notifyWebhook: 'notify-webhook',
   /** --dry-run (input.dryRun): the pre-checks, then the ordered plan per node; nothing else runs. */
   dryRunPlans: 'dry-run-plans',
+  /**
+   * restore stops the replicas first and the member that restores last (a leader stopped before a
+   * replica let that replica promote itself: a timeline the rollback's leader does not have), and
+   * its rollback waits for every member with data to stream before it reports the old data back.
+   */
+  restoreLeaderStopsLast: 'restore-leader-stops-last',
 } as const;
