@@ -23,7 +23,7 @@ import type { Inventory } from '../../runbooks/schema';
 import type { backup } from '../../workflows/backup';
 import { approve, progress } from '../../workflows/messages';
 import type { RestoreInput, restore } from '../../workflows/restore';
-import { inCt, sqlAs, timelineOf, waitHealthyDirect } from '../helpers/lab-direct';
+import { inCt, MEMBER_STREAMING, sqlAs, timelineOf, waitHealthyDirect } from '../helpers/lab-direct';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
@@ -127,13 +127,26 @@ void test(
     const sysid = (
       await sqlOn<{ s: string }>(ip(leader), 'select system_identifier::text as s from pg_control_system()')
     )[0]!.s;
+    const tl = await timelineOf(inv, ip(leader));
     const h = await restoreRun({ failAfter: 'move aside' });
     await assert.rejects(h.result(), (e: unknown) => {
       assert.ok(e instanceof WorkflowFailedError);
-      assert.match(String(e.cause?.message), /injected failure.*old data directories were put back/);
+      assert.match(
+        String(e.cause?.message),
+        /injected failure.*old data directories were put back.*every replica streams from/,
+      );
       return true;
     });
+    // right away, directly on the leader (the run said so): every replica streams from the old
+    // leader, on its old timeline — no member promoted itself while the others were stopped
+    const streaming = await sqlOn<{ c: string }>(
+      ip(leader),
+      `select count(*)::text as c from pg_stat_replication where ${MEMBER_STREAMING}`,
+    );
+    assert.equal(streaming[0]!.c, String(inv.nodes.postgres.length - 1), 'every replica streams at once');
+    assert.equal(await timelineOf(inv, ip(leader)), tl, 'the same timeline: nobody promoted');
     const now = await waitHealthyDirect(inv);
+    assert.equal(now, leader, 'the old leader leads again');
     for (const n of inv.nodes.postgres) {
       const [r] = await sqlOn<{ c: string; s: string }>(
         n.ip,
@@ -143,7 +156,6 @@ void test(
       assert.equal(r!.s, sysid);
       assert.equal(leftAside(n.vmid), '', `${n.hostname}: nothing left aside`);
     }
-    assert.ok(now);
   },
 );
 
