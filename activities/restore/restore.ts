@@ -289,6 +289,9 @@ export async function restorePlan(
       `; all members stop; the old data directories are kept aside as ${oldDataDir(inv, tag)} until the restored cluster is verified, and put back if the restore fails`;
   } else {
     const had = members.filter((m) => m.hasData);
+    // a deployed target: its leader restores (and stops last, so no replica promotes itself)
+    const leader = had.length ? await leaderOf(deps, inv).catch(() => undefined) : undefined;
+    if (leader) restoreOn = leader;
     loses = had.length
       ? `the data now on ${had.map((m) => `${m.hostname} (system id ${m.systemId ?? '?'})`).join(', ')} of ${inv.cluster} is replaced (kept aside as ${oldDataDir(inv, tag)} until verified)`
       : `nothing (no member of ${inv.cluster} has data)`;
