@@ -169,6 +169,21 @@ void test(
     assert.equal(r.outcome, 'restored');
     const leader = await waitHealthyDirect(inv);
     assert.ok((await timelineOf(inv, ip(leader))) > before, 'a new timeline');
+    // the bootstrap's recovery settings are not left in the leader's postgresql.conf (the next base
+    // backup would carry them into every restore of it)
+    const vmid = inv.nodes.postgres.find((n) => n.hostname === leader)!.vmid;
+    const conf = `${inv.postgresql.dataDir}/postgresql.conf`;
+    assert.equal(
+      inCt(vmid, [
+        'sh',
+        '-c',
+        `grep -E "^(recovery_target_time|restore_command) = '[^']" "$1" || true`,
+        'sh',
+        conf,
+      ]).trim(),
+      '',
+      `${leader}: no recovery_target_time or restore_command left in ${conf}`,
+    );
     const replicas = await sqlOn<{ c: string }>(
       ip(leader),
       "select count(*)::text as c from pg_stat_replication where state = 'streaming' and application_name not like 'barman%'",
