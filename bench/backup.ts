@@ -25,11 +25,20 @@ import { startRunbook } from '../clients/runbook';
 import { fault, up } from '../lab/index';
 import { resolveClusterSecrets } from '../runbooks/inventory';
 import { barmanConninfo } from '../runbooks/topology';
-import { barmanServer, PG_SOCKET_DIR } from '../activities/render';
+import { barmanServer } from '../activities/render';
 import type { PhysicalBackupResult } from '../activities/backup';
 import { barmanDirect, restoreArchive } from '../test/helpers/lab-backup';
 import { inCt, waitHealthyDirect } from '../test/helpers/lab-direct';
-import { Writer, benchTemporal, bounded, median, requireLabInventory, sleep } from './common';
+import {
+  Writer,
+  benchTemporal,
+  bounded,
+  median,
+  pgbenchDatabase,
+  psqlMember,
+  requireLabInventory,
+  sleep,
+} from './common';
 
 const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(__dirname, '..', 'runbooks', 'clusters', 'lab.yaml');
 const RATE = Number(process.env.BENCH_RATE ?? 100);
@@ -57,29 +66,7 @@ async function main() {
     return h.result();
   };
   const psqlLeader = (leader: string, sql: string, timeoutMs = 60_000) =>
-    inCt(
-      node(leader).vmid,
-      [
-        'runuser',
-        '-u',
-        inv.postgresql.osUser,
-        '--',
-        `${inv.postgresql.binDir}/psql`,
-        '-X',
-        '-At',
-        '-h',
-        PG_SOCKET_DIR,
-        '-p',
-        String(inv.ports.postgresql),
-        '-U',
-        inv.postgresql.superuser,
-        '-d',
-        'postgres',
-        '-c',
-        sql,
-      ],
-      { timeoutMs },
-    ).trim();
+    psqlMember(inv, leader, sql, timeoutMs);
   const table = `bench_backup_${Date.now()}`;
   let idBase = 1;
   const writer = () => {
@@ -153,39 +140,7 @@ async function main() {
   await worker.runUntil(async () => {
     await run('deployCluster', 'deploy', { synchronousBackup: false });
     let leader = await waitHealthyDirect(inv);
-    const have = (() => {
-      try {
-        return Number(psqlLeader(leader, 'select count(*) from pgbench_accounts'));
-      } catch {
-        return 0;
-      }
-    })();
-    if (have !== 10_000_000) {
-      const t = Date.now();
-      inCt(
-        node(leader).vmid,
-        [
-          'runuser',
-          '-u',
-          inv.postgresql.osUser,
-          '--',
-          `${inv.postgresql.binDir}/pgbench`,
-          '-i',
-          '-q',
-          '-s',
-          '100',
-          '-h',
-          PG_SOCKET_DIR,
-          '-p',
-          String(inv.ports.postgresql),
-          '-U',
-          inv.postgresql.superuser,
-          'postgres',
-        ],
-        { timeoutMs: 1_800_000 },
-      );
-      console.log(`pgbench -i -s 100: ${((Date.now() - t) / 1000).toFixed(0)} s`);
-    }
+    pgbenchDatabase(inv, leader);
     leader = await waitHealthyDirect(inv, 600_000);
     console.log(`database: ${psqlLeader(leader, "select pg_size_pretty(pg_database_size('postgres'))")}`);
 

@@ -18,6 +18,8 @@ import { AesGcmCodec, pghaDataConverter } from '../clients/codec';
 import { readLabInventory } from '../lab/inventory';
 import type { ClusterSecrets, Inventory } from '../runbooks/schema';
 import { findNode, restApi } from '../runbooks/topology';
+import { PG_SOCKET_DIR } from '../activities/render';
+import { inCt } from '../test/helpers/lab-direct';
 import { temporalBinary } from '../temporal.config';
 import { searchAttributeKeys } from '../workflows/messages';
 
@@ -338,4 +340,70 @@ export function watchMember(
       await agent.close();
     },
   };
+}
+
+/** psql -At as the superuser on a member's socket, straight through LXC: its output, trimmed. */
+export function psqlMember(inv: Inventory, member: string, sql: string, timeoutMs = 60_000): string {
+  return inCt(
+    findNode(inv, 'postgres', member).vmid,
+    [
+      'runuser',
+      '-u',
+      inv.postgresql.osUser,
+      '--',
+      `${inv.postgresql.binDir}/psql`,
+      '-X',
+      '-At',
+      '-h',
+      PG_SOCKET_DIR,
+      '-p',
+      String(inv.ports.postgresql),
+      '-U',
+      inv.postgresql.superuser,
+      '-d',
+      'postgres',
+      '-c',
+      sql,
+    ],
+    { timeoutMs },
+  ).trim();
+}
+
+/**
+ * The benchmarks' database of about 1.5 GB: `pgbench -i -s 100` (the PostgreSQL build's, in the
+ * leader's CT), kept when pgbench_accounts already has its 10 M rows. Prints what it did.
+ */
+export function pgbenchDatabase(inv: Inventory, leader: string): void {
+  const have = (() => {
+    try {
+      return Number(psqlMember(inv, leader, 'select count(*) from pgbench_accounts'));
+    } catch {
+      return 0;
+    }
+  })();
+  if (have === 10_000_000) return;
+  const t = Date.now();
+  inCt(
+    findNode(inv, 'postgres', leader).vmid,
+    [
+      'runuser',
+      '-u',
+      inv.postgresql.osUser,
+      '--',
+      `${inv.postgresql.binDir}/pgbench`,
+      '-i',
+      '-q',
+      '-s',
+      '100',
+      '-h',
+      PG_SOCKET_DIR,
+      '-p',
+      String(inv.ports.postgresql),
+      '-U',
+      inv.postgresql.superuser,
+      'postgres',
+    ],
+    { timeoutMs: 1_800_000 },
+  );
+  console.log(`pgbench -i -s 100: ${((Date.now() - t) / 1000).toFixed(0)} s`);
 }

@@ -25,6 +25,7 @@ import {
   CancellationScope,
   isCancellation,
   defineQuery,
+  patched,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -37,6 +38,7 @@ import type { Inventory, InventoryInput } from '../runbooks/schema';
 import { at, summarized } from './activity-options';
 import { inventoryOf, invalidInput } from './inventory';
 import { drillScratchId } from './restore-drill';
+import { Patches } from './patches';
 import { errorMessage, runbook } from './steps';
 
 export interface RestoreInput extends RestoreTargetFlags {
@@ -136,10 +138,17 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     if (mustApprove || p.members.some((m) => m.hasData))
       approvedBy = (await rb.approval('restore', { timeout: input.approvalTimeout ?? '1h' })).approver;
 
+    // The replicas stop first, the member that restores (in place: the leader) last: a leader
+    // stopped while a replica still ran let that replica promote itself onto a timeline of its
+    // own, which the rollback's leader (the old one) does not have — it never streamed again.
+    const leaderLast = patched(Patches.restoreLeaderStopsLast);
+    const stopOrder = leaderLast
+      ? [...postgres(inv).filter((h) => h !== p.restoreOn), p.restoreOn]
+      : postgres(inv);
     // from the first stop on, a failure puts the old data back and starts the cluster again
     try {
       // 1. every member stopped, then this cluster's keys (and only these) removed from etcd
-      for (const h of postgres(inv))
+      for (const h of stopOrder)
         await rb.step(`stop ${h}`, () => act.restoreStopMember(at(inv, h), { inv, hostname: h }), {
           node: h,
         });
@@ -233,6 +242,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       return result;
     } catch (err) {
       const why = isCancellation(err) ? 'cancelled' : errorMessage(err);
+      let streaming = '';
       await CancellationScope.nonCancellable(async () => {
         for (const h of postgres(inv))
           await rb.step(
@@ -257,11 +267,26 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         }
         for (const h of had.filter((x) => x !== first))
           await rb.step(`start ${h}`, () => node.startPatroni(at(inv, h), { inv, hostname: h }), { node: h });
+        // the rollback's post-check: the cluster runs as before only once every replica streams
+        if (leaderLast && had.includes(first) && had.length === postgres(inv).length && had.length > 1)
+          try {
+            await rb.step('replicas streaming', () =>
+              gate.waitReplication(`cluster ${inv.cluster}`, {
+                inv,
+                leader: first,
+                maxLagBytes: inv.patroni.maximumLagOnFailover,
+                timeoutMs: 300_000,
+              }),
+            );
+            streaming = `; every replica streams from ${first}`;
+          } catch (e) {
+            streaming = `; but the replicas do NOT stream from ${first} (${errorMessage(e)}): see pgha status and the replicas' logs`;
+          }
       });
       throw ApplicationFailure.create({
         type: Failures.RestoreFailed,
         nonRetryable: true,
-        message: `restore of backup ${p.backup.backupId} into ${inv.cluster} FAILED: ${why}; the old data directories were put back and the cluster was started again from them (${p.restoreOn} first)`,
+        message: `restore of backup ${p.backup.backupId} into ${inv.cluster} FAILED: ${why}; the old data directories were put back and the cluster was started again from them (${p.restoreOn} first)${streaming}`,
       });
     }
   });

@@ -24,7 +24,8 @@ import { resolveClusterSecrets } from '../../runbooks/inventory';
 import { describeTarget, lsnValue, type RestoreTarget } from '../../runbooks/restore-target';
 import { BACKUP_ID } from '../../runbooks/retention';
 import type { Inventory } from '../../runbooks/schema';
-import { backupNode, findNode } from '../../runbooks/topology';
+import { backupNode, findNode, restApi, restApiAuth } from '../../runbooks/topology';
+import type { PatroniActivities } from '../patroni';
 import { pctExec, quote } from '../command';
 import type { ProxmoxHost } from '../proxmox';
 import { asBackupUser, barmanCli, listBackups } from '../backup/cli';
@@ -39,6 +40,11 @@ import { barmanServer, renderPatroniYml, restoreStaging } from '../render';
 import { drillChooseBackup, type DrillBackup } from './drill';
 
 export interface RestoreDeps extends BackupDeps {
+  /** Patroni's REST API: a restore also restarts the restored leader once (its postgresql.conf). */
+  patroni: Pick<
+    PatroniActivities,
+    'patroniGetConfig' | 'patroniPatchConfig' | 'patroniGetCluster' | 'patroniRestart'
+  >;
   /** The Proxmox host: `pct exec` in a CT and a command line on the host itself (the copy's pipe). */
   hostFor(proxmox: Inventory['proxmox']): Promise<Pick<ProxmoxHost, 'exec' | 'push' | 'run' | 'status'>>;
 }
@@ -289,6 +295,9 @@ export async function restorePlan(
       `; all members stop; the old data directories are kept aside as ${oldDataDir(inv, tag)} until the restored cluster is verified, and put back if the restore fails`;
   } else {
     const had = members.filter((m) => m.hasData);
+    // a deployed target: its leader restores (and stops last, so no replica promotes itself)
+    const leader = had.length ? await leaderOf(deps, inv).catch(() => undefined) : undefined;
+    if (leader) restoreOn = leader;
     loses = had.length
       ? `the data now on ${had.map((m) => `${m.hostname} (system id ${m.systemId ?? '?'})`).join(', ')} of ${inv.cluster} is replaced (kept aside as ${oldDataDir(inv, tag)} until verified)`
       : `nothing (no member of ${inv.cluster} has data)`;
@@ -564,17 +573,55 @@ export async function restoreBootstrap(
   return { bootstrapped: true };
 }
 
-/** After the bootstrap: the usual patroni.yml back (no restore method) and the staging directory removed. */
+/** A recovery setting with a value in the member's postgresql.conf (Patroni writes them there). */
+const STALE_RECOVERY = "^(recovery_target(_time|_lsn|_name|_xid)?|restore_command) = '[^']";
+
+/**
+ * After the bootstrap: the usual patroni.yml back (no restore method), the staging directory
+ * removed, and — while the restored leader's postgresql.conf still holds the bootstrap's recovery
+ * settings (Patroni wrote them for the recovery and leaves them on a promoted primary: every later
+ * base backup carried `recovery_target_time` and a `restore_command` into a removed directory, and
+ * a restore of it stopped with "recovery ended before configured recovery target was reached") —
+ * one restart through Patroni (POST /restart: it keeps the leader key and rewrites the file), checked.
+ */
 export async function restoreFinishBootstrap(
   deps: RestoreDeps,
   args: { inv: Inventory; hostname: string; tag: string },
-): Promise<{ files: string[] }> {
+): Promise<{ files: string[]; restarted: boolean }> {
   const { inv, hostname, tag } = args;
   const files = await pushPatroniYml(deps, inv, hostname);
   await inMember(deps, inv, hostname, ['rm', '-rf', '--one-file-system', restoreStaging(inv, tag).dir], {
     timeoutMs: 600_000,
   });
-  return { files };
+  const conf = `${inv.postgresql.dataDir}/postgresql.conf`;
+  const stale = async () =>
+    (await inMember(deps, inv, hostname, ['grep', '-Eq', STALE_RECOVERY, conf], { ok: true })).code === 0;
+  if (!(await stale())) return { files, restarted: false };
+  await heartbeating(
+    () => `${hostname}: POST /restart (the bootstrap's recovery settings out of postgresql.conf)`,
+    () =>
+      deps.patroni.patroniRestart({
+        target: restApi(inv, hostname),
+        auth: restApiAuth(inv),
+        timeoutMs: 240_000,
+      }),
+  );
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    const up = await inMember(
+      deps,
+      inv,
+      hostname,
+      [`${inv.postgresql.binDir}/pg_ctl`, 'status', '-D', inv.postgresql.dataDir],
+      { ok: true, as: inv.postgresql.osUser },
+    );
+    if (up.code === 0 && !(await stale())) return { files, restarted: true };
+    if (Date.now() > deadline)
+      throw new Error(
+        `${hostname}: ${conf} still holds the restore's recovery settings 300 s after a restart`,
+      );
+    await new Promise((r) => setTimeout(r, 2000));
+  }
 }
 
 export interface RestoreVerified {

@@ -1,11 +1,12 @@
 /**
  * The restore runbook with mocked activities on a real dev server:
  * - in place: nothing is stopped before the approval; then the order of the seed's prose (stop every
- *   member, clean the DCS, old data aside, stage and bootstrap on one member, the others clone,
+ *   member — the replicas first, the leader last, so none promotes itself — clean the DCS, old data aside, stage and bootstrap on one member, the others clone,
  *   verify, old data removed, Barman onto the new timeline);
  * - a rejection stops nothing;
  * - a failure after the move-aside puts every member's old data back, cleans the keys again and
- *   starts the old leader first, and no old directory is removed; the run fails as RestoreFailed;
+ *   starts the old leader first, then waits for the replicas to stream, and no old directory is
+ *   removed; the run fails as RestoreFailed;
  * - a worker that dies after the bootstrap: the run resumes on another worker without staging,
  *   bootstrapping or moving anything again;
  * - bad input refused before any activity; --dry-run stops nothing.
@@ -190,7 +191,9 @@ void test('in place: approval first, then the seed order; the old data removed o
   assert.equal(r.error, undefined, String(r.error));
   assert.deepEqual(r.m.calls, [
     'plan',
-    ...each('stop'),
+    'stop pg102',
+    'stop pg104',
+    'stop pg103',
     'clean dcs',
     ...each('move aside'),
     'stage pg103',
@@ -241,7 +244,9 @@ void test('a failure after the move-aside puts the old data back and starts the 
     'wait primary pg103',
     'start pg102',
     'start pg104',
+    'replication',
   ]);
+  assert.match(cause.message, /every replica streams from pg103/);
   assert.ok(!r.m.calls.some((c) => c.startsWith('remove old') || c.startsWith('bootstrap')));
 });
 
