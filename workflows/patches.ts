@@ -34,6 +34,7 @@ export const Patches = {
    * attempts run out) is followed by switchoverSettle — no server left drained on any HAProxy.
    */
   settleAfterFailedHandoff: 'settle-after-failed-handoff',
+  /**
    * restore stops the replicas first and the member that restores last (a leader stopped before a
    * replica let that replica promote itself: a timeline the rollback's leader does not have), and
    * its rollback waits for every member with data to stream before it reports the old data back.
