@@ -192,7 +192,7 @@ before(async () => {
     suffix: uniqueId('ensure'),
     taskQueue,
   });
-  const status = await d.result();
+  const status = notDryRun(await d.result());
   assert.ok(status.verdict.status !== 'down', JSON.stringify(status.verdict));
   await healthy();
 });
