@@ -30,6 +30,7 @@ import type { smoke } from '../workflows/smoke';
 import type { deployCluster } from '../workflows/deploy-cluster';
 import type { failover, HandoffReport, switchover } from '../workflows/switchover';
 import type { applyConfig, rollingRestart } from '../workflows/rolling-restart';
+import { notDryRun } from '../workflows/dry-run';
 import type { reinitReplica } from '../workflows/reinit';
 import { inventoryInput } from '../clients/inventory-input';
 import { readFileSync } from 'node:fs';
@@ -194,7 +195,7 @@ async function main(): Promise<void> {
           operation: 'restart',
           taskQueue: 'record-lab',
         });
-        const restarted = await r.result();
+        const restarted = notDryRun(await r.result());
         recorded.push(r);
         names.set(r.workflowId, `lab-rollingRestart-${inventory.cluster}`);
         const c = await startRunbook<typeof applyConfig>(env.client, {

@@ -15,7 +15,8 @@ import type { LogicalBackupResult, PhysicalBackupResult, RetentionResult } from 
 import { Failures } from '../runbooks/failures';
 import { parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { activityOptions, at, summarized } from './activity-options';
+import { dryRunReport, dryRunning, type DryRunReport } from './dry-run';
 import { inventoryOf, invalidInput, refuse } from './inventory';
 import { Patches } from './patches';
 import { recordBackup } from './metrics';
@@ -27,6 +28,8 @@ export interface BackupInput {
   kind?: 'physical' | 'logical';
   /** Barman's retention policy applied after a successful backup (schedules set it). */
   retention?: string;
+  /** Look (the leader; for physical, barman check), return the ordered plan per node; back up and delete nothing. */
+  dryRun?: boolean;
 }
 
 /** The retention's outcome (Barman's for physical; pgha's over the dump directories for logical). */
@@ -34,6 +37,8 @@ export type BackupRetention = Pick<RetentionResult, 'policy' | 'deleted' | 'kept
 export type BackupResult = (PhysicalBackupResult | LogicalBackupResult) & { retention?: BackupRetention };
 
 const act = proxyActivities<Activities>(activityOptions.longWait);
+/** The dry run's looks: quick reads. */
+const look = summarized<Activities>('gate');
 
 /**
  * The backup's name: from the workflow id and, since the `backup-name-per-run` patch, the run's
@@ -60,7 +65,7 @@ export function backupName(workflowId: string, run?: { startTime: Date; runId: s
   return `pgha-${slug.slice(0, 60).replace(/-+$/, '')}-${at}-${run6}`;
 }
 
-export async function backup(input: BackupInput): Promise<BackupResult> {
+export async function backup(input: BackupInput): Promise<BackupResult | DryRunReport> {
   const inv = inventoryOf(input);
   if (inv.nodes.backup.length === 0)
     refuse(
@@ -82,6 +87,33 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const name = patched(Patches.backupNamePerRun)
     ? backupName(info.workflowId, { startTime: info.startTime, runId: info.runId })
     : backupName(info.workflowId);
+  if (dryRunning(input)) {
+    const ct = inv.nodes.backup[0]!;
+    return runbook({ cluster: inv.cluster, operation: 'backup', plan: ['pre-check'] }, async (rb) => {
+      const { leader, check } = await rb.step('pre-check', async () => ({
+        leader: await look.findLeader(`cluster ${inv.cluster} (dry run)`, { inv }),
+        check:
+          kind === 'physical'
+            ? await look.barmanCheck(`barman check on ${at(inv, ct.hostname)} (dry run)`, { inv })
+            : undefined,
+      }));
+      const failing = check?.checks.filter((c) => !c.ok).map((c) => `${c.name} (${c.detail})`) ?? [];
+      return dryRunReport(inv.cluster, 'backup', [
+        `pre-check: leader ${leader ?? '(none found: the backup would fail)'}${check ? `; barman check ${check.ok ? 'passes' : `FAILS: ${failing.join(', ')}`}` : ''}`,
+        ...(kind === 'physical'
+          ? [
+              `marker row: one row written on leader ${leader ? at(inv, leader) : '(none)'}, and the largest tables' row counts recorded`,
+              `backup on ${at(inv, ct.hostname)}: barman backup --name ${name} ${check?.server ?? inv.cluster} (from the leader through HAProxy's write port), waited for until DONE`,
+              `verify on ${at(inv, ct.hostname)}: barman verify-backup and check-backup of it`,
+            ]
+          : [
+              `dump on ${at(inv, ct.hostname)}: pg_dump -Fc of every database and pg_dumpall --globals-only from a replica (HAProxy's read port) into ${inv.backup.storage.path}/logical/${name}/, then SHA256SUMS checked`,
+            ]),
+        retention !== undefined &&
+          `retention ${retention}: ${kind === 'physical' ? "Barman's retention marks OBSOLETE backups, deleted" : 'the dump directories outside it deleted'}`,
+      ]);
+    });
+  }
   const plan = retention ? ['backup', 'retention'] : ['backup'];
   return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'backup', plan }, async (rb) => {
     if (kind === 'logical') {

@@ -26,6 +26,7 @@ import { GUARDIAN_OPERATION, clusterGuardian, guardianWorkflowId } from './guard
 import { inventoryOf, refuse } from './inventory';
 import { PgCluster, PgOperation } from './messages';
 import { Patches } from './patches';
+import { dryRunReport, dryRunning } from './dry-run';
 import { runbook } from './steps';
 import type { PlanEntry } from './steps';
 
@@ -44,6 +45,8 @@ export interface DeployInput {
    * default: the inventory's `backup.synchronous`.
    */
   synchronousBackup?: boolean;
+  /** Run the pre-flight and look for a leader, return the ordered plan per node; install and start nothing. */
+  dryRun?: boolean;
 }
 
 /** What the `guardian` step did: started the guardian, or found it running (nothing done). */
@@ -74,6 +77,57 @@ export async function deployCluster(input: DeployInput) {
   const withGuardian = (input.guard ?? inv.guardian) === true && patched(Patches.deployGuardian);
   if (withGuardian) plan.push('guardian');
   plan.push('status');
+
+  if (dryRunning(input)) {
+    return runbook(
+      { cluster: inv.cluster, operation: 'deploy', plan: ['preflight', 'leader'] },
+      async (rb) => {
+        const seen = await rb.step('preflight', () =>
+          Promise.all(
+            (['etcd', 'postgres', 'haproxy'] as const).flatMap((role) =>
+              inv.nodes[role].map((n) =>
+                node.preflightNode(`${role} ${at(inv, n.hostname)} (dry run)`, {
+                  inv,
+                  role,
+                  hostname: n.hostname,
+                }),
+              ),
+            ),
+          ),
+        );
+        const existing = await rb.step('leader', () =>
+          gate.findLeader(`cluster ${inv.cluster} (dry run)`, { inv }),
+        );
+        const all = (role: 'etcd' | 'postgres' | 'haproxy') =>
+          at(inv, ...inv.nodes[role].map((n) => n.hostname));
+        const leader = existing ?? first.hostname;
+        const backupCt = inv.nodes.backup[0];
+        const synchronous = input.synchronousBackup ?? inv.backup.synchronous;
+        return dryRunReport(inv.cluster, 'deploy', [
+          `preflight passed: ${seen.map((p) => `${p.node} ${p.resuming ? 'already this cluster’s (resumed: what is there is kept)' : 'new'}`).join(', ')}`,
+          `etcd: install and start etcd ${inv.versions.etcd} on ${all('etcd')}`,
+          `etcd healthy: wait until ${inv.nodes.etcd.length} members are healthy`,
+          `postgres install: PostgreSQL ${inv.versions.postgresql} + Patroni ${inv.versions.patroni} on ${all('postgres')}`,
+          input.approvalTimeout !== undefined &&
+            `gate before-bootstrap: wait up to ${String(input.approvalTimeout)} for pgha approve before any PostgreSQL starts`,
+          existing
+            ? `bootstrap leader: ${at(inv, existing)} leads already: kept, Patroni ensured running there`
+            : `bootstrap leader: Patroni started on ${at(inv, leader)}, which bootstraps the cluster; wait until it is the writable primary`,
+          `replicas join: Patroni started on ${at(inv, ...inv.nodes.postgres.map((n) => n.hostname).filter((h) => h !== leader))}; each clones from ${leader}`,
+          `replication: every replica streaming from ${leader} within ${inv.patroni.maximumLagOnFailover} B`,
+          `haproxy: install and start HAProxy on ${all('haproxy')}`,
+          `end-to-end: a write through every HAProxy lands on ${leader}`,
+          withBackup && backupCt && `backup roles: Barman's roles, pg_hba lines and slot on leader ${leader}`,
+          withBackup && backupCt && `backup install: Barman on ${at(inv, backupCt.hostname)}`,
+          withBackup && backupCt && `backup check: barman check passes on ${backupCt.hostname}`,
+          withBackupSync &&
+            `backup synchronous: Barman's receiver ${synchronous ? 'the synchronous standby' : 'asynchronous'}`,
+          withGuardian && `guardian: the cluster's guardian started (kept if it runs)`,
+          `status: the cluster's status, healthy or the run fails`,
+        ]);
+      },
+    );
+  }
 
   return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'deploy', plan }, async (rb) => {
     const each = <T>(role: 'etcd' | 'postgres' | 'haproxy', fn: (hostname: string) => Promise<T>) =>

@@ -20,6 +20,7 @@ import type { InventoryInput } from '../runbooks/schema';
 import { at, summarized } from './activity-options';
 import { check, checkEtcdMembers, member as memberStep } from './etcd';
 import { invalidInput, inventoryOf } from './inventory';
+import { dryRunReport, dryRunning, type DryRunReport } from './dry-run';
 import { runbook } from './steps';
 
 export interface EtcdReplaceInput {
@@ -30,6 +31,8 @@ export interface EtcdReplaceInput {
   vmid?: number;
   /** The fresh CT's address (default: the member's own). */
   ip?: string;
+  /** Run the pre-check, return the ordered plan; remove, add and install nothing. */
+  dryRun?: boolean;
 }
 
 export interface EtcdReplaceReport {
@@ -55,7 +58,7 @@ export function withEtcdMemberAt(
   return { ...inventory, nodes: { ...inventory.nodes, etcd } } as InventoryInput;
 }
 
-export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceReport> {
+export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceReport | DryRunReport> {
   const inv = inventoryOf(input);
   if (typeof input.member !== 'string') invalidInput('member: name the etcd member to replace, e.g. etcd3');
   checkEtcdMembers(inv, [input.member]);
@@ -68,13 +71,39 @@ export async function etcdReplace(input: EtcdReplaceInput): Promise<EtcdReplaceR
     `install ${name}`,
     `join ${name}`,
   ];
+  const dry = dryRunning(input);
   return runbook(
-    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-replace', plan },
+    {
+      cluster: inv.cluster,
+      notify: dry ? undefined : inv.notify,
+      operation: 'etcd-replace',
+      plan: dry ? ['pre-check'] : plan,
+    },
     async (rb) => {
       const args = { inv, next, member: name };
       const seen = await rb.step('pre-check', () => check.etcdReplacePrecheck(at(inv, name), args), {
         node: name,
       });
+      if (dry) {
+        const fresh = `${name} (CT ${seen.target.vmid}, ${seen.target.ip})`;
+        return dryRunReport(inv.cluster, 'etcd-replace', [
+          `pre-check passed: leader ${seen.leader ?? '(none)'}; ${seen.seen.join('; ')}`,
+          ...(seen.alreadyReplaced
+            ? [
+                `already replaced: ${fresh} is a healthy member (id ${seen.joinedId ?? '?'}); nothing to remove, add or install`,
+              ]
+            : [
+                seen.oldId !== undefined
+                  ? `member remove ${name}: etcdctl member remove ${seen.oldId} (the dead member)`
+                  : `member remove ${name}: not listed any more, nothing to remove`,
+                seen.pendingId !== undefined
+                  ? `member add ${name}: already added (id ${seen.pendingId}), kept`
+                  : `member add ${name}: etcdctl member add ${name} --peer-urls=http://${seen.target.ip}:${inv.ports.etcdPeer}`,
+                `install ${fresh}: etcd installed with ETCD_INITIAL_CLUSTER_STATE=existing, started`,
+              ]),
+          `join ${name}: every member healthy, one leader, ${name} caught up; Patroni's leader key readable there`,
+        ]);
+      }
       let removed: EtcdReplaceReport['removed'] = 'not-listed';
       let added: EtcdReplaceReport['added'] = 'already-replaced';
       let memberId: string | undefined;

@@ -35,6 +35,7 @@ import type {
 import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
 import { invalidInput, inventoryOf, refuse } from './inventory';
+import { dryRunReport, dryRunning, type DryRunReport } from './dry-run';
 import { runbook } from './steps';
 import { at, summarized } from './activity-options';
 
@@ -72,6 +73,9 @@ export function checkEtcdMembers(inv: Inventory, members: string[] | undefined):
   }
 }
 
+const describeEtcd = (s: EtcdClusterState) =>
+  `leader ${s.leader ?? '(none)'}; ${s.healthyCount}/${s.members.length} healthy (${s.members.map((m) => m.name).join(', ')})`;
+
 /** Followers in inventory order, then the leader: the order of every rolling etcd operation. */
 function leaderLast(state: EtcdClusterState, wanted: (name: string) => boolean) {
   const followers = state.members.filter((m) => m.name !== state.leader && wanted(m.name));
@@ -85,6 +89,8 @@ export interface EtcdRestartInput {
   inventory: InventoryInput;
   /** Only these etcd members (default: all). */
   members?: string[];
+  /** Run the pre-check, return the ordered plan per member; restart nothing. */
+  dryRun?: boolean;
 }
 
 export interface EtcdRestartReport {
@@ -94,15 +100,35 @@ export interface EtcdRestartReport {
   members: EtcdRestartResult[];
 }
 
-export async function etcdRestart(input: EtcdRestartInput): Promise<EtcdRestartReport> {
+export async function etcdRestart(input: EtcdRestartInput): Promise<EtcdRestartReport | DryRunReport> {
   const inv = inventoryOf(input);
   checkEtcdMembers(inv, input.members);
   const wanted = (n: string) => !input.members || input.members.includes(n);
+  const dry = dryRunning(input);
   return runbook(
-    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-restart', plan: ['pre-check'] },
+    {
+      cluster: inv.cluster,
+      notify: dry ? undefined : inv.notify,
+      operation: 'etcd-restart',
+      plan: ['pre-check'],
+    },
     async (rb) => {
-      const state = await rb.step('pre-check', () => check.etcdPrecheck(`cluster ${inv.cluster}`, { inv }));
+      const state = await rb.step('pre-check', () =>
+        check.etcdPrecheck(`cluster ${inv.cluster}${dry ? ' (dry run)' : ''}`, { inv }),
+      );
       const { followers, leader } = leaderLast(state, wanted);
+      if (dry) {
+        return dryRunReport(inv.cluster, 'etcd-restart', [
+          `pre-check passed: ${describeEtcd(state)}`,
+          ...followers.map(
+            (m) =>
+              `restart ${at(inv, m.name)} (follower): systemctl restart etcd, then healthy and caught up (raft index) with a leader`,
+          ),
+          leader &&
+            `restart ${at(inv, leader.name)} (leader, after move-leader): leadership moved to the most caught-up follower, then the same`,
+          followers.length === 0 && !leader && 'nothing to restart: no member matches',
+        ]);
+      }
       const results: EtcdRestartResult[] = [];
       for (const m of followers) {
         results.push(
@@ -148,6 +174,8 @@ export interface EtcdMaintainInput {
   inventory: InventoryInput;
   /** Compact and defragment (default true); false reports health, sizes and alarms only. */
   defrag?: boolean;
+  /** Run the health report and pre-check, return the ordered plan; compact and defragment nothing. */
+  dryRun?: boolean;
 }
 
 export interface EtcdMaintainReport {
@@ -158,15 +186,39 @@ export interface EtcdMaintainReport {
   after: EtcdHealthReport;
 }
 
-export async function etcdMaintain(input: EtcdMaintainInput): Promise<EtcdMaintainReport> {
+export async function etcdMaintain(input: EtcdMaintainInput): Promise<EtcdMaintainReport | DryRunReport> {
   const inv = inventoryOf(input);
   const defrag = input.defrag ?? true;
   if (typeof defrag !== 'boolean') invalidInput(`defrag ${JSON.stringify(defrag)}: true or false`);
   const plan = ['health', ...(defrag ? ['pre-check', 'compact'] : []), 'health after'];
+  const dry = dryRunning(input);
   return runbook(
-    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-maintain', plan },
+    { cluster: inv.cluster, notify: dry ? undefined : inv.notify, operation: 'etcd-maintain', plan },
     async (rb) => {
       const before = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
+      if (dry) {
+        const state = defrag
+          ? await rb.step('pre-check', () =>
+              check.etcdPrecheck(`cluster ${inv.cluster} (dry run)`, { inv, allowAlarms: true }),
+            )
+          : undefined;
+        const { followers, leader } = state
+          ? leaderLast(state, () => true)
+          : { followers: [], leader: undefined };
+        return dryRunReport(inv.cluster, 'etcd-maintain', [
+          `health: ${before.healthy}/${before.total} healthy, leader ${before.leader ?? '(none)'}; sizes ${before.members
+            .map((m) => `${m.member} ${m.dbSizeBytes ?? '?'} B`)
+            .join(', ')}${before.warnings.length ? `; warnings: ${before.warnings.join('; ')}` : ''}`,
+          state && `pre-check passed: ${describeEtcd(state)}`,
+          state && `compact: etcd's keyspace compacted to the current revision (history before it dropped)`,
+          ...[...followers, ...(leader ? [leader] : [])].map(
+            (m) =>
+              `defrag ${at(inv, m.name)}${m === leader ? ' (leader)' : ''}: etcdctl defrag, one member at a time`,
+          ),
+          !defrag && 'no compaction or defragmentation (defrag false): the report only',
+          'health after: sizes and alarms again',
+        ]);
+      }
       const report: EtcdMaintainReport = { before, defrag: [], after: before };
       if (defrag) {
         const state = await rb.step('pre-check', () =>
@@ -204,6 +256,8 @@ export interface EtcdSnapshotInput {
   keep?: number;
   /** The directory on the Proxmox host (default /var/lib/pgha/etcd-snapshots/<cluster>). */
   dir?: string;
+  /** Run the health report, return where the snapshot would be taken and kept; save nothing. */
+  dryRun?: boolean;
 }
 
 /** `etcd-<cluster>-20261129T110500Z.db` for a time (the run's start: the same name on every retry). */
@@ -214,15 +268,16 @@ export function snapshotName(cluster: string, at: Date): string {
     .replace(/\.\d+Z$/, 'Z')}.db`;
 }
 
-export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult> {
+export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapshotResult | DryRunReport> {
   const inv = inventoryOf(input);
   if (input.member !== undefined) checkEtcdMembers(inv, [input.member]);
   if (input.keep !== undefined && (!Number.isInteger(input.keep) || input.keep < 1)) {
     invalidInput(`keep ${JSON.stringify(input.keep)}: give a whole number ≥ 1 (how many snapshots to keep)`);
   }
   const plan = ['health', 'snapshot'];
+  const dry = dryRunning(input);
   return runbook(
-    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-snapshot', plan },
+    { cluster: inv.cluster, notify: dry ? undefined : inv.notify, operation: 'etcd-snapshot', plan },
     async (rb) => {
       const health = await rb.step('health', () => check.etcdHealthReport(`cluster ${inv.cluster}`, { inv }));
       const on =
@@ -236,6 +291,14 @@ export async function etcdSnapshot(input: EtcdSnapshotInput): Promise<EtcdSnapsh
         );
       }
       const name = snapshotName(inv.cluster, workflowInfo().startTime);
+      if (dry) {
+        const dir = input.dir ?? `/var/lib/pgha/etcd-snapshots/${inv.cluster}`;
+        return dryRunReport(inv.cluster, 'etcd-snapshot', [
+          `health: ${health.healthy}/${health.total} healthy, leader ${health.leader ?? '(none)'}`,
+          `snapshot on ${at(inv, on)}${input.member ? '' : ' (a healthy follower: the leader is spared the load)'}: etcdctl snapshot save ${name}, checked with snapshot status`,
+          `copy to the Proxmox host: ${dir}/${name}, hash-checked; keep the newest ${input.keep ?? 7} of the cluster's snapshots`,
+        ]);
+      }
       return rb.step(
         'snapshot',
         () =>
@@ -252,6 +315,8 @@ export interface PatroniDcsCleanInput {
   inventory: InventoryInput;
   /** How long to wait for `pgha approve <id> --gate before-delete` (default 1h). */
   approvalTimeout?: Duration;
+  /** Run the check, return the keys that would be deleted; no gate, delete nothing. */
+  dryRun?: boolean;
 }
 
 export interface PatroniDcsCleanReport {
@@ -260,13 +325,23 @@ export interface PatroniDcsCleanReport {
   result: DcsCleanResult;
 }
 
-export async function patroniDcsClean(input: PatroniDcsCleanInput): Promise<PatroniDcsCleanReport> {
+export async function patroniDcsClean(
+  input: PatroniDcsCleanInput,
+): Promise<PatroniDcsCleanReport | DryRunReport> {
   const inv = inventoryOf(input);
-  const plan = ['check', { gate: 'before-delete' }, 'delete'];
+  const dry = dryRunning(input);
+  const plan = dry ? ['check'] : ['check', { gate: 'before-delete' }, 'delete'];
   return runbook(
-    { cluster: inv.cluster, notify: inv.notify, operation: 'etcd-clean-dcs', plan },
+    { cluster: inv.cluster, notify: dry ? undefined : inv.notify, operation: 'etcd-clean-dcs', plan },
     async (rb) => {
       const seen = await rb.step('check', () => check.dcsCleanCheck(`cluster ${inv.cluster}`, { inv }));
+      if (dry) {
+        return dryRunReport(inv.cluster, 'etcd-clean-dcs', [
+          `check passed: Patroni stopped on ${seen.members.map((m) => `${m.member} (${m.service})`).join(', ')}`,
+          `gate before-delete: wait up to ${String(input.approvalTimeout ?? '1h')} for pgha approve`,
+          `delete the ${seen.keys.length} keys under ${seen.prefix} (only these): ${seen.keys.join(', ') || '(none)'}; then none left`,
+        ]);
+      }
       const decision = await rb.approval('before-delete', { timeout: input.approvalTimeout ?? '1h' });
       const result = await rb.step('delete', () => check.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }));
       return { check: seen, approvedBy: decision.approver, result };

@@ -26,7 +26,8 @@ import type { DrillBackup, DrillChecks, DrillRestored } from '../activities/rest
 import { Failures } from '../runbooks/failures';
 import { parseBackupRef } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
+import { activityOptions, at } from './activity-options';
+import { dryRunReport, dryRunning, type DryRunReport } from './dry-run';
 import { inventoryOf, invalidInput, refuse } from './inventory';
 import { errorMessage, runbook } from './steps';
 
@@ -34,6 +35,8 @@ export interface RestoreDrillInput {
   inventory: InventoryInput;
   /** latest (the default), a Barman backup id or a pgha backup name. */
   backup?: string;
+  /** Choose the backup (read-only), return the ordered plan; restore, start and remove nothing. */
+  dryRun?: boolean;
 }
 
 export interface RestoreDrillResult {
@@ -63,7 +66,7 @@ export function drillScratchId(workflowId: string, runId: string): string {
   return `${slug || 'drill'}-${run6}`;
 }
 
-export async function restoreDrill(input: RestoreDrillInput): Promise<RestoreDrillResult> {
+export async function restoreDrill(input: RestoreDrillInput): Promise<RestoreDrillResult | DryRunReport> {
   const inv = inventoryOf(input);
   if (inv.nodes.backup.length === 0)
     refuse(
@@ -78,6 +81,19 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<RestoreDri
   }
   const info = workflowInfo();
   const scratchId = drillScratchId(info.workflowId, info.runId);
+  if (dryRunning(input)) {
+    const ct = at(inv, inv.nodes.backup[0]!.hostname);
+    return runbook({ cluster: inv.cluster, operation: 'drill', plan: ['choose backup'] }, async (rb) => {
+      const b = await rb.step('choose backup', () => act.drillChooseBackup({ inv, backup: want }));
+      return dryRunReport(inv.cluster, 'drill', [
+        `choose backup: ${b.backupId}${b.name ? ` (${b.name})` : ''} of server ${b.server}, DONE, timeline ${b.timeline}, ended ${b.endTime}, consistent at ${b.consistentLsn}`,
+        `verify on ${ct}: barman verify-backup ${b.server} ${b.backupId} (its files against the manifest)`,
+        `restore on ${ct}: copied into the scratch directory ${scratchId}, started on loopback on its own port (recovery from Barman's archive to ${b.consistentLsn}; archive_mode off, no Patroni, no slot, nothing pointed at etcd)`,
+        `check on ${ct}: the backup's marker row, pg_amcheck over every database, the largest tables' row counts, the restored LSN, the RTO`,
+        `teardown on ${ct}: the scratch copy stopped and removed (however the drill ends)`,
+      ]);
+    });
+  }
   const plan = ['choose backup', 'verify', 'restore', 'check', 'teardown'];
   return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'drill', plan }, async (rb) => {
     const backup = await rb.step('choose backup', () => act.drillChooseBackup({ inv, backup: want }));

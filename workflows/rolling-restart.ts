@@ -30,6 +30,7 @@ import { Failures } from '../runbooks/failures';
 import type { Inventory, InventoryInput } from '../runbooks/schema';
 import { at, summarized } from './activity-options';
 import { invalidInput, inventoryOf, refuse } from './inventory';
+import { dryRunReport, dryRunning, type DryRunReport } from './dry-run';
 import { errorMessage, runbook } from './steps';
 import type { Runbook } from './steps';
 import type { HandoffReport, SwitchoverInput } from './switchover';
@@ -47,6 +48,8 @@ export interface RollingRestartInput {
   onlyPendingRestart?: boolean;
   /** Lag bound a restarted replica must be back within (default maximum_lag_on_failover). */
   maxLagBytes?: number;
+  /** Run the pre-check, return the ordered plan per member; restart nothing. */
+  dryRun?: boolean;
 }
 
 export interface RestartReport {
@@ -63,6 +66,8 @@ export interface ApplyConfigInput {
   set: Record<string, ConfigValue>;
   /** Restart the members with pending_restart afterwards: leader in place, through a switchover, or not at all. */
   restart: LeaderRestart | 'none';
+  /** Run the pre-check and compare with GET /config; return what would change and restart; change nothing. */
+  dryRun?: boolean;
 }
 
 export interface ApplyConfigReport extends ConfigApplyResult {
@@ -101,6 +106,51 @@ function checkMembers(inv: Inventory, members: string[] | undefined): void {
   }
 }
 
+/** Who a rolling restart restarts, from what the pre-check saw: the replicas in order, and the leader or not. */
+function restartTargets(snap: ClusterSnapshot, opts: { members?: string[]; onlyPendingRestart: boolean }) {
+  const wanted = (name: string) => !opts.members || opts.members.includes(name);
+  const pending = (m: ClusterSnapshot['members'][number]) => !opts.onlyPendingRestart || m.pendingRestart;
+  const replicas = snap.members.filter((m) => m.role === 'replica' && wanted(m.name) && pending(m));
+  const leaderSnap = snap.members.find((m) => m.role === 'leader');
+  const doLeader = leaderSnap !== undefined && wanted(leaderSnap.name) && pending(leaderSnap);
+  return { replicas, leaderSnap, doLeader };
+}
+
+/** The dry run's restart lines: the same members in the same order as restartMembers would take them. */
+function restartPlan(
+  inv: Inventory,
+  snap: ClusterSnapshot,
+  opts: { members?: string[]; leader: LeaderRestart; onlyPendingRestart: boolean; leaderFirst?: boolean },
+): string[] {
+  const { replicas, leaderSnap, doLeader } = restartTargets(snap, opts);
+  const replicaLines = replicas.map(
+    (r) =>
+      `restart ${at(inv, r.name)} (replica): POST /restart, then streaming from ${snap.leader} within the lag bound`,
+  );
+  const lines: string[] = [];
+  const inPlace = leaderSnap
+    ? `restart ${at(inv, leaderSnap.name)} (leader, in place): POST /restart — writes stop until it is the writable primary again`
+    : '';
+  if (opts.leaderFirst) {
+    if (doLeader) lines.push(inPlace);
+    lines.push(...replicaLines);
+  } else {
+    lines.push(...replicaLines);
+    if (doLeader && leaderSnap && opts.leader === 'in-place') lines.push(inPlace);
+    if (doLeader && leaderSnap && opts.leader === 'switchover') {
+      lines.push(
+        `switchover from ${leaderSnap.name}: the switchover runbook as a child (the fit replica with the least lag is promoted)`,
+        `restart ${at(inv, leaderSnap.name)} (old leader, as a replica): POST /restart unless its demotion already restarted it`,
+      );
+    }
+  }
+  if (lines.length === 0) lines.push('nothing to restart: no member matches (members, pending restart)');
+  return lines;
+}
+
+const describeSnapshot = (snap: ClusterSnapshot) =>
+  `leader ${snap.leader}; ${snap.members.map((m) => `${m.name} ${m.role}${m.pendingRestart ? ' (pending restart)' : ''}`).join(', ')}`;
+
 /**
  * The restart steps shared by rollingRestart and applyConfig: replicas one at a time, then the leader.
  * `snap` is what the pre-check saw (roles, postmaster start times, pending flags).
@@ -120,11 +170,7 @@ async function restartMembers(
     leaderFirst?: boolean;
   },
 ): Promise<RestartReport> {
-  const wanted = (name: string) => !opts.members || opts.members.includes(name);
-  const pending = (m: ClusterSnapshot['members'][number]) => !opts.onlyPendingRestart || m.pendingRestart;
-  const replicas = snap.members.filter((m) => m.role === 'replica' && wanted(m.name) && pending(m));
-  const leaderSnap = snap.members.find((m) => m.role === 'leader');
-  const doLeader = leaderSnap !== undefined && wanted(leaderSnap.name) && pending(leaderSnap);
+  const { replicas, leaderSnap, doLeader } = restartTargets(snap, opts);
   const results: RestartResult[] = [];
   const report: RestartReport = { leaderBefore: snap.leader, leaderAfter: snap.leader, members: results };
 
@@ -228,17 +274,31 @@ async function restartMembers(
   return report;
 }
 
-export async function rollingRestart(input: RollingRestartInput): Promise<RestartReport> {
+export async function rollingRestart(input: RollingRestartInput): Promise<RestartReport | DryRunReport> {
   const inv = inventoryOf(input);
   const leaderMode = input.leader ?? 'in-place';
   checkLeaderMode(leaderMode, 'leader');
   checkMembers(inv, input.members);
+  const dry = dryRunning(input);
   return runbook(
-    { cluster: inv.cluster, notify: inv.notify, operation: 'restart', plan: ['pre-check'] },
+    { cluster: inv.cluster, notify: dry ? undefined : inv.notify, operation: 'restart', plan: ['pre-check'] },
     async (rb) => {
       const snap = await rb.step('pre-check', () =>
-        check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv, maxLagBytes: input.maxLagBytes }),
+        check.maintenancePrecheck(`cluster ${inv.cluster}${dry ? ' (dry run)' : ''}`, {
+          inv,
+          maxLagBytes: input.maxLagBytes,
+        }),
       );
+      if (dry) {
+        return dryRunReport(inv.cluster, 'restart', [
+          `pre-check passed: ${describeSnapshot(snap)}`,
+          ...restartPlan(inv, snap, {
+            members: input.members,
+            leader: leaderMode,
+            onlyPendingRestart: input.onlyPendingRestart ?? false,
+          }),
+        ]);
+      }
       return restartMembers(rb, inv, snap, {
         inventory: input.inventory,
         members: input.members,
@@ -250,7 +310,7 @@ export async function rollingRestart(input: RollingRestartInput): Promise<Restar
   );
 }
 
-export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigReport> {
+export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigReport | DryRunReport> {
   const inv = inventoryOf(input);
   checkLeaderMode(input.restart, 'restart', true);
   try {
@@ -259,8 +319,30 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
     if (err instanceof ConfigKeyError) refuse(err.message, Failures.InvalidConfigKey);
     throw err;
   }
-  const plan = ['pre-check', 'patch config', 'wait picked up'];
   const keys = Object.keys(input.set).join(', ');
+  if (dryRunning(input)) {
+    return runbook(
+      { cluster: inv.cluster, operation: 'config', plan: ['pre-check', 'compare'] },
+      async (rb) => {
+        const snap = await rb.step('pre-check', () =>
+          check.maintenancePrecheck(`cluster ${inv.cluster} (dry run)`, { inv }),
+        );
+        const seen = await rb.step(
+          'compare',
+          () =>
+            check.configPreview(`GET /config on ${at(inv, snap.leader)}: ${keys} (dry run)`, {
+              inv,
+              set: input.set,
+              leader: snap.leader,
+              restart: input.restart,
+            }),
+          { node: snap.leader },
+        );
+        return dryRunReport(inv.cluster, 'config', configPlanLines(inv, snap, seen, input, keys));
+      },
+    );
+  }
+  const plan = ['pre-check', 'patch config', 'wait picked up'];
   return runbook({ cluster: inv.cluster, notify: inv.notify, operation: 'config', plan }, async (rb) => {
     const snap = await rb.step('pre-check', () =>
       check.maintenancePrecheck(`cluster ${inv.cluster}`, { inv }),
@@ -302,4 +384,45 @@ export async function applyConfig(input: ApplyConfigInput): Promise<ApplyConfigR
     );
     return report;
   });
+}
+
+/** applyConfig's dry run: the PATCH on the leader, the wait, then the restarts a postmaster change would need. */
+function configPlanLines(
+  inv: Inventory,
+  snap: ClusterSnapshot,
+  seen: ConfigApplyResult,
+  input: ApplyConfigInput,
+  keys: string,
+): string[] {
+  const show = (v: unknown) => (v === null || v === undefined ? '(unset)' : String(v));
+  const lines = [`pre-check passed: ${describeSnapshot(snap)}`];
+  if (seen.changed.length === 0) {
+    lines.push(
+      `nothing to change: ${seen.unchanged.map((u) => `${u.key} is already ${show(u.value)}`).join(', ')}`,
+    );
+    return lines;
+  }
+  lines.push(
+    `patch config on leader ${at(inv, snap.leader)}: PATCH /config ${seen.changed
+      .map((c) => `${c.key} ${show(c.from)} → ${String(c.to)}${c.needsRestart ? ' (needs a restart)' : ''}`)
+      .join(
+        ', ',
+      )}${seen.unchanged.length ? `; unchanged: ${seen.unchanged.map((u) => u.key).join(', ')}` : ''}`,
+    `wait picked up: every member (${snap.members.map((m) => m.name).join(', ')}) runs ${keys} or flags a pending restart for it`,
+  );
+  if (!seen.changed.some((c) => c.needsRestart)) return lines;
+  if (input.restart === 'none') {
+    lines.push(
+      'no restart (--restart none): the members keep a pending restart; run pgha restart --pending-only later',
+    );
+    return lines;
+  }
+  // Every member flags the pending restart once a postmaster parameter changed: all of them, in order.
+  const leaderFirst = seen.restartOrder === 'leader-first';
+  if (seen.orderReason) lines.push(`order: ${seen.orderReason}`);
+  lines.push(
+    ...restartPlan(inv, snap, { leader: input.restart, onlyPendingRestart: false, leaderFirst }),
+    `verify: every member runs ${keys} (no restart left pending)`,
+  );
+  return lines;
 }

@@ -1,5 +1,6 @@
 /**
  * Configuration changes:
+ * - configPreview: the same checks and comparison, nothing PATCHed (applyConfig's dry run).
  * - configApply: the DCS keys and PostgreSQL parameters checked (unknown name, bad value, non-DCS
  *   key → a clear refusal), compared with GET /config, and only what differs PATCHed.
  * - configWaitApplied: a bounded wait (Patroni applies the DCS config once per loop_wait) until every
@@ -133,16 +134,30 @@ function diffConfig(
   return { changed, unchanged };
 }
 
-export async function configApply(deps: MaintenanceDeps, args: ConfigApplyArgs): Promise<ConfigApplyResult> {
+/** The keys checked against the leader and compared with GET /config: what a PATCH would change. Reads only. */
+async function configPlan(deps: MaintenanceDeps, args: ConfigApplyArgs) {
   const { inv, leader } = args;
   const changes = classifyOrRefuse(args.set);
   const params = changes.filter((c) => c.kind === 'parameter');
   const infos = new Map((await settingsOf(deps, inv, leader, params.map(paramName))).map((r) => [r.name, r]));
   checkParams(params, infos, leader);
   const order = restartOrderOf(params, infos, args.restart);
-
   const current = (await deps.patroni.patroniGetConfig({ target: restApi(inv, leader) })).body ?? {};
-  const { changed, unchanged } = diffConfig(current, changes, infos);
+  return { changes, ...diffConfig(current, changes, infos), ...order };
+}
+
+/** applyConfig's dry run: what configApply would PATCH and the restart order, refused as it would be; nothing changed. */
+export async function configPreview(
+  deps: MaintenanceDeps,
+  args: ConfigApplyArgs,
+): Promise<ConfigApplyResult> {
+  const { changes: _changes, ...result } = await configPlan(deps, args);
+  return result;
+}
+
+export async function configApply(deps: MaintenanceDeps, args: ConfigApplyArgs): Promise<ConfigApplyResult> {
+  const { inv, leader } = args;
+  const { changes, changed, unchanged, ...order } = await configPlan(deps, args);
   if (changed.length) {
     const body = patchBody(changes.filter((c) => changed.some((x) => x.key === c.key)));
     const r = await deps.patroni.patroniPatchConfig({

@@ -5,7 +5,7 @@
  *
  * - precheck.ts    maintenancePrecheck: is the cluster healthy enough to start; the plan it saw
  * - restart.ts     restartMember: POST /restart once (intent in the heartbeat details), wait until back
- * - config.ts      configApply (PATCH only what differs), configWaitApplied
+ * - config.ts      configApply (PATCH only what differs), configPreview (its dry run), configWaitApplied
  * - reinit.ts      reinitMember: POST /reinitialize once, wait until re-cloned and streaming
  * - markers.ts     writeMarker / waitRow
  * - wait-back.ts   the bounded, heartbeating wait until a member is back
@@ -13,7 +13,7 @@
  * A refusal is a non-retryable ApplicationFailure of type Failures.MaintenanceRefused that says what
  * was found and what to do; a failed operation is Failures.MaintenanceFailed.
  */
-import { configApply, configWaitApplied } from './config';
+import { configApply, configPreview, configWaitApplied } from './config';
 import type { ConfigApplyArgs, ConfigWaitArgs } from './config';
 import { waitRow, writeMarker } from './markers';
 import { maintenancePrecheck } from './precheck';
@@ -35,6 +35,7 @@ export function createMaintenanceActivities(deps: MaintenanceDeps) {
     maintenancePrecheck: (args: PrecheckArgs) => maintenancePrecheck(deps, args),
     restartMember: (args: RestartArgs) => restartMember(deps, args),
     configApply: (args: ConfigApplyArgs) => configApply(deps, args),
+    configPreview: (args: ConfigApplyArgs) => configPreview(deps, args),
     configWaitApplied: (args: ConfigWaitArgs) => configWaitApplied(deps, args),
     reinitMember: (args: ReinitArgs) => reinitMember(deps, args),
     writeMarker: (args: Parameters<typeof writeMarker>[1]) => writeMarker(deps, args),

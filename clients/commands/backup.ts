@@ -10,6 +10,7 @@ import { withClient } from '../connection';
 import { inventoryInput, noBackupCt } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
+import { orPlan } from '../../workflows/dry-run';
 
 export function describeLogical(r: LogicalBackupResult): string {
   return [
@@ -44,8 +45,12 @@ export function register(program: Command): void {
       'physical (Barman) or logical (pg_dump of every database + globals, from a replica)',
       'physical',
     )
+    .option(
+      '--dry-run',
+      'look (the leader, barman check) and print the ordered plan per node; back up nothing',
+    )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action(async (o: { cluster: string; kind: string; wait: boolean }) => {
+    .action(async (o: { cluster: string; kind: string; dryRun?: boolean; wait: boolean }) => {
       if (o.kind !== 'physical' && o.kind !== 'logical') {
         console.error(`pgha: --kind ${o.kind}: expected physical or logical`);
         process.exitCode = 2;
@@ -61,14 +66,20 @@ export function register(program: Command): void {
         }
         const handle = await startRunbook<typeof backup>(client, {
           workflow: 'backup',
-          args: [{ inventory: input, kind: o.kind as 'physical' | 'logical' }],
+          args: [
+            {
+              inventory: input,
+              kind: o.kind as 'physical' | 'logical',
+              ...(o.dryRun ? { dryRun: true } : {}),
+            },
+          ],
           cluster: inventory.cluster,
           operation: 'backup',
         });
         console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
         if (!o.wait) return;
         const run = await watchRun(client, handle);
-        if (run.status === 'COMPLETED') console.log(describeBackupResult(await handle.result()));
+        if (run.status === 'COMPLETED') console.log(orPlan(describeBackupResult)(await handle.result()));
       });
     });
 }

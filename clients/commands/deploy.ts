@@ -2,6 +2,7 @@
 import type { Duration } from '@temporalio/common';
 import type { Command } from 'commander';
 import type { deployCluster } from '../../workflows/deploy-cluster';
+import { describeDryRun, isDryRun } from '../../workflows/dry-run';
 import { withClient } from '../connection';
 import { inventoryInput } from '../inventory-input';
 import { startRunbook } from '../runbook';
@@ -25,6 +26,10 @@ export function register(program: Command): void {
       "with a backup CT: Barman's WAL receiver becomes the synchronous standby (zero RPO; every commit waits for it); default: the inventory's backup.synchronous",
     )
     .option('--no-synchronous', "with a backup CT: Barman's WAL receiver asynchronous again")
+    .option(
+      '--dry-run',
+      'run the pre-flight on every node and print the ordered plan per node; install nothing',
+    )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
     .option(
       '--print-input',
@@ -36,6 +41,7 @@ export function register(program: Command): void {
         approvalTimeout?: string;
         guard?: boolean;
         synchronous?: boolean;
+        dryRun?: boolean;
         wait: boolean;
         printInput?: boolean;
       }) => {
@@ -48,6 +54,7 @@ export function register(program: Command): void {
                 approvalTimeout: o.approvalTimeout,
                 guard: o.guard,
                 synchronousBackup: o.synchronous,
+                dryRun: o.dryRun,
               },
               null,
               2,
@@ -65,13 +72,18 @@ export function register(program: Command): void {
                 approvalTimeout: o.approvalTimeout as Duration | undefined,
                 ...(o.guard ? { guard: true } : {}),
                 ...(o.synchronous !== undefined ? { synchronousBackup: o.synchronous } : {}),
+                ...(o.dryRun ? { dryRun: true } : {}),
               },
             ],
             cluster: inventory.cluster,
             operation: 'deploy',
           });
           console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
-          if (o.wait) await watchRun(client, handle);
+          if (!o.wait) return;
+          const ended = await watchRun(client, handle);
+          if (ended.status !== 'COMPLETED') return;
+          const r = await handle.result();
+          if (isDryRun(r)) console.log(describeDryRun(r));
         });
       },
     );

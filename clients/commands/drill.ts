@@ -12,6 +12,7 @@ import { withClient } from '../connection';
 import { inventoryInput, noBackupCt } from '../inventory-input';
 import { startRunbook } from '../runbook';
 import { watchRun } from './runs';
+import { orPlan } from '../../workflows/dry-run';
 
 export const checkDrillBackup = (b: string) => parseBackupRef('--backup', b);
 
@@ -37,8 +38,9 @@ export function register(program: Command): void {
     )
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .option('--backup <id>', 'latest, a Barman backup id or a pgha backup name', 'latest')
+    .option('--dry-run', 'choose the backup and print the ordered plan; restore and start nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action(async (o: { cluster: string; backup: string; wait: boolean }) => {
+    .action(async (o: { cluster: string; backup: string; dryRun?: boolean; wait: boolean }) => {
       try {
         checkDrillBackup(o.backup);
       } catch (err) {
@@ -56,7 +58,7 @@ export function register(program: Command): void {
         }
         const handle = await startRunbook<typeof restoreDrill>(client, {
           workflow: 'restoreDrill',
-          args: [{ inventory: input, backup: o.backup }],
+          args: [{ inventory: input, backup: o.backup, ...(o.dryRun ? { dryRun: true } : {}) }],
           cluster: inventory.cluster,
           operation: 'drill',
         });
@@ -64,7 +66,7 @@ export function register(program: Command): void {
         if (!o.wait) return;
         const run = await watchRun(client, handle);
         // a failed drill: watchRun printed its message (every problem named) and set exit 1
-        if (run.status === 'COMPLETED') console.log(describeDrill(await handle.result()));
+        if (run.status === 'COMPLETED') console.log(orPlan(describeDrill)(await handle.result()));
       });
     });
 }

@@ -25,6 +25,7 @@ import type {
   patroniDcsClean,
 } from '../../workflows/etcd';
 import type { EtcdReplaceReport, etcdReplace } from '../../workflows/etcd-replace';
+import { describeDryRun, isDryRun, orPlan, type DryRunReport } from '../../workflows/dry-run';
 import { withClient } from '../connection';
 import { checkedEdit, editInventoryFile, setEtcdMemberAt } from '../inventory-edit';
 import { readFile } from 'node:fs/promises';
@@ -138,7 +139,12 @@ async function followReplace(
   }
   const o = await watchRun(client, handle);
   if (o.status !== 'COMPLETED') return;
-  console.log(describeEtcdReplace((await handle.result()) as EtcdReplaceReport));
+  const r = (await handle.result()) as EtcdReplaceReport | DryRunReport;
+  if (isDryRun(r)) {
+    console.log(describeDryRun(r));
+    return;
+  }
+  console.log(describeEtcdReplace(r));
   if (moved) {
     const changed = await editInventoryFile(file, (t) => setEtcdMemberAt(t, member, to));
     console.log(
@@ -148,6 +154,9 @@ async function followReplace(
     );
   }
 }
+
+/** The dry-run flag as the workflow input carries it (absent unless asked: older workers never see it). */
+const dry = (o: { dryRun?: boolean }) => (o.dryRun ? { dryRun: true } : {});
 
 async function guarded(fn: () => Promise<void>): Promise<void> {
   try {
@@ -170,19 +179,20 @@ export function register(program: Command): void {
     )
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .option('--member <name...>', 'only these etcd members (default: all)')
+    .option('--dry-run', 'run the pre-check and print the ordered plan per member; restart nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action((o: { cluster: string; member?: string[]; wait: boolean }) =>
+    .action((o: { cluster: string; member?: string[]; dryRun?: boolean; wait: boolean }) =>
       guarded(() =>
         withClient(async (client) => {
           const { input, inventory } = await inventoryInput(o.cluster);
           if (o.member) checkEtcdMembers(inventory, o.member);
           const handle = await startRunbook<typeof etcdRestart>(client, {
             workflow: 'etcdRestart',
-            args: [{ inventory: input, members: o.member }],
+            args: [{ inventory: input, members: o.member, ...dry(o) }],
             cluster: inventory.cluster,
             operation: 'etcd-restart',
           });
-          await follow(client, handle, o.wait, describeEtcdRestart);
+          await follow(client, handle, o.wait, orPlan(describeEtcdRestart));
         }),
       ),
     );
@@ -193,18 +203,22 @@ export function register(program: Command): void {
     )
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .option('--report-only', 'health, sizes and alarms only: no compaction, no defragmentation')
+    .option(
+      '--dry-run',
+      'run the health report and pre-check, print the ordered plan; compact and defragment nothing',
+    )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action((o: { cluster: string; reportOnly?: boolean; wait: boolean }) =>
+    .action((o: { cluster: string; reportOnly?: boolean; dryRun?: boolean; wait: boolean }) =>
       guarded(() =>
         withClient(async (client) => {
           const { input, inventory } = await inventoryInput(o.cluster);
           const handle = await startRunbook<typeof etcdMaintain>(client, {
             workflow: 'etcdMaintain',
-            args: [{ inventory: input, defrag: !o.reportOnly }],
+            args: [{ inventory: input, defrag: !o.reportOnly, ...dry(o) }],
             cluster: inventory.cluster,
             operation: 'etcd-maintain',
           });
-          await follow(client, handle, o.wait, describeEtcdMaintain);
+          await follow(client, handle, o.wait, orPlan(describeEtcdMaintain));
         }),
       ),
     );
@@ -217,23 +231,33 @@ export function register(program: Command): void {
     .option('--member <name>', 'the member to take it on (default: a healthy follower)')
     .option('--keep <n>', 'how many snapshots of this cluster to keep', '7')
     .option('--dir <path>', 'directory on the Proxmox host (default /var/lib/pgha/etcd-snapshots/<cluster>)')
+    .option('--dry-run', 'check health and print where the snapshot would be taken and kept; save nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action((o: { cluster: string; member?: string; keep: string; dir?: string; wait: boolean }) =>
-      guarded(async () => {
-        const keep = Number(o.keep);
-        if (!Number.isInteger(keep) || keep < 1) throw new UsageError(`--keep ${o.keep}: a whole number ≥ 1`);
-        await withClient(async (client) => {
-          const { input, inventory } = await inventoryInput(o.cluster);
-          if (o.member) checkEtcdMembers(inventory, [o.member]);
-          const handle = await startRunbook<typeof etcdSnapshot>(client, {
-            workflow: 'etcdSnapshot',
-            args: [{ inventory: input, member: o.member, keep, dir: o.dir }],
-            cluster: inventory.cluster,
-            operation: 'etcd-snapshot',
+    .action(
+      (o: {
+        cluster: string;
+        member?: string;
+        keep: string;
+        dir?: string;
+        dryRun?: boolean;
+        wait: boolean;
+      }) =>
+        guarded(async () => {
+          const keep = Number(o.keep);
+          if (!Number.isInteger(keep) || keep < 1)
+            throw new UsageError(`--keep ${o.keep}: a whole number ≥ 1`);
+          await withClient(async (client) => {
+            const { input, inventory } = await inventoryInput(o.cluster);
+            if (o.member) checkEtcdMembers(inventory, [o.member]);
+            const handle = await startRunbook<typeof etcdSnapshot>(client, {
+              workflow: 'etcdSnapshot',
+              args: [{ inventory: input, member: o.member, keep, dir: o.dir, ...dry(o) }],
+              cluster: inventory.cluster,
+              operation: 'etcd-snapshot',
+            });
+            await follow(client, handle, o.wait, orPlan(describeEtcdSnapshot));
           });
-          await follow(client, handle, o.wait, describeEtcdSnapshot);
-        });
-      }),
+        }),
     );
   etcd
     .command('clean-dcs')
@@ -246,24 +270,28 @@ export function register(program: Command): void {
       'how long to wait for `pgha approve ... --gate before-delete`',
       '1h',
     )
+    .option('--dry-run', 'run the check and print the keys that would be deleted; no gate, delete nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action((o: { cluster: string; approvalTimeout: string; wait: boolean }) =>
+    .action((o: { cluster: string; approvalTimeout: string; dryRun?: boolean; wait: boolean }) =>
       guarded(() =>
         withClient(async (client) => {
           const { input, inventory } = await inventoryInput(o.cluster);
           const handle = await startRunbook<typeof patroniDcsClean>(client, {
             workflow: 'patroniDcsClean',
-            args: [{ inventory: input, approvalTimeout: o.approvalTimeout as Duration }],
+            args: [{ inventory: input, approvalTimeout: o.approvalTimeout as Duration, ...dry(o) }],
             cluster: inventory.cluster,
             operation: 'etcd-clean-dcs',
           });
-          console.log(`approve with: pgha approve ${handle.workflowId} --gate before-delete --by NAME`);
+          if (!o.dryRun)
+            console.log(`approve with: pgha approve ${handle.workflowId} --gate before-delete --by NAME`);
           await follow(
             client,
             handle,
             o.wait,
-            (r: PatroniDcsCleanReport) =>
-              `deleted ${r.result.deleted} key(s) under ${r.result.prefix} (approved by ${r.approvedBy}); ${r.result.left} left`,
+            orPlan(
+              (r: PatroniDcsCleanReport) =>
+                `deleted ${r.result.deleted} key(s) under ${r.result.prefix} (approved by ${r.approvedBy}); ${r.result.left} left`,
+            ),
           );
         }),
       ),
@@ -277,31 +305,33 @@ export function register(program: Command): void {
     .requiredOption('--member <name>', 'the etcd member to replace, e.g. etcd3')
     .option('--vmid <n>', "the fresh CT's vmid (default: the member's own)")
     .option('--ip <address>', "the fresh CT's address (default: the member's own)")
+    .option('--dry-run', 'run the pre-check and print the ordered plan; remove, add and install nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action((o: { cluster: string; member: string; vmid?: string; ip?: string; wait: boolean }) =>
-      guarded(async () => {
-        if (o.vmid !== undefined && !/^[1-9]\d{2,8}$/.test(o.vmid))
-          throw new UsageError(`--vmid ${o.vmid}: a Proxmox CT id (100-999999999)`);
-        const to = { vmid: o.vmid === undefined ? undefined : Number(o.vmid), ip: o.ip };
-        await withClient(async (client) => {
-          const { input, inventory } = await inventoryInput(o.cluster);
-          checkEtcdMembers(inventory, [o.member]);
-          // The inventory as it will be: checked now (a clash, an address outside the subnet), not after.
-          try {
-            checkedEdit(o.cluster, await readFile(o.cluster, 'utf8'), (t) =>
-              setEtcdMemberAt(t, o.member, to),
-            );
-          } catch (err) {
-            throw new UsageError(`--vmid/--ip: ${(err as Error).message}`);
-          }
-          const handle = await startRunbook<typeof etcdReplace>(client, {
-            workflow: 'etcdReplace',
-            args: [{ inventory: input, member: o.member, ...to }],
-            cluster: inventory.cluster,
-            operation: 'etcd-replace',
+    .action(
+      (o: { cluster: string; member: string; vmid?: string; ip?: string; dryRun?: boolean; wait: boolean }) =>
+        guarded(async () => {
+          if (o.vmid !== undefined && !/^[1-9]\d{2,8}$/.test(o.vmid))
+            throw new UsageError(`--vmid ${o.vmid}: a Proxmox CT id (100-999999999)`);
+          const to = { vmid: o.vmid === undefined ? undefined : Number(o.vmid), ip: o.ip };
+          await withClient(async (client) => {
+            const { input, inventory } = await inventoryInput(o.cluster);
+            checkEtcdMembers(inventory, [o.member]);
+            // The inventory as it will be: checked now (a clash, an address outside the subnet), not after.
+            try {
+              checkedEdit(o.cluster, await readFile(o.cluster, 'utf8'), (t) =>
+                setEtcdMemberAt(t, o.member, to),
+              );
+            } catch (err) {
+              throw new UsageError(`--vmid/--ip: ${(err as Error).message}`);
+            }
+            const handle = await startRunbook<typeof etcdReplace>(client, {
+              workflow: 'etcdReplace',
+              args: [{ inventory: input, member: o.member, ...to, ...dry(o) }],
+              cluster: inventory.cluster,
+              operation: 'etcd-replace',
+            });
+            await followReplace(client, handle, o.wait, o.cluster, o.member, to);
           });
-          await followReplace(client, handle, o.wait, o.cluster, o.member, to);
-        });
-      }),
+        }),
     );
 }

@@ -15,7 +15,7 @@ import { ConfigKeyError, classifyConfig } from '../../runbooks/patroni-config';
 import type { ConfigValue } from '../../runbooks/patroni-config';
 import type { Inventory } from '../../runbooks/schema';
 import type { reinitReplica, ReinitReport } from '../../workflows/reinit';
-import { isDryRun, type DryRunReport } from '../../workflows/dry-run';
+import { orPlan } from '../../workflows/dry-run';
 import type {
   ApplyConfigReport,
   RestartReport,
@@ -129,6 +129,7 @@ export function register(program: Command): void {
     .option('--member <name...>', 'only these members (default: all)')
     .option('--leader <how>', 'restart the leader in-place or after a switchover', 'in-place')
     .option('--pending-only', 'only members for which Patroni reports pending_restart')
+    .option('--dry-run', 'run the pre-check and print the ordered plan per member; restart nothing')
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
     .action(
       async (o: {
@@ -136,6 +137,7 @@ export function register(program: Command): void {
         member?: string[];
         leader: string;
         pendingOnly?: boolean;
+        dryRun?: boolean;
         wait: boolean;
       }) => {
         try {
@@ -146,12 +148,18 @@ export function register(program: Command): void {
             const handle = await startRunbook<typeof rollingRestart>(client, {
               workflow: 'rollingRestart',
               args: [
-                { inventory: input, members: o.member, leader, onlyPendingRestart: o.pendingOnly ?? false },
+                {
+                  inventory: input,
+                  members: o.member,
+                  leader,
+                  onlyPendingRestart: o.pendingOnly ?? false,
+                  ...(o.dryRun ? { dryRun: true } : {}),
+                },
               ],
               cluster: inventory.cluster,
               operation: 'restart',
             });
-            await follow(client, handle, o.wait, describeRestart);
+            await follow(client, handle, o.wait, orPlan(describeRestart));
           });
         } catch (err) {
           if (!usage(err)) throw err;
@@ -172,25 +180,31 @@ export function register(program: Command): void {
       'restart members with pending_restart: in-place, switchover or none',
       'in-place',
     )
+    .option(
+      '--dry-run',
+      'compare with the live config and print what would change and restart; change nothing',
+    )
     .option('--no-wait', 'start it and return (follow with `pgha watch`)')
-    .action(async (pairs: string[], o: { cluster: string; restart: string; wait: boolean }) => {
-      try {
-        const restart = mode('--restart', o.restart, ['in-place', 'switchover', 'none'] as const);
-        const set = parseAssignments(pairs);
-        await withClient(async (client) => {
-          const { input, inventory } = await inventoryInput(o.cluster);
-          const handle = await startRunbook<typeof applyConfig>(client, {
-            workflow: 'applyConfig',
-            args: [{ inventory: input, set, restart }],
-            cluster: inventory.cluster,
-            operation: 'config',
+    .action(
+      async (pairs: string[], o: { cluster: string; restart: string; dryRun?: boolean; wait: boolean }) => {
+        try {
+          const restart = mode('--restart', o.restart, ['in-place', 'switchover', 'none'] as const);
+          const set = parseAssignments(pairs);
+          await withClient(async (client) => {
+            const { input, inventory } = await inventoryInput(o.cluster);
+            const handle = await startRunbook<typeof applyConfig>(client, {
+              workflow: 'applyConfig',
+              args: [{ inventory: input, set, restart, ...(o.dryRun ? { dryRun: true } : {}) }],
+              cluster: inventory.cluster,
+              operation: 'config',
+            });
+            await follow(client, handle, o.wait, orPlan(describeConfig));
           });
-          await follow(client, handle, o.wait, describeConfig);
-        });
-      } catch (err) {
-        if (!usage(err)) throw err;
-      }
-    });
+        } catch (err) {
+          if (!usage(err)) throw err;
+        }
+      },
+    );
 
   program
     .command('reinit')
@@ -212,14 +226,17 @@ export function register(program: Command): void {
             cluster: inventory.cluster,
             operation: 'reinit',
           });
-          await follow(client, handle, o.wait, (r: ReinitReport | DryRunReport) =>
-            isDryRun(r)
-              ? r.plan.map((l, i) => `  ${i + 1}. ${l}`).join('\n')
-              : [
-                  `${r.member} re-initialised from ${r.leader}: ${r.reinit.action === 'restarted' ? 're-cloned' : 'found re-cloned already (resumed run)'}` +
-                    `, lag ${r.reinit.lagBytes ?? '?'} B, postmaster ${r.reinit.postmasterBefore ?? '?'} → ${r.reinit.postmasterAfter ?? '?'}`,
-                  `marker row ${r.markerRow} written on ${r.leader} before is on ${r.member}`,
-                ].join('\n'),
+          await follow(
+            client,
+            handle,
+            o.wait,
+            orPlan((r: ReinitReport) =>
+              [
+                `${r.member} re-initialised from ${r.leader}: ${r.reinit.action === 'restarted' ? 're-cloned' : 'found re-cloned already (resumed run)'}` +
+                  `, lag ${r.reinit.lagBytes ?? '?'} B, postmaster ${r.reinit.postmasterBefore ?? '?'} → ${r.reinit.postmasterAfter ?? '?'}`,
+                `marker row ${r.markerRow} written on ${r.leader} before is on ${r.member}`,
+              ].join('\n'),
+            ),
           );
         });
       } catch (err) {

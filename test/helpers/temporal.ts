@@ -129,3 +129,16 @@ export async function activitySummaries(handle: { fetchHistory(): Promise<{ even
   }
   return out;
 }
+
+/** The activity types a run scheduled, in order (a dry run's test: only read-only looks). */
+export async function scheduledActivityTypes(handle: {
+  fetchHistory(): Promise<{ events?: unknown[] | null }>;
+}): Promise<string[]> {
+  return (
+    ((await handle.fetchHistory()).events ?? []) as {
+      activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null;
+    }[]
+  )
+    .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+    .filter((n): n is string => Boolean(n));
+}

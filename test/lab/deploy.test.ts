@@ -28,6 +28,7 @@ import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { eventually, startTestServer, uniqueId } from '../helpers/temporal';
+import { notDryRun } from '../../workflows/dry-run';
 
 const skip = labNotUpReason();
 /** Another lab inventory (other vmids and addresses, same bridge) can be tested side by side. */
@@ -111,7 +112,7 @@ void test(
     await first.kill();
     const second = startWorker('worker-2', taskQueue, countDir);
     await ready(second);
-    const result = await handle.result();
+    const result = notDryRun(await handle.result());
     assert.equal(result.verdict.status, 'healthy', JSON.stringify(result.verdict));
 
     // Steps finished before the kill ran once: one activity per node, not more. The history is the
@@ -247,7 +248,7 @@ void test(
       suffix: 'again',
       taskQueue,
     });
-    const result = await handle.result();
+    const result = notDryRun(await handle.result());
     assert.equal(result.verdict.status, 'healthy');
     assert.deepEqual(serviceStarts(), before);
   },

@@ -38,6 +38,7 @@ import { repoRoot, waitFor } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { activityCalls, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { eventually, startTestServer, uniqueId } from '../helpers/temporal';
+import { notDryRun } from '../../workflows/dry-run';
 
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
 const skip = labNotUpReason();
@@ -75,7 +76,7 @@ async function startBackup(
     operation: 'backup',
     taskQueue,
   });
-  return h.result();
+  return notDryRun(await h.result());
 }
 async function runBackup(): Promise<PhysicalBackupResult> {
   const r = await startBackup();

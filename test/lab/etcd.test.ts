@@ -45,6 +45,7 @@ import type { etcdReplace } from '../../workflows/etcd-replace';
 import type { switchover } from '../../workflows/switchover';
 import { fault, up } from '../../lab';
 import { errorMessage } from '../../workflows/steps';
+import { notDryRun } from '../../workflows/dry-run';
 import { inCt, sqlAs, LabWriter, waitHealthyDirect } from '../helpers/lab-direct';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
@@ -191,7 +192,7 @@ before(async () => {
     suffix: uniqueId('ensure'),
     taskQueue,
   });
-  const status = await d.result();
+  const status = notDryRun(await d.result());
   assert.ok(status.verdict.status !== 'down', JSON.stringify(status.verdict));
   await healthy();
 });
@@ -245,7 +246,7 @@ void test(
       return s !== null && (s.role === 'master' || s.role === 'primary') && s.state === 'running';
     });
     const swEnd = Date.now();
-    const report = await handle.result();
+    const report = notDryRun(await handle.result());
     await sleep(1500);
     await writer.stop();
     await sampler.stop();
@@ -327,7 +328,7 @@ void test(
       suffix: uniqueId('m'),
       taskQueue,
     });
-    const r = await handle.result();
+    const r = notDryRun(await handle.result());
     for (const d of r.defrag) {
       console.log(`${d.member}${d.wasLeader ? ' (leader)' : ''}: ${d.sizeBefore} B → ${d.sizeAfter} B`);
     }
@@ -368,7 +369,7 @@ void test(
         suffix: uniqueId('s'),
         taskQueue,
       });
-      results.push(await h.result());
+      results.push(notDryRun(await h.result()));
       await sleep(1100); // names carry the run's start second
     }
     const lastR = results[2]!;
@@ -492,7 +493,7 @@ void test(
     );
 
     const t0 = Date.now();
-    const r = await (await start('replace')).result();
+    const r = notDryRun(await (await start('replace')).result());
     console.log(
       `etcd replace took ${Date.now() - t0} ms: removed ${r.removed}, added ${r.added}, member ${r.joined.memberId}`,
     );
@@ -558,18 +559,20 @@ void test(
       sqlAs(inv, pg(member).ip, inv.ports.postgresql, async (c) => (await c.query(q)).rows as T[]);
     await sql(leader, `create table ${table} (id int primary key)`);
     await sql(leader, `insert into ${table} select generate_series(1, 1000)`);
-    const snap = await (
-      await startRunbook<typeof etcdSnapshot>(env.client, {
-        workflow: 'etcdSnapshot',
-        args: [
-          { inventory: input, keep: 1, dir: `/var/lib/pgha/etcd-snapshots/${inv.cluster}-restore-test` },
-        ],
-        cluster: inv.cluster,
-        operation: 'etcd-snapshot',
-        suffix: uniqueId('before-loss'),
-        taskQueue,
-      })
-    ).result();
+    const snap = notDryRun(
+      await (
+        await startRunbook<typeof etcdSnapshot>(env.client, {
+          workflow: 'etcdSnapshot',
+          args: [
+            { inventory: input, keep: 1, dir: `/var/lib/pgha/etcd-snapshots/${inv.cluster}-restore-test` },
+          ],
+          cluster: inv.cluster,
+          operation: 'etcd-snapshot',
+          suffix: uniqueId('before-loss'),
+          taskQueue,
+        })
+      ).result(),
+    );
     await sql(leader, `insert into ${table} select generate_series(1001, 1100)`);
     // A key written after the snapshot: the restored cluster must not have it.
     const marker = `/pgha-test/after-snapshot/${table}`;

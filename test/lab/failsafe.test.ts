@@ -34,6 +34,7 @@ import type { Proc } from '../helpers/local-common';
 import { repoRoot, sleep, waitFor } from '../helpers/local-common';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { startTestServer, uniqueId } from '../helpers/temporal';
+import { notDryRun } from '../../workflows/dry-run';
 
 const skip = labNotUpReason();
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
@@ -167,7 +168,7 @@ before(async () => {
     suffix: uniqueId('ensure'),
     taskQueue,
   });
-  const v = (await d.result()).verdict;
+  const v = notDryRun(await d.result()).verdict;
   assert.ok(v.status === 'healthy', JSON.stringify(v));
 });
 

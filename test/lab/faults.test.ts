@@ -34,6 +34,7 @@ import type { Inventory } from '../../runbooks/schema';
 import type { deployCluster } from '../../workflows/deploy-cluster';
 import type { RestartReport, rollingRestart } from '../../workflows/rolling-restart';
 import type { HandoffReport, switchover } from '../../workflows/switchover';
+import type { DryRunReport } from '../../workflows/dry-run';
 import { errorMessage } from '../../workflows/steps';
 import {
   LabWriter,
@@ -330,7 +331,7 @@ void test(
       );
       stopSshd();
       ensureSshd(inv.proxmox.port);
-      const r = await ending<RestartReport>(h, 240_000);
+      const r = await ending<RestartReport | DryRunReport>(h, 240_000);
       assert.ok(r.ok, `failed: ${r.refused}`);
       await waitHealthyDirect(inv);
       await sample();

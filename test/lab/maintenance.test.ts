@@ -32,6 +32,7 @@ import type { deployCluster } from '../../workflows/deploy-cluster';
 import { progress } from '../../workflows/messages';
 import type { ReinitReport, reinitReplica } from '../../workflows/reinit';
 import type { applyConfig, rollingRestart } from '../../workflows/rolling-restart';
+import { notDryRun } from '../../workflows/dry-run';
 import { errorMessage } from '../../workflows/steps';
 import { inCt, sqlAs, LabWriter, MEMBER_STREAMING, refused, waitHealthyDirect } from '../helpers/lab-direct';
 import { LXC_PATH } from '../../lab/paths';
@@ -227,7 +228,7 @@ before(async () => {
     suffix: uniqueId('ensure'),
     taskQueue,
   });
-  const status = await d.result();
+  const status = notDryRun(await d.result());
   // Healthy — or degraded only by a pending restart (a parameter changed earlier): the restart fixes that.
   const v = status.verdict;
   assert.ok(
@@ -277,7 +278,7 @@ void test(
     const calledBeforeKill = count('restartMember');
     worker = startWorker('worker-2');
     await ready(worker);
-    const report = await handle.result();
+    const report = notDryRun(await handle.result());
     await sleep(1500);
     await writer.stop();
     const seen = await times.stop();
@@ -379,7 +380,7 @@ void test(
         suffix: uniqueId('mc'),
         taskQueue,
       });
-      const r = await h.result();
+      const r = notDryRun(await h.result());
       const seen = await times.stop();
       assertRestartedOnce(seen, t0, await startTimesNow());
       assert.deepEqual(
@@ -415,7 +416,7 @@ void test(
       suffix: uniqueId('again'),
       taskQueue,
     });
-    const r2 = await again.result();
+    const r2 = notDryRun(await again.result());
     assert.deepEqual(r2.changed, []);
     assert.deepEqual(r2.unchanged.map((u) => u.key).sort(), ['max_connections', 'work_mem']);
     assert.deepEqual(r2.restarted, []);

@@ -34,6 +34,7 @@ import { repoRoot } from '../helpers/local-common';
 import type { Proc } from '../helpers/local-common';
 import { activityCalls, killAt, startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { startTestServer, uniqueId } from '../helpers/temporal';
+import { notDryRun } from '../../workflows/dry-run';
 
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
 const skip = labNotUpReason();
@@ -73,7 +74,7 @@ const scratchLeft = () =>
     .join('\n');
 
 async function drill(backupRef: string) {
-  return (await startDrill(backupRef)).result();
+  return notDryRun(await (await startDrill(backupRef)).result());
 }
 function startDrill(backupRef: string) {
   return startRunbook<typeof restoreDrill>(env.client, {
@@ -247,7 +248,7 @@ void test(
       copied(),
     );
     await workerReady(startWorker('worker-2'), 300_000);
-    const r = await h.result();
+    const r = notDryRun(await h.result());
     assert.deepEqual(r.problems, []);
     assert.equal(
       activityCalls(countDir, 'drillRestore') >= 2,

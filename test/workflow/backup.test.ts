@@ -14,7 +14,8 @@ import { startRunbook } from '../../clients/runbook';
 import type { InventoryInput } from '../../runbooks/schema';
 import { backupName, type backup } from '../../workflows/backup';
 import { repoRoot } from '../helpers/local-common';
-import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+import { scheduledActivityTypes, createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
+import { notDryRun, type DryRunReport } from '../../workflows/dry-run';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -53,6 +54,16 @@ function mocks() {
           kept: ['20261129T120000'],
         };
       },
+      // The dry run's looks.
+      findLeader: async () => 'pg103',
+      barmanCheck: async (a: { inv: { cluster: string } }) => ({
+        server: a.inv.cluster,
+        ok: false,
+        checks: [
+          { name: 'PostgreSQL', ok: true, detail: 'OK' },
+          { name: 'WAL archive', ok: false, detail: 'no WAL file archived yet' },
+        ],
+      }),
       physicalBackup: async (a: { inv: { cluster: string }; name: string }) => {
         names.push(a.name);
         return { kind: 'physical', backupId: '20261129T120000', name: a.name, server: a.inv.cluster };
@@ -74,7 +85,7 @@ void test('the backup is named after the workflow id and its description is the 
       operation: 'backup',
       taskQueue,
     });
-    const r = await h.result();
+    const r = notDryRun(await h.result());
     const { startTime, runId } = await h.describe();
     assert.deepEqual(m.names, [backupName(h.workflowId, { startTime, runId })]);
     assert.equal(r.name, backupName(h.workflowId, { startTime, runId }));
@@ -148,7 +159,9 @@ void test('a retention policy is applied after the backup; a bad one is refused 
           operation: 'backup',
           taskQueue,
         })
-      ).result();
+      )
+        .result()
+        .then(notDryRun);
     const r = await run('redundancy  3');
     assert.deepEqual(m.policies, ['REDUNDANCY 3']);
     assert.deepEqual(r.retention?.deleted, ['20261128T030000']);
@@ -179,11 +192,58 @@ void test('--kind logical runs the logical dump and its own retention, never Bar
         operation: 'backup',
         taskQueue,
       })
-    ).result();
+    )
+      .result()
+      .then(notDryRun);
     assert.equal(r.kind, 'logical');
     assert.equal(r.retention?.policy, 'REDUNDANCY 2');
   });
   assert.equal(m.names.length, 1);
   assert.match(m.names[0]!, /^logical:pgha-/);
   assert.deepEqual(m.policies, ['logical:REDUNDANCY 2']);
+});
+
+void test('--dry-run: only the leader look and barman check are scheduled; the plan names each step on its node; no backup, no retention', async () => {
+  const m = mocks();
+  const cluster = uniqueId('bk');
+  const dry = async (kind: 'physical' | 'logical') => {
+    const taskQueue = uniqueId('backup');
+    const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+    return worker.runUntil(async () => {
+      const h = await startRunbook<typeof backup>(env.client, {
+        workflow: 'backup',
+        args: [{ inventory: labInput(cluster), kind, retention: 'REDUNDANCY 2', dryRun: true }],
+        cluster,
+        operation: 'backup',
+        taskQueue,
+        suffix: kind,
+      });
+      return { result: (await h.result()) as DryRunReport, scheduled: await scheduledActivityTypes(h) };
+    });
+  };
+  const p = await dry('physical');
+  assert.deepEqual(p.scheduled, ['findLeader', 'barmanCheck']);
+  assert.deepEqual(
+    p.result.plan.map((l) => l.split(':')[0]),
+    [
+      'pre-check',
+      'marker row',
+      'backup on backup1 (CT 105)',
+      'verify on backup1 (CT 105)',
+      'retention REDUNDANCY 2',
+    ],
+  );
+  assert.match(
+    p.result.plan[0]!,
+    /leader pg103; barman check FAILS: WAL archive \(no WAL file archived yet\)/,
+  );
+  assert.match(p.result.plan[1]!, /leader pg103 \(CT 103\)/);
+  const l = await dry('logical');
+  assert.deepEqual(l.scheduled, ['findLeader']);
+  assert.deepEqual(
+    l.result.plan.map((x) => x.split(':')[0]),
+    ['pre-check', 'dump on backup1 (CT 105)', 'retention REDUNDANCY 2'],
+  );
+  assert.deepEqual(m.names, []);
+  assert.deepEqual(m.policies, []);
 });

@@ -22,7 +22,14 @@ import { guardianWorkflowId } from '../../workflows/guardian';
 import { PgOperation, PgOutcome, approve, progress } from '../../workflows/messages';
 import { repoRoot, sleep } from '../helpers/local-common';
 import { deployMocks as mocks } from '../helpers/deploy-mocks';
-import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
+import {
+  createTestWorker,
+  eventually,
+  scheduledActivityTypes,
+  startTestServer,
+  uniqueId,
+} from '../helpers/temporal';
+import type { DryRunReport } from '../../workflows/dry-run';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -308,4 +315,67 @@ void test("guardian: true starts the cluster's guardian as the last step before 
     await g.cancel();
     assert.equal((await g.result()).phase, 'stopped');
   });
+});
+
+void test('--dry-run: only the read-only pre-flight and leader look are scheduled; the plan names each step on its nodes, in the seed order', async () => {
+  const m = mocks();
+  const taskQueue = uniqueId('deploy');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const cluster = uniqueId('dep');
+  const { result, scheduled } = await worker.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: labInput(cluster), approvalTimeout: '1h', dryRun: true }],
+      cluster,
+      operation: 'deploy',
+      taskQueue,
+    });
+    return { result: (await h.result()) as DryRunReport, scheduled: await scheduledActivityTypes(h) };
+  });
+  // 3 etcd + 3 PostgreSQL + 2 HAProxy pre-flights, one look for a leader: nothing installed or started.
+  assert.deepEqual(scheduled, [...Array<string>(8).fill('preflightNode'), 'findLeader']);
+  assert.equal(result.outcome, 'dry-run');
+  assert.deepEqual(
+    result.plan.map((l) => l.split(':')[0]),
+    [
+      'preflight passed',
+      'etcd',
+      'etcd healthy',
+      'postgres install',
+      'gate before-bootstrap',
+      'bootstrap leader',
+      'replicas join',
+      'replication',
+      'haproxy',
+      'end-to-end',
+      'backup roles',
+      'backup install',
+      'backup check',
+      'backup synchronous',
+      'status',
+    ],
+  );
+  assert.match(result.plan[1]!, /etcd1, etcd2, etcd3 \(CT 109, 110, 111\)$/);
+  assert.match(result.plan[5]!, /Patroni started on pg102 \(CT 102\), which bootstraps/);
+  assert.match(result.plan[6]!, /pg103, pg104 \(CT 103, 104\); each clones from pg102/);
+  assert.match(result.plan[11]!, /Barman on backup1 \(CT 105\)/);
+  // A leader found (a deployed cluster): kept, and the others join it.
+  const again = mocks({ existingLeader: 'pg103' });
+  const w2 = await createTestWorker(env, { taskQueue: `${taskQueue}-2`, activities: again.activities });
+  const r2 = await w2.runUntil(async () => {
+    const h = await startRunbook<typeof deployCluster>(env.client, {
+      workflow: 'deployCluster',
+      args: [{ inventory: labInput(cluster), dryRun: true }],
+      cluster,
+      operation: 'deploy',
+      taskQueue: `${taskQueue}-2`,
+    });
+    return (await h.result()) as DryRunReport;
+  });
+  assert.match(r2.plan[4]!, /^bootstrap leader: pg103 \(CT 103\) leads already: kept/);
+  assert.match(r2.plan[5]!, /pg102, pg104 \(CT 102, 104\); each clones from pg103/);
+  assert.ok(
+    again.calls.every((c) => c.startsWith('preflightNode') || c === 'findLeader'),
+    again.calls.join(', '),
+  );
 });

@@ -32,6 +32,7 @@ import { Failures } from '../../runbooks/failures';
 import type { InventoryInput } from '../../runbooks/schema';
 import { approve, progress } from '../../workflows/messages';
 import type { RunbookProgress } from '../../workflows/messages';
+import type { DryRunReport } from '../../workflows/dry-run';
 import type { EtcdMaintainReport, EtcdRestartReport } from '../../workflows/etcd';
 import { errorMessage } from '../../workflows/steps';
 import { repoRoot, waitFor } from '../helpers/local-common';
@@ -434,6 +435,68 @@ void describe('patroniDcsClean', () => {
   });
 });
 
+void describe('--dry-run', () => {
+  const steps = (r: DryRunReport) => r.plan.map((l) => l.split(':')[0]);
+  const dry = async (workflow: string, input: Record<string, unknown>) => {
+    const m = mock({ leader: 'etcd2' });
+    const r = await run<DryRunReport>(m, workflow, {
+      inventory: inventory(uniqueId('d')),
+      ...input,
+      dryRun: true,
+    });
+    assert.equal(r.error, undefined, r.error?.message);
+    assert.equal(r.result?.outcome, 'dry-run');
+    return { calls: m.calls.map((c) => c.activity), result: r.result! };
+  };
+
+  void test('etcdRestart: the pre-check only; followers in order, the leader last after move-leader', async () => {
+    const { calls, result } = await dry('etcdRestart', {});
+    assert.deepEqual(calls, ['etcdPrecheck']);
+    assert.deepEqual(steps(result), [
+      'pre-check passed',
+      'restart etcd1 (CT 109) (follower)',
+      'restart etcd3 (CT 111) (follower)',
+      'restart etcd2 (CT 110) (leader, after move-leader)',
+    ]);
+  });
+
+  void test('etcdMaintain: the health report and pre-check only; compaction, then defragmentation member by member, the leader last', async () => {
+    const { calls, result } = await dry('etcdMaintain', {});
+    assert.deepEqual(calls, ['etcdHealthReport', 'etcdPrecheck']);
+    assert.deepEqual(steps(result), [
+      'health',
+      'pre-check passed',
+      'compact',
+      'defrag etcd1 (CT 109)',
+      'defrag etcd3 (CT 111)',
+      'defrag etcd2 (CT 110) (leader)',
+      'health after',
+    ]);
+  });
+
+  void test('etcdSnapshot: the health report only; the follower it would be taken on and where it would be kept', async () => {
+    const { calls, result } = await dry('etcdSnapshot', { keep: 3 });
+    assert.deepEqual(calls, ['etcdHealthReport']);
+    assert.deepEqual(steps(result), [
+      'health',
+      'snapshot on etcd1 (CT 109) (a healthy follower',
+      'copy to the Proxmox host',
+    ]);
+    assert.match(result.plan[2]!, /keep the newest 3/);
+  });
+
+  void test('patroniDcsClean: the check only; no gate is waited on and nothing deleted; the keys named', async () => {
+    const { calls, result } = await dry('patroniDcsClean', {});
+    assert.deepEqual(calls, ['dcsCleanCheck']);
+    assert.deepEqual(steps(result), [
+      'check passed',
+      'gate before-delete',
+      'delete the 1 keys under /patroni/postgres/ (only these)',
+    ]);
+    assert.match(result.plan[2]!, /\/patroni\/postgres\/leader/);
+  });
+});
+
 void describe('etcdReplace', () => {
   /** The replace activities: a plan from the pre-check (or its refusal), then each act recorded. */
   function replaceMock(o: { plan?: Partial<EtcdReplacePlan>; refuse?: string } = {}) {
@@ -507,6 +570,33 @@ void describe('etcdReplace', () => {
       ['etcdReplacePrecheck', 'etcdReplaceJoined'],
     );
     assert.equal(m.calls[1]!.args.memberId, 'b5');
+  });
+
+  void test('--dry-run: only the read-only pre-check; the plan names the removal, the addition at the fresh CT, the install and the join', async () => {
+    const m = replaceMock();
+    const { result, error } = await run<DryRunReport>(m, 'etcdReplace', {
+      inventory: inventory(uniqueId('r')),
+      member: 'etcd3',
+      vmid: 112,
+      ip: '10.213.50.54',
+      dryRun: true,
+    });
+    assert.equal(error, undefined, error?.message);
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['etcdReplacePrecheck'],
+    );
+    assert.deepEqual(
+      result!.plan.map((l) => l.split(':')[0]),
+      [
+        'pre-check passed',
+        'member remove etcd3',
+        'member add etcd3',
+        'install etcd3 (CT 111, 10.213.50.53)',
+        'join etcd3',
+      ],
+    );
+    assert.match(result!.plan[1]!, /etcdctl member remove a3/);
   });
 
   void test('a refusing pre-check, an unknown member, or an address outside the subnet: nothing is done', async () => {

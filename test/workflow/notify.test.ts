@@ -27,6 +27,7 @@ import { deployMocks } from '../helpers/deploy-mocks';
 import { labInventoryInput } from '../helpers/lab-inventory';
 import { testArtifact } from '../helpers/local-common';
 import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
+import { notDryRun } from '../../workflows/dry-run';
 
 /** The receiver's answer per POST path: a status, or a list used up one per POST (then 200). */
 const answers = new Map<string, number[]>();
@@ -223,7 +224,7 @@ void test('a failing webhook is retried; a refusing one never fails the runbook'
       operator: 'erin',
       taskQueue,
     });
-    return h.result();
+    return notDryRun(await h.result());
   };
   const [a, b] = await w.runUntil(Promise.all([run(flaky.ref), run(refusing.ref)]));
   assert.equal(a.verdict.status, 'healthy');

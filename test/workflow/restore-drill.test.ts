@@ -19,8 +19,15 @@ import type { DrillBackup, DrillChecks } from '../../activities/restore';
 import type { InventoryInput } from '../../runbooks/schema';
 import { PgOutcome } from '../../workflows/messages';
 import { drillScratchId, type restoreDrill } from '../../workflows/restore-drill';
+import { isDryRun, notDryRun } from '../../workflows/dry-run';
 import { repoRoot } from '../helpers/local-common';
-import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
+import {
+  createTestWorker,
+  eventually,
+  scheduledActivityTypes,
+  startTestServer,
+  uniqueId,
+} from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -110,7 +117,7 @@ function mocks(behaviour: Behaviour) {
   };
 }
 
-async function run(behaviour: Behaviour, cancelAt?: string) {
+async function run(behaviour: Behaviour, cancelAt?: string, dryRun?: boolean) {
   const m = mocks(behaviour);
   const taskQueue = uniqueId('drill');
   const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
@@ -118,7 +125,7 @@ async function run(behaviour: Behaviour, cancelAt?: string) {
   return worker.runUntil(async () => {
     const h = await startRunbook<typeof restoreDrill>(env.client, {
       workflow: 'restoreDrill',
-      args: [{ inventory: labInput(cluster) }],
+      args: [{ inventory: labInput(cluster), ...(dryRun ? { dryRun: true } : {}) }],
       cluster,
       operation: 'drill',
       taskQueue,
@@ -132,12 +139,17 @@ async function run(behaviour: Behaviour, cancelAt?: string) {
       await h.cancel();
     }
     const outcome = await h.result().then(
-      (r) => ({ result: r, error: undefined }),
-      (e: unknown) => ({ result: undefined, error: e }),
+      (r) => ({
+        result: dryRun ? undefined : notDryRun(r),
+        plan: isDryRun(r) ? r : undefined,
+        error: undefined,
+      }),
+      (e: unknown) => ({ result: undefined, plan: undefined, error: e }),
     );
     const { runId, typedSearchAttributes } = await h.describe();
     return {
       ...outcome,
+      scheduled: await scheduledActivityTypes(h),
       m,
       pgOutcome: typedSearchAttributes.get(PgOutcome),
       workflowId: h.workflowId,
@@ -220,4 +232,23 @@ void test('drillScratchId: one per run, of the scratch id grammar', () => {
   assert.notEqual(drillScratchId('drill-labg', '01a22865-b46a-7c3a-bc55-5265cb9e0a7d'), a);
   assert.match(drillScratchId('drill-labg-2026-11-29T03:00:00Z', 'ffffff'), /^[a-z0-9][a-z0-9-]{0,99}$/);
   assert.match(drillScratchId('X'.repeat(300), 'abc'), /^x{60}-abc$/);
+});
+
+void test('--dry-run: only the read-only choice of the backup is scheduled; the plan names each step on the backup CT; nothing restored', async () => {
+  const r = await run('ok', undefined, true);
+  assert.deepEqual(r.scheduled, ['drillChooseBackup']);
+  assert.deepEqual(r.m.calls, ['choose latest']);
+  assert.deepEqual(r.m.scratch, []);
+  assert.equal(r.plan?.operation, 'drill');
+  assert.deepEqual(
+    r.plan?.plan.map((l) => l.split(':')[0]),
+    [
+      'choose backup',
+      'verify on backup1 (CT 105)',
+      'restore on backup1 (CT 105)',
+      'check on backup1 (CT 105)',
+      'teardown on backup1 (CT 105)',
+    ],
+  );
+  assert.match(r.plan!.plan[0]!, new RegExp(`^choose backup: ${BACKUP.backupId}`));
 });

@@ -139,6 +139,17 @@ function mock(opts: {
         restartOrder: opts.leaderFirst ? 'leader-first' : 'replicas-first',
       };
     },
+    configPreview: async (a: { set: Record<string, unknown> }) => {
+      calls.push({ activity: 'configPreview', args: a });
+      return {
+        changed: Object.entries(a.set)
+          .filter(([key]) => key !== 'work_mem')
+          .map(([key, to]) => ({ key, from: 100, to, needsRestart: key === 'max_connections' })),
+        unchanged: 'work_mem' in a.set ? [{ key: 'work_mem', value: a.set.work_mem }] : [],
+        restartOrder: opts.leaderFirst ? 'leader-first' : 'replicas-first',
+        ...(opts.leaderFirst ? { orderReason: 'lowering max_connections 100 → 50: ...' } : {}),
+      };
+    },
     configWaitApplied: async (a: Record<string, unknown>) => {
       calls.push({ activity: 'configWaitApplied', args: a });
       return ['pg102', 'pg103', 'pg104'].map((m) => ({
@@ -333,6 +344,96 @@ void describe('rollingRestart', () => {
     const last = m.calls[m.calls.length - 1]!;
     assert.equal(last.args.role, 'replica', 'the old leader is restarted as a replica');
     assert.equal(last.args.leader, 'pg103');
+  });
+});
+
+void describe('--dry-run', () => {
+  const steps = (r: DryRunReport) => r.plan.map((l) => l.split(':')[0]);
+
+  void test('rollingRestart: only the read-only pre-check runs; the plan is the real order, member by member', async () => {
+    const m = mock({ snap: snapshot('pg103') });
+    const { result } = await run<DryRunReport>(m, 'rollingRestart', {
+      inventory: inventory(uniqueId('c')),
+      dryRun: true,
+    });
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['maintenancePrecheck'],
+    );
+    assert.equal(result?.outcome, 'dry-run');
+    assert.equal(result.operation, 'restart');
+    assert.deepEqual(steps(result), [
+      'pre-check passed',
+      'restart pg102 (CT 102) (replica)',
+      'restart pg104 (CT 104) (replica)',
+      'restart pg103 (CT 103) (leader, in place)',
+    ]);
+    // Through a switchover: no child workflow is started either (its activities never run).
+    const s = mock({ snap: snapshot('pg102', ['pg102', 'pg104']) });
+    const sw = await run<DryRunReport>(s, 'rollingRestart', {
+      inventory: inventory(uniqueId('c')),
+      leader: 'switchover',
+      onlyPendingRestart: true,
+      dryRun: true,
+    });
+    assert.deepEqual(
+      s.calls.map((c) => c.activity),
+      ['maintenancePrecheck'],
+    );
+    assert.deepEqual(steps(sw.result!), [
+      'pre-check passed',
+      'restart pg104 (CT 104) (replica)',
+      'switchover from pg102',
+      'restart pg102 (CT 102) (old leader, as a replica)',
+    ]);
+  });
+
+  void test('applyConfig: the pre-check and the read-only comparison only; what would change, then the restarts in order', async () => {
+    const m = mock({ snap: snapshot('pg102') });
+    const { result } = await run<DryRunReport>(m, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { max_connections: 200, work_mem: '8MB' },
+      restart: 'in-place',
+      dryRun: true,
+    });
+    assert.deepEqual(
+      m.calls.map((c) => c.activity),
+      ['maintenancePrecheck', 'configPreview'],
+    );
+    assert.equal(result?.operation, 'config');
+    assert.deepEqual(steps(result), [
+      'pre-check passed',
+      'patch config on leader pg102 (CT 102)',
+      'wait picked up',
+      'restart pg103 (CT 103) (replica)',
+      'restart pg104 (CT 104) (replica)',
+      'restart pg102 (CT 102) (leader, in place)',
+      'verify',
+    ]);
+    assert.match(result.plan[1]!, /max_connections 100 → 200 \(needs a restart\); unchanged: work_mem$/);
+    // Lowering a hot-standby parameter: the leader first, as the real run would.
+    const l = mock({ snap: snapshot('pg102'), leaderFirst: true });
+    const low = await run<DryRunReport>(l, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { max_connections: 50 },
+      restart: 'in-place',
+      dryRun: true,
+    });
+    assert.deepEqual(steps(low.result!).slice(3, 7), [
+      'order',
+      'restart pg102 (CT 102) (leader, in place)',
+      'restart pg103 (CT 103) (replica)',
+      'restart pg104 (CT 104) (replica)',
+    ]);
+    // Nothing differs: the plan says so and stops there.
+    const same = mock({ snap: snapshot('pg102') });
+    const none = await run<DryRunReport>(same, 'applyConfig', {
+      inventory: inventory(uniqueId('c')),
+      set: { work_mem: '8MB' },
+      restart: 'in-place',
+      dryRun: true,
+    });
+    assert.deepEqual(steps(none.result!), ['pre-check passed', 'nothing to change']);
   });
 });
 
