@@ -29,4 +29,11 @@ export const Patches = {
   notifyWebhook: 'notify-webhook',
   /** --dry-run (input.dryRun): the pre-checks, then the ordered plan per node; nothing else runs. */
   dryRunPlans: 'dry-run-plans',
+  /**
+   * upgradeMajor's short cutover and its missing steps: pg_upgrade, the new configuration and the
+   * old Barman server's retirement at once; the new leader routed by HAProxy's runtime API the
+   * instant it takes writes; then extensions updated and, with a backup CT, a fresh backup under the
+   * new major's Barman server (the rollback re-activates the old one).
+   */
+  majorFastCutover: 'major-fast-cutover',
 } as const;
