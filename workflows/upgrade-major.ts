@@ -130,8 +130,8 @@ export function planMajor(
       `install PostgreSQL ${p.build} beside ${from} on every member`,
       `${p.leader}: initdb the new data directory (same checksums, encoding, locale); extensions; pg_upgrade --check`,
       'pause Patroni',
-      `stop ${p.replicas.join(', ')}'s Patroni; CHECKPOINT; stop ${p.leader} (leader: writes refused from here), then the replicas; every member at the same checkpoint`,
-      `at once: ${p.leader}: pg_upgrade --link (rollback to ${from} possible until the new cluster starts); patroni.yml for the new directories on every member` +
+      `stop ${p.replicas.join(', ')}'s Patroni; CHECKPOINT; stop ${p.leader} (leader: writes refused from here) and its Patroni`,
+      `at once: ${p.leader}: pg_upgrade --link (rollback to ${from} possible until the new cluster starts); ${p.replicas.join(', ')} stopped at the leader's checkpoint (every member at the same one); patroni.yml for the new directories on every member` +
         (fast.backup ? `; Barman server ${fast.backup.from} retired` : ''),
       "remove this cluster's keys in etcd",
       `── point of no return ── start ${p.leader} on ${p.build}; every HAProxy routes writes to it the instant it takes them`,
@@ -172,7 +172,8 @@ export async function upgradeMajor(input: UpgradeMajorInput): Promise<UpgradeMaj
     if (!fast)
       plan.push('pg_upgrade', 'configure', 'remove from etcd', 'start leader', 'resume', 'analyze', 'verify');
     else {
-      plan.push('pg_upgrade', 'configure', ...(withBackup ? ['backup retire'] : []), 'remove from etcd');
+      plan.push('pg_upgrade', 'stop replicas', 'configure', ...(withBackup ? ['backup retire'] : []));
+      plan.push('remove from etcd');
       plan.push('start leader', 'resume', 'analyze', 'extensions', 'verify');
       if (withBackup)
         plan.push(
@@ -289,8 +290,11 @@ class MajorUpgrade {
       });
       await rb.step('pause', () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: true }));
       this.stopAt = Date.now();
+      // The short cutover: the leader (and every Patroni) stopped here; the replicas at its
+      // checkpoint beside pg_upgrade, which needs only the leader stopped.
+      const stopPhase = this.fast ? { phase: 'leader' as const } : {};
       report.stop = await rb.step('stop', () =>
-        act.majorStop(`cluster ${inv.cluster}`, { inv, leader: pre.leader }),
+        act.majorStop(`cluster ${inv.cluster}`, { inv, leader: pre.leader, ...stopPhase }),
       );
       if (input.approve) await rb.approval('pg_upgrade', { timeout: input.approvalTimeout ?? '1h' });
       const pgUpgrade = () =>
@@ -305,13 +309,22 @@ class MajorUpgrade {
         // Nothing here waits for another: all of it while the cluster is stopped, at once. A
         // failure is acted on once all have ended (the rollback never races a configure).
         const host = this.backupHost;
-        [report.pgUpgrade] = await allSettled([
+        let replicasStop: MajorStopResult;
+        [report.pgUpgrade, replicasStop] = await allSettled([
           pgUpgrade(),
+          rb.step('stop replicas', () =>
+            act.majorStop(`cluster ${inv.cluster}`, { inv, leader: pre.leader, phase: 'replicas' }),
+          ),
           configure(),
           host
             ? rb.step('backup retire', () => check.majorBackupRetire(at(inv, host), { inv }), { node: host })
             : Promise.resolve(undefined),
         ]);
+        report.stop = {
+          checkpoints: { ...report.stop.checkpoints, ...replicasStop.checkpoints },
+          stopped: [...report.stop.stopped, ...replicasStop.stopped],
+          timings: report.stop.timings,
+        };
       } else {
         report.pgUpgrade = await pgUpgrade();
         await configure();

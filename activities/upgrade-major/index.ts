@@ -29,7 +29,7 @@ export function createMajorUpgradeActivities(deps: MajorDeps) {
     majorPrecheck: (args: MajorPrecheckArgs) => majorPrecheck(deps, args),
     majorInstall: (args: { next: Inventory; member: string }) => majorInstall(deps, args),
     majorCheck: (args: MajorLeaderArgs) => majorCheck(deps, args),
-    majorStop: (args: Omit<MajorLeaderArgs, 'next'>) => majorStop(deps, args),
+    majorStop: (args: Parameters<typeof majorStop>[1]) => majorStop(deps, args),
     majorPgUpgrade: (args: MajorLeaderArgs) => majorPgUpgrade(deps, args),
     majorRestoreOld: (args: MajorLeaderArgs) => majorRestoreOld(deps, args),
     majorStartOld: (args: { inv: Inventory; member: string }) => majorStartOld(deps, args),

@@ -12,6 +12,10 @@
  * checkpoint then has little left to write); then the leader's PostgreSQL (fast: the shutdown
  * checkpoint goes to the replicas); then, together, the leader's Patroni and each replica once it
  * replayed that checkpoint. Converges: members already stopped are only checked.
+ *
+ * `phase` splits it for the short cutover: `leader` ends once the leader and every Patroni are
+ * stopped (pg_upgrade needs no more), `replicas` stops the replicas at the leader's checkpoint
+ * (read from its pg_controldata) beside pg_upgrade; without `phase`, both in one call.
  */
 import { memberNames } from '../../runbooks/topology';
 import { run } from '../nodes/shell';
@@ -25,9 +29,9 @@ const CKPT = 'Latest checkpoint location';
 
 export async function majorStop(
   deps: MajorDeps,
-  args: Omit<MajorLeaderArgs, 'next'>,
+  args: Omit<MajorLeaderArgs, 'next'> & { phase?: 'leader' | 'replicas' },
 ): Promise<MajorStopResult> {
-  const { inv, leader } = args;
+  const { inv, leader, phase } = args;
   const names = memberNames(inv);
   const replicas = names.filter((m) => m !== leader);
   const dataDir = inv.postgresql.dataDir;
@@ -35,14 +39,16 @@ export async function majorStop(
   const timings: Record<string, number> = {};
   const mark = (what: string) => (timings[what] = Date.now() - t0);
   // Pre-check: a Patroni that answers must be paused, or stopping it would stop PostgreSQL its own way.
-  for (const m of names) {
+  for (const m of phase === 'replicas' ? [] : names) {
     const st = await patroniOf(deps, inv, m);
     if (st && !st.pause) fail(`${m}: Patroni is not paused; pause the cluster first (nothing was stopped)`);
   }
   const stopPatroni = async (m: string) =>
     run(await memberCt(deps, inv, m), ['systemctl', 'stop', 'patroni'], 180_000);
-  await Promise.all(replicas.map(stopPatroni));
-  mark('replicasPatroniStopped');
+  if (phase !== 'replicas') {
+    await Promise.all(replicas.map(stopPatroni));
+    mark('replicasPatroniStopped');
+  }
 
   const stopped: string[] = [];
   const stopPg = async (m: string) => {
@@ -56,12 +62,16 @@ export async function majorStop(
     stopped.push(m);
   };
   const lct = await memberCt(deps, inv, leader);
-  if (await pgRunning(lct, inv, dataDir)) {
-    await psql(lct, inv, 'CHECKPOINT');
-    mark('leaderCheckpoint');
+  if (phase !== 'replicas') {
+    if (await pgRunning(lct, inv, dataDir)) {
+      await psql(lct, inv, 'CHECKPOINT');
+      mark('leaderCheckpoint');
+    }
+    await stopPg(leader);
+    mark('leaderStopped');
+  } else if (await pgRunning(lct, inv, dataDir)) {
+    fail(`the leader ${leader} still runs: stop it first (its replicas stop at its shutdown checkpoint)`);
   }
-  await stopPg(leader);
-  mark('leaderStopped');
   const lctl = await controlData(lct, inv, dataDir);
   if (lctl?.['Database cluster state'] !== 'shut down')
     fail(
@@ -97,7 +107,12 @@ export async function majorStop(
         `${m} is not cleanly shut down as a replica (state ${ctl?.['Database cluster state'] ?? 'unknown'})`,
       );
   };
-  await Promise.all([stopPatroni(leader), ...replicas.map(stopReplica)]);
+  if (phase === 'leader') {
+    await stopPatroni(leader);
+    mark('leaderPatroniStopped');
+    return { checkpoints, stopped, timings };
+  }
+  await Promise.all([...(phase === 'replicas' ? [] : [stopPatroni(leader)]), ...replicas.map(stopReplica)]);
   mark('allStopped');
   const behind = replicas.filter((m) => checkpoints[m] !== ckpt);
   if (behind.length)

@@ -108,7 +108,10 @@ function mock(
       log('patroniSetPause', String(a.pause));
       return Promise.resolve({ pause: a.pause, patched: true, members: [] });
     },
-    majorStop: () => (log('majorStop'), Promise.resolve({ checkpoints: {}, stopped: [] })),
+    majorStop: (a: { phase?: string }) => (
+      log('majorStop', a.phase),
+      Promise.resolve({ checkpoints: {}, stopped: [] })
+    ),
     majorPgUpgrade: (a: { leader: string }) => {
       log('majorPgUpgrade', a.leader);
       if (opts.failPgUpgrade) throw failed('pg_upgrade on pg17a failed (exit 1)');
@@ -263,10 +266,12 @@ const BEFORE = [
   'majorInstall 18.6 pg17b',
   'majorCheck pg17a',
   'patroniSetPause true',
-  'majorStop',
+  'majorStop leader',
 ];
-/** The cutover (major-fast-cutover): pg_upgrade and the new configuration at once. */
-const CUTOVER = [['majorPgUpgrade pg17a', 'installPostgres 18.6 pg17a', 'installPostgres 18.6 pg17b']];
+/** The cutover (major-fast-cutover): pg_upgrade, the replicas' stop and the new configuration at once. */
+const CUTOVER = [
+  ['majorPgUpgrade pg17a', 'majorStop replicas', 'installPostgres 18.6 pg17a', 'installPostgres 18.6 pg17b'],
+];
 /** After the point: the leader started while HAProxy's routing waits for it, the replica re-cloned, the rest. */
 const AFTER = [
   'dcsCleanDelete',
