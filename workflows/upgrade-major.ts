@@ -313,7 +313,12 @@ class MajorUpgrade {
         [report.pgUpgrade, replicasStop] = await allSettled([
           pgUpgrade(),
           rb.step('stop replicas', () =>
-            act.majorStop(`cluster ${inv.cluster}`, { inv, leader: pre.leader, phase: 'replicas' }),
+            act.majorStop(`cluster ${inv.cluster}`, {
+              inv,
+              leader: pre.leader,
+              phase: 'replicas',
+              leaderCheckpoint: report.stop?.checkpoints[pre.leader],
+            }),
           ),
           configure(),
           host

@@ -29,7 +29,11 @@ const CKPT = 'Latest checkpoint location';
 
 export async function majorStop(
   deps: MajorDeps,
-  args: Omit<MajorLeaderArgs, 'next'> & { phase?: 'leader' | 'replicas' },
+  args: Omit<MajorLeaderArgs, 'next'> & {
+    phase?: 'leader' | 'replicas';
+    /** phase `replicas`: the leader's shutdown checkpoint as phase `leader` read it (pg_upgrade, running beside, starts and renames the old pg_control: never read it then). */
+    leaderCheckpoint?: string;
+  },
 ): Promise<MajorStopResult> {
   const { inv, leader, phase } = args;
   const names = memberNames(inv);
@@ -69,15 +73,19 @@ export async function majorStop(
     }
     await stopPg(leader);
     mark('leaderStopped');
-  } else if (await pgRunning(lct, inv, dataDir)) {
-    fail(`the leader ${leader} still runs: stop it first (its replicas stop at its shutdown checkpoint)`);
+  } else if (!args.leaderCheckpoint) {
+    fail(`phase replicas needs the leader's shutdown checkpoint (leaderCheckpoint)`);
   }
-  const lctl = await controlData(lct, inv, dataDir);
-  if (lctl?.['Database cluster state'] !== 'shut down')
-    fail(
-      `the leader ${leader} is not cleanly shut down (state ${lctl?.['Database cluster state'] ?? 'unknown'})`,
-    );
-  const ckpt = lctl[CKPT]!;
+  let ckpt: string;
+  if (phase === 'replicas') ckpt = args.leaderCheckpoint!;
+  else {
+    const lctl = await controlData(lct, inv, dataDir);
+    if (lctl?.['Database cluster state'] !== 'shut down')
+      fail(
+        `the leader ${leader} is not cleanly shut down (state ${lctl?.['Database cluster state'] ?? 'unknown'})`,
+      );
+    ckpt = lctl[CKPT]!;
+  }
 
   const checkpoints: Record<string, string> = { [leader]: ckpt };
   const stopReplica = async (m: string) => {
