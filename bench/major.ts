@@ -23,6 +23,8 @@ import { PG_SOCKET_DIR } from '../activities/render/patroni';
 import { inventoryInput } from '../clients/inventory-input';
 import { resolveClusterSecrets } from '../runbooks/inventory';
 import { memberNames, restApi } from '../runbooks/topology';
+import { progress } from '../workflows/messages';
+import type { StepProgress } from '../workflows/messages';
 import type { UpgradeMajorInput, UpgradeMajorReport } from '../workflows/upgrade-major';
 import { Writer, benchTemporal, labCluster, requireLabInventory, sleep } from './common';
 
@@ -112,6 +114,7 @@ async function main() {
 
   const { env, worker, taskQueue } = await benchTemporal('bench-major');
   let report: UpgradeMajorReport | undefined;
+  let steps: StepProgress[] = [];
   let t0 = 0;
   let t1 = 0;
   try {
@@ -127,6 +130,7 @@ async function main() {
       });
       report = (await handle.result()) as UpgradeMajorReport;
       t1 = Date.now();
+      steps = (await handle.query(progress)).steps;
     });
     await sleep(2000);
   } finally {
@@ -141,11 +145,23 @@ async function main() {
   const acked = writer.attempts.filter((a) => a.ok);
   let gap = 0;
   let prev = t0;
+  let gapFrom = t0;
   for (const a of acked) {
     if (a.end < t0 || a.end > t1) continue;
-    gap = Math.max(gap, a.end - prev);
+    if (a.end - prev > gap) [gap, gapFrom] = [a.end - prev, prev];
     prev = a.end;
   }
+  // Where the time went: each step from the run's start (s), and the write gap among them.
+  const s = (ms: number) => ((ms - t0) / 1000).toFixed(1).padStart(6);
+  for (const st of steps.filter((x) => x.startedAt))
+    console.log(
+      `  ${s(Date.parse(st.startedAt!))} → ${st.endedAt ? s(Date.parse(st.endedAt)) : '     ?'}  ${st.name} (${st.status})`,
+    );
+  console.log(`  writes: last commit before the gap at ${s(gapFrom)}, first after it at ${s(gapFrom + gap)}`);
+  if (report?.stop?.timings) console.log(`  stop: ${JSON.stringify(report.stop.timings)} (ms into the step)`);
+  if (report?.routeNote) console.log(`  ${report.routeNote}`);
+  if (report?.extensions?.length) console.log(`  extensions updated: ${JSON.stringify(report.extensions)}`);
+  if (report?.backup) console.log(`  fresh backup: ${JSON.stringify(report.backup)}`);
   const failedAttempts = writer.attempts.filter((a) => !a.ok && a.start >= t0 && a.start <= t1).length;
   console.log(
     `writer: ${acked.length} commits acknowledged, ${failedAttempts} failed attempts during the run`,

@@ -113,15 +113,29 @@ export function majorTargetInput<T extends MajorInventoryShape>(input: T, build:
       );
     pg[k] = swapped;
   }
-  return {
+  const out: T = {
     ...input,
     versions: { ...input.versions, postgresql: `${to.major}.${to.minor}` },
     postgresql: pg,
   };
+  // With a backup CT: a Barman server of the new major's own (WAL of two majors does not mix).
+  if (
+    Array.isArray(input.nodes?.backup) &&
+    input.nodes.backup.length > 0 &&
+    typeof input.cluster === 'string'
+  )
+    out.backup = { ...(input.backup ?? {}), server: majorBarmanServer(input.cluster, to.major) };
+  return out;
 }
+
+/** The Barman server of a cluster after its upgrade to `major`: `<cluster>-pg<major>`. */
+export const majorBarmanServer = (cluster: string, major: number) => `${cluster}-pg${major}`;
 
 /** The parts of an inventory (raw or parsed) a major upgrade changes. */
 export interface MajorInventoryShape {
+  cluster?: unknown;
+  nodes?: { backup?: unknown };
   versions?: { postgresql?: unknown };
   postgresql?: { binDir?: unknown; dataDir?: unknown };
+  backup?: { server?: unknown };
 }

@@ -519,6 +519,16 @@ const BackupSchema = z.strictObject({
     "the replication role of Barman's WAL streaming and base backups",
     'streaming_barman',
   ),
+  /**
+   * Barman's server name (default: the cluster name). `pgha upgrade postgresql --major` moves a
+   * cluster to `<cluster>-pg<major>` (WAL of two majors does not mix in one archive) and says so.
+   */
+  server: help(
+    z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { message: 'a Barman server name: lowercase letters, digits, -' }),
+    { expected: 'a Barman server name: lowercase letters, digits and - (at most 63)', example: 'lab-pg18' },
+  ).optional(),
   slot: help(
     z.string().regex(/^[a-z0-9_]{1,63}$/, { message: 'a replication slot name: a-z, 0-9, _ (at most 63)' }),
     { expected: 'a replication slot name: lowercase letters, digits and _ (at most 63)', example: 'barman' },

@@ -40,4 +40,11 @@ export const Patches = {
    * its rollback waits for every member with data to stream before it reports the old data back.
    */
   restoreLeaderStopsLast: 'restore-leader-stops-last',
+  /**
+   * upgradeMajor's short cutover and its missing steps: pg_upgrade, the new configuration and the
+   * old Barman server's retirement at once; the new leader routed by HAProxy's runtime API the
+   * instant it takes writes; then extensions updated and, with a backup CT, a fresh backup under the
+   * new major's Barman server (the rollback re-activates the old one).
+   */
+  majorFastCutover: 'major-fast-cutover',
 } as const;

@@ -54,9 +54,13 @@ export function synchronousStandbySql(inv: Inventory, current: string): string[]
     : [];
 }
 
-/** Barman's server name for a cluster: the cluster name (letters, digits, -; the schema checks it). */
+/**
+ * Barman's server name for a cluster: `backup.server`, or the cluster name (letters, digits, -; the
+ * schema checks both). A major upgrade moves the cluster to a new server (`<cluster>-pg<major>`,
+ * runbooks/pg-version.ts majorTargetInput): WAL of two majors never goes into one archive.
+ */
 export function barmanServer(inv: Inventory): string {
-  return inv.cluster;
+  return inv.backup.server ?? inv.cluster;
 }
 
 export function barmanServerConfPath(inv: Inventory): string {
@@ -80,11 +84,19 @@ log_level = INFO
   return { path: BARMAN_CONF_PATH, content, mode: 0o644, owner: 'root', group: 'root' };
 }
 
-export function renderBarmanServerConf(inv: Inventory): RenderedFile {
+/**
+ * The server file. `retired`: the server of a major the cluster left (pgha's major upgrade) —
+ * `active = false`: Barman takes no backup and streams no WAL for it (its slot is the new
+ * cluster's), while its backups stay listed and restorable to that major.
+ */
+export function renderBarmanServerConf(inv: Inventory, opts: { retired?: boolean } = {}): RenderedFile {
   const b = inv.backup;
   const server = barmanServer(inv);
-  const content = `${header(inv.cluster, `Barman server ${server}: PostgreSQL ${inv.postgresql.major} through HAProxy's write port`)}[${server}]
-description = pgha cluster ${inv.cluster} (Patroni scope ${inv.patroni.scope})
+  const what = opts.retired
+    ? `retired: PostgreSQL ${inv.postgresql.major}, the cluster moved to a newer major (its backups stay)`
+    : `PostgreSQL ${inv.postgresql.major} through HAProxy's write port`;
+  const content = `${header(inv.cluster, `Barman server ${server}: ${what}`)}[${server}]
+description = pgha cluster ${inv.cluster} (Patroni scope ${inv.patroni.scope})${opts.retired ? '\nactive = false' : ''}
 conninfo = ${barmanConninfo(inv, 'conninfo')}
 streaming_conninfo = ${barmanConninfo(inv, 'streaming')}
 backup_method = postgres

@@ -77,7 +77,8 @@ export async function majorPgUpgrade(deps: MajorDeps, args: MajorLeaderArgs): Pr
     ]);
   }
   unit = await pollUntil(
-    { what: `pg_upgrade on ${leader}`, timeoutMs: 3 * 3600_000, intervalMs: 1000 },
+    // every 250 ms: the whole wait is inside the write outage
+    { what: `pg_upgrade on ${leader}`, timeoutMs: 3 * 3600_000, intervalMs: 250 },
     async () => {
       const u = await unitOf(ct);
       return { done: u?.sub !== 'running', value: u, describe: u ? `${u.active}/${u.sub}` : 'no unit' };

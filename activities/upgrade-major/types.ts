@@ -40,6 +40,8 @@ export interface MajorStopResult {
   checkpoints: Record<string, string>;
   /** Members this call stopped (the others were already stopped). */
   stopped: string[];
+  /** ms from the call's start: replicasPatroniStopped, leaderCheckpoint, leaderStopped, allStopped. */
+  timings?: Record<string, number>;
 }
 
 export interface MajorPgUpgradeResult {

@@ -10,7 +10,11 @@
  *     every member on 17, every row there, the replica streaming, a write through HAProxy;
  *  2. 17 → 18 while a writer commits through HAProxy, the worker SIGKILLed while pg_upgrade runs
  *     and a second one finishing: every member on 18, every row and every acknowledged write on
- *     the leader, the replica streaming, a write through HAProxy, pg_upgrade run exactly once.
+ *     the leader, the replica streaming, a write through HAProxy, pg_upgrade run exactly once,
+ *     pg_stat_statements updated from 17's 1.11 to 18's default version.
+ * With a backup CT in the inventory (PGHA_LAB17_INVENTORY=/work/labs/labm.yaml, not CI's lab17):
+ * after 1 the old Barman server is active and streaming again; after 2 the old one is retired
+ * (active = false) and the new major's server `<cluster>-pg18` holds a finished backup.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +27,7 @@ import { Failures } from '../../runbooks/failures';
 import { approve, progress } from '../../workflows/messages';
 import type { upgradeMajor } from '../../workflows/upgrade-major';
 import { LabWriter, inCt, sqlAs } from '../helpers/lab-direct';
+import { majorBarmanServer } from '../../runbooks/pg-version';
 import { upgradeLabSetup } from '../helpers/lab-upgrade';
 import type { LabCluster, UpgradeLab } from '../helpers/lab-upgrade';
 import { repoRoot, waitFor } from '../helpers/local-common';
@@ -47,7 +52,8 @@ before(async () => {
   await lab.sql(t.inv.nodes.postgres.find((n) => n.hostname === leader)!.ip, t.inv.ports.postgresql, (c) =>
     c.query(
       `create table major_rows as select g as id, md5(g::text) as v from generate_series(1, ${ROWS}) g;
-       alter table major_rows add primary key (id)`,
+       alter table major_rows add primary key (id);
+       create extension pg_stat_statements version '1.11'`,
     ),
   );
 });
@@ -58,6 +64,29 @@ after(async () => {
 });
 
 const haproxy = () => t.inv.nodes.haproxy[0]!;
+const backupCt = () => t.inv.nodes.backup[0];
+/** The Barman server's file on the backup CT, and its backups as Barman lists them. */
+const barmanConf = (server: string) => inCt(backupCt()!.vmid, ['cat', `/etc/barman.d/${server}.conf`]);
+const barmanBackups = (server: string) =>
+  (
+    JSON.parse(
+      inCt(
+        backupCt()!.vmid,
+        [
+          'runuser',
+          '-u',
+          t.inv.backup.osUser,
+          '--',
+          `${t.inv.backup.install.venv}/bin/barman`,
+          '-f',
+          'json',
+          'list-backups',
+          server,
+        ],
+        { timeoutMs: 60_000 },
+      ),
+    ) as Record<string, { status: string; version?: number }[]>
+  )[server] ?? [];
 const vmidOf = (m: string) => t.inv.nodes.postgres.find((n) => n.hostname === m)!.vmid;
 const ipOf = (m: string) => t.inv.nodes.postgres.find((n) => n.hostname === m)!.ip;
 
@@ -115,12 +144,24 @@ void test(
     assert.equal(await servesOn(17), leader, 'the same leader');
     assert.equal(lab.sh(leader, 'ls', '/var/lib/pgsql/18'), '', 'the new data directory removed');
     lab.sh(leader, 'test', '-f', '/var/lib/pgsql/17/data/global/pg_control');
+    if (backupCt()) {
+      assert.doesNotMatch(
+        barmanConf(t.inv.cluster),
+        /^active = false$/m,
+        'the old Barman server active again',
+      );
+      assert.equal(
+        inCt(backupCt()!.vmid, ['systemctl', 'is-active', 'barman-receive-wal']).trim(),
+        'active',
+        "Barman's WAL receiver running again",
+      );
+    }
   },
 );
 
 void test(
   '17 → 18: every row, every member on 18, the replica streaming, a write through HAProxy; a killed worker does not run pg_upgrade twice',
-  { skip, timeout: 300_000 },
+  { skip, timeout: 480_000 },
   async () => {
     const leader = await lab.healthy();
     const since = Math.floor(Date.now() / 1000);
@@ -147,6 +188,27 @@ void test(
         'the retried step found the first pg_upgrade',
       );
       assert.equal(await servesOn(18), leader);
+      const ext = await lab.sql(
+        ipOf(leader),
+        t.inv.ports.postgresql,
+        async (c) =>
+          (
+            await c.query<{ v: string; d: string }>(
+              "select extversion as v, default_version as d from pg_extension join pg_available_extensions on name = extname where extname = 'pg_stat_statements'",
+            )
+          ).rows[0],
+      );
+      assert.ok(
+        ext && ext.v !== '1.11' && ext.v === ext.d,
+        `pg_stat_statements updated: ${JSON.stringify(ext)}`,
+      );
+      if (backupCt()) {
+        const server = majorBarmanServer(t.inv.cluster, 18);
+        assert.equal(report.backup?.server, server);
+        assert.match(barmanConf(t.inv.cluster), /^active = false$/m, 'the old Barman server retired');
+        const done = barmanBackups(server).filter((b) => b.status === 'DONE');
+        assert.equal(done.length, 1, `one finished backup of ${server}`);
+      }
     } finally {
       await writer.stop();
     }

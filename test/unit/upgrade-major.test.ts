@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { renderPatroniYml } from '../../activities/render';
+import { renderBarmanServerConf, renderPatroniYml } from '../../activities/render';
 import { findMajorBuild, majorTargetInput, swapMajor } from '../../runbooks/pg-version';
 import { parseInventory } from '../../runbooks/schema';
 import type { ClusterSecrets, InventoryInput } from '../../runbooks/schema';
@@ -45,6 +45,30 @@ void describe('majorTargetInput', () => {
       '/var/lib/pgsql/17/data',
       'the input is not changed',
     );
+  });
+
+  void test("with a backup CT: the new major's own Barman server; without one: none set", () => {
+    const withCt = {
+      ...raw(),
+      nodes: { ...raw().nodes, backup: [{ vmid: 126, hostname: 'backup17', ip: '10.213.50.46' }] },
+      secrets: { ...raw().secrets, barmanPassword: 'env:B', streamingBarmanPassword: 'env:S' },
+    };
+    const next = parseInventory(majorTargetInput(withCt, '18.6.0'));
+    assert.equal(next.backup.server, 'lab17-pg18');
+    assert.equal(renderBarmanServerConf(next).path, '/etc/barman.d/lab17-pg18.conf');
+    assert.match(renderBarmanServerConf(next).content, /^\[lab17-pg18\]$/m);
+    assert.equal(parseInventory(majorTargetInput(raw(), '18.6.0')).backup.server, undefined);
+  });
+
+  void test('the old server retired: active = false in its own file, its section and directory unchanged', () => {
+    const inv = parseInventory(raw());
+    const live = renderBarmanServerConf(inv);
+    const retired = renderBarmanServerConf(inv, { retired: true });
+    assert.equal(retired.path, live.path);
+    assert.match(retired.content, /^\[lab17\]\ndescription = .*\nactive = false$/m);
+    assert.doesNotMatch(live.content, /active/);
+    const body = (c: string) => c.split('\n').filter((l) => !l.startsWith('#') && l !== 'active = false');
+    assert.deepEqual(body(retired.content), body(live.content));
   });
 
   void test('explicit directories: the segment naming the old major names the new one', () => {

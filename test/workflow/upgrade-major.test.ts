@@ -4,7 +4,11 @@
  * nothing; nothing is upgraded before the gate `pg_upgrade` is approved; a rejected gate or a
  * failed pg_upgrade (before the point of no return) brings the old major back and says so; a
  * failure after the new leader started is not rolled back and says so; a worker that dies after
- * pg_upgrade does not make a second one run it again.
+ * pg_upgrade does not make a second one run it again. The `major-fast-cutover` shape: pg_upgrade,
+ * the new configuration and the old Barman server's retirement at once, the rollback only after
+ * all of them ended; the new leader routed by HAProxy's runtime API while it starts; extensions
+ * updated; with a backup CT a fresh backup under the new major's Barman server (and the old one
+ * active again after a rollback).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,15 +37,25 @@ after(async () => {
   await env?.teardown();
 });
 
-const inventory = (cluster: string): InventoryInput => {
+const inventory = (cluster: string, opts: { backupCt?: boolean } = {}): InventoryInput => {
   const raw = parse(readFileSync(join(repoRoot, 'runbooks/clusters/lab17.yaml'), 'utf8')) as Record<
     string,
     unknown
   >;
-  const secrets = Object.fromEntries(
-    Object.keys(raw.secrets as object).map((k) => [k, 'env:PGHA_UP_TEST_SECRET']),
-  );
-  return { ...raw, cluster, secrets } as InventoryInput;
+  const names = [
+    ...Object.keys(raw.secrets as object),
+    ...(opts.backupCt ? ['barmanPassword', 'streamingBarmanPassword'] : []),
+  ];
+  const secrets = Object.fromEntries(names.map((k) => [k, 'env:PGHA_UP_TEST_SECRET']));
+  const nodes = raw.nodes as Record<string, unknown>;
+  return {
+    ...raw,
+    cluster,
+    secrets,
+    ...(opts.backupCt
+      ? { nodes: { ...nodes, backup: [{ vmid: 126, hostname: 'backup17', ip: '10.213.50.46' }] } }
+      : {}),
+  } as InventoryInput;
 };
 
 const failed = (message: string) =>
@@ -52,13 +66,18 @@ function mock(
   opts: {
     failPgUpgrade?: boolean;
     failLeaderStart?: boolean;
-    /** Called when the configure step starts (the step after pg_upgrade). */
+    /** Called when the configure step starts (beside pg_upgrade). */
     onConfigure?: () => Promise<void>;
+    /** The new configuration takes this long (ms): a rollback must wait for it. */
+    configureMs?: number;
   } = {},
 ) {
   const calls: string[] = [];
   const log = (...parts: (string | undefined)[]) => calls.push(parts.filter(Boolean).join(' '));
   const ver = (inv: Inventory) => inv.versions.postgresql;
+  const server = (inv: Inventory) => inv.backup.server ?? inv.cluster;
+  const done = (inv: Inventory, hostname: string) =>
+    Promise.resolve({ node: hostname, vmid: 0, installed: [], files: [], services: [] });
   const plan: MajorPlan = {
     leader: 'pg17a',
     replicas: ['pg17b'],
@@ -89,16 +108,57 @@ function mock(
       log('patroniSetPause', String(a.pause));
       return Promise.resolve({ pause: a.pause, patched: true, members: [] });
     },
-    majorStop: () => (log('majorStop'), Promise.resolve({ checkpoints: {}, stopped: [] })),
+    majorStop: (a: { phase?: string }) => (
+      log('majorStop', a.phase),
+      Promise.resolve({ checkpoints: {}, stopped: [] })
+    ),
     majorPgUpgrade: (a: { leader: string }) => {
       log('majorPgUpgrade', a.leader);
       if (opts.failPgUpgrade) throw failed('pg_upgrade on pg17a failed (exit 1)');
       return Promise.resolve({ action: 'ran', tookMs: 1 });
     },
     installPostgres: async (a: { inv: Inventory; hostname: string }) => {
+      if (ver(a.inv) === '18.6') {
+        await opts.onConfigure?.();
+        if (opts.configureMs) await new Promise((r) => setTimeout(r, opts.configureMs));
+      }
       log('installPostgres', ver(a.inv), a.hostname);
-      if (ver(a.inv) === '18.6') await opts.onConfigure?.();
       return { node: a.hostname, vmid: 0, installed: [], files: [], services: [] };
+    },
+    majorBackupRetire: (a: { inv: Inventory }) => {
+      log('majorBackupRetire', server(a.inv));
+      return Promise.resolve({ server: server(a.inv), did: [] });
+    },
+    guardianRoute: (a: { inv: Inventory; leader: string }) => {
+      log('guardianRoute', ver(a.inv), a.leader);
+      return Promise.resolve({ leader: a.leader, writableAt: 1, routedAt: 2, routedOn: ['haproxy17'] });
+    },
+    majorUpdateExtensions: (a: { inv: Inventory }) => {
+      log('majorUpdateExtensions', ver(a.inv));
+      return Promise.resolve({
+        updated: [{ database: 'postgres', extension: 'pg_stat_statements', from: '1.11', to: '1.12' }],
+      });
+    },
+    installBackup: (a: { inv: Inventory }) => {
+      log('installBackup', ver(a.inv), server(a.inv));
+      return done(a.inv, 'backup17');
+    },
+    prepareBackupCluster: (a: { inv: Inventory; leader: string }) => {
+      log('prepareBackupCluster', ver(a.inv), a.leader);
+      return Promise.resolve({ roles: [], slot: 'present' });
+    },
+    waitBarmanReady: (a: { inv: Inventory }) => {
+      log('waitBarmanReady', server(a.inv));
+      return Promise.resolve({ ok: true, checks: [] });
+    },
+    physicalBackup: (a: { inv: Inventory; name: string }) => {
+      log('physicalBackup', server(a.inv));
+      return Promise.resolve({
+        server: server(a.inv),
+        backupId: '20261130T030000',
+        name: a.name,
+        endLsn: '0/5000000',
+      });
     },
     dcsCleanDelete: () => (
       log('dcsCleanDelete'),
@@ -123,6 +183,24 @@ function mock(
   };
   return { calls, activities };
 }
+
+/**
+ * The calls against the expected shape: a string is the next call; an array is the next calls in
+ * any order (what runs at once). Returns the calls regrouped as expected, for one deepEqual.
+ */
+function shaped(calls: string[], expected: (string | string[])[]): (string | string[])[] {
+  const out: (string | string[])[] = [];
+  let i = 0;
+  for (const e of expected) {
+    if (typeof e === 'string') out.push(calls[i++] ?? '(none)');
+    else {
+      out.push(calls.slice(i, i + e.length).sort());
+      i += e.length;
+    }
+  }
+  return [...out, ...calls.slice(i)];
+}
+const sorted = (e: (string | string[])[]) => e.map((x) => (typeof x === 'string' ? x : [...x].sort()));
 
 /** Calls with each run of the same activity sorted: the steps that act on every member at once run in parallel. */
 function norm(calls: string[]): string[] {
@@ -188,7 +266,23 @@ const BEFORE = [
   'majorInstall 18.6 pg17b',
   'majorCheck pg17a',
   'patroniSetPause true',
-  'majorStop',
+  'majorStop leader',
+];
+/** The cutover (major-fast-cutover): pg_upgrade, the replicas' stop and the new configuration at once. */
+const CUTOVER = [
+  ['majorPgUpgrade pg17a', 'majorStop replicas', 'installPostgres 18.6 pg17a', 'installPostgres 18.6 pg17b'],
+];
+/** After the point: the leader started while HAProxy's routing waits for it, the replica re-cloned, the rest. */
+const AFTER = [
+  'dcsCleanDelete',
+  ['startPatroni 18.6 pg17a', 'guardianRoute 18.6 pg17a'],
+  'majorWaitMember 18.6 pg17a',
+  'startPatroni 18.6 pg17b',
+  'majorWaitMember 18.6 pg17b',
+  'patroniSetPause false',
+  'majorAnalyze',
+  'majorUpdateExtensions 18.6',
+  ['majorWaitMember 18.6 pg17a', 'majorWaitMember 18.6 pg17b'],
 ];
 const ROLLBACK = [
   'majorRestoreOld',
@@ -205,21 +299,12 @@ void test("Patroni's sequence, in order; the report says what to change in the i
   const m = mock();
   const { result, error } = await run(m);
   assert.equal(error, undefined, error?.message);
-  assert.deepEqual(norm(m.calls), [
-    ...BEFORE,
-    'majorPgUpgrade pg17a',
-    'installPostgres 18.6 pg17a',
-    'installPostgres 18.6 pg17b',
-    'dcsCleanDelete',
-    'startPatroni 18.6 pg17a',
-    'majorWaitMember 18.6 pg17a',
-    'startPatroni 18.6 pg17b',
-    'majorWaitMember 18.6 pg17b',
-    'patroniSetPause false',
-    'majorAnalyze',
-    'majorWaitMember 18.6 pg17a',
-    'majorWaitMember 18.6 pg17b',
+  const expected = [...BEFORE, ...CUTOVER, ...AFTER];
+  assert.deepEqual(shaped(norm(m.calls), expected), sorted(expected));
+  assert.deepEqual(result?.extensions, [
+    { database: 'postgres', extension: 'pg_stat_statements', from: '1.11', to: '1.12' },
   ]);
+  assert.equal(result?.backup, undefined, 'no backup CT, no backup');
   assert.equal(result?.outcome, 'upgraded');
   assert.equal(result?.from, '17.11');
   assert.equal(result?.to, '18.6.0');
@@ -270,12 +355,69 @@ void test('a rejected gate brings the old major back and says which side of the 
   assert.deepEqual(norm(m.calls), [...BEFORE, ...ROLLBACK]);
 });
 
-void test('a failed pg_upgrade is rolled back: the new major never starts', async () => {
-  const m = mock({ failPgUpgrade: true });
+void test('a failed pg_upgrade is rolled back once the new configuration beside it ended: the new major never starts', async () => {
+  const m = mock({ failPgUpgrade: true, configureMs: 400 });
   const { error } = await run(m);
   assert.equal(error?.type, Failures.MajorUpgradeRolledBack);
   assert.match(error!.message, /before the point of no return: pg_upgrade on pg17a failed/);
-  assert.deepEqual(norm(m.calls), [...BEFORE, 'majorPgUpgrade pg17a', ...ROLLBACK]);
+  // pg_upgrade fails at once; the rollback's old patroni.yml comes only after the new one was written
+  const expected = [...BEFORE, ...CUTOVER, ...ROLLBACK];
+  assert.deepEqual(shaped(norm(m.calls), expected), sorted(expected));
+});
+
+void test('with a backup CT: the old Barman server retired beside pg_upgrade, a fresh backup under the new one', async () => {
+  const m = mock();
+  const cluster = uniqueId('c');
+  const taskQueue = uniqueId('major');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const { result, error } = await worker.runUntil(async () =>
+    outcome(
+      await env.client.workflow.start('upgradeMajor', {
+        taskQueue,
+        workflowId: uniqueId('upgradeMajor'),
+        args: [{ inventory: inventory(cluster, { backupCt: true }), to: '18' }],
+      }),
+    ),
+  );
+  assert.equal(error, undefined, error?.message);
+  const expected = [
+    ...BEFORE,
+    [...CUTOVER[0]!, `majorBackupRetire ${cluster}`],
+    ...AFTER,
+    `installBackup 18.6 ${cluster}-pg18`,
+    'prepareBackupCluster 18.6 pg17a',
+    `waitBarmanReady ${cluster}-pg18`,
+    `physicalBackup ${cluster}-pg18`,
+  ];
+  assert.deepEqual(shaped(norm(m.calls), expected), sorted(expected));
+  assert.equal(result?.backup?.server, `${cluster}-pg18`);
+  assert.equal(result?.backup?.retired, cluster);
+  assert.match(result?.inventoryChange ?? '', new RegExp(`backup\\.server: '${cluster}-pg18'`));
+  assert.match(result!.plan.join('\n'), new RegExp(`Barman server ${cluster} retired`));
+});
+
+void test('with a backup CT, a failed pg_upgrade puts the old Barman server back', async () => {
+  const m = mock({ failPgUpgrade: true });
+  const cluster = uniqueId('c');
+  const taskQueue = uniqueId('major');
+  const worker = await createTestWorker(env, { taskQueue, activities: m.activities });
+  const { error } = await worker.runUntil(async () =>
+    outcome(
+      await env.client.workflow.start('upgradeMajor', {
+        taskQueue,
+        workflowId: uniqueId('upgradeMajor'),
+        args: [{ inventory: inventory(cluster, { backupCt: true }), to: '18' }],
+      }),
+    ),
+  );
+  assert.equal(error?.type, Failures.MajorUpgradeRolledBack);
+  const expected = [
+    ...BEFORE,
+    [...CUTOVER[0]!, `majorBackupRetire ${cluster}`],
+    ...ROLLBACK,
+    `installBackup 17.11 ${cluster}`,
+  ];
+  assert.deepEqual(shaped(norm(m.calls), expected), sorted(expected));
 });
 
 void test('a failure after the new leader started is not rolled back, and says so', async () => {
@@ -300,9 +442,14 @@ void test('a worker that dies after pg_upgrade: the next one goes on without run
   });
   let first = true;
   const m = mock({
-    // The first worker dies while the step after pg_upgrade runs (its activity never ends there).
+    // The first worker dies while the configure beside pg_upgrade runs, pg_upgrade done (the
+    // configure activity never ends there).
     onConfigure: async () => {
       if (!first) return;
+      await waitFor('pg_upgrade done', 10_000, () =>
+        Promise.resolve(m.calls.includes('majorPgUpgrade pg17a')),
+      );
+      await new Promise((r) => setTimeout(r, 300)); // its completion reported
       releaseConfigure();
       await Context.current().cancelled.catch(() => undefined);
       throw new Error('worker gone');
