@@ -210,7 +210,13 @@ async function main() {
     sqlOn(
       await leaderNow(),
       async (c) =>
-        (await c.query(`select 1 from pg_stat_replication where state = 'streaming'`)).rowCount ===
+        // members only: a backup CT's WAL receiver (Barman) streams too
+        (
+          await c.query(
+            `select 1 from pg_stat_replication where state = 'streaming' and application_name = any($1)`,
+            [memberNames(inv)],
+          )
+        ).rowCount ===
         inv.nodes.postgres.length - 1,
     ),
   );
