@@ -342,29 +342,32 @@ export function watchMember(
   };
 }
 
+/**
+ * argv of a PostgreSQL tool of the member's build, run as the OS user on its socket as the
+ * superuser (peer): `runuser -u <osUser> -- <binDir>/<tool> -h <socket> -p <port> -U <superuser> …args`.
+ */
+export function pgToolArgv(inv: Inventory, tool: string, args: string[]): string[] {
+  return [
+    'runuser',
+    '-u',
+    inv.postgresql.osUser,
+    '--',
+    `${inv.postgresql.binDir}/${tool}`,
+    '-h',
+    PG_SOCKET_DIR,
+    '-p',
+    String(inv.ports.postgresql),
+    '-U',
+    inv.postgresql.superuser,
+    ...args,
+  ];
+}
+
 /** psql -At as the superuser on a member's socket, straight through LXC: its output, trimmed. */
 export function psqlMember(inv: Inventory, member: string, sql: string, timeoutMs = 60_000): string {
   return inCt(
     findNode(inv, 'postgres', member).vmid,
-    [
-      'runuser',
-      '-u',
-      inv.postgresql.osUser,
-      '--',
-      `${inv.postgresql.binDir}/psql`,
-      '-X',
-      '-At',
-      '-h',
-      PG_SOCKET_DIR,
-      '-p',
-      String(inv.ports.postgresql),
-      '-U',
-      inv.postgresql.superuser,
-      '-d',
-      'postgres',
-      '-c',
-      sql,
-    ],
+    pgToolArgv(inv, 'psql', ['-X', '-At', '-d', 'postgres', '-c', sql]),
     { timeoutMs },
   ).trim();
 }
@@ -385,25 +388,10 @@ export function pgbenchDatabase(inv: Inventory, leader: string): void {
   const t = Date.now();
   inCt(
     findNode(inv, 'postgres', leader).vmid,
-    [
-      'runuser',
-      '-u',
-      inv.postgresql.osUser,
-      '--',
-      `${inv.postgresql.binDir}/pgbench`,
-      '-i',
-      '-q',
-      '-s',
-      '100',
-      '-h',
-      PG_SOCKET_DIR,
-      '-p',
-      String(inv.ports.postgresql),
-      '-U',
-      inv.postgresql.superuser,
-      'postgres',
-    ],
-    { timeoutMs: 1_800_000 },
+    pgToolArgv(inv, 'pgbench', ['-i', '-q', '-s', '100', 'postgres']),
+    {
+      timeoutMs: 1_800_000,
+    },
   );
   console.log(`pgbench -i -s 100: ${((Date.now() - t) / 1000).toFixed(0)} s`);
 }

@@ -19,14 +19,13 @@
 import { join } from 'node:path';
 import { createPatroniActivities } from '../activities/patroni';
 import { createProxmoxFactory } from '../activities/proxmox';
-import { PG_SOCKET_DIR } from '../activities/render/patroni';
 import { inventoryInput } from '../clients/inventory-input';
 import { resolveClusterSecrets } from '../runbooks/inventory';
 import { memberNames, restApi } from '../runbooks/topology';
 import { progress } from '../workflows/messages';
 import type { StepProgress } from '../workflows/messages';
 import type { UpgradeMajorInput, UpgradeMajorReport } from '../workflows/upgrade-major';
-import { Writer, benchTemporal, labCluster, requireLabInventory, sleep } from './common';
+import { Writer, benchTemporal, labCluster, pgToolArgv, requireLabInventory, sleep } from './common';
 
 const root = join(__dirname, '..');
 const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab17.yaml');
@@ -68,22 +67,7 @@ async function main() {
     const node = inv.nodes.postgres.find((n) => n.hostname === leader)!;
     const r = await host.exec(
       node.vmid,
-      [
-        'runuser',
-        '-u',
-        inv.postgresql.osUser,
-        '--',
-        `${inv.postgresql.binDir}/pgbench`,
-        '-i',
-        '-q',
-        '-s',
-        String(SCALE),
-        '-h',
-        PG_SOCKET_DIR,
-        '-p',
-        String(inv.ports.postgresql),
-        'postgres',
-      ],
+      pgToolArgv(inv, 'pgbench', ['-i', '-q', '-s', String(SCALE), 'postgres']),
       { timeoutMs: 3600_000 },
     );
     if (r.code !== 0) throw new Error(`pgbench -i: ${r.stderr}`);
