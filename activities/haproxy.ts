@@ -178,7 +178,11 @@ class PromptSession implements RuntimeSession {
           reject(e);
         },
       };
-      this.stream.write(`${cmd}\n`);
+      try {
+        this.stream.write(`${cmd}\n`);
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   }
   close(): void {

@@ -142,6 +142,7 @@ export function runtimeDirect(inv: Inventory): Promise<RuntimeSessions> {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     p.on('error', () => undefined);
+    p.stdin.on('error', () => undefined); // gone early: the session learns it from 'close'
     return {
       on: (event: 'data' | 'close', fn: (d: Buffer) => void) =>
         event === 'data' ? p.stdout.on('data', fn) : p.on('close', fn),
