@@ -3,6 +3,7 @@
  * writer through HAProxy, the cluster seen from outside pgha (Patroni's /cluster, SQL on a member),
  * and a Temporal dev server with an in-process worker running the real activities.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -250,13 +251,24 @@ export function labCluster(inv: Inventory, secrets: ClusterSecrets, patroni: Pat
   return { user, password, ip, sqlOn, cluster, settled, missing };
 }
 
+/** What a bench runs its workload beside: `runUntil(fn)` keeps the worker polling while `fn` runs. */
+export interface BenchWorker {
+  runUntil<T>(fn: () => Promise<T>): Promise<T>;
+}
+
 /**
  * A Temporal dev server of the benchmark's own (pgha's search attributes, a random codec key) and a
- * worker in this process with the real activities, on its own task queue.
+ * worker with the real activities on its own task queue: in this process, or with
+ * `{ workerProcess: true }` in a process of its own (workers/main.ts, as a user runs it), so that
+ * the worker's work never holds the event loop that timestamps the bench's writer and reader.
  */
-export async function benchTemporal(name: string) {
+export async function benchTemporal(
+  name: string,
+  opts: { workerProcess?: boolean } = {},
+): Promise<{ env: TestWorkflowEnvironment; worker: BenchWorker; taskQueue: string }> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  const codec = new AesGcmCodec(randomBytes(32));
+  const key = randomBytes(32);
+  const codec = new AesGcmCodec(key);
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalBinary },
@@ -267,6 +279,7 @@ export async function benchTemporal(name: string) {
     client: { dataConverter: pghaDataConverter(codec) },
   });
   const taskQueue = `${name}-${Date.now()}`;
+  if (opts.workerProcess) return { env, worker: workerProcess(env.address, taskQueue, key), taskQueue };
   const worker = await Worker.create({
     connection: env.nativeConnection,
     namespace: 'default',
@@ -276,6 +289,54 @@ export async function benchTemporal(name: string) {
     dataConverter: pghaDataConverter(codec),
   });
   return { env, worker, taskQueue };
+}
+
+/** workers/main.ts in a child process on `address`/`taskQueue`, started by runUntil and stopped (SIGTERM) after. */
+function workerProcess(address: string, taskQueue: string, key: Buffer): BenchWorker {
+  return {
+    async runUntil<T>(fn: () => Promise<T>): Promise<T> {
+      const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '../workers/main.ts')], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...process.env,
+          TEMPORAL_ADDRESS: address,
+          TEMPORAL_NAMESPACE: 'default',
+          PGHA_TASK_QUEUE: taskQueue,
+          PGHA_CODEC_KEY: key.toString('base64'),
+          PGHA_STATE_DIR: mkdtempSync(join(tmpdir(), 'pgha-bench-')),
+          PGHA_METRICS_ADDRESS: 'off',
+        },
+      });
+      let out = '';
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error(`the bench's worker did not poll within 300 s: ${out}`)),
+            300_000,
+          );
+          const seen = (d: Buffer) => {
+            out = (out + d.toString()).slice(-4000);
+            if (out.includes('pgha worker: task queue')) {
+              clearTimeout(timer);
+              resolve();
+            }
+          };
+          child.stdout.on('data', seen);
+          child.stderr.on('data', seen);
+          child.once('exit', (code) => {
+            clearTimeout(timer);
+            reject(new Error(`the bench's worker exited (${code}): ${out}`));
+          });
+        });
+        return await fn();
+      } finally {
+        child.kill('SIGTERM');
+        await Promise.race([exited, sleep(40_000)]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    },
+  };
 }
 
 /**

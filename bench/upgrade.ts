@@ -222,7 +222,7 @@ async function main() {
   );
 
   // Temporal: a dev server of its own, a worker with the real activities in this process.
-  const { env, worker, taskQueue } = await benchTemporal('bench-upgrade');
+  const { env, worker, taskQueue } = await benchTemporal('bench-upgrade', { workerProcess: true });
   const table = `bench_upgrade_${Date.now()}`;
   await sqlOn(await leaderNow(), (c) => c.query(`create table ${table} (id bigint primary key)`));
   const writer = new Loop(write, 'writer', table);
@@ -244,7 +244,7 @@ async function main() {
     await writer.stop();
     await reader.stop();
     console.log(
-      `${type}: ${report.outcome} — ${report.message}; ${report.members.map((m) => `${m.member} ${m.from}→${m.to} ${(m.tookMs / 1000).toFixed(1)}s`).join(', ')}` +
+      `${type}: ${report.outcome}${report.message ? ` — ${report.message}` : ''}; ${report.members.map((m) => `${m.member} ${m.from}→${m.to} ${(m.tookMs / 1000).toFixed(1)}s`).join(', ')}` +
         `${report.switchover ? `; switchover ${report.switchover.from} → ${report.switchover.to}` : ''}`,
     );
     const p = {
