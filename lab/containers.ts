@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import type { LabNode } from './inventory';
 import { vethName } from './network';
 import { BARMAN_MOUNT, BRIDGE, LXC_PATH, OFFLINE_MOUNT } from './paths';
-import { run, sleep } from './sh';
+import { daemonEnv, run, sleep } from './sh';
 
 export type CtState = 'running' | 'stopped' | 'absent';
 
@@ -129,7 +129,7 @@ function wipeOverlay(vmid: number): void {
 }
 
 export function start(vmid: number): void {
-  run('lxc-start', lxc(vmid), { timeoutMs: 60_000 });
+  run('lxc-start', lxc(vmid), { timeoutMs: 60_000, env: daemonEnv() });
 }
 
 /** Hard stop (like `pct stop`): kill the CT's init at once. */

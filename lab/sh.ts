@@ -36,6 +36,17 @@ function tail(text: string, lines = 8): string {
   return text.trim().split('\n').slice(-lines).join('\n');
 }
 
+/**
+ * The environment for a daemon the lab leaves running (a CT's lxc-start monitor, the host's sshd):
+ * without the test run's id, since scripts/test stops every process that carries it when the run
+ * ends — the lab outlives any one run (CI's lab tests stopped 7 CTs that way).
+ */
+export function daemonEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.PGHA_TEST_RUN_ID;
+  return env;
+}
+
 export function run(cmd: string, args: string[], opts: RunOptions = {}): RunResult {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const r = spawnSync(cmd, args, {

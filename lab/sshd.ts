@@ -15,7 +15,7 @@ import {
 import { resolve } from 'node:path';
 import { LAB_HOST_IP } from './inventory';
 import { BIN_DIR, LXC_PATH, SSH_DIR } from './paths';
-import { run, sleep, waitFor } from './sh';
+import { daemonEnv, run, sleep, waitFor } from './sh';
 
 export const HOST_KEY = `${SSH_DIR}/ssh_host_ed25519_key`;
 export const CLIENT_KEY = `${SSH_DIR}/id_ed25519`;
@@ -121,7 +121,7 @@ export function ensureSshd(port: number): string {
   if (pid !== undefined) stopSshd();
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege separation directory
   run(SSHD, ['-t', '-f', CONFIG]);
-  run(SSHD, ['-f', CONFIG]);
+  run(SSHD, ['-f', CONFIG], { env: daemonEnv() });
   pid = waitFor('the lab sshd to listen', 10_000, 100, () =>
     sshdPid() !== undefined && listening(port) ? sshdPid() : undefined,
   );
