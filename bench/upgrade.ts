@@ -30,6 +30,7 @@ import { pgVersionNum } from '../runbooks/pg-version';
 import { memberNames, restApi } from '../runbooks/topology';
 import * as workflows from '../workflows';
 import type { UpgradeInput, UpgradeReport } from '../workflows/upgrade-postgresql';
+import { labCluster } from '../test/helpers/lab-upgrade';
 import { benchTemporal, requireLabInventory, sleep } from './common';
 
 const root = join(__dirname, '..');
@@ -206,6 +207,9 @@ async function main() {
       ),
     );
   }
+  // and on the inventory's Patroni (an earlier run may have left it on the target)
+  console.log(`every member on Patroni ${inv.versions.patroni} (putting back those an earlier run upgraded)`);
+  await labCluster(inv).patroniBackTo(inv.versions.patroni);
   await until('both replicas streaming', 300_000, async () =>
     sqlOn(
       await leaderNow(),
@@ -264,6 +268,19 @@ async function main() {
   let pat: Phase | undefined;
   try {
     await worker.runUntil(async () => {
+      // The noise floor: the same writer and reader for 20 s while nothing runs (context for the
+      // gaps below: on a small shared machine a scheduling stall alone can reach tens of ms).
+      writer.start();
+      reader.start();
+      await sleep(2000);
+      const b0 = Date.now();
+      await sleep(20_000);
+      const b1 = Date.now();
+      await writer.stop();
+      await reader.stop();
+      console.log(
+        `baseline (20 s, no runbook): write_max ${writer.maxGap(b0, b1)} ms, read_max ${reader.maxGap(b0, b1)} ms`,
+      );
       pg = await phase('upgradePostgresql', { inventory: input, to: PG_TO });
       if (!('upgradePatroni' in workflows)) {
         console.log(
