@@ -1,6 +1,7 @@
 /**
  * The read port (HAProxy's replica backend) around a member's restart: drained on every HAProxy
- * (no new read connection goes to it; open ones may finish within a bound), then ready again once
+ * (no new read connection goes to it; open ones may finish within a bound, then HAProxy closes what
+ * is left — before the restart, so their clients move to the other replicas), then ready again once
  * its own Patroni /replica answers 200 — a `ready` marks a server UP at once whatever its check
  * would say, so it is only given to a member that is a healthy replica (or the leader, whose
  * failing replica check keeps it out).
@@ -27,6 +28,19 @@ async function setAdminState(
   knownMember(inv, member); // a name the runtime API would read as commands never gets through
   const runner = await deps.haproxyRunner(inv);
   const cmd = `set server ${HAPROXY_READ_BACKEND}/${member} state ${state}`;
+  await Promise.all(
+    haproxyNodes(inv).map(async (node) => {
+      const answer = (await runner(node, cmd, { timeoutMs: 5000 })).trim();
+      if (answer !== '') throw new Error(`haproxy ${node.name}: ${cmd}: ${answer}`);
+    }),
+  );
+}
+
+/** `shutdown sessions server postgres_replicas/<member>` on every HAProxy: its open read sessions closed. */
+async function shutdownSessions(deps: UpgradeDeps, inv: Inventory, member: string): Promise<void> {
+  knownMember(inv, member);
+  const runner = await deps.haproxyRunner(inv);
+  const cmd = `shutdown sessions server ${HAPROXY_READ_BACKEND}/${member}`;
   await Promise.all(
     haproxyNodes(inv).map(async (node) => {
       const answer = (await runner(node, cmd, { timeoutMs: 5000 })).trim();
@@ -71,8 +85,12 @@ export async function upgradeReadPortOut(deps: UpgradeDeps, args: ReadPortArgs):
     );
   } catch (err) {
     if (!(err instanceof PollTimeoutError)) throw err;
-    // Past the bound: the restart ends what is left (PostgreSQL's fast shutdown); reported.
+    // Past the bound: what is left is closed now, by HAProxy, while the other replicas serve and
+    // nothing restarts yet — its clients reconnect to them at once; left to the restart, they would
+    // be cut by PostgreSQL's fast shutdown in the middle of it (a longer read gap). Reported.
     sessionsLeft = await open();
+    if (sessionsLeft > 0)
+      await keepBeating(shutdownSessions(deps, inv, member), { member, phase: 'close read sessions' });
   }
   return { member, sessionsLeft, waitedMs: Date.now() - started, haproxies: nodes.map((n) => n.name) };
 }
