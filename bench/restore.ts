@@ -4,10 +4,14 @@
  * change after the target is lost): it refuses, before anything, an inventory that is not a lab's.
  *  1. the database of about 1.5 GB (bench/common.ts pgbenchDatabase: `pgbench -i -s 100`), a backup
  *     of it by the `backup` runbook; then 100 rows, a time T, 100 more rows;
- *  2. by hand: the same backup restored the way one does without pgha — the base backup copied
- *     out of Barman's storage, `barman get-wal` as restore_command, PostgreSQL started and waited
- *     for until recovery has ended (test/helpers/lab-backup.ts restoreArchive, in the backup CT,
- *     where Barman's files are: no copy between CTs) — timed to the moment it accepts writes;
+ *  2. by hand, in the same CTs: the same backup restored the way one does without pgha, on the
+ *     Proxmox host — the base backup and the WAL since it piped from the backup CT into the
+ *     leader's CT (`pct exec … tar | pct exec … tar`: the CTs have no SSH between them, so this is
+ *     `barman restore`'s copy), recovery to T with `cp` from the copied WAL as restore_command,
+ *     PostgreSQL started beside the cluster (its own directory and port) and waited for until it
+ *     accepts writes — timed from the first byte copied; then dropped. (Restoring inside the backup
+ *     CT, where no copy between CTs is needed, is not the same work: the runbook must move the
+ *     data into a member's CT);
  *  3. the runbook: `restore --mode in-place --target-time T`, approved at once; its RTO is the
  *     runbook's own work until the restored leader accepts writes (the plan step, then everything
  *     from the approval to the step `restored leader`: stop, clean the DCS, move aside, stage
@@ -20,9 +24,13 @@
 import { join } from 'node:path';
 import { inventoryInput } from '../clients/inventory-input';
 import { startRunbook } from '../clients/runbook';
+import { execFileSync } from 'node:child_process';
 import type { PhysicalBackupResult } from '../activities/backup';
-import { restoreArchive } from '../test/helpers/lab-backup';
-import { waitHealthyDirect } from '../test/helpers/lab-direct';
+import { pctExec } from '../activities/command';
+import { barmanServer } from '../activities/render';
+import { segmentOf, WAL_SINCE_TAR } from '../activities/restore';
+import type { Inventory } from '../runbooks/schema';
+import { inCt, waitHealthyDirect } from '../test/helpers/lab-direct';
 import { approve, progress } from '../workflows/messages';
 import type { restore } from '../workflows/restore';
 import { benchTemporal, bounded, pgbenchDatabase, psqlMember, requireLabInventory, sleep } from './common';
@@ -69,14 +77,12 @@ async function main() {
     await sleep(1000);
     psqlMember(inv, leader, `insert into ${table} (id) select g from generate_series(101, 200) g`);
 
-    // by hand: the base backup out of Barman's storage, barman get-wal, start, until it accepts writes
-    const h0 = Date.now();
-    const restored = await restoreArchive(inv, backup.backupId);
-    const byHandS = seconds(Date.now() - h0);
-    const handRows = restored.query(`select count(*) from ${table}`)[0]?.[0];
-    restored.drop();
+    // by hand, in the leader's CT: copy base backup and WAL through the host, recover to T, start
+    const hand = await byHandInCt(inv, leader, backup, T);
+    const byHandS = hand.seconds;
     console.log(
-      `by hand (copy + barman get-wal + start, to the archive's end): ${byHandS} s, ${handRows} rows`,
+      `by hand (pct exec tar | pct exec tar of the base backup and its WAL into ${leader}'s CT, recovery to T, start): ` +
+        `${byHandS} s (copy ${hand.copyS} s, recovery and start ${seconds(hand.seconds * 1000 - hand.copyS * 1000)} s), ids ${hand.rows}`,
     );
 
     // the runbook, in place, to T
@@ -106,6 +112,13 @@ async function main() {
       if (!s?.startedAt || !s.endedAt) throw new Error(`step ${name} has no times in the run's progress`);
       return { start: Date.parse(s.startedAt), end: Date.parse(s.endedAt) };
     };
+    // where the runbook's time went, step by step
+    console.log(
+      `runbook steps: ${steps
+        .filter((x) => x.startedAt && x.endedAt)
+        .map((x) => `${x.name} ${seconds(Date.parse(x.endedAt!) - Date.parse(x.startedAt!))}s`)
+        .join(', ')}`,
+    );
     const plan = span('plan');
     const rtoS = seconds(plan.end - plan.start + span('restored leader').end - span('restore').end);
     console.log(
@@ -132,3 +145,115 @@ main().then(
     process.exit(1);
   },
 );
+
+/**
+ * The restore an operator does by hand on the Proxmox host, into `member`'s CT beside its running
+ * PostgreSQL (directory `<data dir's parent>/bench-by-hand`, port 5499, local socket only): the base
+ * backup and the WAL since it piped from the backup CT, recovery to `target` (then promote), start,
+ * until it accepts writes. Returns the seconds from the first byte copied, the copy's share, and the
+ * ids range it holds; the copy is removed afterwards.
+ */
+async function byHandInCt(
+  inv: Inventory,
+  member: string,
+  backup: PhysicalBackupResult,
+  target: string,
+): Promise<{ seconds: number; copyS: number; rows: string }> {
+  const b = inv.nodes.backup[0]!;
+  const m = inv.nodes.postgres.find((n) => n.hostname === member)!;
+  const server = `${inv.backup.storage.path}/${barmanServer(inv)}`;
+  const dir = `${inv.postgresql.dataDir.replace(/\/[^/]+$/, '')}/bench-by-hand`;
+  const bin = inv.postgresql.binDir;
+  const pg = inv.postgresql.osUser;
+  const asPg = (argv: string[], timeoutMs = 60_000) =>
+    inCt(m.vmid, ['runuser', '-u', pg, '--', ...argv], { timeoutMs });
+  const dropCopy = () =>
+    asPg([
+      'sh',
+      '-c',
+      '[ -f "$2/postmaster.pid" ] && "$1/pg_ctl" -D "$2" -m immediate -w stop; rm -rf "$3"',
+      'drop',
+      bin,
+      `${dir}/data`,
+      dir,
+    ]);
+  dropCopy();
+  asPg(['mkdir', '-p', '-m', '0700', `${dir}/data`, `${dir}/wal`]);
+  // on the Proxmox host, as an operator types it (lab/pct is the lab's pct)
+  const host = (line: string) =>
+    execFileSync('bash', ['-c', `set -o pipefail; ${line}`], {
+      env: { ...process.env, PATH: `${join(__dirname, '..', 'lab')}:${process.env.PATH}` },
+      stdio: ['ignore', 'ignore', 'inherit'],
+      timeout: 3_600_000,
+    });
+  const asBarman = ['runuser', '-u', inv.backup.osUser, '--'];
+  const h0 = Date.now();
+  host(
+    `${pctExec(b.vmid, [...asBarman, 'tar', '-C', `${server}/base/${backup.backupId}/data`, '-cf', '-', '.'])} | ` +
+      pctExec(m.vmid, ['runuser', '-u', pg, '--', 'tar', '-C', `${dir}/data`, '-xf', '-']),
+  );
+  host(
+    `${pctExec(b.vmid, [...asBarman, 'sh', '-c', WAL_SINCE_TAR, 'wal', `${server}/wals`, segmentOf(backup.beginLsn)])} | ` +
+      pctExec(m.vmid, [
+        'runuser',
+        '-u',
+        pg,
+        '--',
+        'tar',
+        '-C',
+        `${dir}/wal`,
+        '--transform',
+        's,.*/,,',
+        '-xf',
+        '-',
+      ]),
+  );
+  const copyS = seconds(Date.now() - h0);
+  asPg(
+    [
+      'sh',
+      '-c',
+      [
+        'set -eu',
+        'cd "$2/data"',
+        'rm -f postmaster.pid postmaster.opts standby.signal && rm -rf pg_replslot/*',
+        'printf "# by hand\\n" > postgresql.auto.conf',
+        `printf "%s\\n" "restore_command = 'cp $2/wal/%f %p'" "recovery_target_time = '$3'" "recovery_target_action = 'promote'" >> postgresql.auto.conf`,
+        'touch recovery.signal',
+        'printf "local all all trust\\n" > "$2/hba.conf"',
+        '"$1/pg_ctl" -D "$2/data" -l "$2/start.log" -w -t 3600 -o "-c port=5499 -c listen_addresses= -c unix_socket_directories=$2 -c hba_file=$2/hba.conf -c archive_mode=off -c synchronous_standby_names= -c cluster_name=bench-by-hand" start',
+      ].join('\n'),
+      'by-hand',
+      bin,
+      dir,
+      target,
+    ],
+    3_600_000,
+  );
+  const psql = (sql: string) =>
+    asPg([
+      `${bin}/psql`,
+      '-X',
+      '-At',
+      '-h',
+      dir,
+      '-p',
+      '5499',
+      '-U',
+      inv.postgresql.superuser,
+      '-d',
+      'postgres',
+      '-c',
+      sql,
+    ]).trim();
+  await bounded(
+    'the by-hand copy out of recovery',
+    3_600_000,
+    async () => (psql('select pg_is_in_recovery()') === 'f' ? true : undefined),
+    200,
+  );
+  const took = seconds(Date.now() - h0);
+  const rows = psql(`select coalesce(min(id), 0) || '..' || coalesce(max(id), 0) from bench_restore_rows`);
+  dropCopy();
+  return { seconds: took, copyS, rows };
+}

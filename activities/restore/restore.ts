@@ -94,6 +94,15 @@ async function memberData(deps: RestoreDeps, inv: Inventory, hostname: string) {
   return { hasData: true, ...(systemId ? { systemId } : {}) };
 }
 
+/**
+ * `sh -c` program (positional: Barman's wals directory, the first segment as segmentOf gives it):
+ * a tar stream on stdout of every WAL segment from that segment on (every timeline) and every
+ * history file — what a restore to any target after that backup can need.
+ * (No regex intervals: Debian's mawk has none.)
+ */
+export const WAL_SINCE_TAR =
+  'cd "$1" && find . -type f | awk -v b="$2" \'{ n = $0; sub(/.*\\//, "", n); if ((length(n) == 16 && n ~ /^[0-9A-F]+\\.history$/) || (length(n) == 24 && n ~ /^[0-9A-F]+$/ && substr(n, 9, 16) >= b)) print }\' | tar -cf - -T -';
+
 /** The WAL segment file name (without timeline) an LSN falls in: 16 MiB segments. */
 export function segmentOf(lsn: string): string {
   const v = lsnValue(lsn);
@@ -457,9 +466,7 @@ export async function restoreStage(
     ['tar', '-C', `${attempt}/data`, '-xf', '-'],
   );
   // the WAL from the backup's first segment on (every timeline), and every history file
-  const walList =
-    // (no regex intervals: Debian's mawk has none)
-    'cd "$1" && find . -type f | awk -v b="$2" \'{ n = $0; sub(/.*\\//, "", n); if ((length(n) == 16 && n ~ /^[0-9A-F]+\\.history$/) || (length(n) == 24 && n ~ /^[0-9A-F]+$/ && substr(n, 9, 16) >= b)) print }\' | tar -cf - -T -';
+  const walList = WAL_SINCE_TAR;
   await pipe(
     'its WAL',
     [
