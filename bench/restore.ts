@@ -6,7 +6,7 @@
  *     of it by the `backup` runbook; then 100 rows, a time T, 100 more rows;
  *  2. by hand, in the same CTs: the same backup restored the way one does without pgha, on the
  *     Proxmox host — the base backup and the WAL since it piped from the backup CT into the
- *     leader's CT (`pct exec … tar | pct exec … tar`: the CTs have no SSH between them, so this is
+ *     leader's CT after `barman switch-wal --archive` as the runbook's plan does (`pct exec … tar | pct exec … tar`: the CTs have no SSH between them, so this is
  *     `barman restore`'s copy), recovery to T with `cp` from the copied WAL as restore_command,
  *     PostgreSQL started beside the cluster (its own directory and port) and waited for until it
  *     accepts writes — timed from the first byte copied; then dropped. (Restoring inside the backup
@@ -27,7 +27,7 @@ import { startRunbook } from '../clients/runbook';
 import { execFileSync } from 'node:child_process';
 import type { PhysicalBackupResult } from '../activities/backup';
 import { pctExec } from '../activities/command';
-import { barmanServer } from '../activities/render';
+import { barmanExecutable, barmanServer } from '../activities/render';
 import { segmentOf, WAL_SINCE_TAR } from '../activities/restore';
 import type { Inventory } from '../runbooks/schema';
 import { inCt, waitHealthyDirect } from '../test/helpers/lab-direct';
@@ -188,6 +188,23 @@ async function byHandInCt(
     });
   const asBarman = ['runuser', '-u', inv.backup.osUser, '--'];
   const h0 = Date.now();
+  // the WAL holding T archived first, as the runbook's plan does: `barman switch-wal --archive`
+  inCt(
+    b.vmid,
+    [
+      ...asBarman,
+      barmanExecutable(inv),
+      'switch-wal',
+      '--force',
+      '--archive',
+      '--archive-timeout',
+      '60',
+      barmanServer(inv),
+    ],
+    {
+      timeoutMs: 120_000,
+    },
+  );
   host(
     `${pctExec(b.vmid, [...asBarman, 'tar', '-C', `${server}/base/${backup.backupId}/data`, '-cf', '-', '.'])} | ` +
       pctExec(m.vmid, ['runuser', '-u', pg, '--', 'tar', '-C', `${dir}/data`, '-xf', '-']),
@@ -226,7 +243,8 @@ async function byHandInCt(
       'by-hand',
       bin,
       dir,
-      target,
+      // PostgreSQL's timestamp syntax, as one writes it by hand (it refuses ISO 8601's T…Z)
+      target.replace('T', ' ').replace(/Z$/, '+00'),
     ],
     3_600_000,
   );

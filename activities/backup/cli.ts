@@ -71,6 +71,9 @@ export async function barmanCheck(deps: BackupDeps, args: { inv: Inventory }): P
   return { server, ok: r.code === 0 && checks.length > 0 && checks.every((c) => c.ok), checks };
 }
 
+/** `barman check` lines that say nothing about whether WAL streams and a backup can start. */
+const NOT_READINESS = new Set(['failed backups']);
+
 /**
  * The gate after the backup CT is installed: bounded wait until `barman check` passes — WAL
  * streaming through the slot is up (`barman cron` starts receive-wal) and a first WAL file is
@@ -90,6 +93,10 @@ export async function waitBarmanReady(
     last = await barmanCheck(deps, { inv });
     if (last.ok) return last;
     const failing = last.checks.filter((c) => !c.ok).map((c) => c.name);
+    // An earlier backup that failed (a full disk, a killed pg_basebackup) fails `barman check`
+    // until it is deleted, yet takes nothing from streaming, archiving or the next backup: not a
+    // reason to wait (the restore's `barman ready` waited 180 s for it, then failed).
+    if (failing.every((n) => NOT_READINESS.has(n))) return last;
     heartbeat({ what: 'barman check', failing });
     const streaming = last.checks.find((c) => c.name === 'receive-wal running')?.ok;
     if (streaming && !switched) {

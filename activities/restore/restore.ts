@@ -604,15 +604,27 @@ export async function restoreFinishBootstrap(
   const stale = async () =>
     (await inMember(deps, inv, hostname, ['grep', '-Eq', STALE_RECOVERY, conf], { ok: true })).code === 0;
   if (!(await stale())) return { files, restarted: false };
-  await heartbeating(
-    () => `${hostname}: POST /restart (the bootstrap's recovery settings out of postgresql.conf)`,
-    () =>
-      deps.patroni.patroniRestart({
-        target: restApi(inv, hostname),
-        auth: restApiAuth(inv),
-        timeoutMs: 240_000,
-      }),
-  );
+  // Right after the bootstrap Patroni may refuse a restart (it takes the leader key at its next
+  // loop): POST again until it answers 200 — a refused POST restarted nothing (the wait below
+  // would only time out, as it did on the lab: 300 s, then a retry of the whole activity).
+  const restartBy = Date.now() + 120_000;
+  for (;;) {
+    const r = await heartbeating(
+      () => `${hostname}: POST /restart (the bootstrap's recovery settings out of postgresql.conf)`,
+      () =>
+        deps.patroni.patroniRestart({
+          target: restApi(inv, hostname),
+          auth: restApiAuth(inv),
+          timeoutMs: 240_000,
+        }),
+    );
+    if (r.status === 200) break;
+    if (Date.now() > restartBy)
+      throw new Error(
+        `${hostname}: Patroni refused POST /restart for 120 s (${r.status} ${(r.text ?? '').trim().slice(0, 200)}); ${conf} still holds the restore's recovery settings`,
+      );
+    await new Promise((res) => setTimeout(res, 2000));
+  }
   const deadline = Date.now() + 300_000;
   for (;;) {
     const up = await inMember(
