@@ -7,7 +7,7 @@
  *
  * A pgbench database of BENCH_SCALE (default 100: ~1.5 GB) is made on the leader first (kept if
  * there); then the real runbook runs on a Temporal dev server of the bench's own with an
- * in-process worker (the real activities) while a writer commits one row per transaction through
+ * worker in a process of its own (workers/main.ts with the real activities, as users run it) while a writer commits one row per transaction through
  * HAProxy's write port (BENCH_RATE per second, default 100; one kept connection, reconnecting at
  * once after an error). Measured: write downtime — the longest time between two acknowledged
  * commits during the run (from the last commit before the stop to the first on the new leader) —
@@ -96,7 +96,7 @@ async function main() {
     connectTimeoutMs: 2000,
   });
 
-  const { env, worker, taskQueue } = await benchTemporal('bench-major');
+  const { env, worker, taskQueue } = await benchTemporal('bench-major', { workerProcess: true });
   let report: UpgradeMajorReport | undefined;
   let steps: StepProgress[] = [];
   let t0 = 0;
