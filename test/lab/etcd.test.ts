@@ -46,7 +46,7 @@ import type { switchover } from '../../workflows/switchover';
 import { fault, up } from '../../lab';
 import { errorMessage } from '../../workflows/steps';
 import { notDryRun } from '../../workflows/dry-run';
-import { inCt, sqlAs, LabWriter, waitHealthyDirect } from '../helpers/lab-direct';
+import { clusterDirect, inCt, sqlAs, LabWriter, waitHealthyDirect } from '../helpers/lab-direct';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
 import { labNotUpReason } from '../../lab/testing';
 import type { Proc } from '../helpers/local-common';
@@ -530,7 +530,18 @@ void test(
       leaderKey(),
     ]).trim();
     assert.equal(key, leader);
-    // A switchover through pgha afterwards: the new etcd carries Patroni's hand-off.
+    // A switchover through pgha afterwards: the new etcd carries Patroni's hand-off. Its pre-check
+    // reads each replica's lag from Patroni's /cluster too, which lags a loop behind after etcd
+    // churn (CI once saw 4.1 MiB on both replicas while they streamed): wait until Patroni's view
+    // has caught up, as an operator would read pgha status first.
+    await waitFor("Patroni's /cluster: every replica's lag under 1 MiB", 60_000, async () => {
+      const c = (await clusterDirect(inv)) as { members: { role: string; lag?: unknown }[] } | undefined;
+      const replicas = c?.members.filter((m) => m.role !== 'leader' && m.role !== 'primary') ?? [];
+      return (
+        replicas.length === inv.nodes.postgres.length - 1 &&
+        replicas.every((m) => typeof m.lag === 'number' && m.lag < 1048576)
+      );
+    });
     const sw = await startRunbook<typeof switchover>(env.client, {
       workflow: 'switchover',
       args: [{ inventory: input }],
