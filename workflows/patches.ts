@@ -47,4 +47,10 @@ export const Patches = {
    * new major's Barman server (the rollback re-activates the old one).
    */
   majorFastCutover: 'major-fast-cutover',
+  /**
+   * upgradeMajor with a backup CT takes a fresh backup of the old major (step `backup before`) after
+   * `check` and before `pause`, while the cluster still serves: pg_upgrade --link leaves no way
+   * back once the new cluster has started, and the old major's last backup may be old.
+   */
+  majorBackupBefore: 'major-backup-before',
 } as const;

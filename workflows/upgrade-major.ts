@@ -86,6 +86,8 @@ export interface UpgradeMajorReport {
   stop?: MajorStopResult;
   /** Extensions updated to the new build's default version. */
   extensions?: ExtensionUpdate[];
+  /** The fresh backup of the old major taken before anything stopped (a cluster with a backup CT). */
+  backupBefore?: { server: string; backupId: string; name: string };
   /** The fresh backup under the new major's Barman server (a cluster with a backup CT). */
   backup?: { server: string; retired: string; backupId: string; name: string; endLsn: string };
   /** HAProxy left to its own checks: why the runtime API routing did not happen. */
@@ -122,13 +124,16 @@ const long = summarized<Activities>('longWait');
 /** The steps as the operator reads them (the dry run prints them). */
 export function planMajor(
   p: Pick<MajorPlan, 'leader' | 'replicas' | 'build' | 'fromNum'>,
-  fast?: { backup?: { from: string; to: string } },
+  fast?: { backup?: { from: string; to: string }; backupBefore?: boolean },
 ): string[] {
   const from = pgVersionText(p.fromNum);
   if (fast)
     return [
       `install PostgreSQL ${p.build} beside ${from} on every member`,
       `${p.leader}: initdb the new data directory (same checksums, encoding, locale); extensions; pg_upgrade --check`,
+      ...(fast.backup && fast.backupBefore
+        ? [`a fresh backup of ${from} under the Barman server ${fast.backup.from}, while the cluster serves`]
+        : []),
       'pause Patroni',
       `stop ${p.replicas.join(', ')}'s Patroni; CHECKPOINT; stop ${p.leader} (leader: writes refused from here) and its Patroni`,
       `at once: ${p.leader}: pg_upgrade --link (rollback to ${from} possible until the new cluster starts); ${p.replicas.join(', ')} stopped at the leader's checkpoint (every member at the same one); patroni.yml for the new directories on every member` +
@@ -165,9 +170,10 @@ export async function upgradeMajor(input: UpgradeMajorInput): Promise<UpgradeMaj
     invalidInput(`maxLagBytes ${JSON.stringify(input.maxLagBytes)} must be a positive whole number`);
   const fast = patched(Patches.majorFastCutover);
   const withBackup = fast && inv.nodes.backup.length > 0;
+  const backupBefore = withBackup && patched(Patches.majorBackupBefore);
   const plan: PlanEntry[] = ['pre-check'];
   if (!input.dryRun) {
-    plan.push('install', 'check', 'pause', 'stop');
+    plan.push('install', 'check', ...(backupBefore ? ['backup before'] : []), 'pause', 'stop');
     if (input.approve) plan.push({ gate: 'pg_upgrade' });
     if (!fast)
       plan.push('pg_upgrade', 'configure', 'remove from etcd', 'start leader', 'resume', 'analyze', 'verify');
@@ -227,10 +233,10 @@ export async function upgradeMajor(input: UpgradeMajorInput): Promise<UpgradeMaj
       invalidInput(errorMessage(err));
     }
     const backupServers = withBackup ? { from: barmanServerOf(inv), to: barmanServerOf(next) } : undefined;
-    report.plan = planMajor(pre, fast ? { backup: backupServers } : undefined);
+    report.plan = planMajor(pre, fast ? { backup: backupServers, backupBefore } : undefined);
     if (input.dryRun) return finish('dry-run', 'dry run: the plan above; nothing was touched');
 
-    const u = new MajorUpgrade(rb, inv, next, pre, fast);
+    const u = new MajorUpgrade(rb, inv, next, pre, fast, backupBefore);
     await u.beforeThePoint(input, report);
     await u.afterThePoint(report);
     report.inventoryChange =
@@ -270,6 +276,8 @@ class MajorUpgrade {
     private readonly pre: MajorPlan,
     /** The `major-fast-cutover` shape (else the first release's, for runs started before it). */
     private readonly fast: boolean,
+    /** The `major-backup-before` step: a fresh backup of the old major before `pause`. */
+    private readonly backupBefore = false,
   ) {
     this.members = [pre.leader, ...pre.replicas];
     if (fast) this.backupHost = inv.nodes.backup[0]?.hostname;
@@ -288,6 +296,18 @@ class MajorUpgrade {
       report.check = await rb.step('check', () => check.majorCheck(at(inv, pre.leader), leaderArgs), {
         node: pre.leader,
       });
+      // A fresh backup of the old major while it still serves: the last way back to it once the
+      // new cluster has started (pg_upgrade --link shares the data files).
+      const host = this.backupHost;
+      if (host && this.backupBefore) {
+        const info = workflowInfo();
+        // its own name (a resumed run finds it again), never the after-backup's: `pre-` leads the slug
+        const name = backupName(`pre-${info.workflowId}`, { startTime: info.startTime, runId: info.runId });
+        const done = await rb.step('backup before', () => long.physicalBackup(at(inv, host), { inv, name }), {
+          node: host,
+        });
+        report.backupBefore = { server: done.server, backupId: done.backupId, name: done.name };
+      }
       await rb.step('pause', () => check.patroniSetPause(`cluster ${inv.cluster}`, { inv, pause: true }));
       this.stopAt = Date.now();
       // The short cutover: the leader (and every Patroni) stopped here; the replicas at its

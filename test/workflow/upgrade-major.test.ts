@@ -268,6 +268,12 @@ const BEFORE = [
   'patroniSetPause true',
   'majorStop leader',
 ];
+/** BEFORE with a backup CT: a fresh backup of the old major after the check, before the pause (major-backup-before). */
+const beforeWithBackup = (cluster: string) => [
+  ...BEFORE.slice(0, 4),
+  `physicalBackup ${cluster}`,
+  ...BEFORE.slice(4),
+];
 /** The cutover (major-fast-cutover): pg_upgrade, the replicas' stop and the new configuration at once. */
 const CUTOVER = [
   ['majorPgUpgrade pg17a', 'majorStop replicas', 'installPostgres 18.6 pg17a', 'installPostgres 18.6 pg17b'],
@@ -381,7 +387,7 @@ void test('with a backup CT: the old Barman server retired beside pg_upgrade, a 
   );
   assert.equal(error, undefined, error?.message);
   const expected = [
-    ...BEFORE,
+    ...beforeWithBackup(cluster),
     [...CUTOVER[0]!, `majorBackupRetire ${cluster}`],
     ...AFTER,
     `installBackup 18.6 ${cluster}-pg18`,
@@ -394,6 +400,12 @@ void test('with a backup CT: the old Barman server retired beside pg_upgrade, a 
   assert.equal(result?.backup?.retired, cluster);
   assert.match(result?.inventoryChange ?? '', new RegExp(`backup\\.server: '${cluster}-pg18'`));
   assert.match(result!.plan.join('\n'), new RegExp(`Barman server ${cluster} retired`));
+  assert.match(
+    result!.plan.join('\n'),
+    new RegExp(`a fresh backup of 17\\.11 under the Barman server ${cluster},`),
+  );
+  assert.equal(result?.backupBefore?.server, cluster, 'the old major backed up under its own server');
+  assert.match(result?.backupBefore?.name ?? '', /^pgha-pre-/);
 });
 
 void test('with a backup CT, a failed pg_upgrade puts the old Barman server back', async () => {
@@ -412,7 +424,7 @@ void test('with a backup CT, a failed pg_upgrade puts the old Barman server back
   );
   assert.equal(error?.type, Failures.MajorUpgradeRolledBack);
   const expected = [
-    ...BEFORE,
+    ...beforeWithBackup(cluster),
     [...CUTOVER[0]!, `majorBackupRetire ${cluster}`],
     ...ROLLBACK,
     `installBackup 17.11 ${cluster}`,
