@@ -101,10 +101,13 @@ const PROBE_TABLE = `create table if not exists pgha_probe (
 // The timeline of the WAL being written (primary: from the current WAL file name) or received
 // (standby: pg_stat_wal_receiver), falling back to the last checkpoint's timeline. The checkpoint's
 // alone lags right after a promotion, until the end-of-recovery checkpoint is written.
-const TIMELINE_SQL = `select case when pg_is_in_recovery()
+// pg_is_in_recovery() is read once (r.rec) and returned with the timeline it chose: read twice in
+// one query it could change between the two during a promotion ("writable" with the old timeline).
+const TIMELINE_SQL = `select case when r.rec
     then coalesce((select received_tli from pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
     else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as timeline,
-  (pg_control_checkpoint()).timeline_id as checkpoint_timeline`;
+  (pg_control_checkpoint()).timeline_id as checkpoint_timeline, r.rec as in_recovery
+  from (select pg_is_in_recovery() as rec offset 0) r`;
 
 export function createPostgresActivities(deps: PostgresDeps = {}) {
   const newClient = deps.newClient ?? ((cfg: ClientConfig) => new Client(cfg));
@@ -178,7 +181,7 @@ export function createPostgresActivities(deps: PostgresDeps = {}) {
       checksums: string;
     }>(
       `select host(inet_server_addr()) as addr, inet_server_port() as port,
-              current_setting('cluster_name') as cluster_name, pg_is_in_recovery() as in_recovery,
+              current_setting('cluster_name') as cluster_name, t.in_recovery,
               t.timeline, (pg_control_system()).system_identifier::text as sysid,
               current_setting('server_version_num')::int as ver,
               current_setting('data_checksums') as checksums
