@@ -406,8 +406,14 @@ export function watchMember(
 /**
  * argv of a PostgreSQL tool of the member's build, run as the OS user on its socket as the
  * superuser (peer): `runuser -u <osUser> -- <binDir>/<tool> -h <socket> -p <port> -U <superuser> …args`.
+ * `at`: another instance in the CT (its socket directory and port) instead of the member's own.
  */
-export function pgToolArgv(inv: Inventory, tool: string, args: string[]): string[] {
+export function pgToolArgv(
+  inv: Inventory,
+  tool: string,
+  args: string[],
+  at: { socket: string; port: number } = { socket: PG_SOCKET_DIR, port: inv.ports.postgresql },
+): string[] {
   return [
     'runuser',
     '-u',
@@ -415,9 +421,9 @@ export function pgToolArgv(inv: Inventory, tool: string, args: string[]): string
     '--',
     `${inv.postgresql.binDir}/${tool}`,
     '-h',
-    PG_SOCKET_DIR,
+    at.socket,
     '-p',
-    String(inv.ports.postgresql),
+    String(at.port),
     '-U',
     inv.postgresql.superuser,
     ...args,

@@ -33,7 +33,15 @@ import type { Inventory } from '../runbooks/schema';
 import { inCt, waitHealthyDirect } from '../test/helpers/lab-direct';
 import { approve, progress } from '../workflows/messages';
 import type { restore } from '../workflows/restore';
-import { benchTemporal, bounded, pgbenchDatabase, psqlMember, requireLabInventory, sleep } from './common';
+import {
+  benchTemporal,
+  bounded,
+  pgbenchDatabase,
+  pgToolArgv,
+  psqlMember,
+  requireLabInventory,
+  sleep,
+} from './common';
 
 const INVENTORY = process.env.PGHA_LAB_INVENTORY ?? join(__dirname, '..', 'runbooks', 'clusters', 'lab.yaml');
 
@@ -249,21 +257,10 @@ async function byHandInCt(
     3_600_000,
   );
   const psql = (sql: string) =>
-    asPg([
-      `${bin}/psql`,
-      '-X',
-      '-At',
-      '-h',
-      dir,
-      '-p',
-      '5499',
-      '-U',
-      inv.postgresql.superuser,
-      '-d',
-      'postgres',
-      '-c',
-      sql,
-    ]).trim();
+    inCt(
+      m.vmid,
+      pgToolArgv(inv, 'psql', ['-X', '-At', '-d', 'postgres', '-c', sql], { socket: dir, port: 5499 }),
+    ).trim();
   await bounded(
     'the by-hand copy out of recovery',
     3_600_000,

@@ -25,9 +25,13 @@ async function setAdminState(
   member: string,
   state: 'drain' | 'ready',
 ): Promise<void> {
+  await onEveryHaproxy(deps, inv, member, `set server ${HAPROXY_READ_BACKEND}/${member} state ${state}`);
+}
+
+/** One runtime command about `member` on every HAProxy of the cluster; any answer but '' fails. */
+async function onEveryHaproxy(deps: UpgradeDeps, inv: Inventory, member: string, cmd: string): Promise<void> {
   knownMember(inv, member); // a name the runtime API would read as commands never gets through
   const runner = await deps.haproxyRunner(inv);
-  const cmd = `set server ${HAPROXY_READ_BACKEND}/${member} state ${state}`;
   await Promise.all(
     haproxyNodes(inv).map(async (node) => {
       const answer = (await runner(node, cmd, { timeoutMs: 5000 })).trim();
@@ -37,17 +41,8 @@ async function setAdminState(
 }
 
 /** `shutdown sessions server postgres_replicas/<member>` on every HAProxy: its open read sessions closed. */
-async function shutdownSessions(deps: UpgradeDeps, inv: Inventory, member: string): Promise<void> {
-  knownMember(inv, member);
-  const runner = await deps.haproxyRunner(inv);
-  const cmd = `shutdown sessions server ${HAPROXY_READ_BACKEND}/${member}`;
-  await Promise.all(
-    haproxyNodes(inv).map(async (node) => {
-      const answer = (await runner(node, cmd, { timeoutMs: 5000 })).trim();
-      if (answer !== '') throw new Error(`haproxy ${node.name}: ${cmd}: ${answer}`);
-    }),
-  );
-}
+const shutdownSessions = (deps: UpgradeDeps, inv: Inventory, member: string) =>
+  onEveryHaproxy(deps, inv, member, `shutdown sessions server ${HAPROXY_READ_BACKEND}/${member}`);
 
 export interface ReadPortArgs {
   inv: Inventory;
