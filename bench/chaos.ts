@@ -5,7 +5,9 @@
  *
  * A Temporal dev server (its own state directory and port) and a pgha worker run as child
  * processes, as in production. A writer commits a row per transaction through the first HAProxy
- * the whole time. For each runbook (switchover, rollingRestart, applyConfig, reinitReplica):
+ * the whole time. For each runbook (RUNBOOKS: switchover, failover — forced, away from a live
+ * leader —, rollingRestart, applyConfig, reinitReplica, backup, restoreDrill, upgradePostgresql
+ * 18.4 → 18.6 — the members put back on 18.4 before every run and at the end, outside the runs):
  * one undisturbed run measures its duration D; then N runs (--kills, default 10), each with the
  * worker SIGKILLed at a moment drawn uniformly from [0.05 D, 0.95 D] and a new worker started at
  * once; M of all those runs (--server-kills, default 3) also have the Temporal server SIGKILLed at
@@ -18,8 +20,12 @@
  *     on the leader and the timeline;
  *   - lost: acknowledged commits of the writer missing on the leader;
  *   - double actions: a member whose PostgreSQL started more than once during the run
- *     (pg_postmaster_start_time() polled every second on each member) or more than one
- *     POST /switchover received by Patroni (its journal).
+ *     (pg_postmaster_start_time() polled every second on each member); more POST /switchover or
+ *     POST /failover requests received by Patroni (its journal) than the runbook calls for; more
+ *     than one new Barman backup (backup); more than one scratch copy, or one started twice
+ *     (restoreDrill, polled in the backup CT);
+ *   - left behind (counted unhealthy): a completed backup run with no new backup; a drill's scratch
+ *     directory or scratch postgres after its run.
  *
  * One line per run, then exactly:
  *   chaos runs=<n> worker_kills=<n> server_kills=<n> completed=<n> refused=<n> lost=<n> double_actions=<n> unhealthy=<n>
@@ -42,12 +48,28 @@ import { inventoryInput } from '../clients/inventory-input';
 import { startRunbook } from '../clients/runbook';
 import { resolveClusterSecrets } from '../runbooks/inventory';
 import { restApi } from '../runbooks/topology';
-import { switchoverRequests } from '../test/helpers/lab-direct';
+import { barmanServer } from '../activities/render';
+import { inCtAsync, switchoverRequests } from '../test/helpers/lab-direct';
+import { labCluster as labUpgrade } from '../test/helpers/lab-upgrade';
 import { Writer, bounded, labCluster, requireLabInventory, sleep } from './common';
 
 const root = join(__dirname, '..');
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
 const RUN_BOUND_MS = 15 * 60_000;
+/**
+ * Every runbook the chaos run knows, in the order it runs them: the backup before the drill that
+ * restores it; the upgrade last (the cluster is put back on the inventory's build at the end).
+ */
+export const RUNBOOKS = [
+  'switchover',
+  'failover',
+  'rollingRestart',
+  'applyConfig',
+  'reinitReplica',
+  'backup',
+  'restoreDrill',
+  'upgradePostgresql',
+];
 
 /** mulberry32: a small seeded generator, so a seed replays the same kill moments. */
 function rng(seed: number) {
@@ -154,13 +176,101 @@ class WorkerProc {
 
 type Outcome = 'completed' | 'refused' | `failed: ${string}`;
 
+/** What a watcher saw during a run: actions done more than once, problems left behind, a note for the run's line. */
+interface Seen {
+  double: number;
+  problems: string[];
+  note: string;
+}
+/** Started before a run (resolves once it has looked), finished after it with the run's outcome. */
+type Watch = () => Promise<(outcome: Outcome) => Promise<Seen>>;
+
+interface Spec {
+  args: (leader: string) => Record<string, unknown>;
+  posts: { switchover: number; failover: number };
+  prepare?: () => Promise<void>;
+  watch?: Watch;
+}
+
+const lines = (out: string) => out.split('\n').filter(Boolean);
+
+/** Barman's backups (directories under base/) made during a run: one is the run's own, two are a double action. */
+function watchBackups(vmid: number, baseDir: string): Watch {
+  const list = async () =>
+    new Set(lines(await inCtAsync(vmid, ['sh', '-c', 'ls -1 "$1" 2>/dev/null; true', 'ls', baseDir])));
+  return async () => {
+    const before = await list();
+    return async (outcome) => {
+      const made = [...(await list())].filter((b) => !before.has(b));
+      return {
+        double: made.length > 1 ? 1 : 0,
+        problems:
+          outcome === 'completed' && made.length === 0 ? ['the backup run completed with no new backup'] : [],
+        note: `backups_made=${made.length}`,
+      };
+    };
+  };
+}
+
+/**
+ * A restore drill's scratch copies, polled every second in the backup CT: the scratch directories
+ * made and each one's postmaster starts (postmaster.pid, line 3). More than one copy, or a copy
+ * started twice, is a double action; a directory or a scratch postgres left after the run, a problem.
+ */
+function watchDrills(vmid: number, drillDir: string): Watch {
+  const look = async () =>
+    lines(
+      await inCtAsync(vmid, [
+        'sh',
+        '-c',
+        'for d in "$1"/*/; do [ -d "$d" ] || continue; p="$d/data/postmaster.pid"; ' +
+          'if [ -f "$p" ]; then echo "$d $(sed -n 3p "$p")"; else echo "$d -"; fi; done',
+        'look',
+        drillDir,
+      ]),
+    ).map((l) => l.split(' ') as [string, string]);
+  return async () => {
+    const before = new Set((await look()).map(([d]) => d));
+    const starts = new Map<string, Set<string>>();
+    let on = true;
+    const loop = (async () => {
+      while (on) {
+        for (const [d, t] of await look().catch(() => [])) {
+          if (before.has(d)) continue;
+          const s = starts.get(d) ?? new Set<string>();
+          if (t !== '-') s.add(t);
+          starts.set(d, s);
+        }
+        await sleep(1000);
+      }
+    })();
+    return async () => {
+      on = false;
+      await loop;
+      const left = (await look()).map(([d]) => d).filter((d) => !before.has(d));
+      const running = lines(await inCtAsync(vmid, ['ps', '-eo', 'pid=,args='])).filter((p) =>
+        p.includes(`${drillDir}/`),
+      );
+      const twice = [...starts.values()].filter((s) => s.size > 1).length;
+      return {
+        double: twice + (starts.size > 1 ? 1 : 0),
+        problems: [
+          ...left.map((d) => `scratch copy left: ${d}`),
+          ...running.map((p) => `scratch postgres still running: ${p.trim()}`),
+        ],
+        note: `drill_copies=${starts.size} drill_starts=${[...starts.values()].reduce((n, s) => n + s.size, 0)}`,
+      };
+    };
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       kills: { type: 'string', default: '10' },
       'server-kills': { type: 'string', default: '3' },
       seed: { type: 'string' },
-      runbooks: { type: 'string', default: 'switchover,rollingRestart,applyConfig,reinitReplica' },
+      runbooks: { type: 'string', default: RUNBOOKS.join(',') },
     },
   });
   requireLabInventory('npm run chaos', 'kills workers and restarts PostgreSQL', LAB);
@@ -230,20 +340,55 @@ async function main(): Promise<void> {
   writer.start();
 
   let workMem = 4;
-  const specs: Record<string, (leader: string) => { workflow: string; args: Record<string, unknown> }> = {
-    switchover: () => ({ workflow: 'switchover', args: {} }),
-    rollingRestart: () => ({ workflow: 'rollingRestart', args: { leader: 'in-place' } }),
-    applyConfig: () => ({
-      workflow: 'applyConfig',
-      args: { set: { work_mem: `${(workMem = workMem === 4 ? 5 : 4)}MB` }, restart: 'none' },
-    }),
-    reinitReplica: (leader) => ({
-      workflow: 'reinitReplica',
-      args: { member: inv.nodes.postgres.map((n) => n.hostname).find((n) => n !== leader)! },
-    }),
+  const members = inv.nodes.postgres.map((n) => n.hostname);
+  const aReplica = (leader: string) => members.find((n) => n !== leader)!;
+  const backupCt = inv.nodes.backup[0];
+  const storage = inv.backup.storage.path;
+  const needsBackupCt = (name: string) => {
+    if (!backupCt) throw new Error(`--runbooks: ${name} needs a backup CT in ${LAB} (nodes.backup)`);
+    return backupCt.vmid;
+  };
+  const upgradeLab = labUpgrade(inv);
+  /**
+   * Per runbook: its arguments (from the leader before the run), the Patroni hand-off requests it
+   * calls for (at most), an optional reset before each run (not timed, not watched: an upgrade
+   * starts from the old build every time), and an optional watcher of what else must happen once.
+   */
+  const specs: Record<string, Spec> = {
+    switchover: { args: () => ({}), posts: { switchover: 1, failover: 0 } },
+    failover: {
+      // away from a live leader (pgha failover --to X --force): the same hand-off a dead leader gets
+      args: (leader) => ({ candidate: aReplica(leader), force: true }),
+      posts: { switchover: 0, failover: 1 },
+    },
+    rollingRestart: { args: () => ({ leader: 'in-place' }), posts: { switchover: 0, failover: 0 } },
+    applyConfig: {
+      args: () => ({ set: { work_mem: `${(workMem = workMem === 4 ? 5 : 4)}MB` }, restart: 'none' }),
+      posts: { switchover: 0, failover: 0 },
+    },
+    reinitReplica: {
+      args: (leader) => ({ member: aReplica(leader) }),
+      posts: { switchover: 0, failover: 0 },
+    },
+    upgradePostgresql: {
+      args: () => ({ to: '18.6' }),
+      posts: { switchover: 1, failover: 0 },
+      prepare: () => upgradeLab.backTo184(),
+    },
+    backup: {
+      args: () => ({}),
+      posts: { switchover: 0, failover: 0 },
+      watch: () => watchBackups(needsBackupCt('backup'), `${storage}/${barmanServer(inv)}/base`)(),
+    },
+    restoreDrill: {
+      args: () => ({}),
+      posts: { switchover: 0, failover: 0 },
+      watch: () => watchDrills(needsBackupCt('restoreDrill'), `${storage}/pgha-drill`)(),
+    },
   };
   for (const n of names)
     if (!specs[n]) throw new Error(`--runbooks: ${n} is not one of ${Object.keys(specs).join(', ')}`);
+  for (const n of names) if (n === 'backup' || n === 'restoreDrill') needsBackupCt(n);
 
   const totals = {
     runs: 0,
@@ -311,18 +456,20 @@ async function main(): Promise<void> {
   };
 
   const oneRun = async (name: string, i: number, killAt?: number, serverKillAt?: number) => {
+    const spec = specs[name]!;
+    await spec.prepare?.();
     const leader = await lab.settled(240_000);
-    const spec = specs[name]!(leader);
     const since = String(Math.floor(Date.now() / 1000) - 1);
     const starts = watchStarts();
+    const once = await spec.watch?.();
     await sleep(1500); // a look at every member before the run
     const t0 = Date.now();
     const ackBefore = writer.attempts.filter((a) => a.ok).length;
     const h = await startRunbook(client, {
-      workflow: spec.workflow,
-      args: [{ inventory: input, ...spec.args }],
+      workflow: name,
+      args: [{ inventory: input, ...spec.args(leader) }],
       cluster: inv.cluster,
-      operation: spec.workflow,
+      operation: name,
       suffix: `chaos-${seed}-${i}`,
       taskQueue: base.PGHA_TASK_QUEUE,
       operator: 'chaos',
@@ -373,6 +520,8 @@ async function main(): Promise<void> {
       healthy = false;
     }
     const seen = await starts();
+    const extra: Seen = once ? await once(outcome) : { double: 0, problems: [], note: '' };
+    if (extra.problems.length) healthy = false;
     const views = await Promise.all(
       inv.nodes.postgres.map(async (n) => {
         const [p, c] = await Promise.all([
@@ -397,9 +546,15 @@ async function main(): Promise<void> {
     const lost = healthy ? await lab.missing(leaderNow, table, acked) : 0;
     totals.lost += lost;
     const restarts = Object.fromEntries(Object.entries(seen).map(([m, s]) => [m, s.size - 1]));
-    const posts = switchoverRequests(inv, since);
+    const posts = {
+      switchover: switchoverRequests(inv, since),
+      failover: switchoverRequests(inv, since, 'failover'),
+    };
     const double =
-      Object.values(restarts).filter((r) => r > 1).length + (posts > (name === 'switchover' ? 1 : 0) ? 1 : 0);
+      Object.values(restarts).filter((r) => r > 1).length +
+      (posts.switchover > spec.posts.switchover ? 1 : 0) +
+      (posts.failover > spec.posts.failover ? 1 : 0) +
+      extra.double;
     totals.double += double;
     totals.runs++;
     if (outcome === 'completed') totals.completed++;
@@ -409,8 +564,9 @@ async function main(): Promise<void> {
       `chaos run=${i} runbook=${name} kill_worker_at=${killAt === undefined ? '-' : `${killAt}${landed.worker ? '' : '(after-end)'}`} ` +
         `kill_server_at=${serverKillAt === undefined ? '-' : `${serverKillAt}${landed.server ? '' : '(after-end)'}`} ` +
         `outcome=${JSON.stringify(outcome)} took_ms=${took} acked=${acked.length - ackBefore} lost=${lost} ` +
-        `restarts=${JSON.stringify(restarts)} switchover_posts=${posts} healthy=${healthy} agree=${agree} writing=${writing} ` +
-        `leader=${leaderNow}`,
+        `restarts=${JSON.stringify(restarts)} switchover_posts=${posts.switchover} failover_posts=${posts.failover} ` +
+        `${extra.note ? `${extra.note} ` : ''}healthy=${healthy} agree=${agree} writing=${writing} leader=${leaderNow}` +
+        (extra.problems.length ? ` problems=${JSON.stringify(extra.problems)}` : ''),
     );
     return took;
   };
@@ -428,6 +584,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await writer.stop();
+    if (names.includes('upgradePostgresql'))
+      await upgradeLab.backTo184().catch((e: unknown) => console.error(`chaos: back to 18.4: ${String(e)}`));
     await lab
       .sqlOn(lab.ip(await lab.settled(60_000).catch(() => leader0)), inv.ports.postgresql, (c) =>
         c.query(`drop table if exists ${table}`),

@@ -3,7 +3,7 @@
  * LXC (not pgha's ssh + pct transport), and SQL as the superuser with the password read from the
  * inventory's secret file.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { Client } from 'pg';
@@ -25,6 +25,18 @@ export function inCt(
     input: opts.stdin,
     timeout: opts.timeoutMs ?? 30_000,
   });
+}
+
+/** inCt without blocking the event loop (for watchers that poll beside a timed writer). */
+export function inCtAsync(vmid: number, argv: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(
+      'lxc-attach',
+      ['-n', String(vmid), '-P', LXC_PATH, '--', ...argv],
+      { encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
 }
 
 const secret = (ref: string) => readFileSync(ref.replace(/^file:/, ''), 'utf8').trim();
@@ -195,8 +207,15 @@ export async function drainedOnEvery(
   return Object.values(states).every((st) => servers.every((x) => ((st[x] ?? 0) & 8) !== 0));
 }
 
-/** POST /switchover requests Patroni logged (patroni/api.py: "received switchover request ...") on every member since `since` (epoch s). */
-export function switchoverRequests(inv: Inventory, since: string): number {
+/**
+ * POST /switchover (or, with `action`, POST /failover) requests Patroni logged (patroni/api.py:
+ * "received switchover request ...") on every member since `since` (epoch s).
+ */
+export function switchoverRequests(
+  inv: Inventory,
+  since: string,
+  action: 'switchover' | 'failover' = 'switchover',
+): number {
   let n = 0;
   for (const m of inv.nodes.postgres) {
     const log = inCt(m.vmid, [
@@ -209,7 +228,7 @@ export function switchoverRequests(inv: Inventory, since: string): number {
       'cat',
       '--no-pager',
     ]);
-    n += log.split('\n').filter((l) => /received switchover request/.test(l)).length;
+    n += log.split('\n').filter((l) => l.includes(`received ${action} request`)).length;
   }
   return n;
 }
