@@ -233,19 +233,26 @@ export function switchoverRequests(
   return n;
 }
 
-/** A member's current timeline, from the name of its current WAL file (exact right after a promotion). */
+/**
+ * A member's current timeline: a primary's from the name of its current WAL file (exact right after
+ * a promotion); a replica's, the timeline its WAL receiver streams (an error while it streams nothing).
+ */
 export async function timelineOf(inv: Inventory, host: string): Promise<number> {
-  return sqlAs(
+  const tl = await sqlAs(
     inv,
     host,
     inv.ports.postgresql,
     async (c) =>
       (
-        await c.query<{ tl: number }>(
-          `select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as tl`,
+        await c.query<{ tl: number | null }>(
+          `select case when pg_is_in_recovery() then (select received_tli from pg_stat_wal_receiver)
+                  else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as tl`,
         )
       ).rows[0]!.tl,
   );
+  if (tl === null)
+    throw new Error(`${host}: a replica whose WAL receiver streams nothing has no timeline to read`);
+  return tl;
 }
 
 /**
