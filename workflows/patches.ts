@@ -41,6 +41,13 @@ export const Patches = {
    */
   restoreLeaderStopsLast: 'restore-leader-stops-last',
   /**
+   * restore stages the backup on the member that restores WHILE the members stop, the keys are
+   * cleaned and the data is moved aside (the stage only reads Barman's storage and writes its own
+   * directory beside the data directory), and stops the replicas together (the leader still last):
+   * the restore's RTO loses the shorter of the two paths.
+   */
+  restoreStageBesideStops: 'restore-stage-beside-stops',
+  /**
    * upgradeMajor's short cutover and its missing steps: pg_upgrade, the new configuration and the
    * old Barman server's retirement at once; the new leader routed by HAProxy's runtime API the
    * instant it takes writes; then extensions updated and, with a backup CT, a fresh backup under the

@@ -90,6 +90,14 @@ const cleanAgain = { attempts: 3, retryDelay: '5s' } as const;
 
 const postgres = (inv: Inventory) => inv.nodes.postgres.map((n) => n.hostname);
 
+/** Like Promise.all, but a failure is thrown only once every step has ended (none still runs into the rollback). */
+async function settled<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(work);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const source = inventoryOf(input);
   const inv = input.into ? inventoryOf({ inventory: input.into }) : source;
@@ -145,27 +153,60 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     const stopOrder = leaderLast
       ? [...postgres(inv).filter((h) => h !== p.restoreOn), p.restoreOn]
       : postgres(inv);
-    // from the first stop on, a failure puts the old data back and starts the cluster again
-    try {
-      // 1. every member stopped, then this cluster's keys (and only these) removed from etcd
-      for (const h of stopOrder)
-        await rb.step(`stop ${h}`, () => act.restoreStopMember(at(inv, h), { inv, hostname: h }), {
-          node: h,
-        });
-      await rb.step('clean dcs', () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }), cleanAgain);
-      // 2. the old data directories renamed aside: the rollback path
-      for (const h of postgres(inv))
-        await rb.step(`move aside ${h}`, () => act.restoreMoveAside(at(inv, h), { inv, hostname: h, tag }), {
-          node: h,
-        });
-      if (input.failAfter === 'move aside')
-        throw new Error('injected failure after the move-aside (failAfter)');
-      const on = p.restoreOn;
-      const staged = await rb.step(
+    const on = p.restoreOn;
+    const stop = (h: string) =>
+      rb.step(`stop ${h}`, () => act.restoreStopMember(at(inv, h), { inv, hostname: h }), { node: h });
+    const moveAside = (h: string) =>
+      rb.step(`move aside ${h}`, () => act.restoreMoveAside(at(inv, h), { inv, hostname: h, tag }), {
+        node: h,
+      });
+    const stage = () =>
+      rb.step(
         'stage',
         () => act.restoreStage(at(inv, on), { source, inv, hostname: on, backup: p.backup, tag }),
         { node: on },
       );
+    const together = leaderLast && patched(Patches.restoreStageBesideStops);
+    // from the first stop on, a failure puts the old data back and starts the cluster again
+    try {
+      let staged: Awaited<ReturnType<typeof stage>>;
+      if (together) {
+        // The stage reads only Barman's storage and writes only its own directory beside the data
+        // directory: it runs while 1. the replicas stop together, then the leader (last), this
+        // cluster's keys are cleaned, and 2. every data directory is renamed aside (the rollback
+        // path). Both paths end before the next step, or before the rollback when one fails; a
+        // stage that failed stops the other path at its next step (no member stopped for nothing).
+        let stageFailed = false;
+        const staging = stage().catch((e: unknown) => {
+          stageFailed = true;
+          throw e;
+        });
+        const stopped = async () => {
+          await settled(stopOrder.filter((h) => h !== on).map(stop));
+          if (stageFailed) return;
+          await stop(on);
+          if (stageFailed) return;
+          await rb.step(
+            'clean dcs',
+            () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }),
+            cleanAgain,
+          );
+          if (stageFailed) return;
+          await settled(postgres(inv).map(moveAside));
+        };
+        [staged] = await settled([staging, stopped()]);
+        if (input.failAfter === 'move aside')
+          throw new Error('injected failure after the move-aside (failAfter)');
+      } else {
+        // 1. every member stopped, then this cluster's keys (and only these) removed from etcd
+        for (const h of stopOrder) await stop(h);
+        await rb.step('clean dcs', () => etcd.dcsCleanDelete(`cluster ${inv.cluster}`, { inv }), cleanAgain);
+        // 2. the old data directories renamed aside: the rollback path
+        for (const h of postgres(inv)) await moveAside(h);
+        if (input.failAfter === 'move aside')
+          throw new Error('injected failure after the move-aside (failAfter)');
+        staged = await stage();
+      }
       await rb.step(
         'bootstrap',
         () => act.restoreBootstrap(at(inv, on), { inv, hostname: on, tag, target: p.target }),

@@ -92,7 +92,14 @@ function mocks(fault: Fault, cluster: string) {
         calls.push('plan');
         return { ...plan, tag: a.tag };
       },
-      restoreStopMember: call('stop'),
+      // The leader's stop waits (bounded) until the stage has begun: a restore that staged only after
+      // every stop (before the restore-stage-beside-stops patch) shows the stage after it.
+      restoreStopMember: async (a: { hostname: string }) => {
+        if (a.hostname === plan.restoreOn)
+          for (let i = 0; i < 100 && !calls.includes(`stage ${a.hostname}`); i++)
+            await new Promise((r) => setTimeout(r, 50));
+        return call('stop')(a);
+      },
       dcsCleanDelete: call('clean dcs'),
       restoreMoveAside: call('move aside'),
       restoreStage: async (a: { hostname: string }) => {
@@ -189,14 +196,28 @@ const each = (what: string) => MEMBERS.map((h) => `${what} ${h}`);
 void test('in place: approval first, then the seed order; the old data removed only after the verification', async () => {
   const r = await run('none', { targetTime: '2026-11-29T19:40:00Z' }, approveAfterCheck);
   assert.equal(r.error, undefined, String(r.error));
-  assert.deepEqual(r.m.calls, [
-    'plan',
-    'stop pg102',
-    'stop pg104',
-    'stop pg103',
-    'clean dcs',
-    ...each('move aside'),
-    'stage pg103',
+  // The stage runs beside the stops, the DCS clean and the move-aside: in any interleaving, but it
+  // begins before the leader stops; the replicas stop before the leader, the leader before the
+  // clean, the clean before every move-aside.
+  const c = r.m.calls;
+  const beside = c.slice(1, c.indexOf('bootstrap pg103'));
+  assert.deepEqual(
+    [...beside].sort(),
+    ['stop pg102', 'stop pg104', 'stop pg103', 'clean dcs', ...each('move aside'), 'stage pg103'].sort(),
+  );
+  const at = (x: string) => c.indexOf(x);
+  assert.ok(
+    at('stage pg103') < at('stop pg103'),
+    `the stage began before the leader stopped: ${c.join(', ')}`,
+  );
+  assert.ok(at('stop pg102') < at('stop pg103') && at('stop pg104') < at('stop pg103'), c.join(', '));
+  assert.ok(at('stop pg103') < at('clean dcs'), c.join(', '));
+  assert.ok(
+    each('move aside').every((m) => at('clean dcs') < at(m)),
+    c.join(', '),
+  );
+  assert.deepEqual(c.slice(0, 1), ['plan']);
+  assert.deepEqual(c.slice(c.indexOf('bootstrap pg103')), [
     'bootstrap pg103',
     'wait primary pg103',
     'usual config pg103',
@@ -230,13 +251,21 @@ void test('a rejection at the gate stops nothing', async () => {
   assert.deepEqual(r.m.calls, ['plan']);
 });
 
-void test('a failure after the move-aside puts the old data back and starts the old leader first', async () => {
+void test('a failed stage stops no more members, puts the old data back and starts the old leader first', async () => {
   const r = await run('stage-fails', {}, approveAfterCheck);
   assert.ok(r.error instanceof WorkflowFailedError);
   const cause = r.error.cause as ApplicationFailure;
   assert.equal(cause.type, 'RestoreFailed');
   assert.match(cause.message, /No space left on device.*old data directories were put back/);
-  const after = r.m.calls.slice(r.m.calls.indexOf('stage pg103') + 1);
+  // the replicas' stops (begun beside the stage) end; the leader is not stopped, nothing moved aside
+  const first = r.m.calls.indexOf(each('put back')[0]!);
+  assert.deepEqual([...r.m.calls.slice(0, first)].sort(), [
+    'plan',
+    'stage pg103',
+    'stop pg102',
+    'stop pg104',
+  ]);
+  const after = r.m.calls.slice(first);
   assert.deepEqual(after, [
     ...each('put back'),
     'clean dcs',
@@ -254,7 +283,14 @@ void test('an injected failure right after the move-aside (failAfter) takes the 
   const r = await run('none', { failAfter: 'move aside' }, approveAfterCheck);
   assert.equal((r.error as WorkflowFailedError).cause?.name, 'ApplicationFailure');
   assert.ok(r.m.calls.includes('put back pg102'));
-  assert.ok(!r.m.calls.some((c) => c.startsWith('stage')));
+  // the stage ran beside the move-aside (its copy is removed by every member's put back)
+  const back = r.m.calls.indexOf(each('put back')[0]!);
+  assert.ok(
+    [...each('move aside'), 'stage pg103'].every(
+      (x) => r.m.calls.indexOf(x) >= 0 && r.m.calls.indexOf(x) < back,
+    ),
+    r.m.calls.join(', '),
+  );
 });
 
 void test('a worker that dies after the bootstrap: another worker finishes without restoring again', async () => {
