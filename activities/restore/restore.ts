@@ -154,7 +154,9 @@ async function archiveEnd(
     ['switch-wal', '--force', '--archive', '--archive-timeout', '60', server],
     90_000,
   );
-  await barmanCli(deps, src, ['-q', 'cron'], 120_000);
+  // `switch-wal --archive` runs Barman's archiver itself until the switched segment is archived
+  // (server.py wait_for_wal); only when it failed is `cron` asked to archive what has arrived.
+  if (sw.code !== 0) await barmanCli(deps, src, ['-q', 'cron'], 120_000);
   const r = await asBackupUser(
     deps,
     src,
