@@ -345,7 +345,7 @@ export async function scheduleDryRun(client: Client, s: ScheduleSettings): Promi
       ? `update schedule ${s.scheduleId} (there, ${now.state.paused ? 'PAUSED' : 'active'}${now.state.note ? `: ${now.state.note}` : ''}): its spec, action and policies replaced by these${now.state.paused ? '; its note kept (it is paused)' : ', its note too'}; its paused state and memo kept`
       : `create schedule ${s.scheduleId} (none by that id yet)`,
     `spec: cron '${cron}', ${s.spec.timezone ? `timezone ${s.spec.timezone}` : 'in UTC (no timezone set)'}`,
-    `policies: overlap ${p.overlap} (a run still going when the next is due: the next skipped), catch-up window ${String(p.catchupWindow)} (a run missed while the server or the workers were down made up within it), pause on failure ${p.pauseOnFailure ? 'on (a failed run pauses the schedule)' : 'off'}`,
+    `policies: overlap ${p.overlap} (a run still going when the next is due: the next skipped), catch-up window ${String(p.catchupWindow)} (a run missed while the server or the workers were down made up within it), ${p.pauseOnFailure ? 'pause on failure (a failed run pauses the schedule)' : 'no pause on failure'}`,
     `action: start workflow ${a.workflowType} on task queue ${a.taskQueue} as ${a.workflowId}-<due time> (PgCluster ${s.cluster}, PgOperation ${s.operation}), arguments ${JSON.stringify(shownArgs(a.args))}`,
     `note: ${s.note}`,
     `memo${now ? ' (kept: set at creation)' : ''}: ${JSON.stringify(s.memo)}`,

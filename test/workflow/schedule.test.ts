@@ -254,7 +254,10 @@ void test('--dry-run: the plan says what would be created or changed, and nothin
     'memo',
   ]);
   assert.equal(b.plan[1], "spec: cron '0 3 * * *', in UTC (no timezone set)");
-  assert.match(b.plan[2]!, /overlap SKIP .*catch-up window 1h .*pause on failure on/);
+  assert.match(
+    b.plan[2]!,
+    /overlap SKIP .*catch-up window 1h .*, pause on failure \(a failed run pauses the schedule\)$/,
+  );
   assert.match(
     b.plan[3]!,
     new RegExp(
