@@ -146,6 +146,15 @@ export function inventoryDigest(inventory: unknown): string {
     .slice(0, 16)}`;
 }
 
+/** A run's arguments as pgha shows them: an inventory replaced by its digest (it holds secrets only as references anyway). */
+export function shownArgs(args: readonly unknown[]): unknown[] {
+  return args.map((a) => {
+    if (!a || typeof a !== 'object' || !('inventory' in a)) return a;
+    const { inventory, ...rest } = a as Record<string, unknown>;
+    return { ...rest, inventory: inventoryDigest(inventory) };
+  });
+}
+
 /**
  * The run's static summary (one line) and details (markdown) as the Web UI shows them. They go
  * through the payload codec (a key holder reads them through the codec server). Arguments are shown
@@ -155,11 +164,7 @@ export function runbookMetadata(
   opts: { cluster: string; operation: string; workflowId: string; args: readonly unknown[] },
   who: string,
 ): { staticSummary: string; staticDetails: string } {
-  const shown = opts.args.map((a) => {
-    if (!a || typeof a !== 'object' || !('inventory' in a)) return a;
-    const { inventory, ...rest } = a as Record<string, unknown>;
-    return { ...rest, inventory: inventoryDigest(inventory) };
-  });
+  const shown = shownArgs(opts.args);
   const digest = opts.args
     .map((a) =>
       a && typeof a === 'object' && 'inventory' in a

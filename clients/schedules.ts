@@ -17,19 +17,29 @@
  * `restoreDrill` runbook (by default on the latest backup) with the same policies: a failed drill
  * pauses the schedule.
  *
+ * Each schedule's settings are built and checked first (backupScheduleSettings, ...); upsertSchedule
+ * creates or updates it, scheduleDryRun (`--dry-run`) only describes what that would do.
+ *
  * The CLI (clients/commands/schedule.ts) only parses flags and calls these.
  */
 import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
-import type { Client, ScheduleDescription, ScheduleHandle, ScheduleOptions } from '@temporalio/client';
+import type {
+  Client,
+  ScheduleDescription,
+  ScheduleHandle,
+  ScheduleOptions,
+  ScheduleSpec,
+} from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
 import { parseBackupRef, parseRetention } from '../runbooks/retention';
 import type { InventoryInput } from '../runbooks/schema';
 import { taskQueue as defaultTaskQueue } from '../temporal.config';
 import type { BackupInput } from '../workflows/backup';
+import { dryRunReport, type DryRunReport } from '../workflows/dry-run';
 import type { EtcdMaintainInput } from '../workflows/etcd';
 import type { RestoreDrillInput } from '../workflows/restore-drill';
 import { PgCluster, PgOperation, runbookWorkflowId } from '../workflows/messages';
-import { inventoryDigest, runbookMetadata } from './runbook';
+import { inventoryDigest, runbookMetadata, shownArgs } from './runbook';
 
 export const BACKUP_KINDS = ['physical', 'logical'] as const;
 export type BackupKind = (typeof BACKUP_KINDS)[number];
@@ -129,7 +139,28 @@ function startAction(
   };
 }
 
-function scheduleOptions(o: BackupScheduleOptions, cron: string, kind: BackupKind, retention?: string) {
+/**
+ * Everything a pgha schedule is made of, checked and built before anything reaches the server:
+ * what `upsertSchedule` creates or updates, and what `scheduleDryRun` describes.
+ */
+export interface ScheduleSettings {
+  scheduleId: string;
+  cluster: string;
+  /** The runbook's pgha operation (PgOperation of its runs), also the command: `pgha schedule <operation>`. */
+  operation: 'backup' | 'etcd-maintain' | 'drill';
+  spec: ScheduleSpec;
+  action: ReturnType<typeof startAction>;
+  policies: ReturnType<typeof policies>;
+  memo: ScheduleMemo;
+  note: string;
+}
+
+/** The backup schedule of a cluster and kind: its flags checked (--kind, --cron, --retention). */
+export function backupScheduleSettings(o: BackupScheduleOptions): ScheduleSettings {
+  const kind = o.kind ?? 'physical';
+  if (!BACKUP_KINDS.includes(kind)) throw new Error(`--kind ${String(kind)}: expected physical or logical`);
+  const cron = checkCron(o.cron);
+  const retention = o.retention === undefined ? undefined : parseRetention('--retention', o.retention);
   const args: [BackupInput] = [
     { inventory: o.inventory, kind, ...(retention ? { retention } : {}) } as BackupInput,
   ];
@@ -143,20 +174,22 @@ function scheduleOptions(o: BackupScheduleOptions, cron: string, kind: BackupKin
     ...(o.operator ? { by: o.operator } : {}),
   };
   const workflowId = runbookWorkflowId('backup', o.cluster);
+  const scheduleId = backupScheduleId(o.cluster, kind);
   const meta = runbookMetadata(
     { cluster: o.cluster, operation: 'backup', workflowId, args },
-    `schedule ${backupScheduleId(o.cluster, kind)}`,
+    `schedule ${scheduleId}`,
   );
   return {
+    scheduleId,
+    cluster: o.cluster,
+    operation: 'backup',
     spec: { cronExpressions: [cron] },
     action: startAction(o, 'backup', 'backup', workflowId, args, meta),
     policies: policies(o.catchupWindow),
-    memo: memo as unknown as Record<string, unknown>,
+    memo,
     note: `pgha ${kind} backup of ${o.cluster} at '${cron}'${retention ? `, retention ${retention}` : ', no retention'}`,
   };
 }
-
-type ScheduleSettings = ReturnType<typeof scheduleOptions>;
 
 /**
  * Creates the cluster's schedule of that kind, or brings an existing one to these settings (spec,
@@ -166,25 +199,13 @@ export async function upsertBackupSchedule(
   client: Client,
   o: BackupScheduleOptions,
 ): Promise<{ handle: ScheduleHandle; created: boolean }> {
-  const kind = o.kind ?? 'physical';
-  if (!BACKUP_KINDS.includes(kind)) throw new Error(`--kind ${String(kind)}: expected physical or logical`);
-  const cron = checkCron(o.cron);
-  const retention = o.retention === undefined ? undefined : parseRetention('--retention', o.retention);
-  return upsert(
-    client,
-    backupScheduleId(o.cluster, kind),
-    o.cluster,
-    scheduleOptions(o, cron, kind, retention),
-  );
+  return upsertSchedule(client, backupScheduleSettings(o));
 }
 
 export type EtcdMaintainScheduleOptions = Omit<BackupScheduleOptions, 'kind' | 'retention'>;
 
-/** The cluster's etcd maintenance schedule, created or brought to these settings (as above). */
-export async function upsertEtcdMaintainSchedule(
-  client: Client,
-  o: EtcdMaintainScheduleOptions,
-): Promise<{ handle: ScheduleHandle; created: boolean }> {
+/** The cluster's etcd maintenance schedule: its flags checked (--cron). */
+export function etcdMaintainScheduleSettings(o: EtcdMaintainScheduleOptions): ScheduleSettings {
   const cron = checkCron(o.cron);
   const args: [EtcdMaintainInput] = [{ inventory: o.inventory }];
   const memo: EtcdMaintainScheduleMemo = {
@@ -200,13 +221,24 @@ export async function upsertEtcdMaintainSchedule(
     { cluster: o.cluster, operation: 'etcd-maintain', workflowId, args },
     `schedule ${scheduleId}`,
   );
-  return upsert(client, scheduleId, o.cluster, {
+  return {
+    scheduleId,
+    cluster: o.cluster,
+    operation: 'etcd-maintain',
     spec: { cronExpressions: [cron] },
     action: startAction(o, 'etcd-maintain', 'etcdMaintain', workflowId, args, meta),
     policies: policies(o.catchupWindow),
-    memo: memo as unknown as Record<string, unknown>,
+    memo,
     note: `pgha etcd maintenance (compact, defragment) of ${o.cluster} at '${cron}'`,
-  });
+  };
+}
+
+/** The cluster's etcd maintenance schedule, created or brought to these settings (as above). */
+export async function upsertEtcdMaintainSchedule(
+  client: Client,
+  o: EtcdMaintainScheduleOptions,
+): Promise<{ handle: ScheduleHandle; created: boolean }> {
+  return upsertSchedule(client, etcdMaintainScheduleSettings(o));
 }
 
 export type DrillScheduleOptions = Omit<BackupScheduleOptions, 'kind' | 'retention'> & {
@@ -214,15 +246,8 @@ export type DrillScheduleOptions = Omit<BackupScheduleOptions, 'kind' | 'retenti
   backup?: string;
 };
 
-/**
- * The cluster's restore drill schedule, created or brought to these settings (as above): its action
- * starts `restoreDrill`; a drill that fails pauses the schedule (pause on failure), so a backup
- * that does not restore is noticed.
- */
-export async function upsertDrillSchedule(
-  client: Client,
-  o: DrillScheduleOptions,
-): Promise<{ handle: ScheduleHandle; created: boolean }> {
+/** The cluster's restore drill schedule: its flags checked (--cron, --backup). */
+export function drillScheduleSettings(o: DrillScheduleOptions): ScheduleSettings {
   const cron = checkCron(o.cron);
   const backup = parseBackupRef('--backup', o.backup ?? 'latest');
   const args: [RestoreDrillInput] = [{ inventory: o.inventory, backup }];
@@ -240,33 +265,50 @@ export async function upsertDrillSchedule(
     { cluster: o.cluster, operation: 'drill', workflowId, args },
     `schedule ${scheduleId}`,
   );
-  return upsert(client, scheduleId, o.cluster, {
+  return {
+    scheduleId,
+    cluster: o.cluster,
+    operation: 'drill',
     spec: { cronExpressions: [cron] },
     action: startAction(o, 'drill', 'restoreDrill', workflowId, args, meta),
     policies: policies(o.catchupWindow),
-    memo: memo as unknown as Record<string, unknown>,
+    memo,
     note: `pgha restore drill of ${o.cluster} (backup ${backup}) at '${cron}'`,
-  });
+  };
 }
 
-async function upsert(
+/**
+ * The cluster's restore drill schedule, created or brought to these settings (as above): its action
+ * starts `restoreDrill`; a drill that fails pauses the schedule (pause on failure), so a backup
+ * that does not restore is noticed.
+ */
+export async function upsertDrillSchedule(
   client: Client,
-  scheduleId: string,
-  cluster: string,
-  s: Pick<ScheduleSettings, 'spec' | 'policies' | 'memo' | 'note'> & { action: ScheduleOptions['action'] },
+  o: DrillScheduleOptions,
 ): Promise<{ handle: ScheduleHandle; created: boolean }> {
-  const handle = client.schedule.getHandle(scheduleId);
+  return upsertSchedule(client, drillScheduleSettings(o));
+}
+
+/**
+ * Creates the schedule, or brings an existing one to these settings (spec, action, policies; the
+ * note unless it is paused — the note then says why; its paused state and its memo are kept).
+ */
+export async function upsertSchedule(
+  client: Client,
+  s: ScheduleSettings,
+): Promise<{ handle: ScheduleHandle; created: boolean }> {
+  const handle = client.schedule.getHandle(s.scheduleId);
   try {
     await handle.describe();
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
     const opts: ScheduleOptions = {
-      scheduleId,
+      scheduleId: s.scheduleId,
       spec: s.spec,
       action: s.action,
       policies: s.policies,
-      memo: s.memo,
-      typedSearchAttributes: [{ key: PgCluster, value: cluster }],
+      memo: s.memo as unknown as Record<string, unknown>,
+      typedSearchAttributes: [{ key: PgCluster, value: s.cluster }],
       state: { note: s.note },
     };
     return { handle: await client.schedule.create(opts), created: true };
@@ -279,6 +321,35 @@ async function upsert(
     state: { ...prev.state, note: prev.state.paused ? prev.state.note : s.note },
   }));
   return { handle, created: false };
+}
+
+/**
+ * `pgha schedule <kind> --dry-run`: what upsertSchedule would do with these settings — create the
+ * schedule or update the one there (read with one describe) — as a dry run's plan. It creates,
+ * updates, pauses and triggers nothing. The action's arguments are shown with the inventory as its
+ * digest (it holds secret references only, never values).
+ */
+export async function scheduleDryRun(client: Client, s: ScheduleSettings): Promise<DryRunReport> {
+  const now = await client.schedule
+    .getHandle(s.scheduleId)
+    .describe()
+    .catch((err: unknown) => {
+      if (err instanceof ScheduleNotFoundError) return undefined;
+      throw err;
+    });
+  const cron = s.spec.cronExpressions?.join("', '") ?? '';
+  const a = s.action;
+  const p = s.policies;
+  return dryRunReport(s.cluster, `schedule ${s.operation}`, [
+    now
+      ? `update schedule ${s.scheduleId} (there, ${now.state.paused ? 'PAUSED' : 'active'}${now.state.note ? `: ${now.state.note}` : ''}): its spec, action and policies replaced by these${now.state.paused ? '; its note kept (it is paused)' : ', its note too'}; its paused state and memo kept`
+      : `create schedule ${s.scheduleId} (none by that id yet)`,
+    `spec: cron '${cron}', ${s.spec.timezone ? `timezone ${s.spec.timezone}` : 'in UTC (no timezone set)'}`,
+    `policies: overlap ${p.overlap} (a run still going when the next is due: the next skipped), catch-up window ${String(p.catchupWindow)} (a run missed while the server or the workers were down made up within it), ${p.pauseOnFailure ? 'pause on failure (a failed run pauses the schedule)' : 'no pause on failure'}`,
+    `action: start workflow ${a.workflowType} on task queue ${a.taskQueue} as ${a.workflowId}-<due time> (PgCluster ${s.cluster}, PgOperation ${s.operation}), arguments ${JSON.stringify(shownArgs(a.args))}`,
+    `note: ${s.note}`,
+    `memo${now ? ' (kept: set at creation)' : ''}: ${JSON.stringify(s.memo)}`,
+  ]);
 }
 
 /** pgha's backup schedules (optionally of one cluster), with their memo. */

@@ -15,6 +15,10 @@
  * History stays bounded: after `eventsPerRun` watches (10 min each when quiet) it continues as new,
  * carrying the leader it knows. Stop it with `pgha guard stop` (a cancellation: the watch ends, the
  * run completes).
+ *
+ * A dry run (`pgha guard start --dry-run`, input `dryRun: true`) reads the leader key once and asks
+ * the members who leads, then returns the ordered plan; it watches, locks, routes and records nothing,
+ * and runs under an id of its own (guardianDryRunId), never the guardian's.
  */
 import {
   ApplicationFailure,
@@ -34,10 +38,13 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { RouteResult, WatchResult } from '../activities/guardian';
-import type { InventoryInput } from '../runbooks/schema';
-import { activityOptions } from './activity-options';
-import { inventoryOf } from './inventory';
+import type { Inventory, InventoryInput } from '../runbooks/schema';
+import { patroniKeyPrefix } from '../runbooks/topology';
+import { activityOptions, at, summarized } from './activity-options';
+import { dryRunReport, dryRunning, type DryRunReport } from './dry-run';
+import { invalidInput, inventoryOf } from './inventory';
 import { clusterLock } from './lock';
+import { runbook } from './steps';
 import { PgCluster, PgNode, PgOperation, lockWorkflowId, release, runbookWorkflowId } from './messages';
 
 export const GUARDIAN_OPERATION = 'guardian';
@@ -45,6 +52,14 @@ export const FAILOVER_OBSERVED_OPERATION = 'failover-observed';
 
 /** The guardian's workflow id: `guardian-<cluster>` (one per cluster: the server refuses a second). */
 export const guardianWorkflowId = (cluster: string) => runbookWorkflowId(GUARDIAN_OPERATION, cluster);
+
+/**
+ * A dry run's workflow id: `guardian-<cluster>-dry-run-<time>` (e.g. 20261129T100000.123Z), never
+ * the guardian's own — a dry run must not keep `pgha guard start` from starting, nor pass for the guardian.
+ */
+export const guardianDryRunSuffix = (when: Date) => `dry-run-${when.toISOString().replace(/[-:]/g, '')}`;
+export const guardianDryRunId = (cluster: string, when: Date) =>
+  runbookWorkflowId(GUARDIAN_OPERATION, cluster, guardianDryRunSuffix(when));
 
 export interface GuardianInput {
   /** The inventory as in runbooks/clusters/*.yaml, secrets as references. */
@@ -58,6 +73,11 @@ export interface GuardianInput {
   /** Totals carried across runs. */
   observed?: number;
   yielded?: number;
+  /**
+   * Read the leader key and ask the members who leads, return the ordered plan; watch, lock, route
+   * and record nothing. Under an id of its own (guardianDryRunId), never guardian-<cluster>.
+   */
+  dryRun?: boolean;
 }
 
 /** What the guardian has seen, for `pgha guard status` (the `guardian` query). */
@@ -108,6 +128,8 @@ export async function failoverObserved(facts: FailoverFacts): Promise<FailoverFa
 
 const watchActs = proxyActivities<Activities>(activityOptions.guardWatch);
 const routeActs = proxyActivities<Activities>(activityOptions.guardRoute);
+/** The dry run's looks: quick reads (a watch that knows no leader returns the key's holder at once). */
+const look = summarized<Activities>('gate');
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -138,8 +160,10 @@ export function failoverObservedId(cluster: string, facts: FailoverFacts, observ
   return runbookWorkflowId(FAILOVER_OBSERVED_OPERATION, cluster, `${facts.newLeader}-${suffix}`);
 }
 
-export async function clusterGuardian(input: GuardianInput): Promise<GuardianState> {
+export async function clusterGuardian(input: GuardianInput): Promise<GuardianState | DryRunReport> {
   const inv = inventoryOf(input);
+  // Only a run asked for a dry run evaluates the patch: saved histories replay unchanged.
+  if (dryRunning(input)) return guardianDryRun(inv, input);
   const cluster = inv.cluster;
   const state: GuardianState = {
     cluster,
@@ -182,6 +206,47 @@ export async function clusterGuardian(input: GuardianInput): Promise<GuardianSta
     known,
     observed: state.observed,
     yielded: state.yielded,
+  });
+}
+
+/**
+ * The guardian's plan, from one read of the leader key (the guardian's own first look: a watch that
+ * knows no leader returns its holder at once) and the members' own word (GET /patroni). No cluster
+ * lock (it runs beside any runbook), no watch that waits, no routing, no record.
+ */
+async function guardianDryRun(inv: Inventory, input: GuardianInput): Promise<DryRunReport> {
+  const cluster = inv.cluster;
+  const own = guardianWorkflowId(cluster);
+  if (workflowInfo().workflowId === own)
+    invalidInput(
+      `dryRun under the guardian's own id ${own}: a dry run there would keep the guardian from starting ` +
+        `and pass for it; start it under another id (pgha guard start --dry-run uses ${own}-dry-run-<time>)`,
+    );
+  const key = `${patroniKeyPrefix(inv)}leader`;
+  const etcd = inv.nodes.etcd.map((n) => n.hostname);
+  const haproxy = inv.nodes.haproxy.map((n) => n.hostname);
+  const lock = lockWorkflowId(cluster);
+  return runbook({ cluster, operation: GUARDIAN_OPERATION, plan: ['look'], lock: false }, async (rb) => {
+    const seen = await rb.step('look', async () => ({
+      holder: (await look.guardianWatch(`leader key ${key} (dry run)`, { inv })).leader,
+      leader: await look.findLeader(`cluster ${cluster} (dry run)`, { inv }),
+    }));
+    const holder = seen.holder ?? undefined;
+    const patroni =
+      seen.leader === undefined
+        ? 'no member answers as primary'
+        : seen.leader === holder
+          ? `Patroni's members agree (${seen.leader} answers as primary)`
+          : `Patroni's members say ${seen.leader} leads (they differ: a change in flight?)`;
+    const watchMin = (input.watchMs ?? 600_000) / 60_000;
+    return dryRunReport(cluster, GUARDIAN_OPERATION, [
+      `look: the leader key ${key} names ${holder ? at(inv, holder) : 'no member (the guardian would learn the first holder, not route it)'}; ${patroni}`,
+      `watch: ${key} on etcd ${at(inv, ...etcd)}: etcd pushes each change (nothing polls)${holder ? `; ${holder}'s GET /patroni sampled each second for its last WAL position` : ''}; a quiet watch returns after ${watchMin} min, continue-as-new after ${input.eventsPerRun ?? 50} watches`,
+      `yield: a new holder while a pgha runbook holds the cluster lock ${lock} is that runbook's: learned, never routed or recorded`,
+      `lock: otherwise the cluster lock ${lock} taken for the routing and the record (a runbook started meanwhile is refused as busy), released after`,
+      `route on ${at(inv, ...haproxy)}: once the new leader takes writes (/primary 200 and out of recovery, within ttl + 30 s = ${inv.patroni.ttl + 30} s), the switchover's routing on each HAProxy's runtime API: the others DOWN, the new leader UP in the write backend and DOWN in the read one`,
+      `record: a failover-observed run ${runbookWorkflowId(FAILOVER_OBSERVED_OPERATION, cluster)}-<new leader>-tl<timeline> (PgOperation ${FAILOVER_OBSERVED_OPERATION}, PgNode the new leader): both members, the timeline, writes refused (ms), WAL lost (bytes); then the lock released and the watch goes on`,
+    ]);
   });
 }
 

@@ -2,14 +2,18 @@
  * `pgha guard start|stop|status --cluster FILE`: the cluster's guardian (workflows/guardian.ts),
  * one long-running workflow per cluster (id guardian-<cluster>) that watches the leader key and
  * routes HAProxy when Patroni fails over by itself. `status` also lists its failover-observed records.
+ * `start --dry-run`: a short run under an id of its own (guardian-<cluster>-dry-run-<time>) that
+ * reads the leader key and prints the guardian's plan; it starts no guardian.
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import { taskQueue } from '../../temporal.config';
+import { orPlan } from '../../workflows/dry-run';
 import {
   FAILOVER_OBSERVED_OPERATION,
   GUARDIAN_OPERATION,
+  guardianDryRunSuffix,
   guardianState,
   guardianWorkflowId,
 } from '../../workflows/guardian';
@@ -17,6 +21,8 @@ import type { FailoverFacts, GuardianState, clusterGuardian } from '../../workfl
 import { PgCluster, PgOperation } from '../../workflows/messages';
 import { withClient } from '../connection';
 import { inventoryInput } from '../inventory-input';
+import { startRunbook } from '../runbook';
+import { watchRun } from './runs';
 
 /** Starts the cluster's guardian; one already running is reported, not doubled. */
 export async function startGuardian(
@@ -43,6 +49,27 @@ export async function startGuardian(
   }
 }
 
+/**
+ * A dry run of the cluster's guardian: under guardian-<cluster>-dry-run-<time> (never the guardian's
+ * own id), beside any runbook (it takes no lock); its result is the plan.
+ */
+export async function startGuardianDryRun(
+  client: Client,
+  cluster: string,
+  inventory: Parameters<typeof clusterGuardian>[0]['inventory'],
+  opts: { taskQueue?: string; at?: Date } = {},
+) {
+  return startRunbook<typeof clusterGuardian>(client, {
+    workflow: 'clusterGuardian',
+    args: [{ inventory, dryRun: true }],
+    cluster,
+    operation: GUARDIAN_OPERATION,
+    suffix: guardianDryRunSuffix(opts.at ?? new Date()),
+    exclusive: false,
+    taskQueue: opts.taskQueue,
+  });
+}
+
 /** The failover-observed records of a cluster, newest first. */
 export async function failoverRecords(client: Client, cluster: string, limit = 10): Promise<FailoverFacts[]> {
   const out: FailoverFacts[] = [];
@@ -52,6 +79,13 @@ export async function failoverRecords(client: Client, cluster: string, limit = 1
     out.push(await client.workflow.getHandle(wf.workflowId, wf.runId).result());
   }
   return out;
+}
+
+export function describeGuardianState(state: GuardianState): string {
+  return (
+    `guardian of ${state.cluster}: running since ${state.since}; leader ${state.leader ?? 'unknown'}; ${state.phase}; ` +
+    `${state.observed} failover(s) recorded, ${state.yielded} runbook change(s) left alone`
+  );
 }
 
 export function formatFacts(f: FailoverFacts): string {
@@ -75,9 +109,34 @@ export function register(program: Command): void {
     .command('start')
     .description('start the guardian of a cluster (one per cluster; a running one is left as it is)')
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
-    .action(async (o: { cluster: string }) => {
+    .option(
+      '--dry-run',
+      'read the leader key and print what the guardian would watch, yield to, route and record; start no guardian',
+    )
+    .action(async (o: { cluster: string; dryRun?: boolean }) => {
       await withClient(async (client) => {
         const { input, inventory } = await inventoryInput(o.cluster);
+        if (o.dryRun) {
+          const handle = await startGuardianDryRun(client, inventory.cluster, input);
+          console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
+          const run = await watchRun(client, handle);
+          if (run.status !== 'COMPLETED') return;
+          console.log(orPlan(describeGuardianState)(await handle.result()));
+          const running = await client.workflow
+            .getHandle(guardianWorkflowId(inventory.cluster))
+            .describe()
+            .then((d) => d.status.name === 'RUNNING')
+            .catch((err: unknown) => {
+              if (err instanceof WorkflowNotFoundError) return false;
+              throw err;
+            });
+          console.log(
+            running
+              ? `the guardian ${guardianWorkflowId(inventory.cluster)} is already running: pgha guard start would leave it as it is`
+              : `no guardian of ${inventory.cluster} is running: pgha guard start --cluster ${o.cluster} starts ${guardianWorkflowId(inventory.cluster)}`,
+          );
+          return;
+        }
         const r = await startGuardian(client, inventory.cluster, { inventory: input });
         process.stdout.write(
           r.already
@@ -129,8 +188,7 @@ export function register(program: Command): void {
         }
         process.stdout.write(
           state
-            ? `guardian of ${inventory.cluster}: running since ${state.since}; leader ${state.leader ?? 'unknown'}; ${state.phase}; ` +
-                `${state.observed} failover(s) recorded, ${state.yielded} runbook change(s) left alone\n`
+            ? `${describeGuardianState(state)}\n`
             : `guardian of ${inventory.cluster}: not running (pgha guard start --cluster ${o.cluster})\n`,
         );
         for (const r of records) process.stdout.write(`  ${formatFacts(r)}\n`);

@@ -1,28 +1,35 @@
 /**
  *   pgha schedule backup --cluster FILE --cron '0 3 * * *' [--kind physical|logical]
- *                        [--retention 'RECOVERY WINDOW OF 7 DAYS' | 'REDUNDANCY 3'] [--catchup 1h]
- *   pgha schedule etcd-maintain --cluster FILE --cron '0 4 * * 0' [--catchup 1h]
- *   pgha schedule drill --cluster FILE --cron '0 5 * * *' [--backup latest|ID|NAME] [--catchup 1h]
+ *                        [--retention 'RECOVERY WINDOW OF 7 DAYS' | 'REDUNDANCY 3'] [--catchup 1h] [--dry-run]
+ *   pgha schedule etcd-maintain --cluster FILE --cron '0 4 * * 0' [--catchup 1h] [--dry-run]
+ *   pgha schedule drill --cluster FILE --cron '0 5 * * *' [--backup latest|ID|NAME] [--catchup 1h] [--dry-run]
  *   pgha schedule list [--cluster NAME] | describe ID | pause ID [--reason R] | unpause ID | trigger ID | delete ID
  *
  * Runbook schedules (clients/schedules.ts): backups, one Temporal Schedule per cluster and kind;
  * etcd maintenance, one per cluster. Every flag is checked before anything is created; this file
- * only parses and prints.
+ * only parses and prints. `--dry-run` prints the schedule that would be created or changed (id,
+ * cron, timezone, policies, the workflow and its arguments with the inventory as its digest) and
+ * creates or changes nothing.
  */
 import { ScheduleOverlapPolicy } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
+import { describeDryRun } from '../../workflows/dry-run';
 import { operator } from '../operator';
 import { withClient } from '../connection';
 import { inventoryInput, noBackupCt } from '../inventory-input';
 import {
   BACKUP_KINDS,
+  backupScheduleSettings,
   checkCron,
   describeSchedule,
+  drillScheduleSettings,
+  etcdMaintainScheduleSettings,
   listSchedules,
-  upsertBackupSchedule,
-  upsertDrillSchedule,
-  upsertEtcdMaintainSchedule,
+  scheduleDryRun,
+  upsertSchedule,
   type BackupKind,
+  type ScheduleSettings,
 } from '../schedules';
 import { parseRetention } from '../../runbooks/retention';
 import { checkDrillBackup } from './drill';
@@ -30,6 +37,20 @@ import { checkDrillBackup } from './drill';
 function fail(msg: string): void {
   console.error(`pgha: ${msg}`);
   process.exitCode = 2;
+}
+
+const dryRunHelp =
+  'print the schedule that would be created or changed (id, cron, policies, workflow, arguments); change nothing';
+
+/** Creates or updates the schedule and prints it; with --dry-run, prints what that would do and changes nothing. */
+async function apply(client: Client, settings: ScheduleSettings, dryRun: boolean | undefined): Promise<void> {
+  if (dryRun) {
+    console.log(describeDryRun(await scheduleDryRun(client, settings)));
+    return;
+  }
+  const { handle, created } = await upsertSchedule(client, settings);
+  console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
+  console.log(describeSchedule(await handle.describe()));
 }
 
 export function register(program: Command): void {
@@ -50,8 +71,16 @@ export function register(program: Command): void {
       "'RECOVERY WINDOW OF 7 DAYS' or 'REDUNDANCY 3', applied after each backup",
     )
     .option('--catchup <duration>', 'a missed run is made up within this window', '1h')
+    .option('--dry-run', dryRunHelp)
     .action(
-      async (o: { cluster: string; cron: string; kind: string; retention?: string; catchup: string }) => {
+      async (o: {
+        cluster: string;
+        cron: string;
+        kind: string;
+        retention?: string;
+        catchup: string;
+        dryRun?: boolean;
+      }) => {
         // Every flag first: nothing is created on a bad one.
         if (!(BACKUP_KINDS as readonly string[]).includes(o.kind))
           return fail(`--kind ${o.kind}: expected physical or logical`);
@@ -65,19 +94,21 @@ export function register(program: Command): void {
         const { input, inventory } = await inventoryInput(o.cluster);
         const noBackup = noBackupCt(o.cluster, inventory);
         if (noBackup) return fail(noBackup);
-        await withClient(async (client) => {
-          const { handle, created } = await upsertBackupSchedule(client, {
-            cluster: inventory.cluster,
-            inventory: input,
-            cron: o.cron,
-            kind: o.kind as BackupKind,
-            retention: o.retention,
-            catchupWindow: o.catchup as `${number}h`,
-            operator: operator(),
-          });
-          console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
-          console.log(describeSchedule(await handle.describe()));
-        });
+        await withClient((client) =>
+          apply(
+            client,
+            backupScheduleSettings({
+              cluster: inventory.cluster,
+              inventory: input,
+              cron: o.cron,
+              kind: o.kind as BackupKind,
+              retention: o.retention,
+              catchupWindow: o.catchup as `${number}h`,
+              operator: operator(),
+            }),
+            o.dryRun,
+          ),
+        );
       },
     );
 
@@ -87,7 +118,8 @@ export function register(program: Command): void {
     .requiredOption('--cluster <file>', 'inventory YAML, e.g. runbooks/clusters/lab.yaml')
     .requiredOption('--cron <expr>', "five cron fields in UTC, e.g. '0 4 * * 0' (Sundays 04:00)")
     .option('--catchup <duration>', 'a missed run is made up within this window', '1h')
-    .action(async (o: { cluster: string; cron: string; catchup: string }) => {
+    .option('--dry-run', dryRunHelp)
+    .action(async (o: { cluster: string; cron: string; catchup: string; dryRun?: boolean }) => {
       try {
         checkCron(o.cron);
       } catch (err) {
@@ -95,17 +127,19 @@ export function register(program: Command): void {
       }
       if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
       const { input, inventory } = await inventoryInput(o.cluster);
-      await withClient(async (client) => {
-        const { handle, created } = await upsertEtcdMaintainSchedule(client, {
-          cluster: inventory.cluster,
-          inventory: input,
-          cron: o.cron,
-          catchupWindow: o.catchup as `${number}h`,
-          operator: operator(),
-        });
-        console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
-        console.log(describeSchedule(await handle.describe()));
-      });
+      await withClient((client) =>
+        apply(
+          client,
+          etcdMaintainScheduleSettings({
+            cluster: inventory.cluster,
+            inventory: input,
+            cron: o.cron,
+            catchupWindow: o.catchup as `${number}h`,
+            operator: operator(),
+          }),
+          o.dryRun,
+        ),
+      );
     });
 
   schedule
@@ -119,30 +153,35 @@ export function register(program: Command): void {
       'latest',
     )
     .option('--catchup <duration>', 'a missed run is made up within this window', '1h')
-    .action(async (o: { cluster: string; cron: string; backup: string; catchup: string }) => {
-      try {
-        checkCron(o.cron);
-        checkDrillBackup(o.backup);
-      } catch (err) {
-        return fail((err as Error).message);
-      }
-      if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
-      const { input, inventory } = await inventoryInput(o.cluster);
-      const noBackup = noBackupCt(o.cluster, inventory);
-      if (noBackup) return fail(noBackup);
-      await withClient(async (client) => {
-        const { handle, created } = await upsertDrillSchedule(client, {
-          cluster: inventory.cluster,
-          inventory: input,
-          cron: o.cron,
-          backup: o.backup,
-          catchupWindow: o.catchup as `${number}h`,
-          operator: operator(),
-        });
-        console.log(`${created ? 'created' : 'updated'} schedule ${handle.scheduleId}`);
-        console.log(describeSchedule(await handle.describe()));
-      });
-    });
+    .option('--dry-run', dryRunHelp)
+    .action(
+      async (o: { cluster: string; cron: string; backup: string; catchup: string; dryRun?: boolean }) => {
+        try {
+          checkCron(o.cron);
+          checkDrillBackup(o.backup);
+        } catch (err) {
+          return fail((err as Error).message);
+        }
+        if (!catchupOk(o.catchup)) return fail(badCatchup(o.catchup));
+        const { input, inventory } = await inventoryInput(o.cluster);
+        const noBackup = noBackupCt(o.cluster, inventory);
+        if (noBackup) return fail(noBackup);
+        await withClient((client) =>
+          apply(
+            client,
+            drillScheduleSettings({
+              cluster: inventory.cluster,
+              inventory: input,
+              cron: o.cron,
+              backup: o.backup,
+              catchupWindow: o.catchup as `${number}h`,
+              operator: operator(),
+            }),
+            o.dryRun,
+          ),
+        );
+      },
+    );
 
   schedule
     .command('list')

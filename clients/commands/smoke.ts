@@ -1,6 +1,10 @@
-/** `pgha smoke`: the smoke runbook (worker, codec, secret reference, progress, approval) — touches no cluster. */
+/**
+ * `pgha smoke`: the smoke runbook (worker, codec, secret reference, progress, approval) — touches no
+ * cluster. `--dry-run`: the preflight only, then the plan printed; no marker written, no gate.
+ */
 import type { Duration } from '@temporalio/common';
 import type { Command } from 'commander';
+import { describeDryRun, isDryRun } from '../../workflows/dry-run';
 import type { smoke } from '../../workflows/smoke';
 import { withClient } from '../connection';
 import { startRunbook } from '../runbook';
@@ -20,9 +24,17 @@ export function register(program: Command): void {
       '--approval-timeout <duration>',
       'stop at gate before-verify for this long (e.g. 10m) for pgha approve',
     )
+    .option('--dry-run', 'run the preflight (a worker answers) and print the ordered plan; write nothing')
     .option('--no-wait', 'start it and return')
     .action(
-      (o: { cluster: string; note?: string; secretRef?: string; approvalTimeout?: string; wait: boolean }) =>
+      (o: {
+        cluster: string;
+        note?: string;
+        secretRef?: string;
+        approvalTimeout?: string;
+        dryRun?: boolean;
+        wait: boolean;
+      }) =>
         withClient(async (client) => {
           const handle = await startRunbook<typeof smoke>(client, {
             workflow: 'smoke',
@@ -32,13 +44,18 @@ export function register(program: Command): void {
                 note: o.note,
                 secretRef: o.secretRef,
                 approvalTimeout: o.approvalTimeout as Duration | undefined,
+                ...(o.dryRun ? { dryRun: true } : {}),
               },
             ],
             cluster: o.cluster,
             operation: 'smoke',
           });
           console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})`);
-          if (o.wait) await watchRun(client, handle);
+          if (!o.wait) return;
+          const run = await watchRun(client, handle);
+          if (run.status !== 'COMPLETED') return;
+          const r = await handle.result();
+          if (isDryRun(r)) console.log(describeDryRun(r));
         }),
     );
 }

@@ -1,8 +1,9 @@
 /**
  * The operator's path end to end on a real dev server: `pgha keygen`, the real worker entry
- * (workers/main.ts, with Prometheus metrics), `pgha smoke` waiting at its gate, `pgha runs`, a second
- * operation on the same cluster refused by name, `pgha approve`, the run completing, and the worker
- * stopping gracefully on SIGTERM.
+ * (workers/main.ts, with Prometheus metrics), `pgha smoke --dry-run` printing its plan, `pgha schedule
+ * backup --dry-run` printing the schedule it would create (none is), `pgha smoke` waiting at its gate,
+ * `pgha runs`, a second operation on the same cluster refused by name, `pgha approve`, the run
+ * completing, and the worker stopping gracefully on SIGTERM.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,7 +27,7 @@ after(async () => {
   await env?.teardown();
 });
 
-void test('pgha keygen, worker, smoke with approval, runs, busy cluster, approve, graceful stop', async () => {
+void test('pgha keygen, worker, dry runs, smoke with approval, runs, busy cluster, approve, graceful stop', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pgha-cli-'));
   const metricsPort = await freePort();
   const cluster = uniqueId('cli');
@@ -73,6 +74,48 @@ void test('pgha keygen, worker, smoke with approval, runs, busy cluster, approve
     if (!worker.running) throw new Error(worker.output());
     return worker.output().includes(`task queue ${childEnv.PGHA_TASK_QUEUE}`);
   });
+
+  // --dry-run: the preflight only, the plan printed, exit 0; no marker, no gate
+  const drySmoke = await pgha(
+    'smoke',
+    '--cluster',
+    `${cluster}-dry`,
+    '--secret-ref',
+    'env:PGHA_SMOKE_SECRET',
+    '--approval-timeout',
+    '5m',
+    '--dry-run',
+  );
+  assert.equal(drySmoke.code, 0, drySmoke.out);
+  assert.match(
+    drySmoke.out,
+    new RegExp(`dry run of smoke on cluster ${cluster}-dry: the plan, in order \\(nothing was touched\\)`),
+  );
+  assert.match(drySmoke.out, /\n {2}3\. gate before-verify: wait up to 5m for pgha approve\n/);
+  assert.match(drySmoke.out, /\n {2}5\. cleanup on worker /);
+  assert.doesNotMatch(drySmoke.out, /cli-test-secret/);
+
+  // a schedule's --dry-run: what it would create, and nothing is created
+  const drySchedule = await pgha(
+    'schedule',
+    'backup',
+    '--cluster',
+    'runbooks/clusters/lab.yaml',
+    '--cron',
+    '0 3 * * *',
+    '--retention',
+    'REDUNDANCY 3',
+    '--dry-run',
+  );
+  assert.equal(drySchedule.code, 0, drySchedule.out);
+  assert.match(
+    drySchedule.out,
+    /^dry run of schedule backup on cluster lab: the plan, in order \(nothing was touched\)\n {2}1\. create schedule backup-lab-physical /,
+  );
+  assert.match(drySchedule.out, /start workflow backup on task queue .*"retention":"REDUNDANCY 3"/);
+  const schedules = await pgha('schedule', 'list', '--cluster', 'lab');
+  assert.equal(schedules.code, 0, schedules.out);
+  assert.match(schedules.out, /^no pgha schedules$/m);
 
   const smoke = spawnPgha(
     'pgha smoke',

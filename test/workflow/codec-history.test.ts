@@ -21,6 +21,7 @@ import { Patches } from '../../workflows/patches';
 import { ENCRYPTED_ENCODING, startCodecServer } from '../../clients/codec';
 import { startRunbook } from '../../clients/runbook';
 import { temporalBinary } from '../../temporal.config';
+import { notDryRun } from '../../workflows/dry-run';
 import type { smoke } from '../../workflows/smoke';
 import { createTestWorker, startTestServer, testCodec, uniqueId } from '../helpers/temporal';
 import { scripted } from '../helpers/workflows';
@@ -102,7 +103,7 @@ void test('history holds neither the secret, the plaintext input, nor failure me
       operation: 'smoke',
       taskQueue,
     });
-    const result = await h.result();
+    const result = notDryRun(await h.result());
     assert.equal(result.signed, true, 'the activity resolved the secret and used it');
 
     const failing = await env.client.workflow.start(scripted, {

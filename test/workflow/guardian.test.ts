@@ -6,24 +6,41 @@
  *    routing saw; the guardian goes on watching the new leader;
  *  - a change while a runbook holds the cluster lock: left alone (no routing, no record);
  *  - routing that fails: still recorded, with the reason; the lock is released either way;
- *  - continue-as-new after eventsPerRun watches, carrying the leader it knows.
+ *  - continue-as-new after eventsPerRun watches, carrying the leader it knows;
+ *  - --dry-run: only the two reads (the leader key's holder, the members' word), under an id of its
+ *    own, beside a runbook holding the lock; the plan names the key, the lock, the HAProxy nodes and
+ *    the record; no watch that waits, no lock, no routing, no record. Under the guardian's own id: refused.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { RouteArgs, RouteResult, WatchArgs, WatchResult } from '../../activities/guardian';
 import type { InventoryInput } from '../../runbooks/schema';
 import { Failures } from '../../runbooks/failures';
-import { FAILOVER_OBSERVED_OPERATION, guardianState, guardianWorkflowId } from '../../workflows/guardian';
+import { startGuardianDryRun } from '../../clients/commands/guard';
+import { describeDryRun, notDryRun, type DryRunReport } from '../../workflows/dry-run';
+import {
+  FAILOVER_OBSERVED_OPERATION,
+  guardianDryRunId,
+  guardianState,
+  guardianWorkflowId,
+} from '../../workflows/guardian';
 import type { FailoverFacts, clusterGuardian } from '../../workflows/guardian';
 import { PgCluster, PgNode, PgOperation, lockWorkflowId, release } from '../../workflows/messages';
 import type { clusterLock } from '../../workflows/lock';
 import { repoRoot, sleep } from '../helpers/local-common';
-import { createTestWorker, eventually, startTestServer, uniqueId } from '../helpers/temporal';
+import {
+  createTestWorker,
+  eventually,
+  scheduledActivityTypes,
+  startTestServer,
+  uniqueId,
+} from '../helpers/temporal';
 
 let env: TestWorkflowEnvironment;
 before(async () => {
@@ -127,7 +144,7 @@ void test('a failover with no runbook behind it: routed once, recorded once, the
       (r) => r.length === 1,
     );
     await h.cancel();
-    const end = await h.result();
+    const end = notDryRun(await h.result());
     assert.equal(end.phase, 'stopped');
 
     assert.equal(routeCalls.length, 1);
@@ -300,5 +317,90 @@ void test('continues as new after eventsPerRun watches, carrying the leader and 
     assert.equal(s.yielded, 3);
     assert.equal(d.typedSearchAttributes.get(PgCluster), cluster);
     await env.client.workflow.getHandle(guardianWorkflowId(cluster)).cancel();
+  });
+});
+
+void test('--dry-run: only the leader key read and the leader look, under an id of its own, beside a runbook; nothing watched, locked, routed or recorded', async () => {
+  const cluster = uniqueId('g5');
+  const taskQueue = uniqueId('guard');
+  const called: string[] = [];
+  const watchCalls: WatchArgs[] = [];
+  const worker = await createTestWorker(env, {
+    taskQueue,
+    activities: {
+      guardianWatch: async (a: WatchArgs): Promise<WatchResult> => {
+        called.push('guardianWatch');
+        watchCalls.push(a);
+        return { kind: 'quiet', old: null, leader: 'pg102', observedAt: T0 };
+      },
+      findLeader: async () => {
+        called.push('findLeader');
+        return 'pg102';
+      },
+      guardianRoute: async (): Promise<RouteResult> => {
+        called.push('guardianRoute');
+        throw new Error('a dry run must not route');
+      },
+    },
+  });
+  await worker.runUntil(async () => {
+    // a "runbook" holds the cluster lock: the dry run takes none, so it is not held up
+    const lock = await env.client.workflow.start<typeof clusterLock>('clusterLock', {
+      workflowId: lockWorkflowId(cluster),
+      taskQueue,
+      args: [{ cluster, holder: `switchover-${cluster}`, operation: 'switchover' }],
+    });
+    const when = new Date(T0);
+    const h = await startGuardianDryRun(env.client, cluster, labInput(cluster), { taskQueue, at: when });
+    assert.equal(h.workflowId, guardianDryRunId(cluster, when));
+    assert.equal(h.workflowId, `guardian-${cluster}-dry-run-20261129T100000.000Z`);
+    const r = (await h.result()) as DryRunReport;
+    assert.equal(r.outcome, 'dry-run');
+    assert.equal(r.operation, 'guardian');
+    assert.deepEqual(await scheduledActivityTypes(h), ['guardianWatch', 'findLeader']);
+    assert.deepEqual(called.sort(), ['findLeader', 'guardianWatch']);
+    assert.equal(
+      watchCalls[0]!.known,
+      undefined,
+      'a watch that knows no leader: it returns the holder at once',
+    );
+    assert.deepEqual(
+      r.plan.map((l) => l.split(':')[0]),
+      ['look', 'watch', 'yield', 'lock', 'route on haproxy1, haproxy2 (CT 100, 101)', 'record'],
+    );
+    assert.match(
+      r.plan[0]!,
+      /^look: the leader key \/patroni\/postgres\/leader names pg102 \(CT 102\); Patroni's members agree/,
+    );
+    assert.match(r.plan[1]!, /\/patroni\/postgres\/leader on etcd etcd1, etcd2, etcd3 \(CT 109, 110, 111\)/);
+    assert.match(r.plan[2]!, new RegExp(`cluster lock pgha-lock-${cluster} is that runbook's`));
+    assert.match(r.plan[4]!, /within ttl \+ 30 s = 90 s/);
+    assert.match(r.plan[5]!, new RegExp(`failover-observed-${cluster}-<new leader>-tl<timeline>`));
+    assert.match(describeDryRun(r), /^dry run of guardian on cluster .*\n {2}1\. look: /);
+
+    // nothing else: the runbook's lock untouched, no guardian, no record
+    assert.equal((await lock.describe()).status.name, 'RUNNING');
+    await assert.rejects(
+      env.client.workflow.getHandle(guardianWorkflowId(cluster)).describe(),
+      WorkflowNotFoundError,
+    );
+    assert.deepEqual(await records(env.client, cluster), []);
+    await lock.signal(release);
+
+    // under the guardian's own id a dry run is refused: it would keep the guardian from starting
+    const own = await env.client.workflow.start<typeof clusterGuardian>('clusterGuardian', {
+      workflowId: guardianWorkflowId(cluster),
+      taskQueue,
+      args: [{ inventory: labInput(cluster), dryRun: true }],
+    });
+    const err = await own.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WorkflowFailedError);
+    const cause = err.cause as ApplicationFailure;
+    assert.equal(cause.type, Failures.InvalidInput);
+    assert.match(cause.message, /dryRun under the guardian's own id .*start it under another id/);
+    assert.deepEqual(await scheduledActivityTypes(own), []);
   });
 });

@@ -5,6 +5,8 @@
  * a backup run that applies the retention; a second `schedule backup` updates it instead of adding
  * one; a failed backup pauses it; delete removes it. Bad flags are refused before anything exists.
  * Restore drill schedules: the action starts restoreDrill (latest backup), a failed drill pauses it.
+ * --dry-run (scheduleDryRun): the plan says create or update, the cron, the policies, the workflow and
+ * its arguments (the inventory as its digest); afterwards nothing is listed, nothing changed.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,12 +17,18 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import {
   backupScheduleId,
+  backupScheduleSettings,
   describeSchedule,
   drillScheduleId,
+  drillScheduleSettings,
+  etcdMaintainScheduleSettings,
   listBackupSchedules,
+  listSchedules,
+  scheduleDryRun,
   upsertBackupSchedule,
   upsertDrillSchedule,
 } from '../../clients/schedules';
+import { describeDryRun } from '../../workflows/dry-run';
 import type { BackupScheduleMemo } from '../../clients/schedules';
 import type { InventoryInput } from '../../runbooks/schema';
 import type { BackupInput } from '../../workflows/backup';
@@ -217,6 +225,88 @@ void test('a restore drill schedule starts restoreDrill on the latest backup; a 
       backup: 'x;y',
     }),
     /--backup .*expected latest/,
+  );
+  await handle.delete();
+});
+
+void test('--dry-run: the plan says what would be created or changed, and nothing is', async () => {
+  const cluster = uniqueId('sc');
+  const base = {
+    cluster,
+    inventory: labInput(cluster),
+    cron: '0 3 * * *',
+    retention: 'redundancy 3',
+    taskQueue: 'pgha',
+    operator: 'alice',
+  };
+  const steps = (plan: string[]) => plan.map((l) => l.split(':')[0]);
+
+  // none there yet: each kind would be created
+  const b = await scheduleDryRun(env.client, backupScheduleSettings(base));
+  assert.equal(b.outcome, 'dry-run');
+  assert.equal(b.operation, 'schedule backup');
+  assert.deepEqual(steps(b.plan), [
+    `create schedule backup-${cluster}-physical (none by that id yet)`,
+    'spec',
+    'policies',
+    'action',
+    'note',
+    'memo',
+  ]);
+  assert.equal(b.plan[1], "spec: cron '0 3 * * *', in UTC (no timezone set)");
+  assert.match(
+    b.plan[2]!,
+    /overlap SKIP .*catch-up window 1h .*, pause on failure \(a failed run pauses the schedule\)$/,
+  );
+  assert.match(
+    b.plan[3]!,
+    new RegExp(
+      `start workflow backup on task queue pgha as backup-${cluster}-<due time> \\(PgCluster ${cluster}, PgOperation backup\\), ` +
+        `arguments \\[\\{"kind":"physical","retention":"REDUNDANCY 3","inventory":"sha256:[0-9a-f]{16}"\\}\\]`,
+    ),
+  );
+  assert.match(b.plan[4]!, /retention REDUNDANCY 3/);
+  assert.match(b.plan[5]!, /"by":"alice"/);
+  const all = b.plan.join('\n');
+  assert.doesNotMatch(all, /secrets|superuserPassword|file:|env:/, 'the inventory only as its digest');
+  assert.match(describeDryRun(b), /^dry run of schedule backup on cluster .*\n {2}1\. create schedule /);
+
+  const e = await scheduleDryRun(env.client, etcdMaintainScheduleSettings({ ...base, cron: '0 4 * * 0' }));
+  assert.match(e.plan[0]!, new RegExp(`^create schedule etcd-maintain-${cluster}-scheduled`));
+  assert.match(e.plan[3]!, /start workflow etcdMaintain .*PgOperation etcd-maintain/);
+  const d = await scheduleDryRun(env.client, drillScheduleSettings({ ...base, cron: '0 5 * * *' }));
+  assert.match(d.plan[0]!, new RegExp(`^create schedule drill-${cluster}-scheduled`));
+  assert.match(d.plan[3]!, /start workflow restoreDrill .*"backup":"latest"/);
+  assert.deepEqual(await listSchedules(env.client, cluster), [], 'nothing was created');
+
+  // bad flags are refused by a dry run too, before anything is read
+  assert.throws(() => backupScheduleSettings({ ...base, cron: '0 3 * *' }), /--cron .*five cron fields/);
+
+  // one there: it would be updated; it is left exactly as it was
+  const { handle } = await upsertBackupSchedule(env.client, base);
+  const before = await handle.describe();
+  const u = await scheduleDryRun(
+    env.client,
+    backupScheduleSettings({ ...base, cron: '30 2 * * *', retention: undefined }),
+  );
+  assert.match(
+    u.plan[0]!,
+    new RegExp(
+      `^update schedule backup-${cluster}-physical \\(there, active: pgha physical backup of ${cluster} at '0 3 \\* \\* \\*', retention REDUNDANCY 3\\): ` +
+        'its spec, action and policies replaced by these, its note too; its paused state and memo kept',
+    ),
+  );
+  assert.equal(u.plan[1], "spec: cron '30 2 * * *', in UTC (no timezone set)");
+  assert.match(u.plan[4]!, /no retention/);
+  assert.match(u.plan[5]!, /^memo \(kept: set at creation\)/);
+  const after = await handle.describe();
+  assert.equal(after.state.note, before.state.note);
+  assert.deepEqual(after.spec, before.spec);
+  assert.deepEqual(after.action, before.action);
+  assert.deepEqual(after.policies, before.policies);
+  assert.deepEqual(
+    (await listSchedules(env.client, cluster)).map((x) => x.scheduleId),
+    [handle.scheduleId],
   );
   await handle.delete();
 });

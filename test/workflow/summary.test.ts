@@ -11,6 +11,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { activityRetries, progressTable } from '../../clients/commands/runs';
 import { snapshot, startRunbook } from '../../clients/runbook';
 import { progress } from '../../workflows/messages';
+import { notDryRun } from '../../workflows/dry-run';
 import type { smoke } from '../../workflows/smoke';
 import { createTestWorker, startTestServer, uniqueId } from '../helpers/temporal';
 
@@ -48,7 +49,7 @@ void test('current details, activity attempts from history, no wait on a gone wo
     taskQueue,
   });
   const [result, prog, meta] = await worker.runUntil(async () => {
-    const r = await handle.result();
+    const r = notDryRun(await handle.result());
     return [
       r,
       await handle.query(progress),

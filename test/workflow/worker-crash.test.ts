@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startRunbook } from '../../clients/runbook';
 import { approve, progress } from '../../workflows/messages';
+import { notDryRun } from '../../workflows/dry-run';
 import type { smoke } from '../../workflows/smoke';
 import type { Proc } from '../helpers/local-common';
 import { startWorkerProc, workerReady } from '../helpers/worker-procs';
@@ -81,7 +82,7 @@ void test('SIGKILL of the worker after step 2; a new worker finishes the run; ea
   const second = startWorker('worker-2', taskQueue, dirs);
   await ready(second);
   await handle.executeUpdate(approve, { args: [{ gate: 'before-verify', approver: 'crash-test' }] });
-  const result = await handle.result();
+  const result = notDryRun(await handle.result());
   assert.equal(result.signed, true);
   assert.equal(result.approvedBy, 'crash-test');
   assert.ok(!existsSync(result.marker), 'the cleanup step removed the marker');
