@@ -505,7 +505,14 @@ async function main(): Promise<void> {
           }),
         ),
       );
-    const outcome = await awaitEnd(h as WorkflowHandle);
+    // A kill or a restart that failed ends the wait at once (a worker that cannot start again would
+    // leave the run waiting for RUN_BOUND_MS): it is thrown below as the harness's failure.
+    const harnessFailed = new Promise<Outcome>((_, reject) => {
+      for (const t of timers) void t.catch(reject);
+    });
+    const outcome = await Promise.race([awaitEnd(h as WorkflowHandle), harnessFailed]).catch(
+      (): Outcome => 'failed: the chaos harness (below)',
+    );
     ended = true;
     const took = Date.now() - t0;
     // A kill or a restart that failed is the harness's failure: said, and the chaos run stops.
