@@ -15,7 +15,8 @@
 import { Failures } from '../../runbooks/failures';
 import { resolveClusterSecrets } from '../../runbooks/inventory';
 import type { Inventory } from '../../runbooks/schema';
-import { backupNode, findNode, restApi, restApiAuth } from '../../runbooks/topology';
+import { backupNode, findNode, restApi, restApiAuth, restApis } from '../../runbooks/topology';
+import { clusterLeader } from '../patroni';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { heartbeat } from '../poll';
 import {
@@ -25,7 +26,7 @@ import {
   barmanSynchronousStandbyNames,
   synchronousStandbySql,
 } from '../render';
-import { barmanCli } from './cli';
+import { barmanCli, type CliResult } from './cli';
 import { scramMatches, scramVerifier } from './scram';
 import type { BackupDeps, BackupPrepared, BackupSynchronous, BackupTool } from './types';
 
@@ -80,6 +81,55 @@ export const psqlRows = (stdout: string): string[][] =>
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => l.split('\t'));
+
+/** The leader's name, from the first member whose GET /cluster answers. */
+export async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
+  for (const target of restApis(inv)) {
+    const r = await deps.patroni.patroniGetCluster({ target }).catch(() => undefined);
+    const l = r?.status === 200 && r.body ? clusterLeader(r.body) : undefined;
+    if (l) return l;
+  }
+  throw new Error(
+    `cluster ${inv.cluster} has no leader (asked ${restApis(inv)
+      .map((t) => t.url)
+      .join(', ')})`,
+  );
+}
+
+/**
+ * `barman switch-wal --force --archive`: the current WAL segment closed and waited for until it is in
+ * Barman's archive. Barman archives a streamed segment only once pg_receivewal has begun the next
+ * one (with no `.partial` after it, the last full file stays in `streaming/`: wal_archiver.py
+ * get_next_batch), and on a quiet cluster the next WAL may come only with the bgwriter's standby
+ * snapshot, up to 15 s later — bench:restore's plan waited 9–20 s on it. So while the switch waits,
+ * the leader commits an empty transaction with an xid (`select pg_current_xact_id()`: a commit
+ * record, no table touched) every 500 ms, which begins the next segment.
+ */
+export async function switchWalArchived(
+  deps: BackupDeps,
+  inv: Inventory,
+  timeoutS: number,
+  leader?: string,
+): Promise<CliResult> {
+  let done = false;
+  const sw = barmanCli(
+    deps,
+    inv,
+    ['switch-wal', '--force', '--archive', '--archive-timeout', String(timeoutS), barmanServer(inv)],
+    (timeoutS + 30) * 1000,
+  ).finally(() => (done = true));
+  const nudge = (async () => {
+    const on = leader ?? (await leaderOf(deps, inv).catch(() => undefined));
+    for (let i = 0; on && !done && i < timeoutS * 2; i++) {
+      await sleep(500);
+      if (!done)
+        await psqlOnMember(deps, inv, on, 'select pg_current_xact_id();', 10_000).catch(() => undefined);
+    }
+  })();
+  const r = await sw;
+  await nudge;
+  return r;
+}
 
 /** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */
 export async function psqlOnMember(

@@ -20,11 +20,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BACKUP_ID, BACKUP_NAME } from '../../runbooks/retention';
 import type { Inventory } from '../../runbooks/schema';
-import { clusterLeader } from '../patroni';
 import { heartbeat } from '../poll';
 import { barmanServer } from '../render';
-import { backupNode, restApis } from '../../runbooks/topology';
-import { psqlOnMember } from './barman';
+import { backupNode } from '../../runbooks/topology';
+import { leaderOf, psqlOnMember, switchWalArchived } from './barman';
+
+export { leaderOf };
 import {
   MARKER_TABLE,
   largestTableCounts,
@@ -60,20 +61,6 @@ export interface PhysicalBackupResult {
 
 /** A backup name Barman accepts and pgha can find again: the marker id (runbooks/retention.ts). */
 export { BACKUP_ID, BACKUP_NAME };
-
-/** The leader's name, from the first member whose GET /cluster answers. */
-export async function leaderOf(deps: BackupDeps, inv: Inventory): Promise<string> {
-  for (const target of restApis(inv)) {
-    const r = await deps.patroni.patroniGetCluster({ target }).catch(() => undefined);
-    const l = r?.status === 200 && r.body ? clusterLeader(r.body) : undefined;
-    if (l) return l;
-  }
-  throw new Error(
-    `cluster ${inv.cluster} has no leader (asked ${restApis(inv)
-      .map((t) => t.url)
-      .join(', ')})`,
-  );
-}
 
 /**
  * The marker row (written once: a retry finds it) with the row counts of the largest tables taken
@@ -246,12 +233,7 @@ export async function physicalBackup(
   }
   // Found waiting for its last WAL file (an attempt that died in --wait): archive it, bounded.
   for (let i = 0; b.status === 'WAITING_FOR_WALS' && i < 20; i++) {
-    await barmanCli(
-      deps,
-      inv,
-      ['switch-wal', '--force', '--archive', '--archive-timeout', '30', server],
-      60_000,
-    );
+    await switchWalArchived(deps, inv, 30, leader);
     await barmanCli(deps, inv, ['-q', 'cron']);
     b = (await showBackup(deps, inv, name)) ?? b;
   }

@@ -29,9 +29,8 @@ import type { PatroniActivities } from '../patroni';
 import { pctExec, quote } from '../command';
 import type { ProxmoxHost } from '../proxmox';
 import { asBackupUser, barmanCli, listBackups } from '../backup/cli';
-import { psqlOnMember } from '../backup/barman';
+import { leaderOf, psqlOnMember, switchWalArchived } from '../backup/barman';
 import { literal, MARKER_TABLE } from '../backup/counts';
-import { leaderOf } from '../backup/physical';
 import type { BackupDeps } from '../backup/types';
 import { BARMAN_RECEIVE_WAL } from '../nodes/backup';
 import { ensureFiles } from '../nodes/shell';
@@ -148,12 +147,7 @@ async function archiveEnd(
 ): Promise<Omit<RestoreWindow, 'fromTime' | 'fromLsn'>> {
   const server = barmanServer(src);
   const switchedAt = new Date().toISOString();
-  const sw = await barmanCli(
-    deps,
-    src,
-    ['switch-wal', '--force', '--archive', '--archive-timeout', '60', server],
-    90_000,
-  );
+  const sw = await switchWalArchived(deps, src, 60);
   // `switch-wal --archive` runs Barman's archiver itself until the switched segment is archived
   // (server.py wait_for_wal); only when it failed is `cron` asked to archive what has arrived.
   if (sw.code !== 0) await barmanCli(deps, src, ['-q', 'cron'], 120_000);
