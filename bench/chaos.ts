@@ -10,8 +10,10 @@
  * 18.4 → 18.6 — the members put back on 18.4 before every run and at the end, outside the runs):
  * one undisturbed run measures its duration D; then N runs (--kills, default 10), each with the
  * worker SIGKILLed at a moment drawn uniformly from [0.05 D, 0.95 D] and a new worker started at
- * once; M of all those runs (--server-kills, default 3) also have the Temporal server SIGKILLed at
- * another such moment and started again on the same database a second later. The moments come
+ * once; a run that ended before its moment is run again with a new one, until N kills have landed
+ * (at most 3 N runs). M of all those runs (--server-kills, default 3) also have the Temporal server
+ * SIGKILLed at another such moment and started again on the same database a second later (one that
+ * did not land goes to the next run). The moments come
  * from --seed (printed first): the same seed replays the same moments.
  *
  * After every run, from outside pgha (Patroni's REST API and SQL on the members):
@@ -575,19 +577,35 @@ async function main(): Promise<void> {
         `${extra.note ? `${extra.note} ` : ''}healthy=${healthy} agree=${agree} writing=${writing} leader=${leaderNow}` +
         (extra.problems.length ? ` problems=${JSON.stringify(extra.problems)}` : ''),
     );
-    return took;
+    return { took, landed };
   };
 
   let i = 0;
   try {
+    // Every runbook gets `kills` worker kills that land during a run, and the whole chaos run
+    // `serverKills` server kills: a run that ended before its kill moment is run again with a new
+    // moment (at most 3 × kills runs per runbook), and a server kill that did not land goes to the
+    // next run.
+    let serverOwed = 0;
     for (const name of names) {
-      const d = await oneRun(name, i++);
-      for (let k = 0; k < kills; k++) {
+      const d = (await oneRun(name, i++)).took;
+      let landed = 0;
+      for (let n = 0; landed < kills && n < 3 * kills; n++) {
         const at = Math.round((0.05 + 0.9 * random()) * d);
-        const serverAt = serverKillRuns.has(killRun) ? Math.round((0.05 + 0.9 * random()) * d) : undefined;
-        killRun++;
-        await oneRun(name, i++, at, serverAt);
+        if (serverKillRuns.has(killRun)) serverOwed++;
+        serverKillRuns.delete(killRun);
+        const serverAt = serverOwed > 0 ? Math.round((0.05 + 0.9 * random()) * d) : undefined;
+        const r = await oneRun(name, i++, at, serverAt);
+        if (r.landed.worker) {
+          landed++;
+          killRun++;
+        }
+        if (r.landed.server) serverOwed--;
       }
+      if (landed < kills)
+        console.log(
+          `chaos: ${name}: ${landed} of ${kills} worker kills landed in ${3 * kills} runs (its runs end sooner than D)`,
+        );
     }
   } finally {
     await writer.stop();

@@ -78,7 +78,8 @@ void test(
     assert.equal(lost, 0, `acknowledged commits lost (seed ${seed})`);
     assert.equal(double, 0, `an action done twice (seed ${seed})`);
     assert.equal(unhealthy, 0, `a run left the cluster unhealthy or its members disagreeing (seed ${seed})`);
-    assert.equal(runs, 2 * runbooks.length, 'each runbook measured once and run once with a kill');
+    // each runbook measured once, then run with a kill until one lands (at most 3 runs)
+    assert.ok(runs! >= 2 * runbooks.length && runs! <= 4 * runbooks.length, `runs=${runs}`);
     assert.equal(completed! + refused!, runs, `every run ended completed or refused (seed ${seed})`);
     assert.ok(
       workerKills! >= runbooks.length - 1,
