@@ -90,7 +90,14 @@ async function main() {
     const byHandS = hand.seconds;
     console.log(
       `by hand (pct exec tar | pct exec tar of the base backup and its WAL into ${leader}'s CT, recovery to T, start): ` +
-        `${byHandS} s (copy ${hand.copyS} s, recovery and start ${seconds(hand.seconds * 1000 - hand.copyS * 1000)} s), ids ${hand.rows}`,
+        `${byHandS} s (barman switch-wal --archive ${hand.switchS} s, copy ${seconds(hand.copyS * 1000 - hand.switchS * 1000)} s, ` +
+        `recovery and start ${seconds(hand.seconds * 1000 - hand.copyS * 1000)} s), ids ${hand.rows}`,
+    );
+    // Barman archives the switched segment only once the next one begins: on a quiet cluster the plain
+    // command waits up to ~15 s for that (the runbook makes the next segment begin). Said apart, so the
+    // ratio can be read without that wait too.
+    console.log(
+      `by hand without the switch's wait: ${seconds(hand.seconds * 1000 - hand.switchS * 1000)} s (+ the runbook's whole plan inside its RTO)`,
     );
 
     // the runbook, in place, to T
@@ -141,6 +148,10 @@ async function main() {
     const exact = lo === '1' && hi === '100' && late === '0';
     console.log(`restored to ${T}: ids ${lo}..${hi}, ${late} after T; ${result.verified?.stoppedAt}`);
     const ratio = rtoS / byHandS;
+    const noWait = seconds(hand.seconds * 1000 - hand.switchS * 1000);
+    console.log(
+      `ratio against by hand without its switch's wait (${noWait} s): ${(rtoS / noWait).toFixed(2)}`,
+    );
     console.log(`restore rto_s=${rtoS} by_hand_s=${byHandS} ratio=${ratio.toFixed(2)} pitr_exact=${exact}`);
   });
   await env.teardown();
@@ -166,7 +177,7 @@ async function byHandInCt(
   member: string,
   backup: PhysicalBackupResult,
   target: string,
-): Promise<{ seconds: number; copyS: number; rows: string }> {
+): Promise<{ seconds: number; copyS: number; switchS: number; rows: string }> {
   const b = inv.nodes.backup[0]!;
   const m = inv.nodes.postgres.find((n) => n.hostname === member)!;
   const server = `${inv.backup.storage.path}/${barmanServer(inv)}`;
@@ -213,6 +224,7 @@ async function byHandInCt(
       timeoutMs: 120_000,
     },
   );
+  const switchS = seconds(Date.now() - h0);
   host(
     `${pctExec(b.vmid, [...asBarman, 'tar', '-C', `${server}/base/${backup.backupId}/data`, '-cf', '-', '.'])} | ` +
       pctExec(m.vmid, ['runuser', '-u', pg, '--', 'tar', '-C', `${dir}/data`, '-xf', '-']),
@@ -270,5 +282,5 @@ async function byHandInCt(
   const took = seconds(Date.now() - h0);
   const rows = psql(`select coalesce(min(id), 0) || '..' || coalesce(max(id), 0) from bench_restore_rows`);
   dropCopy();
-  return { seconds: took, copyS, rows };
+  return { seconds: took, copyS, switchS, rows };
 }
