@@ -5,7 +5,8 @@
  *
  * A Temporal dev server (its own state directory and port) and a pgha worker run as child
  * processes, as in production. A writer commits a row per transaction through the first HAProxy
- * the whole time. For each runbook (RUNBOOKS: switchover, failover — forced, away from a live
+ * the whole time. For each runbook (RUNBOOKS: deployCluster — again, on the deployed cluster, where it
+ * must restart nothing —, switchover, failover — forced, away from a live
  * leader —, rollingRestart, applyConfig, reinitReplica, backup, restoreDrill, upgradePostgresql
  * 18.4 → 18.6 — the members put back on 18.4 before every run and at the end, outside the runs):
  * one undisturbed run measures its duration D; then N runs (--kills, default 10), each with the
@@ -63,6 +64,7 @@ const RUN_BOUND_MS = 15 * 60_000;
  * restores it; the upgrade last (the cluster is put back on the inventory's build at the end).
  */
 export const RUNBOOKS = [
+  'deployCluster',
   'switchover',
   'failover',
   'rollingRestart',
@@ -357,6 +359,9 @@ async function main(): Promise<void> {
    * starts from the old build every time), and an optional watcher of what else must happen once.
    */
   const specs: Record<string, Spec> = {
+    // deploy again on the deployed cluster: it converges on what is there, restarting nothing
+    // (fresh CTs with a worker kill: test/lab/deploy.test.ts)
+    deployCluster: { args: () => ({}), posts: { switchover: 0, failover: 0 } },
     switchover: { args: () => ({}), posts: { switchover: 1, failover: 0 } },
     failover: {
       // away from a live leader (pgha failover --to X --force): the same hand-off a dead leader gets

@@ -12,7 +12,7 @@ import type { Inventory, Node } from '../../runbooks/schema';
 import { etcdEndpoint } from '../../runbooks/topology';
 import type { EtcdEndpointHealth, EtcdMember } from '../etcd';
 import { preflightNode } from '../nodes/preflight';
-import { pollUntil } from '../poll';
+import { PollTimeoutError, pollUntil } from '../poll';
 import { etcdNode, fail, invocationOf, majority, refuse } from './common';
 import type { EtcdOpsDeps } from './types';
 
@@ -59,18 +59,43 @@ function describe(h: EtcdEndpointHealth | undefined): string {
     : `unhealthy (${h.error ?? '?'})`;
 }
 
+/**
+ * A member just lost may have been etcd's leader: the others elect a new one within an election
+ * timeout or a few (longer on a loaded host; CI saw both "no leader" 1-3 s after the CT was
+ * destroyed). The others are asked again for this long before a refusal.
+ */
+const QUORUM_WAIT_MS = 30_000;
+
 /** The health of the other members (by the inventory's endpoints): refuses below a quorum. */
 async function othersWithQuorum(deps: EtcdOpsDeps, inv: Inventory, member: string, doing: string) {
   const rest = others(inv, member);
-  const health = await deps.etcd.etcdEndpointHealth({
-    endpoints: rest.map((n) => etcdEndpoint(inv, n.hostname)),
-  });
-  const healthy = rest.filter((n, i) => health[i]?.healthy);
   const need = majority(inv.nodes.etcd.length);
+  const ask = async () => {
+    const health = await deps.etcd.etcdEndpointHealth({
+      endpoints: rest.map((n) => etcdEndpoint(inv, n.hostname)),
+    });
+    return { health, healthy: rest.filter((n, i) => health[i]?.healthy) };
+  };
+  const waitMs = deps.quorumWaitMs ?? QUORUM_WAIT_MS;
+  const said = (h: EtcdEndpointHealth[]) => rest.map((n, i) => `${n.hostname} ${describe(h[i])}`).join('; ');
+  let seen: Awaited<ReturnType<typeof ask>>;
+  try {
+    seen = await pollUntil(
+      { what: `a quorum of etcd without ${member}`, timeoutMs: waitMs, intervalMs: 1000 },
+      async () => {
+        const s = await ask();
+        return { done: s.healthy.length >= need, value: s, describe: said(s.health) };
+      },
+    );
+  } catch (err) {
+    if (!(err instanceof PollTimeoutError)) throw err;
+    seen = err.last as Awaited<ReturnType<typeof ask>>;
+  }
+  const { health, healthy } = seen;
   if (healthy.length < need) {
     refuse(
       `${doing} needs a quorum of ${need} of ${inv.nodes.etcd.length} etcd members without ${member}; ` +
-        `healthy: ${healthy.length} (${rest.map((n, i) => `${n.hostname} ${describe(health[i])}`).join('; ')}). ` +
+        `healthy: ${healthy.length} (${said(health)}; asked for ${waitMs / 1000} s). ` +
         'Nothing was done. Bring a member back first; if the quorum is lost for good, restore etcd from a ' +
         'snapshot (runbooks/README.md, "Restoring etcd from a snapshot")',
     );

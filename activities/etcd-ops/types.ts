@@ -14,6 +14,8 @@ export interface EtcdOpsDeps {
   patroni: Pick<PatroniActivities, 'patroniGetPatroni'>;
   /** The Proxmox host of the cluster: `pct exec` into the CTs and commands on the host itself. */
   hostFor(proxmox: Inventory['proxmox']): Promise<CtShell & Pick<ProxmoxHost, 'run'>>;
+  /** How long the members left are asked again for a quorum before a refusal (default 30 s). */
+  quorumWaitMs?: number;
 }
 
 /** One etcd member as a pre-check saw it. */

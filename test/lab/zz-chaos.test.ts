@@ -1,5 +1,6 @@
 /**
- * CI's short chaos run (issue 13): `npm run chaos` with one worker SIGKILL per runbook (switchover,
+ * CI's short chaos run (issue 13): `npm run chaos` with one worker SIGKILL per runbook (deployCluster
+ * again on the deployed cluster, switchover,
  * failover, rollingRestart, applyConfig, reinitReplica, backup, restoreDrill, upgradePostgresql)
  * and one Temporal server SIGKILL, on the lab cluster
  * the other lab tests left deployed (the file sorts last among them). The full run (10 worker kills
@@ -21,6 +22,7 @@ import { repoRoot } from '../helpers/local-common';
 const skip = process.env.CI ? false : labNotUpReason();
 /** bench/chaos.ts RUNBOOKS (not imported: that file runs the chaos run when loaded). */
 const EVERY_RUNBOOK = [
+  'deployCluster',
   'switchover',
   'failover',
   'rollingRestart',

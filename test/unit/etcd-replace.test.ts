@@ -130,10 +130,29 @@ void test('refused while the member is healthy, naming what it saw and pgha etcd
 void test('refused without a quorum of the others, pointing at the snapshot restore', async () => {
   const m = model();
   m.up.delete(client(inv.nodes.etcd[1]!.ip));
+  const t0 = Date.now();
   await refused(
-    createEtcdOpsActivities(depsOf(m)).etcdReplacePrecheck(args),
-    /needs a quorum of 2 of 3 etcd members without etcd3; healthy: 1 .*etcd2 unhealthy.*restore etcd from a snapshot/,
+    createEtcdOpsActivities({ ...depsOf(m), quorumWaitMs: 2500 }).etcdReplacePrecheck(args),
+    /needs a quorum of 2 of 3 etcd members without etcd3; healthy: 1 .*etcd2 unhealthy.*asked for 2\.5 s.*restore etcd from a snapshot/,
   );
+  assert.ok(Date.now() - t0 >= 2500, 'the others were asked again for the whole wait before the refusal');
+  assert.deepEqual(m.events, []);
+});
+
+void test('a quorum that comes back within the wait (an election after the lost member) is accepted', async () => {
+  const m = model();
+  const etcd2 = client(inv.nodes.etcd[1]!.ip);
+  const id2 = m.up.get(etcd2)!;
+  m.up.delete(etcd2);
+  const back = setTimeout(() => m.up.set(etcd2, id2), 1500);
+  try {
+    const plan = await createEtcdOpsActivities({ ...depsOf(m), quorumWaitMs: 20_000 }).etcdReplacePrecheck(
+      args,
+    );
+    assert.equal(plan.member, 'etcd3');
+  } finally {
+    clearTimeout(back);
+  }
   assert.deepEqual(m.events, []);
 });
 
