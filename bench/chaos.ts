@@ -54,26 +54,12 @@ import { restApi } from '../runbooks/topology';
 import { barmanServer } from '../activities/render';
 import { inCtAsync, switchoverRequests } from '../test/helpers/lab-direct';
 import { labCluster as labUpgrade } from '../test/helpers/lab-upgrade';
+import { RUNBOOKS } from './chaos-runbooks';
 import { Writer, bounded, labCluster, requireLabInventory, sleep } from './common';
 
 const root = join(__dirname, '..');
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(root, 'runbooks/clusters/lab.yaml');
 const RUN_BOUND_MS = 15 * 60_000;
-/**
- * Every runbook the chaos run knows, in the order it runs them: the backup before the drill that
- * restores it; the upgrade last (the cluster is put back on the inventory's build at the end).
- */
-export const RUNBOOKS = [
-  'deployCluster',
-  'switchover',
-  'failover',
-  'rollingRestart',
-  'applyConfig',
-  'reinitReplica',
-  'backup',
-  'restoreDrill',
-  'upgradePostgresql',
-];
 
 /** mulberry32: a small seeded generator, so a seed replays the same kill moments. */
 function rng(seed: number) {

@@ -18,20 +18,9 @@ import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { labNotUpReason } from '../../lab/testing';
 import { repoRoot } from '../helpers/local-common';
+import { RUNBOOKS } from '../../bench/chaos-runbooks';
 
 const skip = process.env.CI ? false : labNotUpReason();
-/** bench/chaos.ts RUNBOOKS (not imported: that file runs the chaos run when loaded). */
-const EVERY_RUNBOOK = [
-  'deployCluster',
-  'switchover',
-  'failover',
-  'rollingRestart',
-  'applyConfig',
-  'reinitReplica',
-  'backup',
-  'restoreDrill',
-  'upgradePostgresql',
-];
 const LAB = process.env.PGHA_LAB_INVENTORY ?? join(repoRoot, 'runbooks/clusters/lab.yaml');
 
 void test(
@@ -74,7 +63,7 @@ void test(
     const runbooks = /^chaos seed=\d+ .*runbooks=(\S+)$/m.exec(r.stdout)?.[1]?.split(',') ?? [];
     assert.deepEqual(
       [...runbooks].sort(),
-      [...EVERY_RUNBOOK].sort(),
+      [...RUNBOOKS].sort(),
       'the short run covers every runbook the chaos suite knows',
     );
     assert.equal(lost, 0, `acknowledged commits lost (seed ${seed})`);
