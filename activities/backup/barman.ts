@@ -26,7 +26,7 @@ import {
   barmanSynchronousStandbyNames,
   synchronousStandbySql,
 } from '../render';
-import { barmanCli, type CliResult } from './cli';
+import { barmanCheck, barmanCli, type BarmanCheck, type CliResult } from './cli';
 import { scramMatches, scramVerifier } from './scram';
 import type { BackupDeps, BackupPrepared, BackupSynchronous, BackupTool } from './types';
 
@@ -129,6 +129,48 @@ export async function switchWalArchived(
   const r = await sw;
   await nudge;
   return r;
+}
+
+/** `barman check` lines that say nothing about whether WAL streams and a backup can start. */
+const NOT_READINESS = new Set(['failed backups']);
+
+/**
+ * The gate after the backup CT is installed: bounded wait until `barman check` passes — WAL
+ * streaming through the slot is up (`barman cron` starts receive-wal) and a first WAL file is
+ * archived (a WAL switch forced once). Fails with the checks still failing.
+ */
+export async function waitBarmanReady(
+  deps: BackupDeps,
+  args: { inv: Inventory; timeoutMs?: number },
+): Promise<BarmanCheck> {
+  const { inv } = args;
+  const server = barmanServer(inv);
+  const deadline = Date.now() + (args.timeoutMs ?? 180_000);
+  let switched = false;
+  let last: BarmanCheck | undefined;
+  for (;;) {
+    await barmanCli(deps, inv, ['-q', 'cron']);
+    last = await barmanCheck(deps, { inv });
+    if (last.ok) return last;
+    const failing = last.checks.filter((c) => !c.ok).map((c) => c.name);
+    // An earlier backup that failed (a full disk, a killed pg_basebackup) fails `barman check`
+    // until it is deleted, yet takes nothing from streaming, archiving or the next backup: not a
+    // reason to wait (the restore's `barman ready` waited 180 s for it, then failed).
+    if (failing.every((n) => NOT_READINESS.has(n))) return last;
+    heartbeat({ what: 'barman check', failing });
+    const streaming = last.checks.find((c) => c.name === 'receive-wal running')?.ok;
+    if (streaming && !switched) {
+      switched = (await switchWalArchived(deps, inv, 60)).code === 0;
+    }
+    if (Date.now() >= deadline)
+      throw new Error(
+        `barman check ${server} still fails after ${args.timeoutMs ?? 180_000} ms: ${last.checks
+          .filter((c) => !c.ok)
+          .map((c) => `${c.name} (${c.detail})`)
+          .join('; ')}`,
+      );
+    await sleep(3000);
+  }
 }
 
 /** psql in the member's CT as the postgres OS user: SQL on stdin, tab-separated rows out. */

@@ -2,10 +2,9 @@
  * Barman's command line in the backup CT, as its OS user, argv only (activities/command.ts quotes
  * it for `pct exec`). `barman check` parsed into named results.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Inventory } from '../../runbooks/schema';
 import { backupNode } from '../../runbooks/topology';
-import { cancellationSignal, heartbeat, heartbeating } from '../poll';
+import { cancellationSignal, heartbeating } from '../poll';
 import { barmanExecutable, barmanServer } from '../render';
 import type { BackupDeps } from './types';
 
@@ -69,54 +68,6 @@ export async function barmanCheck(deps: BackupDeps, args: { inv: Inventory }): P
   const r = await barmanCli(deps, args.inv, ['check', server]);
   const checks = parseBarmanCheck(r.stdout);
   return { server, ok: r.code === 0 && checks.length > 0 && checks.every((c) => c.ok), checks };
-}
-
-/** `barman check` lines that say nothing about whether WAL streams and a backup can start. */
-const NOT_READINESS = new Set(['failed backups']);
-
-/**
- * The gate after the backup CT is installed: bounded wait until `barman check` passes — WAL
- * streaming through the slot is up (`barman cron` starts receive-wal) and a first WAL file is
- * archived (a WAL switch forced once). Fails with the checks still failing.
- */
-export async function waitBarmanReady(
-  deps: BackupDeps,
-  args: { inv: Inventory; timeoutMs?: number },
-): Promise<BarmanCheck> {
-  const { inv } = args;
-  const server = barmanServer(inv);
-  const deadline = Date.now() + (args.timeoutMs ?? 180_000);
-  let switched = false;
-  let last: BarmanCheck | undefined;
-  for (;;) {
-    await barmanCli(deps, inv, ['-q', 'cron']);
-    last = await barmanCheck(deps, { inv });
-    if (last.ok) return last;
-    const failing = last.checks.filter((c) => !c.ok).map((c) => c.name);
-    // An earlier backup that failed (a full disk, a killed pg_basebackup) fails `barman check`
-    // until it is deleted, yet takes nothing from streaming, archiving or the next backup: not a
-    // reason to wait (the restore's `barman ready` waited 180 s for it, then failed).
-    if (failing.every((n) => NOT_READINESS.has(n))) return last;
-    heartbeat({ what: 'barman check', failing });
-    const streaming = last.checks.find((c) => c.name === 'receive-wal running')?.ok;
-    if (streaming && !switched) {
-      const s = await barmanCli(
-        deps,
-        inv,
-        ['switch-wal', '--force', '--archive', '--archive-timeout', '60', server],
-        90_000,
-      );
-      switched = s.code === 0;
-    }
-    if (Date.now() >= deadline)
-      throw new Error(
-        `barman check ${server} still fails after ${args.timeoutMs ?? 180_000} ms: ${last.checks
-          .filter((c) => !c.ok)
-          .map((c) => `${c.name} (${c.detail})`)
-          .join('; ')}`,
-      );
-    await sleep(3000);
-  }
 }
 
 /** One row of `barman -f json list-backups` (every status: EMPTY, STARTED, FAILED, DONE, ...). */

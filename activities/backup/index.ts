@@ -3,8 +3,8 @@
  * only binds the dependencies; each operation is a top-level `(deps, args)` function.
  */
 import type { Inventory } from '../../runbooks/schema';
-import { barman, ensureBarmanSynchronous } from './barman';
-import { barmanCheck, waitBarmanReady } from './cli';
+import { barman, ensureBarmanSynchronous, waitBarmanReady } from './barman';
+import { barmanCheck } from './cli';
 import { physicalBackup } from './physical';
 import { applyRetention } from './retention';
 import { applyLogicalRetention, logicalBackup } from './logical';
@@ -12,7 +12,8 @@ import type { BackupDeps } from './types';
 
 export * from './types';
 export { ensureBarmanRoles, ensureBarmanSlot, ensureBarmanSynchronous } from './barman';
-export { barmanCheck, parseBarmanCheck, waitBarmanReady } from './cli';
+export { barmanCheck, parseBarmanCheck } from './cli';
+export { waitBarmanReady } from './barman';
 export { physicalBackup, settleEarlierAttempt, type PhysicalBackupResult } from './physical';
 export { applyRetention, type RetentionResult } from './retention';
 export { logicalBackup, logicalObsolete, applyLogicalRetention, type LogicalBackupResult } from './logical';

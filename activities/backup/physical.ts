@@ -25,7 +25,6 @@ import { barmanServer } from '../render';
 import { backupNode } from '../../runbooks/topology';
 import { leaderOf, psqlOnMember, switchWalArchived } from './barman';
 
-export { leaderOf };
 import {
   MARKER_TABLE,
   largestTableCounts,
